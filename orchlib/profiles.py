@@ -1,0 +1,315 @@
+"""Loaders: read the files in ``data/`` into typed objects, validating everything. File reading only.
+
+Every problem raises :class:`DataError` naming the file, and where it applies the row and column, and what
+is valid. Nothing here computes latencies; see :mod:`orchlib.latency`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: The project's data folder (the package is used from a clone; see README).
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+
+
+class DataError(ValueError):
+    """A data file (or a value read from one) is missing, malformed or out of range."""
+
+
+@dataclass(frozen=True, eq=False)
+class VariantTable:
+    """The model variants an orchestrator can choose from, in file order."""
+
+    path: Path
+    #: one row per variant, indexed by model name; columns as in data/README.md.
+    frame: pd.DataFrame
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.frame.index)
+
+    def column(self, name: str) -> np.ndarray:
+        """One column as a float array in variant order."""
+        return self.frame[name].to_numpy(dtype=float)
+
+
+@dataclass(frozen=True, eq=False)
+class DeviceProfile:
+    """Measured or published compute latency of every variant on one device class."""
+
+    path: Path
+    name: str
+    #: the ``# key: value`` lines at the top of the file (machine, framework, threads, date, source, ...).
+    metadata: dict[str, str] = field(repr=False)
+    #: indexed by model name; columns median_ms, p10_ms, p90_ms, n_repeats.
+    frame: pd.DataFrame = field(repr=False)
+
+    def aligned(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(median_ms, p10_ms, p90_ms) arrays in the order of ``names``.
+
+        Raises:
+            DataError: a variant in ``names`` has no row in this profile.
+        """
+        missing = [n for n in names if n not in self.frame.index]
+        if missing:
+            raise DataError(
+                f"{self.path}: profile has no row for variant(s) {missing}; every variant of the model table needs one"
+            )
+        rows = self.frame.loc[list(names)]
+        return (
+            rows["median_ms"].to_numpy(float),
+            rows["p10_ms"].to_numpy(float),
+            rows["p90_ms"].to_numpy(float),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """A measured throughput trace: sample times (s) and throughput (Mbit/s)."""
+
+    path: Path
+    times_s: np.ndarray
+    mbps: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class NetworkLevel:
+    """A named steady network condition."""
+
+    name: str
+    uplink_mbps: float
+    downlink_mbps: float
+    rtt_ms: float
+    source: str
+
+
+VARIANT_COLUMNS = {
+    "model": str,
+    "width_multiplier": float,
+    "resolution": int,
+    "quantized": bool,
+    "million_macs": float,
+    "million_params": float,
+    "top1_pct": float,
+    "top5_pct": float,
+    "input_bytes": float,
+    "result_bytes": float,
+}
+PROFILE_COLUMNS = {"model": str, "median_ms": float, "p10_ms": float, "p90_ms": float, "n_repeats": float}
+LEVEL_COLUMNS = {"name": str, "uplink_mbps": float, "downlink_mbps": float, "rtt_ms": float, "source": str}
+
+
+def resolve(name_or_path: str | Path, subdir: str, suffix: str = ".csv") -> Path:
+    """A path as given if it exists, else ``data/<subdir>/<name><suffix>``.
+
+    Raises:
+        DataError: neither exists; lists the names available in that folder.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    candidate = DATA_DIR / subdir / (path.name if path.suffix else f"{path.name}{suffix}")
+    if candidate.is_file():
+        return candidate
+    folder = DATA_DIR / subdir
+    available = (
+        sorted(p.stem if suffix else p.name for p in folder.glob("*") if p.is_file())
+        if folder.is_dir()
+        else []
+    )
+    raise DataError(f"no file {str(name_or_path)!r} and no {candidate}; available in {folder}: {available}")
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The ``# key: value`` lines at the top of a CSV (comment lines without a colon are provenance text)."""
+    meta: dict[str, str] = {}
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.startswith("#"):
+                break
+            key, sep, value = line[1:].partition(":")
+            if sep and key.strip() and " " not in key.strip():
+                meta[key.strip()] = value.strip()
+    return meta
+
+
+def _read_table(path: Path, columns: dict[str, type], key: str) -> pd.DataFrame:
+    """Read a commented CSV and check columns, types, emptiness and duplicate keys."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        frame = pd.read_csv(path, comment="#", skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty (expected a header with columns {list(columns)})") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: not a valid CSV ({exc})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; required columns are {list(columns)}")
+    if frame.empty:
+        raise DataError(f"{path}: has a header but no rows")
+    for column, kind in columns.items():
+        values = frame[column]
+        for row, value in zip(frame.index, values, strict=True):
+            line = f"{path}, row {row + 1} (model/name {frame[key].iloc[row]!r}), column {column!r}"
+            if kind is str:
+                if not isinstance(value, str) or not value.strip():
+                    raise DataError(f"{line}: expected a non-empty text, got {value!r}")
+            elif kind is bool:
+                if str(value).strip().lower() not in {"true", "false"}:
+                    raise DataError(f"{line}: expected true or false, got {value!r}")
+            else:
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    raise DataError(f"{line}: expected a number, got {value!r}") from None
+                if math.isnan(number):
+                    raise DataError(f"{line}: is empty or NaN; a number is required")
+                if kind is int and number != int(number):
+                    raise DataError(f"{line}: expected a whole number, got {value!r}")
+    for column, kind in columns.items():
+        if kind is bool:
+            frame[column] = frame[column].astype(str).str.strip().str.lower() == "true"
+        elif kind is not str:
+            frame[column] = frame[column].astype(float)
+    duplicated = frame[key][frame[key].duplicated()].tolist()
+    if duplicated:
+        raise DataError(f"{path}: duplicate {key} value(s) {duplicated}; each must appear once")
+    return frame
+
+
+def _require_positive(
+    path: Path, frame: pd.DataFrame, key: str, columns: list[str], allow_zero: bool = False
+) -> None:
+    for column in columns:
+        bad = frame[(frame[column] < 0) if allow_zero else (frame[column] <= 0)]
+        if not bad.empty:
+            row = int(bad.index[0])
+            bound = ">= 0" if allow_zero else "> 0"
+            raise DataError(
+                f"{path}, row {row + 1} ({key} {bad[key].iloc[0]!r}), column {column!r}: "
+                f"got {bad[column].iloc[0]}, must be {bound}"
+            )
+
+
+def load_variants(name_or_path: str | Path = "mobilenet_v1") -> VariantTable:
+    """Load a model-variant table (default ``data/models/mobilenet_v1.csv``).
+
+    Raises:
+        DataError: missing file or columns, wrong types, duplicate models, non-positive sizes or MACs,
+            accuracy outside (0, 100].
+    """
+    path = resolve(name_or_path, "models")
+    frame = _read_table(path, VARIANT_COLUMNS, "model")
+    _require_positive(
+        path,
+        frame,
+        "model",
+        ["million_macs", "million_params", "input_bytes", "result_bytes", "resolution", "width_multiplier"],
+    )
+    for column in ("top1_pct", "top5_pct"):
+        bad = frame[(frame[column] <= 0) | (frame[column] > 100)]
+        if not bad.empty:
+            raise DataError(
+                f"{path}, row {int(bad.index[0]) + 1} (model {bad['model'].iloc[0]!r}), column {column!r}: "
+                f"got {bad[column].iloc[0]}, must be in (0, 100] percent"
+            )
+    return VariantTable(path=path, frame=frame.set_index("model", drop=False))
+
+
+def load_profile(name_or_path: str | Path, variants: VariantTable | None = None) -> DeviceProfile:
+    """Load a device profile (``data/profiles/<name>.csv`` or a path), as written by ``orchlib profile``.
+
+    Args:
+        name_or_path: a profile name in ``data/profiles`` or a CSV path.
+        variants: when given, every model in the profile must be one of its variants and every variant must
+            have a row.
+
+    Raises:
+        DataError: missing file or columns, wrong types, duplicate rows, latencies that are NaN, zero or
+            negative, ``p10 > median`` or ``median > p90``, unknown or missing variant names.
+    """
+    path = resolve(name_or_path, "profiles")
+    frame = _read_table(path, PROFILE_COLUMNS, "model")
+    _require_positive(path, frame, "model", ["median_ms", "p10_ms", "p90_ms"])
+    _require_positive(path, frame, "model", ["n_repeats"], allow_zero=True)
+    order = frame[(frame["p10_ms"] > frame["median_ms"]) | (frame["median_ms"] > frame["p90_ms"])]
+    if not order.empty:
+        raise DataError(
+            f"{path}, row {int(order.index[0]) + 1} (model {order['model'].iloc[0]!r}): "
+            "needs p10_ms <= median_ms <= p90_ms"
+        )
+    if variants is not None:
+        unknown = sorted(set(frame["model"]) - set(variants.names))
+        if unknown:
+            raise DataError(
+                f"{path}: unknown variant name(s) {unknown}; valid names are those of {variants.path}"
+            )
+    frame = frame.set_index("model", drop=False)
+    profile = DeviceProfile(
+        path=path, name=read_metadata(path).get("name", path.stem), metadata=read_metadata(path), frame=frame
+    )
+    if variants is not None:
+        profile.aligned(variants.names)
+    return profile
+
+
+def load_trace(name_or_path: str | Path) -> Trace:
+    """Load a throughput trace: two whitespace-separated columns per line, time (s) and throughput (Mbit/s).
+
+    Raises:
+        DataError: missing or empty file, a line without two numbers, non-increasing time, a throughput that
+            is NaN, zero or negative.
+    """
+    path = resolve(name_or_path, "traces", suffix="")
+    times: list[float] = []
+    rates: list[float] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.split()
+            try:
+                t, r = float(parts[0]), float(parts[1])
+            except (IndexError, ValueError):
+                raise DataError(
+                    f"{path}, line {number}: expected two numbers 'time_s throughput_mbps', got {line.strip()!r}"
+                ) from None
+            if not (math.isfinite(r) and r > 0):
+                raise DataError(
+                    f"{path}, line {number}: throughput must be a finite number > 0 Mbit/s, got {r}"
+                )
+            if not math.isfinite(t) or (times and t <= times[-1]):
+                raise DataError(
+                    f"{path}, line {number}: time {t} s is not after the previous time {times[-1] if times else None} s; times must increase"
+                )
+            times.append(t)
+            rates.append(r)
+    if not times:
+        raise DataError(f"{path}: trace is empty (expected lines 'time_s throughput_mbps')")
+    return Trace(path=path, times_s=np.array(times), mbps=np.array(rates))
+
+
+def load_network_levels(name_or_path: str | Path = "levels") -> dict[str, NetworkLevel]:
+    """Load the named steady network conditions (default ``data/network/levels.csv``).
+
+    Raises:
+        DataError: missing file or columns, duplicate names, bandwidths or RTTs that are NaN, zero or negative.
+    """
+    path = resolve(name_or_path, "network")
+    frame = _read_table(path, LEVEL_COLUMNS, "name")
+    _require_positive(path, frame, "name", ["uplink_mbps", "downlink_mbps"])
+    _require_positive(path, frame, "name", ["rtt_ms"], allow_zero=True)
+    return {
+        row.name: NetworkLevel(row.name, row.uplink_mbps, row.downlink_mbps, row.rtt_ms, row.source)
+        for row in frame.itertuples(index=False)
+    }
