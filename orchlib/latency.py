@@ -229,3 +229,36 @@ def lognormal_sigma(p10_ms: np.ndarray, p90_ms: np.ndarray) -> np.ndarray:
 def compute_time_ms(median_ms: np.ndarray, sigma: np.ndarray, z: float | np.ndarray) -> np.ndarray:
     """Compute time for noise draw(s) ``z``: ``median * exp(sigma * z)`` (equals the median when z = 0)."""
     return median_ms * np.exp(sigma * z)
+
+
+def bits_until_array(rate: RateFunction, t_s: np.ndarray) -> np.ndarray:
+    """Vector form of :meth:`RateFunction.bits_until`."""
+    t_s = np.asarray(t_s, dtype=float)
+    if rate.constant_mbps is not None:
+        return t_s * rate.constant_mbps * 1e6
+    end = rate.prefix_end_s
+    in_prefix = np.interp(np.minimum(t_s, end), rate.prefix_times_s, rate.prefix_bits)
+    n, r = np.divmod(np.maximum(t_s - end, 0.0), rate.period_s)
+    tail = n * rate.tail_bits[-1] + np.interp(r, rate.tail_times_s, rate.tail_bits)
+    return in_prefix + tail
+
+
+def time_of_bits_array(rate: RateFunction, bits: np.ndarray) -> np.ndarray:
+    """Vector form of :meth:`RateFunction.time_of_bits`."""
+    bits = np.asarray(bits, dtype=float)
+    if rate.constant_mbps is not None:
+        return bits / (rate.constant_mbps * 1e6)
+    prefix_total = rate.prefix_bits[-1]
+    in_prefix = np.interp(np.minimum(bits, prefix_total), rate.prefix_bits, rate.prefix_times_s) if prefix_total > 0 else 0.0
+    n, rem = np.divmod(np.maximum(bits - prefix_total, 0.0), rate.tail_bits[-1])
+    tail = n * rate.period_s + np.interp(rem, rate.tail_bits, rate.tail_times_s)
+    return in_prefix + np.where(bits > prefix_total, tail, 0.0)
+
+
+def transfer_time_ms_array(rate: RateFunction, n_bytes: np.ndarray, start_ms: np.ndarray) -> np.ndarray:
+    """Vector form of :func:`transfer_time_ms` (broadcasts ``n_bytes`` against ``start_ms``)."""
+    bits = np.asarray(n_bytes, dtype=float) * BITS_PER_BYTE
+    if rate.constant_mbps is not None:
+        return np.broadcast_to(bits / (rate.constant_mbps * 1e3), np.broadcast_shapes(bits.shape, np.shape(start_ms))).copy()
+    start_s = np.asarray(start_ms, dtype=float) / 1e3
+    return (time_of_bits_array(rate, bits_until_array(rate, start_s) + bits) - start_s) * 1e3

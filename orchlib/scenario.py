@@ -1,0 +1,336 @@
+"""Scenario configuration: frozen, typed dataclasses, varied with :func:`dataclasses.replace`.
+
+A :class:`Scenario` says *what system* is simulated: how many users, which device profile each tier runs,
+the links between them, how requests arrive and what accuracy they need. It holds names and numbers only;
+:func:`orchlib.simulator.build_system` reads the files it names. Every value of the ``paper`` preset that the
+public paper does not give is a reconstruction, numbered in ``docs/assumptions.md``.
+
+Presets: :func:`paper`, :func:`tiny` (for tests), and the three motivation settings
+:func:`motivation_network`, :func:`motivation_users`, :func:`motivation_accuracy`. ``PRESETS`` maps names to
+the zero-argument ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+TIERS: tuple[str, ...] = ("end", "edge", "cloud")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _finite_positive(name: str, value: float, allow_zero: bool = False) -> None:
+    ok = isinstance(value, int | float) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    _check(ok, f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    """One tier of the system: which device profile it runs and how many requests it serves at once."""
+
+    #: profile name in ``data/profiles`` (file stem) or a path to a profile CSV written by ``orchlib profile``.
+    profile: str
+    #: parallel inference workers per server (edge and cloud); the end tier always has one per user device.
+    n_workers: int = 1
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.profile, str) and self.profile != "",
+            f"TierSpec.profile must be a profile name, got {self.profile!r}",
+        )
+        _check(
+            isinstance(self.n_workers, int) and self.n_workers >= 1,
+            f"TierSpec.n_workers must be an integer >= 1, got {self.n_workers!r}",
+        )
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """A network link: steady bandwidth and RTT, or a replayed trace, optionally with scripted changes."""
+
+    #: uplink bandwidth, Mbit/s (ignored for the rate when ``trace`` is set).
+    uplink_mbps: float
+    #: downlink bandwidth, Mbit/s (ignored for the rate when ``trace`` is set).
+    downlink_mbps: float
+    #: round-trip propagation time, ms (half on the way up, half on the way down).
+    rtt_ms: float
+    #: trace file name in ``data/traces`` (or a path); when set, both directions follow it (in Mbit/s).
+    trace: str | None = None
+    #: start replaying the trace this many seconds into it.
+    trace_offset_s: float = 0.0
+    #: scripted changes ``((time_s, factor), ...)``: from ``time_s`` on, bandwidth is multiplied by ``factor``.
+    changes: tuple[tuple[float, float], ...] = ()
+    #: the named level these values came from (documentation only; see ``data/network/levels.csv``).
+    level: str | None = None
+
+    def __post_init__(self) -> None:
+        _finite_positive("LinkSpec.uplink_mbps", self.uplink_mbps)
+        _finite_positive("LinkSpec.downlink_mbps", self.downlink_mbps)
+        _finite_positive("LinkSpec.rtt_ms", self.rtt_ms, allow_zero=True)
+        _finite_positive("LinkSpec.trace_offset_s", self.trace_offset_s, allow_zero=True)
+        object.__setattr__(self, "changes", tuple((float(t), float(f)) for t, f in self.changes))
+        for t, f in self.changes:
+            _finite_positive("LinkSpec.changes time_s", t, allow_zero=True)
+            _finite_positive("LinkSpec.changes factor", f)
+
+    @classmethod
+    def from_level(cls, level: str, **overrides: Any) -> LinkSpec:
+        """A link with the bandwidths and RTT of a named level of ``data/network/levels.csv``.
+
+        Raises:
+            ValueError: unknown level name (the message lists the valid ones).
+        """
+        from orchlib.profiles import load_network_levels
+
+        levels = load_network_levels()
+        if level not in levels:
+            raise ValueError(f"unknown network level {level!r}; valid levels: {sorted(levels)}")
+        row = levels[level]
+        values = {
+            "uplink_mbps": row.uplink_mbps,
+            "downlink_mbps": row.downlink_mbps,
+            "rtt_ms": row.rtt_ms,
+            "level": level,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """How each user issues requests."""
+
+    #: ``"poisson"``: open loop, exponential inter-arrival times; ``"closed_loop"``: a user sends its next
+    #: request an exponential think time after the previous response returns.
+    process: Literal["poisson", "closed_loop"] = "poisson"
+    #: mean requests per second per user (poisson).
+    rate_per_s: float = 1.0
+    #: mean think time between a response and the next request, ms (closed loop).
+    think_time_ms: float = 1000.0
+
+    def __post_init__(self) -> None:
+        _check(
+            self.process in ("poisson", "closed_loop"),
+            f"Arrivals.process must be 'poisson' or 'closed_loop', got {self.process!r}",
+        )
+        _finite_positive("Arrivals.rate_per_s", self.rate_per_s)
+        _finite_positive("Arrivals.think_time_ms", self.think_time_ms, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class AccuracyRequirement:
+    """The distribution of per-request accuracy requirements (minimum ImageNet top-1, percent)."""
+
+    #: the requirement classes, top-1 percent, increasing.
+    levels_pct: tuple[float, ...] = (0.0,)
+    #: probability of each class (sums to 1).
+    probabilities: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels_pct", tuple(float(x) for x in self.levels_pct))
+        object.__setattr__(self, "probabilities", tuple(float(x) for x in self.probabilities))
+        _check(len(self.levels_pct) >= 1, "AccuracyRequirement.levels_pct needs at least one level")
+        _check(
+            len(self.levels_pct) == len(self.probabilities),
+            f"AccuracyRequirement: {len(self.levels_pct)} levels_pct but {len(self.probabilities)} probabilities",
+        )
+        _check(
+            all(0 <= x <= 100 for x in self.levels_pct),
+            f"AccuracyRequirement.levels_pct must be in [0, 100], got {self.levels_pct}",
+        )
+        _check(
+            list(self.levels_pct) == sorted(set(self.levels_pct)),
+            f"AccuracyRequirement.levels_pct must be strictly increasing, got {self.levels_pct}",
+        )
+        _check(
+            all(p >= 0 for p in self.probabilities),
+            f"AccuracyRequirement.probabilities must be >= 0, got {self.probabilities}",
+        )
+        _check(
+            abs(sum(self.probabilities) - 1) < 1e-9,
+            f"AccuracyRequirement.probabilities must sum to 1, got {sum(self.probabilities)}",
+        )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A multi-user end-edge-cloud system and its workload."""
+
+    #: a short label used in results and file names.
+    name: str
+    #: number of users, each with its own end device, all sharing the access link and the edge server.
+    n_users: int
+    #: the users' end devices (one per user; ``n_workers`` ignored).
+    end: TierSpec
+    #: the edge server, reached over the shared access link.
+    edge: TierSpec
+    #: the cloud server, reached over the access link then the WAN.
+    cloud: TierSpec
+    #: device <-> edge access link, shared by all users (uploads are sent one at a time, FIFO).
+    access: LinkSpec
+    #: edge <-> cloud wide-area link (shared FIFO too).
+    wan: LinkSpec
+    #: request arrival process.
+    arrivals: Arrivals = field(default_factory=Arrivals)
+    #: per-request accuracy requirement distribution.
+    accuracy: AccuracyRequirement = field(default_factory=AccuracyRequirement)
+    #: horizon: number of requests in an episode / run.
+    n_requests: int = 10_000
+    #: model-variant table in ``data/models``.
+    variants: str = "mobilenet_v1"
+    #: variants offered to the orchestrator (``None``: all rows of the table).
+    variant_subset: tuple[str, ...] | None = None
+    #: draw compute times from each profile's spread (log-normal); False: always the median.
+    compute_jitter: bool = True
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.n_users, int) and self.n_users >= 1,
+            f"Scenario.n_users must be an integer >= 1, got {self.n_users!r}",
+        )
+        _check(
+            isinstance(self.n_requests, int) and self.n_requests >= 1,
+            f"Scenario.n_requests must be an integer >= 1, got {self.n_requests!r}",
+        )
+        if self.variant_subset is not None:
+            object.__setattr__(self, "variant_subset", tuple(self.variant_subset))
+            _check(
+                len(self.variant_subset) >= 1,
+                "Scenario.variant_subset must name at least one variant (or be None)",
+            )
+
+    def replace(self, **changes: Any) -> Scenario:
+        """``dataclasses.replace`` (for chaining)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable form (saved next to every result)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scenario:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        for key, kind in (
+            ("end", TierSpec),
+            ("edge", TierSpec),
+            ("cloud", TierSpec),
+            ("access", LinkSpec),
+            ("wan", LinkSpec),
+        ):
+            data[key] = kind(**data[key])
+        data["arrivals"] = Arrivals(**data["arrivals"])
+        data["accuracy"] = AccuracyRequirement(**data["accuracy"])
+        if data.get("variant_subset") is not None:
+            data["variant_subset"] = tuple(data["variant_subset"])
+        return cls(**data)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Presets. Each number below that the public paper does not give is numbered in docs/assumptions.md (S1...).
+
+
+def paper() -> Scenario:
+    """The documented reconstruction of the paper's multi-user setting (assumptions S1-S10)."""
+    return Scenario(
+        name="paper",
+        n_users=8,  # S1
+        end=TierSpec("rpi4_cpu4"),  # S2
+        edge=TierSpec("x86_2threads", n_workers=1),  # S3
+        cloud=TierSpec("x86_2threads", n_workers=8),  # S4
+        access=LinkSpec.from_level(
+            "4g_good", trace="metro.kalbakken-jernbanetorget-report.2010-09-13_1003CEST.log"
+        ),  # S5
+        wan=LinkSpec.from_level("wan_edge_cloud"),  # S6
+        arrivals=Arrivals("poisson", rate_per_s=2.0),  # S7
+        accuracy=AccuracyRequirement(
+            levels_pct=(0.0, 60.0, 65.0, 70.0), probabilities=(0.25, 0.25, 0.25, 0.25)
+        ),  # S8
+        n_requests=20_000,  # S9
+        compute_jitter=True,  # S10
+    )
+
+
+def tiny() -> Scenario:
+    """A small, fast scenario for tests: 2 users, 4 variants, steady links, two requirement classes."""
+    return Scenario(
+        name="tiny",
+        n_users=2,
+        end=TierSpec("pixel3_cpu4"),
+        edge=TierSpec("x86_2threads", n_workers=1),
+        cloud=TierSpec("x86_2threads", n_workers=4),
+        access=LinkSpec.from_level("4g_good"),
+        wan=LinkSpec.from_level("wan_edge_cloud"),
+        arrivals=Arrivals("poisson", rate_per_s=2.0),
+        accuracy=AccuracyRequirement(levels_pct=(0.0, 65.0), probabilities=(0.5, 0.5)),
+        n_requests=2_000,
+        variant_subset=(
+            "mobilenet_v1_1.0_224",
+            "mobilenet_v1_1.0_224_quant",
+            "mobilenet_v1_0.50_160",
+            "mobilenet_v1_0.25_128_quant",
+        ),
+        compute_jitter=False,
+    )
+
+
+#: MobileNetV1 1.0/224 float32, the variant the motivation experiments serve.
+MOTIVATION_VARIANT = "mobilenet_v1_1.0_224"
+
+
+def motivation_network(level: str = "4g_good") -> Scenario:
+    """Motivation setting 1: one user, MobileNetV1 1.0/224, steady access link at a named level."""
+    base = paper()
+    return base.replace(
+        name=f"motivation_network_{level}",
+        n_users=1,
+        access=LinkSpec.from_level(level),
+        variant_subset=(MOTIVATION_VARIANT,),
+        accuracy=AccuracyRequirement(),
+        compute_jitter=False,
+    )
+
+
+def motivation_users(n_users: int = 1, level: str = "wifi") -> Scenario:
+    """Motivation setting 2: ``n_users`` users sharing the access link and edge, MobileNetV1 1.0/224."""
+    return motivation_network(level).replace(name=f"motivation_users_{n_users}", n_users=n_users)
+
+
+def motivation_accuracy(requirement_pct: float = 0.0, level: str = "4g_good") -> Scenario:
+    """Motivation setting 3: all MobileNetV1 variants, every request needing ``requirement_pct`` top-1."""
+    return motivation_network(level).replace(
+        name=f"motivation_accuracy_{requirement_pct:g}",
+        variant_subset=None,
+        accuracy=AccuracyRequirement(levels_pct=(float(requirement_pct),), probabilities=(1.0,)),
+    )
+
+
+PRESETS: dict[str, Callable[[], Scenario]] = {
+    "paper": paper,
+    "tiny": tiny,
+    "motivation_network": motivation_network,
+    "motivation_users": motivation_users,
+    "motivation_accuracy": motivation_accuracy,
+}
+
+
+def preset(name: str) -> Scenario:
+    """A preset scenario by name.
+
+    Raises:
+        ValueError: unknown name (lists the valid ones).
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown scenario preset {name!r}; valid presets: {sorted(PRESETS)}")
+    return PRESETS[name]()

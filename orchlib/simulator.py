@@ -1,0 +1,486 @@
+"""The simulator core: a multi-user end-edge-cloud system served request by request, in time order.
+
+:func:`build_system` turns a :class:`~orchlib.scenario.Scenario` into a :class:`System` (arrays read from
+the data files: profiles, variants, links). :class:`Simulator` holds the changing state (device, link and
+server occupancy, the next arrival of every user) and serves one request at a time.
+
+The model (each rule is numbered in ``docs/assumptions.md``, section "Latency model"):
+
+* **end**: a user's device runs one inference at a time; a request waits for the device's previous ones.
+* **edge**: the input (``input_bytes`` of the chosen variant) is sent over the *shared* access uplink. The
+  uplink sends one upload at a time, first come first served (a request waits while earlier uploads finish:
+  ``network_wait_ms``); transmission follows the link's rate over time exactly (``upload_ms``). Half the
+  access RTT later it reaches the edge server, whose ``n_workers`` workers serve requests in decision order
+  (FIFO); a request waits for the earliest free worker (``queue_ms``), runs (``compute_ms``), and its result
+  (``result_bytes``) comes back over the downlink (``download_ms``, not shared: results are small) plus half
+  the RTT.
+* **cloud**: as edge, then the edge forwards the input over the shared WAN uplink (FIFO, waits added to
+  ``network_wait_ms``, transmission to ``upload_ms``); the cloud server has its own workers; the result
+  returns over the WAN and the access downlink. Propagation is the access RTT plus the WAN RTT.
+
+``total_ms`` is the sum of the six parts, and equals completion time minus request time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from orchlib import latency
+from orchlib.profiles import (
+    DataError,
+    load_network_levels,
+    load_profile,
+    load_trace,
+    load_variants,
+    resolve,
+)
+from orchlib.scenario import TIERS, LinkSpec, Scenario
+
+END, EDGE, CLOUD = 0, 1, 2
+#: requests drawn per block of random numbers (the stream is the same whatever the block size).
+_BLOCK = 1024
+
+
+@dataclass(frozen=True, eq=False)
+class System:
+    """Everything fixed about a scenario, as arrays (variant order = ``variant_names``)."""
+
+    scenario: Scenario
+    variant_names: tuple[str, ...]
+    #: ImageNet top-1 accuracy of each variant, percent (primary table, see data/README.md).
+    top1_pct: np.ndarray
+    #: bytes sent per request for each variant (its input tensor).
+    input_bytes: np.ndarray
+    #: bytes returned per request.
+    result_bytes: np.ndarray
+    #: median compute time, ms, shape (3 tiers, n_variants).
+    median_ms: np.ndarray
+    #: log-normal sigma of compute time, shape (3, n_variants); zero without jitter.
+    sigma: np.ndarray
+    access_up: latency.RateFunction
+    access_down: latency.RateFunction
+    wan_up: latency.RateFunction
+    wan_down: latency.RateFunction
+    access_rtt_ms: float
+    wan_rtt_ms: float
+    #: requirement classes (top-1 percent) and their cumulative probabilities.
+    requirement_pct: np.ndarray
+    requirement_cdf: np.ndarray
+    #: action mask per requirement class, shape (n_classes, 3 * n_variants); action = tier * n_variants + variant.
+    masks: np.ndarray
+    #: the data files this system was built from (their contents fingerprint cached results).
+    data_files: tuple[Path, ...]
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.variant_names)
+
+    @property
+    def n_actions(self) -> int:
+        return len(TIERS) * self.n_variants
+
+    def decode_action(self, action: int) -> tuple[int, int]:
+        """(tier index, variant index) of a flat action."""
+        return divmod(int(action), self.n_variants)
+
+    def encode_action(self, tier: int, variant: int) -> int:
+        return int(tier) * self.n_variants + int(variant)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the scenario and of every data file it reads."""
+        digest = hashlib.sha256(self.scenario.to_json().encode())
+        for path in self.data_files:
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+
+def _link_rates(spec: LinkSpec, what: str) -> tuple[latency.RateFunction, latency.RateFunction, list[Path]]:
+    if spec.trace is None:
+        if spec.changes:
+            up = latency.trace_rate(np.array([0.0]), np.array([spec.uplink_mbps]), changes=spec.changes)
+            down = latency.trace_rate(np.array([0.0]), np.array([spec.downlink_mbps]), changes=spec.changes)
+            return up, down, []
+        return latency.constant_rate(spec.uplink_mbps), latency.constant_rate(spec.downlink_mbps), []
+    trace = load_trace(spec.trace)
+    try:
+        rate = latency.trace_rate(
+            trace.times_s, trace.mbps, offset_s=spec.trace_offset_s, changes=spec.changes
+        )
+    except ValueError as exc:
+        raise DataError(f"{what}: trace {trace.path}: {exc}") from None
+    return rate, rate, [trace.path]
+
+
+def build_system(scenario: Scenario) -> System:
+    """Read the files a scenario names and assemble its arrays.
+
+    Raises:
+        DataError: a file is missing or malformed, a profile lacks a variant, or an accuracy requirement
+            cannot be met by any offered variant.
+        ValueError: an unknown variant name in ``scenario.variant_subset``.
+    """
+    table = load_variants(scenario.variants)
+    names = table.names
+    if scenario.variant_subset is not None:
+        unknown = [n for n in scenario.variant_subset if n not in names]
+        if unknown:
+            raise ValueError(
+                f"Scenario.variant_subset: unknown variant(s) {unknown}; valid names: {list(names)}"
+            )
+        names = tuple(scenario.variant_subset)
+    frame = table.frame.loc[list(names)]
+    files = [table.path]
+    medians, sigmas = [], []
+    for tier in TIERS:
+        profile = load_profile(getattr(scenario, tier).profile, table)
+        median, p10, p90 = profile.aligned(names)
+        medians.append(median)
+        sigmas.append(latency.lognormal_sigma(p10, p90) if scenario.compute_jitter else np.zeros_like(median))
+        files.append(profile.path)
+    access_up, access_down, trace_files = _link_rates(scenario.access, "Scenario.access")
+    wan_up, wan_down, wan_files = _link_rates(scenario.wan, "Scenario.wan")
+    if scenario.access.level or scenario.wan.level:
+        files.append(resolve("levels", "network"))
+        load_network_levels()  # validated here too, so a broken file fails at build time
+    top1 = frame["top1_pct"].to_numpy(float)
+    levels = np.array(scenario.accuracy.levels_pct)
+    variant_ok = top1[None, :] >= levels[:, None]
+    unmet = levels[~variant_ok.any(axis=1)]
+    if unmet.size:
+        raise DataError(
+            f"Scenario.accuracy.levels_pct: requirement(s) {unmet.tolist()} % top-1 cannot be met by any offered "
+            f"variant (best is {top1.max()} %); lower them or offer more variants"
+        )
+    return System(
+        scenario=scenario,
+        variant_names=names,
+        top1_pct=top1,
+        input_bytes=frame["input_bytes"].to_numpy(float),
+        result_bytes=frame["result_bytes"].to_numpy(float),
+        median_ms=np.vstack(medians),
+        sigma=np.vstack(sigmas),
+        access_up=access_up,
+        access_down=access_down,
+        wan_up=wan_up,
+        wan_down=wan_down,
+        access_rtt_ms=scenario.access.rtt_ms,
+        wan_rtt_ms=scenario.wan.rtt_ms,
+        requirement_pct=levels,
+        requirement_cdf=np.cumsum(scenario.accuracy.probabilities),
+        masks=np.tile(variant_ok, (1, len(TIERS))),
+        data_files=tuple(dict.fromkeys(files + trace_files + wan_files)),
+    )
+
+
+class Request(NamedTuple):
+    """One inference request."""
+
+    index: int
+    user: int
+    time_ms: float
+    requirement_class: int
+    requirement_pct: float
+    #: standard-normal compute-noise draw per tier (end, edge, cloud): compute = median * exp(sigma * z).
+    z: tuple[float, float, float]
+
+
+class Breakdown(NamedTuple):
+    """Where a request's response time went, ms. ``total_ms`` is the sum of the six parts."""
+
+    network_wait_ms: float
+    upload_ms: float
+    propagation_ms: float
+    queue_ms: float
+    compute_ms: float
+    download_ms: float
+    total_ms: float
+
+
+class Snapshot(NamedTuple):
+    """What the orchestrator can measure when a request arrives (see ``docs/assumptions.md``)."""
+
+    #: current access-link rate (the device's bandwidth estimate), Mbit/s.
+    access_mbps: float
+    #: current WAN rate, Mbit/s.
+    wan_mbps: float
+    #: ms until the shared access uplink has sent the uploads already queued on it.
+    access_backlog_ms: float
+    #: ms until the requesting user's device has finished its queued inferences.
+    device_backlog_ms: float
+    #: requests assigned to the edge server and not yet finished.
+    edge_in_system: int
+    #: requests assigned to the cloud server and not yet finished.
+    cloud_in_system: int
+
+
+class Simulator:
+    """The changing state of the system, advanced one request at a time.
+
+    Use: ``req = sim.next_request()``; optionally ``sim.snapshot(req)`` and ``sim.evaluate(req)``;
+    then exactly one ``sim.serve(req, action)`` before the next ``next_request()``.
+
+    Args:
+        system: from :func:`build_system`.
+        rng: seed or generator for arrivals, requirements and compute noise.
+    """
+
+    def __init__(self, system: System, rng: np.random.Generator | int | None = None) -> None:
+        self.system = system
+        s = system.scenario
+        self._poisson = s.arrivals.process == "poisson"
+        self._mean_gap_ms = 1e3 / s.arrivals.rate_per_s if self._poisson else s.arrivals.think_time_ms
+        self._half_access_rtt = system.access_rtt_ms / 2
+        self._half_wan_rtt = system.wan_rtt_ms / 2
+        self._result_bytes = system.result_bytes
+        # unique payload sizes, so an evaluation computes one transfer per size rather than per variant
+        self._payloads, self._payload_index = np.unique(system.input_bytes, return_inverse=True)
+        self._cdf = system.requirement_cdf.tolist()
+        self._median = system.median_ms.tolist()
+        self._sigma = system.sigma.tolist()
+        self.reset(rng)
+
+    def reset(self, rng: np.random.Generator | int | None = None) -> None:
+        """Empty system at time 0; each user's first request is scheduled."""
+        self.rng = np.random.default_rng(rng)
+        n_users = self.system.scenario.n_users
+        self._exp_pos = self._draw_pos = _BLOCK
+        self._exp: list[float] = []
+        self._uni: list[float] = []
+        self._norm: list[list[float]] = []
+        self.n_served = 0
+        self.device_free_ms = [0.0] * n_users
+        self.access_free_ms = 0.0
+        self.wan_free_ms = 0.0
+        self.edge_workers_ms = [0.0] * self.system.scenario.edge.n_workers
+        self.cloud_workers_ms = [0.0] * self.system.scenario.cloud.n_workers
+        self._edge_done: list[float] = []  # min-heap of completion times of requests assigned to the edge
+        self._cloud_done: list[float] = []
+        self._arrivals: list[tuple[float, int]] = []  # min-heap of (next request time, user)
+        for user in range(n_users):
+            heapq.heappush(self._arrivals, (self._gap_ms(), user))
+        self._pending: Request | None = None
+        self._last_time_ms = 0.0
+
+    # -- randomness, drawn in blocks for speed (two buffers, refilled from the one generator in a fixed order)
+    def _gap_ms(self) -> float:
+        """An exponential inter-arrival (poisson) or think time (closed loop), ms."""
+        if self._exp_pos >= _BLOCK:
+            self._exp = self.rng.standard_exponential(_BLOCK).tolist()
+            self._exp_pos = 0
+        self._exp_pos += 1
+        return self._exp[self._exp_pos - 1] * self._mean_gap_ms
+
+    def _request_draws(self) -> tuple[float, list[float]]:
+        """A uniform (requirement class) and three standard normals (compute noise per tier)."""
+        if self._draw_pos >= _BLOCK:
+            self._uni = self.rng.random(_BLOCK).tolist()
+            self._norm = self.rng.standard_normal((_BLOCK, 3)).tolist()
+            self._draw_pos = 0
+        self._draw_pos += 1
+        return self._uni[self._draw_pos - 1], self._norm[self._draw_pos - 1]
+
+    def next_request(self) -> Request:
+        """Advance to the next request (in time order over all users) and return it."""
+        if self._pending is not None:
+            raise RuntimeError("serve() the current request before asking for the next one")
+        time_ms, user = heapq.heappop(self._arrivals)
+        if self._poisson:
+            heapq.heappush(self._arrivals, (time_ms + self._gap_ms(), user))
+        u, z = self._request_draws()
+        k, cdf = 0, self._cdf
+        while k < len(cdf) - 1 and u >= cdf[k]:
+            k += 1
+        request = Request(
+            self.n_served, user, time_ms, k, float(self.system.requirement_pct[k]), (z[0], z[1], z[2])
+        )
+        self._pending = request
+        return request
+
+    def make_request(
+        self,
+        time_ms: float,
+        user: int,
+        requirement_class: int = 0,
+        z: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    ) -> Request:
+        """Make a scripted request the current one, bypassing the arrival process (for exact cases and what-ifs).
+
+        Raises:
+            ValueError: a time earlier than the last request's, an unknown user or requirement class.
+        """
+        if self._pending is not None:
+            raise RuntimeError("serve() the current request before making another")
+        if time_ms < self._last_time_ms:
+            raise ValueError(f"time_ms must not go back in time: {time_ms} < {self._last_time_ms}")
+        if not 0 <= user < self.system.scenario.n_users:
+            raise ValueError(f"user must be in [0, {self.system.scenario.n_users}), got {user}")
+        if not 0 <= requirement_class < len(self._cdf):
+            raise ValueError(f"requirement_class must be in [0, {len(self._cdf)}), got {requirement_class}")
+        request = Request(
+            self.n_served,
+            user,
+            float(time_ms),
+            requirement_class,
+            float(self.system.requirement_pct[requirement_class]),
+            z,
+        )
+        self._pending = request
+        self._last_time_ms = float(time_ms)
+        return request
+
+    def mask(self, request: Request) -> np.ndarray:
+        """Actions whose variant meets the request's accuracy requirement (bool, length n_actions)."""
+        return self.system.masks[request.requirement_class]
+
+    def snapshot(self, request: Request) -> Snapshot:
+        """Measurements available to an orchestrator at the request's arrival."""
+        t = request.time_ms
+        for heap in (self._edge_done, self._cloud_done):
+            while heap and heap[0] <= t:
+                heapq.heappop(heap)
+        return Snapshot(
+            access_mbps=self.system.access_up.rate_mbps(t / 1e3),
+            wan_mbps=self.system.wan_up.rate_mbps(t / 1e3),
+            access_backlog_ms=max(0.0, self.access_free_ms - t),
+            device_backlog_ms=max(0.0, self.device_free_ms[request.user] - t),
+            edge_in_system=len(self._edge_done),
+            cloud_in_system=len(self._cloud_done),
+        )
+
+    def compute_ms(self, request: Request) -> np.ndarray:
+        """This request's compute time for every (tier, variant), shape (3, n_variants)."""
+        z = np.asarray(request.z)[:, None]
+        return latency.compute_time_ms(self.system.median_ms, self.system.sigma, z)
+
+    def evaluate(self, request: Request) -> np.ndarray:
+        """Response time (ms) every action would give this request in the current state, without serving it.
+
+        Shape (n_actions,), action = tier * n_variants + variant. This is the clairvoyant oracle's view.
+        """
+        sys = self.system
+        t = request.time_ms
+        compute = self.compute_ms(request)
+        end = max(0.0, self.device_free_ms[request.user] - t) + compute[END]
+        link_start = max(t, self.access_free_ms)
+        upload = latency.transfer_time_ms_array(sys.access_up, self._payloads, link_start)[
+            self._payload_index
+        ]
+        at_edge = link_start + upload + self._half_access_rtt
+        done_edge = np.maximum(at_edge, min(self.edge_workers_ms)) + compute[EDGE]
+        back_edge = latency.transfer_time_ms_array(sys.access_down, self._result_bytes, done_edge)
+        edge = done_edge + back_edge + self._half_access_rtt - t
+        wan_start = np.maximum(at_edge, self.wan_free_ms)
+        wan_payload = (
+            latency.transfer_time_ms_array(sys.wan_up, self._payloads, 0.0)
+            if sys.wan_up.constant_mbps
+            else None
+        )
+        wan_upload = (
+            wan_payload[self._payload_index]
+            if wan_payload is not None
+            else latency.transfer_time_ms_array(sys.wan_up, sys.input_bytes, wan_start)
+        )
+        at_cloud = wan_start + wan_upload + self._half_wan_rtt
+        done_cloud = np.maximum(at_cloud, min(self.cloud_workers_ms)) + compute[CLOUD]
+        wan_back = latency.transfer_time_ms_array(sys.wan_down, self._result_bytes, done_cloud)
+        at_edge_back = done_cloud + wan_back + self._half_wan_rtt
+        access_back = latency.transfer_time_ms_array(sys.access_down, self._result_bytes, at_edge_back)
+        cloud = at_edge_back + access_back + self._half_access_rtt - t
+        return np.concatenate((end, edge, cloud))
+
+    def serve(self, request: Request, action: int) -> Breakdown:
+        """Serve the current request with ``action`` (tier x variant), update the state, return its breakdown.
+
+        Raises:
+            RuntimeError: ``request`` is not the current one.
+            ValueError: ``action`` out of range (the accuracy mask is the caller's to enforce).
+        """
+        if request is not self._pending:
+            raise RuntimeError("serve() must be given the request returned by the last next_request()")
+        sys = self.system
+        if not 0 <= action < sys.n_actions:
+            raise ValueError(f"action must be in [0, {sys.n_actions}), got {action}")
+        tier, v = divmod(int(action), sys.n_variants)
+        t = request.time_ms
+        z = request.z[tier]
+        compute = (
+            float(sys.median_ms[tier, v] * np.exp(sys.sigma[tier, v] * z))
+            if z
+            else float(sys.median_ms[tier, v])
+        )
+        if tier == END:
+            start = max(t, self.device_free_ms[request.user])
+            done = start + compute
+            self.device_free_ms[request.user] = done
+            parts = (0.0, 0.0, 0.0, start - t, compute, 0.0)
+        else:
+            payload = float(sys.input_bytes[v])
+            result = float(sys.result_bytes[v])
+            link_start = max(t, self.access_free_ms)
+            upload = latency.transfer_time_ms(sys.access_up, payload, link_start)
+            self.access_free_ms = link_start + upload
+            at_edge = link_start + upload + self._half_access_rtt
+            wait, propagation = link_start - t, 2 * self._half_access_rtt
+            if tier == EDGE:
+                arrive, workers, done_heap = at_edge, self.edge_workers_ms, self._edge_done
+            else:
+                wan_start = max(at_edge, self.wan_free_ms)
+                wan_upload = latency.transfer_time_ms(sys.wan_up, payload, wan_start)
+                self.wan_free_ms = wan_start + wan_upload
+                wait += wan_start - at_edge
+                upload += wan_upload
+                propagation += 2 * self._half_wan_rtt
+                arrive, workers, done_heap = (
+                    wan_start + wan_upload + self._half_wan_rtt,
+                    self.cloud_workers_ms,
+                    self._cloud_done,
+                )
+            w = workers.index(min(workers))
+            start = max(arrive, workers[w])
+            done = start + compute
+            workers[w] = done
+            heapq.heappush(done_heap, done)
+            if tier == EDGE:
+                download = latency.transfer_time_ms(sys.access_down, result, done)
+            else:
+                wan_back = latency.transfer_time_ms(sys.wan_down, result, done)
+                download = wan_back + latency.transfer_time_ms(
+                    sys.access_down, result, done + wan_back + self._half_wan_rtt
+                )
+            parts = (wait, upload, propagation, start - arrive, compute, download)
+        total = sum(parts)
+        self.n_served += 1
+        self._pending = None
+        if not self._poisson:
+            heapq.heappush(self._arrivals, (t + total + self._gap_ms(), request.user))
+        return Breakdown(*parts, total)
+
+
+def simulate(
+    system: System, policy: Iterable[int] | None = None, rng: np.random.Generator | int | None = None
+) -> list[tuple[Request, Breakdown]]:
+    """Serve ``system.scenario.n_requests`` requests with a fixed sequence of actions (for tests and tables).
+
+    Args:
+        policy: one action per request, or None for the clairvoyant per-request optimum.
+    """
+    sim = Simulator(system, rng)
+    actions = iter(policy) if policy is not None else None
+    out = []
+    for _ in range(system.scenario.n_requests):
+        request = sim.next_request()
+        if actions is None:
+            totals = np.where(sim.mask(request), sim.evaluate(request), np.inf)
+            action = int(np.argmin(totals))
+        else:
+            action = next(actions)
+        out.append((request, sim.serve(request, action)))
+    return out

@@ -1,0 +1,70 @@
+"""Shared fixtures: a toy data set written to a temporary folder, with round numbers for exact cases."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+from orchlib.scenario import AccuracyRequirement, Arrivals, LinkSpec, Scenario, TierSpec
+
+# Library tests draw figures off-screen. Notebooks are executed in their own kernels, which do not inherit
+# this (they must keep their figure outputs; see tests/test_notebooks.py).
+matplotlib.use("Agg")
+os.environ.setdefault("ORCHLIB_TESTING", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TOY_VARIANTS = """# toy variants for exact tests
+model,width_multiplier,resolution,quantized,million_macs,million_params,top1_pct,top5_pct,input_bytes,result_bytes
+big,1.0,224,false,500,4,70.0,89.0,1000,100
+small,0.25,128,true,20,0.5,50.0,70.0,500,100
+"""
+
+
+def _profile(name: str, big_ms: float, small_ms: float, spread: float = 0.0) -> str:
+    return (
+        f"# name: {name}\n# kind: toy\n"
+        "model,median_ms,p10_ms,p90_ms,n_repeats\n"
+        f"big,{big_ms},{big_ms * (1 - spread)},{big_ms * (1 + spread)},10\n"
+        f"small,{small_ms},{small_ms * (1 - spread)},{small_ms * (1 + spread)},10\n"
+    )
+
+
+@pytest.fixture(scope="session")
+def toy_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Variant table and three profiles: end 50/10 ms, edge 20/4 ms, cloud 2/1 ms (big/small). Read-only."""
+    tmp_path = tmp_path_factory.mktemp("toy_data")
+    files = {
+        "variants": tmp_path / "variants.csv",
+        "end": tmp_path / "end.csv",
+        "edge": tmp_path / "edge.csv",
+        "cloud": tmp_path / "cloud.csv",
+    }
+    files["variants"].write_text(TOY_VARIANTS)
+    files["end"].write_text(_profile("toy_end", 50, 10))
+    files["edge"].write_text(_profile("toy_edge", 20, 4))
+    files["cloud"].write_text(_profile("toy_cloud", 2, 1))
+    return files
+
+
+@pytest.fixture(scope="session")
+def toy_scenario(toy_files: dict[str, Path]) -> Scenario:
+    """Access link 1 Mbit/s both ways, RTT 10 ms; WAN 8 Mbit/s both ways, RTT 20 ms; 1 edge worker, 2 cloud."""
+    return Scenario(
+        name="toy",
+        n_users=2,
+        end=TierSpec(str(toy_files["end"])),
+        edge=TierSpec(str(toy_files["edge"]), n_workers=1),
+        cloud=TierSpec(str(toy_files["cloud"]), n_workers=2),
+        access=LinkSpec(uplink_mbps=1.0, downlink_mbps=1.0, rtt_ms=10.0),
+        wan=LinkSpec(uplink_mbps=8.0, downlink_mbps=8.0, rtt_ms=20.0),
+        arrivals=Arrivals("poisson", rate_per_s=5.0),
+        accuracy=AccuracyRequirement(levels_pct=(0.0, 60.0), probabilities=(0.5, 0.5)),
+        n_requests=200,
+        variants=str(toy_files["variants"]),
+        compute_jitter=False,
+    )
+
