@@ -1,0 +1,159 @@
+"""Loading and configuration reject malformed input with a message naming the file/field and what is valid."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from orchlib.profiles import DataError, load_network_levels, load_profile, load_trace, load_variants
+from orchlib.scenario import AccuracyRequirement, Arrivals, LinkSpec, Scenario, TierSpec
+from orchlib.simulator import build_system
+
+from .conftest import TOY_VARIANTS
+
+GOOD_PROFILE = "# name: p\nmodel,median_ms,p10_ms,p90_ms,n_repeats\nbig,5,4,6,10\nsmall,2,1,3,10\n"
+GOOD_LEVELS = "name,uplink_mbps,downlink_mbps,rtt_ms,source\nwifi,20,50,10,test\n"
+
+
+def write(tmp_path: Path, text: str, name: str = "file.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+PROFILE_CASES = [
+    ("", "is empty"),
+    ("model,median_ms,p10_ms,n_repeats\nbig,5,4,10\n", "missing column(s) ['p90_ms']"),
+    ("model,median_ms,p10_ms,p90_ms,n_repeats\n", "no rows"),
+    ("model,median_ms,p10_ms,p90_ms,n_repeats\nbig,fast,4,6,10\n", "column 'median_ms': expected a number"),
+    ("model,median_ms,p10_ms,p90_ms,n_repeats\nbig,,4,6,10\n", "NaN"),
+    ("model,median_ms,p10_ms,p90_ms,n_repeats\nbig,nan,4,6,10\n", "NaN"),
+    ("model,median_ms,p10_ms,p90_ms,n_repeats\nbig,-5,4,6,10\n", "must be > 0"),
+    ("model,median_ms,p10_ms,p90_ms,n_repeats\nbig,0,0,0,10\n", "must be > 0"),
+    ("model,median_ms,p10_ms,p90_ms,n_repeats\nbig,5,6,7,10\n", "p10_ms <= median_ms <= p90_ms"),
+    ("model,median_ms,p10_ms,p90_ms,n_repeats\nbig,5,4,6,10\nbig,5,4,6,10\n", "duplicate model"),
+    ("model,median_ms,p10_ms,p90_ms,n_repeats\nbig,5,4,6,-1\n", "'n_repeats': got -1.0, must be >= 0"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), PROFILE_CASES)
+def test_malformed_profile_is_refused_naming_the_file(tmp_path, text, message) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(DataError) as info:
+        load_profile(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+
+
+def test_profile_with_unknown_variant_names_it(tmp_path, toy_files) -> None:
+    path = write(tmp_path, GOOD_PROFILE + "mobilenet_v9,1,1,1,1\n")
+    with pytest.raises(DataError, match=r"unknown variant name\(s\) \['mobilenet_v9'\]"):
+        load_profile(path, load_variants(toy_files["variants"]))
+
+
+def test_profile_missing_a_variant_names_it(tmp_path, toy_files) -> None:
+    path = write(tmp_path, "model,median_ms,p10_ms,p90_ms,n_repeats\nbig,5,4,6,10\n")
+    with pytest.raises(DataError, match=r"no row for variant\(s\) \['small'\]"):
+        load_profile(path, load_variants(toy_files["variants"]))
+
+
+def test_missing_profile_name_lists_available(tmp_path) -> None:
+    with pytest.raises(DataError, match="available in"):
+        load_profile("no_such_profile")
+
+
+VARIANT_CASES = [
+    (TOY_VARIANTS.replace("false", "maybe"), "expected true or false"),
+    (TOY_VARIANTS.replace(",224,", ",22.4,"), "expected a whole number"),
+    (TOY_VARIANTS.replace("70.0,89.0", "170.0,89.0"), "must be in (0, 100] percent"),
+    (TOY_VARIANTS.replace(",1000,100", ",0,100"), "'input_bytes': got 0.0, must be > 0"),
+    (TOY_VARIANTS.replace("top5_pct,", ""), "missing column"),
+    (TOY_VARIANTS + TOY_VARIANTS.splitlines()[-1] + "\n", "duplicate model"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), VARIANT_CASES)
+def test_malformed_variant_table_is_refused(tmp_path, text, message) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(DataError) as info:
+        load_variants(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+TRACE_CASES = [
+    ("", "trace is empty"),
+    ("0.0 1.0\n1.0\n", "line 2: expected two numbers"),
+    ("0.0 1.0\n1.0 fast\n", "line 2: expected two numbers"),
+    ("0.0 1.0\n1.0 2.0\n1.0 3.0\n", "line 3: time 1.0 s is not after"),
+    ("0.0 1.0\n2.0 2.0\n1.0 3.0\n", "times must increase"),
+    ("0.0 1.0\n1.0 0.0\n", "line 2: throughput must be a finite number > 0"),
+    ("0.0 1.0\n1.0 nan\n", "throughput must be a finite number > 0"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), TRACE_CASES)
+def test_malformed_trace_is_refused(tmp_path, text, message) -> None:
+    path = write(tmp_path, text, "trace.log")
+    with pytest.raises(DataError) as info:
+        load_trace(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+LEVEL_CASES = [
+    (GOOD_LEVELS.replace(",20,", ",-20,"), "'uplink_mbps': got -20.0, must be > 0"),
+    (GOOD_LEVELS.replace(",10,", ",nan,"), "NaN"),
+    (GOOD_LEVELS + "wifi,1,1,1,dup\n", "duplicate name"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), LEVEL_CASES)
+def test_malformed_network_levels_are_refused(tmp_path, text, message) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(DataError) as info:
+        load_network_levels(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+CONFIG_CASES = [
+    (lambda: TierSpec("p", n_workers=0), "TierSpec.n_workers must be an integer >= 1"),
+    (lambda: LinkSpec(uplink_mbps=0.0, downlink_mbps=1.0, rtt_ms=1.0), "LinkSpec.uplink_mbps must be a finite number > 0"),
+    (lambda: LinkSpec(uplink_mbps=float("nan"), downlink_mbps=1.0, rtt_ms=1.0), "LinkSpec.uplink_mbps"),
+    (lambda: LinkSpec(uplink_mbps=1.0, downlink_mbps=1.0, rtt_ms=-1.0), "LinkSpec.rtt_ms must be a finite number >= 0"),
+    (lambda: LinkSpec(1.0, 1.0, 1.0, changes=((5.0, 0.0),)), "LinkSpec.changes factor"),
+    (lambda: Arrivals("bursty"), "Arrivals.process must be 'poisson' or 'closed_loop'"),
+    (lambda: Arrivals(rate_per_s=0.0), "Arrivals.rate_per_s"),
+    (lambda: AccuracyRequirement((60.0, 50.0), (0.5, 0.5)), "strictly increasing"),
+    (lambda: AccuracyRequirement((60.0,), (0.5,)), "must sum to 1"),
+    (lambda: AccuracyRequirement((60.0, 70.0), (1.0,)), "2 levels_pct but 1 probabilities"),
+    (lambda: AccuracyRequirement((101.0,), (1.0,)), "must be in [0, 100]"),
+]
+
+
+@pytest.mark.parametrize(("make", "message"), CONFIG_CASES)
+def test_bad_configuration_is_refused_naming_the_field(make, message) -> None:
+    with pytest.raises(ValueError) as info:
+        make()
+    assert message in str(info.value)
+
+
+def test_zero_users_is_refused(toy_scenario) -> None:
+    with pytest.raises(ValueError, match="Scenario.n_users must be an integer >= 1, got 0"):
+        dataclasses.replace(toy_scenario, n_users=0)
+
+
+def test_unmeetable_accuracy_requirement_is_refused(toy_scenario) -> None:
+    scenario = dataclasses.replace(toy_scenario, accuracy=AccuracyRequirement((0.0, 75.0), (0.5, 0.5)))
+    with pytest.raises(DataError, match=r"requirement\(s\) \[75.0\] % top-1 cannot be met by any offered variant"):
+        build_system(scenario)
+
+
+def test_unknown_variant_in_subset_is_refused(toy_scenario) -> None:
+    with pytest.raises(ValueError, match=r"unknown variant\(s\) \['huge'\]"):
+        build_system(dataclasses.replace(toy_scenario, variant_subset=("big", "huge")))
+
+
+def test_scenario_round_trips_through_a_plain_dict(toy_scenario) -> None:
+    scenario = dataclasses.replace(toy_scenario, access=LinkSpec(1.0, 2.0, 3.0, changes=((1.0, 0.5),)))
+    assert Scenario.from_dict(scenario.to_dict()) == scenario
