@@ -171,9 +171,7 @@ def trace_rate(
     factors = [float(f) for _, f in changes]
     if any(not (math.isfinite(f) and f > 0) for f in factors):
         raise ValueError(f"bandwidth change factors must be finite and > 0, got {factors}")
-    if any(b <= a for a, b in itertools.pairwise(change_times)) or any(
-        t < 0 for t in change_times
-    ):
+    if any(b <= a for a, b in itertools.pairwise(change_times)) or any(t < 0 for t in change_times):
         raise ValueError(f"bandwidth change times must be >= 0 and strictly increasing, got {change_times}")
     if not changes:
         return RateFunction(
@@ -249,7 +247,11 @@ def time_of_bits_array(rate: RateFunction, bits: np.ndarray) -> np.ndarray:
     if rate.constant_mbps is not None:
         return bits / (rate.constant_mbps * 1e6)
     prefix_total = rate.prefix_bits[-1]
-    in_prefix = np.interp(np.minimum(bits, prefix_total), rate.prefix_bits, rate.prefix_times_s) if prefix_total > 0 else 0.0
+    in_prefix = (
+        np.interp(np.minimum(bits, prefix_total), rate.prefix_bits, rate.prefix_times_s)
+        if prefix_total > 0
+        else 0.0
+    )
     n, rem = np.divmod(np.maximum(bits - prefix_total, 0.0), rate.tail_bits[-1])
     tail = n * rate.period_s + np.interp(rem, rate.tail_bits, rate.tail_times_s)
     return in_prefix + np.where(bits > prefix_total, tail, 0.0)
@@ -259,6 +261,38 @@ def transfer_time_ms_array(rate: RateFunction, n_bytes: np.ndarray, start_ms: np
     """Vector form of :func:`transfer_time_ms` (broadcasts ``n_bytes`` against ``start_ms``)."""
     bits = np.asarray(n_bytes, dtype=float) * BITS_PER_BYTE
     if rate.constant_mbps is not None:
-        return np.broadcast_to(bits / (rate.constant_mbps * 1e3), np.broadcast_shapes(bits.shape, np.shape(start_ms))).copy()
+        return np.broadcast_to(
+            bits / (rate.constant_mbps * 1e3), np.broadcast_shapes(bits.shape, np.shape(start_ms))
+        ).copy()
     start_s = np.asarray(start_ms, dtype=float) / 1e3
     return (time_of_bits_array(rate, bits_until_array(rate, start_s) + bits) - start_s) * 1e3
+
+
+def rate_mbps_array(rate: RateFunction, t_s: np.ndarray) -> np.ndarray:
+    """Vector form of :meth:`RateFunction.rate_mbps`."""
+    t_s = np.asarray(t_s, dtype=float)
+    if rate.constant_mbps is not None:
+        return np.full(t_s.shape, rate.constant_mbps)
+    if rate.prefix_end_s > 0:
+        return np.array([rate.rate_mbps(float(t)) for t in t_s.ravel()]).reshape(t_s.shape)
+    r = np.mod(t_s, rate.period_s)
+    i = np.minimum(np.searchsorted(rate.tail_times_s, r, side="right") - 1, rate.tail_mbps.size - 1)
+    return rate.tail_mbps[i]
+
+
+def result_time_ms(
+    rate: RateFunction, n_bytes: float | np.ndarray, start_ms: float | np.ndarray
+) -> float | np.ndarray:
+    """Time to return a result of ``n_bytes`` at the rate the link has when it starts.
+
+    Results are a few kB, sent in well under one trace sample, so the rate is taken as constant during the
+    transfer (unlike uploads, which are integrated exactly by :func:`transfer_time_ms`).
+    """
+    bits = (
+        np.asarray(n_bytes, dtype=float) * BITS_PER_BYTE
+        if isinstance(n_bytes, np.ndarray)
+        else n_bytes * BITS_PER_BYTE
+    )
+    if isinstance(start_ms, np.ndarray):
+        return bits / (rate_mbps_array(rate, start_ms / 1e3) * 1e3)
+    return bits / (rate.rate_mbps(start_ms / 1e3) * 1e3)

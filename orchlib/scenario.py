@@ -62,8 +62,12 @@ class LinkSpec:
     downlink_mbps: float
     #: round-trip propagation time, ms (half on the way up, half on the way down).
     rtt_ms: float
-    #: trace file name in ``data/traces`` (or a path); when set, both directions follow it (in Mbit/s).
+    #: trace file name in ``data/traces`` (or a path); when set, both directions follow its shape over time.
     trace: str | None = None
+    #: False: replay the trace's Mbit/s as measured, both directions. True: rescale it so its median equals
+    #: ``uplink_mbps`` on the uplink and ``downlink_mbps`` on the downlink (keeps the measured variability,
+    #: takes the magnitude from the level).
+    trace_rescale: bool = False
     #: start replaying the trace this many seconds into it.
     trace_offset_s: float = 0.0
     #: scripted changes ``((time_s, factor), ...)``: from ``time_s`` on, bandwidth is multiplied by ``factor``.
@@ -250,7 +254,7 @@ def paper() -> Scenario:
         edge=TierSpec("x86_2threads", n_workers=1),  # S3
         cloud=TierSpec("x86_2threads", n_workers=8),  # S4
         access=LinkSpec.from_level(
-            "4g_good", trace="metro.kalbakken-jernbanetorget-report.2010-09-13_1003CEST.log"
+            "4g_good", trace="bus.ljansbakken-oslo-report.2010-09-29_1628CEST.log", trace_rescale=True
         ),  # S5
         wan=LinkSpec.from_level("wan_edge_cloud"),  # S6
         arrivals=Arrivals("poisson", rate_per_s=2.0),  # S7

@@ -12,8 +12,8 @@ The model (each rule is numbered in ``docs/assumptions.md``, section "Latency mo
   ``network_wait_ms``); transmission follows the link's rate over time exactly (``upload_ms``). Half the
   access RTT later it reaches the edge server, whose ``n_workers`` workers serve requests in decision order
   (FIFO); a request waits for the earliest free worker (``queue_ms``), runs (``compute_ms``), and its result
-  (``result_bytes``) comes back over the downlink (``download_ms``, not shared: results are small) plus half
-  the RTT.
+  (``result_bytes``) comes back over the downlink (``download_ms``, not shared: results are a few kB, sent
+  at the rate the link has when the result is ready) plus half the RTT.
 * **cloud**: as edge, then the edge forwards the input over the shared WAN uplink (FIFO, waits added to
   ``network_wait_ms``, transmission to ``upload_ms``); the cloud server has its own workers; the result
   returns over the WAN and the access downlink. Propagation is the access RTT plus the WAN RTT.
@@ -242,6 +242,10 @@ class Simulator:
         self._result_bytes = system.result_bytes
         # unique payload sizes, so an evaluation computes one transfer per size rather than per variant
         self._payloads, self._payload_index = np.unique(system.input_bytes, return_inverse=True)
+        self._payload_list = self._payloads.tolist()
+        self._wan_upload_ms = latency.transfer_time_ms_array(
+            system.wan_up, system.input_bytes, np.zeros(system.n_variants)
+        )
         self._cdf = system.requirement_cdf.tolist()
         self._median = system.median_ms.tolist()
         self._sigma = system.sigma.tolist()
@@ -363,37 +367,43 @@ class Simulator:
     def evaluate(self, request: Request) -> np.ndarray:
         """Response time (ms) every action would give this request in the current state, without serving it.
 
-        Shape (n_actions,), action = tier * n_variants + variant. This is the clairvoyant oracle's view.
+        Shape (n_actions,), action = tier * n_variants + variant. This is the clairvoyant oracle's view; it
+        follows exactly the rules of :meth:`serve` (a test checks that they agree).
         """
         sys = self.system
         t = request.time_ms
         compute = self.compute_ms(request)
         end = max(0.0, self.device_free_ms[request.user] - t) + compute[END]
         link_start = max(t, self.access_free_ms)
-        upload = latency.transfer_time_ms_array(sys.access_up, self._payloads, link_start)[
-            self._payload_index
-        ]
-        at_edge = link_start + upload + self._half_access_rtt
+        upload = np.array(
+            [latency.transfer_time_ms(sys.access_up, b, link_start) for b in self._payload_list]
+        )
+        at_edge = link_start + upload[self._payload_index] + self._half_access_rtt
         done_edge = np.maximum(at_edge, min(self.edge_workers_ms)) + compute[EDGE]
-        back_edge = latency.transfer_time_ms_array(sys.access_down, self._result_bytes, done_edge)
-        edge = done_edge + back_edge + self._half_access_rtt - t
+        edge = (
+            done_edge
+            + latency.result_time_ms(sys.access_down, self._result_bytes, done_edge)
+            + self._half_access_rtt
+            - t
+        )
         wan_start = np.maximum(at_edge, self.wan_free_ms)
-        wan_payload = (
-            latency.transfer_time_ms_array(sys.wan_up, self._payloads, 0.0)
-            if sys.wan_up.constant_mbps
-            else None
-        )
-        wan_upload = (
-            wan_payload[self._payload_index]
-            if wan_payload is not None
-            else latency.transfer_time_ms_array(sys.wan_up, sys.input_bytes, wan_start)
-        )
+        if sys.wan_up.constant_mbps is not None:
+            wan_upload = self._wan_upload_ms
+        else:
+            wan_upload = latency.transfer_time_ms_array(sys.wan_up, sys.input_bytes, wan_start)
         at_cloud = wan_start + wan_upload + self._half_wan_rtt
         done_cloud = np.maximum(at_cloud, min(self.cloud_workers_ms)) + compute[CLOUD]
-        wan_back = latency.transfer_time_ms_array(sys.wan_down, self._result_bytes, done_cloud)
-        at_edge_back = done_cloud + wan_back + self._half_wan_rtt
-        access_back = latency.transfer_time_ms_array(sys.access_down, self._result_bytes, at_edge_back)
-        cloud = at_edge_back + access_back + self._half_access_rtt - t
+        at_edge_back = (
+            done_cloud
+            + latency.result_time_ms(sys.wan_down, self._result_bytes, done_cloud)
+            + self._half_wan_rtt
+        )
+        cloud = (
+            at_edge_back
+            + latency.result_time_ms(sys.access_down, self._result_bytes, at_edge_back)
+            + self._half_access_rtt
+            - t
+        )
         return np.concatenate((end, edge, cloud))
 
     def serve(self, request: Request, action: int) -> Breakdown:
