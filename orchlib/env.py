@@ -1,0 +1,283 @@
+"""The orchestration MDP as a Gymnasium environment, on top of :class:`orchlib.simulator.Simulator`."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from orchlib.scenario import TIERS, Scenario, preset
+from orchlib.simulator import Breakdown, Request, Simulator, Snapshot, System, build_system
+
+ENV_ID = "orchlib/Orchestration-v0"
+
+#: info keys that reveal what a real orchestrator could not know; only ``privileged`` agents receive them.
+PRIVATE_INFO_KEYS: frozenset[str] = frozenset({"oracle_latency_ms", "oracle_action", "regret_ms"})
+
+#: the continuous observation's features, in order (see ``OrchestrationEnv``).
+BOX_FEATURES: tuple[str, ...] = (
+    "access_mbps",
+    "wan_mbps",
+    "access_backlog_s",
+    "device_backlog_s",
+    "edge_in_system",
+    "cloud_in_system",
+    "requirement_fraction",
+)
+_BOX_HIGH = np.array([1000.0, 10000.0, 100.0, 100.0, 10000.0, 10000.0, 1.0], dtype=np.float32)
+
+
+def public_info(info: Mapping[str, Any]) -> dict[str, Any]:
+    """``info`` without the keys in :data:`PRIVATE_INFO_KEYS`."""
+    return {k: v for k, v in info.items() if k not in PRIVATE_INFO_KEYS}
+
+
+class OrchestrationEnv(gym.Env):
+    """Where to run each inference request, and with which model variant.
+
+    **Description.** Several users' end devices send image-classification requests (MobileNetV1). For
+    every request, in time order over all users, the orchestrator chooses a *tier* (the user's own device,
+    the shared edge server, or the cloud) and a *model variant* (width x resolution x float32/int8). The
+    request's response time follows the profiled latency model of :mod:`orchlib.simulator` (shared access
+    uplink, FIFO servers, per-user devices); choices change the queues later requests meet.
+
+    **Action.** ``Discrete(3 * n_variants)``; action ``a`` means tier ``a // n_variants`` (0 end, 1 edge,
+    2 cloud) and variant ``a % n_variants`` (order of ``system.variant_names``).
+
+    **Observation.** ``observation="discrete"`` (default): ``Discrete(n_states)``, the index
+    :meth:`encode` gives to (access-bandwidth level, edge-load level, uplink busy, accuracy-requirement
+    class), with the level edges ``bandwidth_edges_mbps`` and ``edge_load_edges``.
+    :meth:`decode` inverts it. ``observation="box"``: ``Box`` of float32 features :data:`BOX_FEATURES`
+    (Mbit/s, seconds of backlog, request counts, requirement as a fraction), for function approximation.
+    Both are measurements a real orchestrator has; see ``docs/assumptions.md``.
+
+    **Reward.** ``-response_time_s * reward_scale`` (default: minus the response time in seconds). With
+    ``accuracy_mode="penalty"`` a request served by a variant below its accuracy requirement also costs
+    ``accuracy_penalty``. With ``accuracy_mode="mask"`` (default) ``info["action_mask"]`` lists the valid
+    actions and the reward has no penalty: agents must respect the mask (orchlib's runner refuses an
+    agent that does not); an action outside it is still served and reported with ``met_requirement`` False.
+
+    **Info.** After ``reset`` and ``step``: ``action_mask``, ``user``, ``time_ms``, ``requirement_pct``,
+    ``requirement_class`` and the measurements of :class:`~orchlib.simulator.Snapshot` (``access_mbps``,
+    ``wan_mbps``, ``access_backlog_ms``, ``device_backlog_ms``, ``edge_in_system``, ``cloud_in_system``)
+    describe the *next* request (the one the observation is about). After ``step``
+    also, about the request just served: ``latency_ms`` and its parts (``network_wait_ms``, ``upload_ms``,
+    ``propagation_ms``, ``queue_ms``, ``compute_ms``, ``download_ms``), ``tier``, ``variant``,
+    ``accuracy_pct``, ``met_requirement``, ``served_user``, ``served_time_ms``, and, when ``oracle=True``,
+    the per-request clairvoyant optimum ``oracle_latency_ms``, ``oracle_action`` and ``regret_ms``
+    (private: see :data:`PRIVATE_INFO_KEYS`).
+
+    **Episode end.** Serving requests is a continuing task: the environment never terminates; the
+    ``TimeLimit`` set at registration truncates it (``gym.make(ENV_ID)`` gives the scenario's
+    ``n_requests`` steps). A direct instance truncates after ``max_steps`` (default ``n_requests``).
+
+    **Arguments.**
+        scenario: a :class:`Scenario`, a preset name, or a prebuilt :class:`System`.
+        observation: ``"discrete"`` or ``"box"``.
+        accuracy_mode: ``"mask"`` or ``"penalty"``.
+        accuracy_penalty: reward cost of a violated requirement in ``"penalty"`` mode (> 0).
+        reward_scale: multiplies minus the response time in seconds (> 0).
+        oracle: compute the clairvoyant optimum for every request (costs one evaluation of all actions).
+        bandwidth_edges_mbps, edge_load_edges: level boundaries of the discrete state.
+        max_steps: truncation length of a direct instance (None: the scenario's ``n_requests``).
+
+    **Reconstruction.** The paper's exact state, action and reward are not public; this definition is
+    assumption E1-E5 in ``docs/assumptions.md``.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - Gymnasium's documented class attribute
+
+    def __init__(
+        self,
+        scenario: Scenario | System | str = "paper",
+        *,
+        observation: Literal["discrete", "box"] = "discrete",
+        accuracy_mode: Literal["mask", "penalty"] = "mask",
+        accuracy_penalty: float = 1.0,
+        reward_scale: float = 1.0,
+        oracle: bool = True,
+        bandwidth_edges_mbps: tuple[float, ...] = (5.0, 15.0),
+        edge_load_edges: tuple[int, ...] = (1, 2),
+        max_steps: int | None = None,
+    ) -> None:
+        if observation not in ("discrete", "box"):
+            raise ValueError(f"observation must be 'discrete' or 'box', got {observation!r}")
+        if accuracy_mode not in ("mask", "penalty"):
+            raise ValueError(f"accuracy_mode must be 'mask' or 'penalty', got {accuracy_mode!r}")
+        if not accuracy_penalty > 0:
+            raise ValueError(f"accuracy_penalty must be > 0, got {accuracy_penalty!r}")
+        if not reward_scale > 0:
+            raise ValueError(f"reward_scale must be > 0, got {reward_scale!r}")
+        for name, edges in (
+            ("bandwidth_edges_mbps", bandwidth_edges_mbps),
+            ("edge_load_edges", edge_load_edges),
+        ):
+            if list(edges) != sorted(set(edges)) or any(e <= 0 for e in edges):
+                raise ValueError(f"{name} must be strictly increasing positive numbers, got {edges!r}")
+        if isinstance(scenario, str):
+            scenario = preset(scenario)
+        self.system = scenario if isinstance(scenario, System) else build_system(scenario)
+        self.scenario = self.system.scenario
+        self.observation_mode = observation
+        self.accuracy_mode = accuracy_mode
+        self.accuracy_penalty = float(accuracy_penalty)
+        self.reward_scale = float(reward_scale)
+        self.oracle = oracle
+        self.bandwidth_edges_mbps = tuple(float(e) for e in bandwidth_edges_mbps)
+        self.edge_load_edges = tuple(int(e) for e in edge_load_edges)
+        self.max_steps = self.scenario.n_requests if max_steps is None else int(max_steps)
+        #: sizes of the discrete state's components, in encode() order.
+        self.state_shape: tuple[int, ...] = (
+            len(self.bandwidth_edges_mbps) + 1,
+            len(self.edge_load_edges) + 1,
+            2,
+            len(self.system.requirement_pct),
+        )
+        self.n_states = int(np.prod(self.state_shape))
+        self.action_space = gym.spaces.Discrete(self.system.n_actions)
+        if observation == "discrete":
+            self.observation_space: gym.Space = gym.spaces.Discrete(self.n_states)
+        else:
+            self.observation_space = gym.spaces.Box(
+                np.zeros(len(BOX_FEATURES), np.float32), _BOX_HIGH, dtype=np.float32
+            )
+        self.sim = Simulator(self.system, rng=0)
+        self._request: Request | None = None
+        self._steps = 0
+
+    # -- state encoding --------------------------------------------------------------------------------------
+    def encode(
+        self,
+        bandwidth_level: int,
+        load_level: int,
+        uplink_busy: int,
+        device_busy: int,
+        requirement_class: int,
+    ) -> int:
+        """Flat index of a discrete state (mixed radix over :attr:`state_shape`)."""
+        return int(
+            np.ravel_multi_index(
+                (bandwidth_level, load_level, uplink_busy, device_busy, requirement_class), self.state_shape
+            )
+        )
+
+    def decode(self, state: int) -> tuple[int, int, int, int, int]:
+        """Inverse of :meth:`encode`."""
+        if not 0 <= state < self.n_states:
+            raise ValueError(f"state must be in [0, {self.n_states}), got {state}")
+        return tuple(int(i) for i in np.unravel_index(int(state), self.state_shape))  # type: ignore[return-value]
+
+    def state_mask(self, state: int) -> np.ndarray:
+        """The action mask of every request in discrete state ``state`` (it depends on the requirement class)."""
+        return self.system.masks[self.decode(state)[-1]]
+
+    def _observe(self, request: Request) -> tuple[int | np.ndarray, Snapshot]:
+        snap = self.sim.snapshot(request)
+        if self.observation_mode == "box":
+            values = np.array(
+                [
+                    snap.access_mbps,
+                    snap.wan_mbps,
+                    snap.access_backlog_ms / 1e3,
+                    snap.device_backlog_ms / 1e3,
+                    snap.edge_in_system,
+                    snap.cloud_in_system,
+                    request.requirement_pct / 100.0,
+                ],
+                dtype=np.float32,
+            )
+            return np.minimum(values, _BOX_HIGH), snap
+        b = bisect.bisect_right(self.bandwidth_edges_mbps, snap.access_mbps)
+        load = bisect.bisect_right(self.edge_load_edges, snap.edge_in_system)
+        s = self.state_shape
+        # mixed-radix encode inlined (same as encode()) because it runs on every request
+        return ((b * s[1] + load) * s[2] + (snap.access_backlog_ms > 0)) * s[
+            3
+        ] + request.requirement_class, snap
+
+    def _request_info(self, request: Request, snap: Snapshot) -> dict[str, Any]:
+        info = snap._asdict()
+        info.update(
+            action_mask=self.system.masks[request.requirement_class].copy(),
+            user=request.user,
+            time_ms=request.time_ms,
+            requirement_pct=request.requirement_pct,
+            requirement_class=request.requirement_class,
+        )
+        return info
+
+    # -- Gymnasium API ---------------------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.sim.reset(self.np_random)
+        self._steps = 0
+        self._request = self.sim.next_request()
+        obs, snap = self._observe(self._request)
+        return obs, self._request_info(self._request, snap)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        if self._request is None:
+            raise RuntimeError("call reset() before step()")
+        a = int(action)
+        if not 0 <= a < self.system.n_actions:
+            raise ValueError(f"action must be in [0, {self.system.n_actions}), got {action!r}")
+        request = self._request
+        mask = self.system.masks[request.requirement_class]
+        info: dict[str, Any] = {}
+        if self.oracle:
+            totals = np.where(mask, self.sim.evaluate(request), np.inf)
+            best = int(np.argmin(totals))
+            info["oracle_action"] = best
+            info["oracle_latency_ms"] = float(totals[best])
+        breakdown: Breakdown = self.sim.serve(request, a)
+        tier, variant = divmod(a, self.system.n_variants)
+        met = bool(mask[a])
+        reward = -breakdown.total_ms / 1e3 * self.reward_scale
+        if not met and self.accuracy_mode == "penalty":
+            reward -= self.accuracy_penalty
+        info.update(breakdown._asdict())
+        info["latency_ms"] = info.pop("total_ms")
+        if self.oracle:
+            info["regret_ms"] = breakdown.total_ms - info["oracle_latency_ms"]
+        info.update(
+            tier=tier,
+            variant=variant,
+            accuracy_pct=float(self.system.top1_pct[variant]),
+            met_requirement=met,
+            served_user=request.user,
+            served_time_ms=request.time_ms,
+            served_requirement_class=request.requirement_class,
+        )
+        self._steps += 1
+        self._request = self.sim.next_request()
+        obs, snap = self._observe(self._request)
+        info.update(self._request_info(self._request, snap))
+        truncated = self._steps >= self.max_steps
+        return obs, reward, False, truncated, info
+
+    def oracle_action(self) -> int:
+        """The clairvoyant best valid action for the current request (privileged: reads the true state)."""
+        if self._request is None:
+            raise RuntimeError("call reset() before oracle_action()")
+        mask = self.system.masks[self._request.requirement_class]
+        return int(np.argmin(np.where(mask, self.sim.evaluate(self._request), np.inf)))
+
+    @property
+    def tier_names(self) -> tuple[str, ...]:
+        return TIERS
+
+
+def register() -> None:
+    """Register :data:`ENV_ID` (the ``paper`` scenario, 20,000 requests per episode) if not yet registered."""
+    if ENV_ID not in gym.registry:
+        gym.register(
+            id=ENV_ID,
+            entry_point="orchlib.env:OrchestrationEnv",
+            max_episode_steps=20_000,
+            kwargs={"scenario": "paper"},
+        )
