@@ -163,6 +163,24 @@ class AccuracyRequirement:
             f"AccuracyRequirement.probabilities must sum to 1, got {sum(self.probabilities)}",
         )
 
+    @classmethod
+    def from_tolerances(
+        cls,
+        tolerances_pp: tuple[float, ...],
+        probabilities: tuple[float, ...],
+        variants: str = "mobilenet_v1",
+    ) -> AccuracyRequirement:
+        """Requirements stated as the top-1 loss an application tolerates below the best variant of a table.
+
+        Example: tolerance 1 pp with a best variant at 70.9 % gives a requirement of 69.9 %.
+        """
+        from orchlib.profiles import load_variants
+
+        _check(all(t >= 0 for t in tolerances_pp), f"tolerances_pp must be >= 0, got {tolerances_pp}")
+        best = float(load_variants(variants).column("top1_pct").max())
+        pairs = sorted(zip((max(0.0, best - t) for t in tolerances_pp), probabilities, strict=True))
+        return cls(levels_pct=tuple(round(x, 6) for x, _ in pairs), probabilities=tuple(p for _, p in pairs))
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -254,13 +272,11 @@ def paper() -> Scenario:
         edge=TierSpec("x86_2threads", n_workers=1),  # S3
         cloud=TierSpec("x86_2threads", n_workers=8),  # S4
         access=LinkSpec.from_level(
-            "4g_good", trace="bus.ljansbakken-oslo-report.2010-09-29_1628CEST.log", trace_rescale=True
+            "wifi", trace="bus.ljansbakken-oslo-report.2010-09-29_1628CEST.log", trace_rescale=True
         ),  # S5
         wan=LinkSpec.from_level("wan_edge_cloud"),  # S6
         arrivals=Arrivals("poisson", rate_per_s=2.0),  # S7
-        accuracy=AccuracyRequirement(
-            levels_pct=(0.0, 60.0, 65.0, 70.0), probabilities=(0.25, 0.25, 0.25, 0.25)
-        ),  # S8
+        accuracy=AccuracyRequirement.from_tolerances((1.0, 3.0, 6.0, 10.0), (0.25, 0.25, 0.25, 0.25)),  # S8
         n_requests=20_000,  # S9
         compute_jitter=True,  # S10
     )

@@ -110,13 +110,20 @@ def _link_rates(spec: LinkSpec, what: str) -> tuple[latency.RateFunction, latenc
             return up, down, []
         return latency.constant_rate(spec.uplink_mbps), latency.constant_rate(spec.downlink_mbps), []
     trace = load_trace(spec.trace)
+    median = float(np.median(trace.mbps))
+    up_scale, down_scale = (
+        (spec.uplink_mbps / median, spec.downlink_mbps / median) if spec.trace_rescale else (1.0, 1.0)
+    )
     try:
-        rate = latency.trace_rate(
-            trace.times_s, trace.mbps, offset_s=spec.trace_offset_s, changes=spec.changes
+        up, down = (
+            latency.trace_rate(
+                trace.times_s, trace.mbps, offset_s=spec.trace_offset_s, scale=scale, changes=spec.changes
+            )
+            for scale in (up_scale, down_scale)
         )
     except ValueError as exc:
         raise DataError(f"{what}: trace {trace.path}: {exc}") from None
-    return rate, rate, [trace.path]
+    return up, down, [trace.path]
 
 
 def build_system(scenario: Scenario) -> System:

@@ -171,3 +171,15 @@ def test_transfer_across_a_rate_change_is_integrated_exactly() -> None:
     assert latency.transfer_time_ms(rate, 2e6 / 8, 500.0) == pytest.approx(1000.0)
     vector = latency.transfer_time_ms_array(rate, np.array([2e6 / 8]), np.array([500.0]))
     assert vector[0] == pytest.approx(1000.0)
+
+
+def test_rescaled_trace_keeps_its_shape_at_the_level_magnitude(toy_scenario, tmp_path) -> None:
+    trace = tmp_path / "trace.log"
+    trace.write_text("0.0 1.0\n1.0 2.0\n2.0 4.0\n")
+    raw = dataclasses.replace(toy_scenario.access, uplink_mbps=10.0, downlink_mbps=20.0, trace=str(trace))
+    system_raw = build_system(dataclasses.replace(toy_scenario, access=raw))
+    system_scaled = build_system(dataclasses.replace(toy_scenario, access=dataclasses.replace(raw, trace_rescale=True)))
+    assert np.median(system_raw.access_up.tail_mbps) == pytest.approx(2.0)
+    assert np.median(system_scaled.access_up.tail_mbps) == pytest.approx(10.0)  # median 2 -> the level's 10
+    assert np.median(system_scaled.access_down.tail_mbps) == pytest.approx(20.0)
+    assert system_scaled.access_up.tail_mbps.tolist() == pytest.approx([5.0, 10.0, 20.0])
