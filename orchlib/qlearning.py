@@ -1,0 +1,282 @@
+"""Tabular Q-learning (the paper's orchestrator) and Dyna-Q (the companion paper's hybrid learning).
+
+Both work on a ``gymnasium.spaces.Discrete`` observation (the encoded system state) and restrict every choice,
+and every max in a target, to the actions the accuracy mask allows. They are written for speed: one
+:meth:`QLearning.act` plus one :meth:`QLearning.learn` costs a few microseconds, because the per-mask arrays
+are cached (:class:`orchlib.agent.MaskTable`) and nothing is allocated beyond a tie check.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from orchlib.agent import Agent, MaskTable, check_action_reward, check_int, check_real, penalised_argmax
+
+
+class QLearning(Agent):
+    """Tabular Q-learning with epsilon-greedy exploration over the valid (masked) actions.
+
+    Update after each served request ``(s, a, r, s')`` with next mask ``M'``::
+
+        n(s, a)  += 1
+        alpha_t   = alpha / n(s, a) ** alpha_exponent
+        Q(s, a)  += alpha_t * (r + gamma * max_{a' in M'} Q(s', a') - Q(s, a))
+
+    Decision ``t`` (``t = 0, 1, ...`` counts calls to :meth:`act` since :meth:`reset`) explores with
+    probability ``epsilon_t = max(epsilon_min, epsilon * epsilon_decay ** t)``: a uniformly random valid action;
+    otherwise it takes the valid action of largest ``Q(s, .)``, ties broken uniformly at random.
+
+    ``alpha_exponent = 0`` gives a constant learning rate, which keeps tracking a changing system; an exponent
+    in (1/2, 1] gives rates whose sum diverges and whose sum of squares converges, the conditions under which
+    tabular Q-learning converges (Even-Dar & Mansour 2003 compare the speed of these polynomial rates). ``Q`` starts at ``initial_q``
+    everywhere. The default 0 is optimistic here because every reward (minus a response time) is negative:
+    an untried action looks better than any tried one, which drives the agent to try each valid action once.
+
+    Args:
+        observation_space: ``Discrete(S)`` (any ``start``).
+        action_space: ``Discrete(A)``.
+        alpha: base learning rate, in (0, 1].
+        alpha_exponent: exponent ``omega`` of the visit-count decay of the learning rate, in [0, 1].
+        gamma: discount factor, in [0, 1). 1 is excluded because the task is continuing (no episode ends), so
+            undiscounted values would diverge.
+        epsilon: exploration probability at the first decision, in [0, 1].
+        epsilon_min: floor of the exploration probability, in [0, epsilon].
+        epsilon_decay: per-decision multiplicative decay, in (0, 1]; 1 keeps ``epsilon`` constant.
+        initial_q: initial value of every ``Q(s, a)``, any finite number (seconds, negative = pessimistic).
+
+    Raises:
+        TypeError: the observation space is not ``Discrete`` or a hyperparameter has the wrong type.
+        ValueError: a hyperparameter is outside the range given above (the message names it).
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.spaces.Discrete,
+        alpha: float = 0.1,
+        alpha_exponent: float = 0.0,
+        gamma: float = 0.9,
+        epsilon: float = 1.0,
+        epsilon_min: float = 0.01,
+        epsilon_decay: float = 0.999,
+        initial_q: float = 0.0,
+    ) -> None:
+        super().__init__(observation_space, action_space)
+        if not isinstance(observation_space, gym.spaces.Discrete):
+            raise TypeError(
+                f"{type(self).__name__} needs a Discrete observation_space, got {type(observation_space).__name__}"
+            )
+        check_real("alpha", alpha, 0.0, 1.0, low_open=True)
+        check_real("alpha_exponent", alpha_exponent, 0.0, 1.0)
+        check_real("gamma", gamma, 0.0, 1.0, high_open=True)
+        check_real("epsilon", epsilon, 0.0, 1.0)
+        check_real("epsilon_min", epsilon_min, 0.0, epsilon)
+        check_real("epsilon_decay", epsilon_decay, 0.0, 1.0, low_open=True)
+        check_real("initial_q", initial_q)
+        self.alpha = alpha
+        self.alpha_exponent = alpha_exponent
+        self.gamma = gamma
+        self.epsilon = epsilon
+        self.epsilon_min = epsilon_min
+        self.epsilon_decay = epsilon_decay
+        self.initial_q = initial_q
+        self.n_states = int(observation_space.n)
+
+    def reset(self, rng: np.random.Generator | int | None = None) -> None:
+        """Forget Q, visit counts and the decision counter; reseed ``self.rng_``."""
+        self.rng_ = np.random.default_rng(rng)
+        self.q_table_ = np.full((self.n_states, self.n_actions), float(self.initial_q))  # Q(s, a), seconds
+        # Real updates of each (s, a); drives the learning-rate decay. Python ints on the hot path are faster
+        # than numpy scalars, so the counts live in a list of lists.
+        self.visits_ = [[0] * self.n_actions for _ in range(self.n_states)]
+        self.n_decisions_ = 0
+        # Hot-path constants and scratch space (not learned state).
+        self._masks = MaskTable(self.n_actions)
+        self._buffer = np.empty(self.n_actions)
+        self._start = int(self.observation_space.start)
+        self._alpha = float(self.alpha)
+        self._neg_omega = -float(self.alpha_exponent)
+        self._gamma = float(self.gamma)
+        self._epsilon = float(self.epsilon)
+        self._epsilon_min = float(self.epsilon_min)
+        self._epsilon_decay = float(self.epsilon_decay)
+
+    def epsilon_at(self, t: int) -> float:
+        """Exploration probability of decision ``t`` (0-based)."""
+        epsilon = self._epsilon * self._epsilon_decay**t
+        return epsilon if epsilon > self._epsilon_min else self._epsilon_min
+
+    def _state(self, obs: Any) -> int:
+        s = operator.index(obs) - self._start
+        if not 0 <= s < self.n_states:
+            raise ValueError(f"obs must be in the observation space {self.observation_space}, got {obs!r}")
+        return s
+
+    def act(self, obs: Any, mask: np.ndarray, info: Mapping[str, Any]) -> int:
+        """Epsilon-greedy valid action in state ``obs``."""
+        s = self._state(obs)
+        penalty, valid = self._masks.get(mask)
+        t = self.n_decisions_
+        self.n_decisions_ = t + 1
+        epsilon = self._epsilon * self._epsilon_decay**t  # epsilon_at(t), inlined for speed
+        if epsilon < self._epsilon_min:
+            epsilon = self._epsilon_min
+        rng = self.rng_
+        if rng.random() < epsilon:
+            return int(valid[int(rng.random() * valid.size)])
+        return penalised_argmax(self.q_table_[s], penalty, self._buffer, rng)
+
+    def _update(self, s: int, a: int, reward: float, s_next: int, next_penalty: np.ndarray, n: int) -> None:
+        """One Q-learning step on ``Q(s, a)`` with learning rate ``alpha / n ** omega``."""
+        buffer = self._buffer
+        np.add(self.q_table_[s_next], next_penalty, out=buffer)
+        target = reward + self._gamma * float(buffer[buffer.argmax()])
+        q_row = self.q_table_[s]
+        old = float(q_row[a])
+        q_row[a] = old + self._alpha * n**self._neg_omega * (target - old)
+
+    def learn(
+        self,
+        obs: Any,
+        action: int,
+        reward: float,
+        next_obs: Any,
+        next_mask: np.ndarray,
+        info: Mapping[str, Any],
+    ) -> None:
+        """One Q-learning update from a served request.
+
+        Raises:
+            ValueError: ``obs``/``next_obs``/``action`` outside their spaces, ``reward`` not finite, or a bad
+                ``next_mask``.
+        """
+        s = self._state(obs)
+        s_next = self._state(next_obs)
+        a, reward = check_action_reward(action, reward, self.n_actions)
+        penalty, _ = self._masks.get(next_mask)
+        visits = self.visits_[s]
+        n = visits[a] + 1
+        visits[a] = n
+        self._update(s, a, reward, s_next, penalty, n)
+
+    def greedy_policy(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Greedy action of every state (lowest index on ties), restricted to ``mask`` if given; shape (S,)."""
+        q = self.q_table_ if mask is None else np.where(mask, self.q_table_, -np.inf)
+        return q.argmax(axis=1)
+
+
+class DynaQ(QLearning):
+    """Dyna-Q: Q-learning plus planning on a model learned from the real requests (Sutton & Barto 2018, 8.2).
+
+    After each real update (exactly :class:`QLearning`'s), the model of the pair ``(s, a)`` is updated with the
+    request's reward and outcome, then ``n_planning`` simulated updates follow. Each picks a previously
+    seen pair ``(s, a)`` uniformly at random, uses the model's mean reward
+    ``R(s, a) = sum of rewards / n(s, a)``, draws an outcome ``(s', M')`` with probability
+    ``count(s, a -> s', M') / n(s, a)``, and applies the same update with learning rate
+    ``alpha / n(s, a) ** alpha_exponent`` (``n`` = real visits; simulated updates do not count as visits).
+
+    Implementation details and assumptions:
+
+    1. The model's outcome is the pair (next state, next mask), counted jointly, so a simulated target maxes
+       over the actions that were valid when that next state was really seen. The mask belongs to the next
+       request's accuracy requirement, which the state may not encode.
+    2. Unlike the book's deterministic model, outcomes are sampled from their counts, because the next
+       request's state (network level, load) is random.
+    3. ``n_planning = 0`` draws no random numbers and so is exactly :class:`QLearning` (tested).
+
+    Args:
+        n_planning: simulated updates after each real one, an integer >= 0.
+        Other arguments: as :class:`QLearning`.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.spaces.Discrete,
+        alpha: float = 0.1,
+        alpha_exponent: float = 0.0,
+        gamma: float = 0.9,
+        epsilon: float = 1.0,
+        epsilon_min: float = 0.01,
+        epsilon_decay: float = 0.999,
+        initial_q: float = 0.0,
+        n_planning: int = 10,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            alpha=alpha,
+            alpha_exponent=alpha_exponent,
+            gamma=gamma,
+            epsilon=epsilon,
+            epsilon_min=epsilon_min,
+            epsilon_decay=epsilon_decay,
+            initial_q=initial_q,
+        )
+        check_int("n_planning", n_planning, 0)
+        self.n_planning = n_planning
+
+    def reset(self, rng: np.random.Generator | int | None = None) -> None:
+        """Forget Q and the model; reseed."""
+        super().reset(rng)
+        self.reward_sums_ = np.zeros(
+            (self.n_states, self.n_actions)
+        )  # sum of real rewards of (s, a), seconds
+        # For each seen pair, keyed s * A + a: {(next state, next-mask id): count}, in first-seen order.
+        self.outcome_counts_: dict[int, dict[tuple[int, int], int]] = {}
+        self.seen_pairs_: list[int] = []  # keys of outcome_counts_, for uniform sampling
+        self.next_penalties_: list[np.ndarray] = []  # mask id -> additive penalty (0 valid, -inf invalid)
+        self._mask_ids: dict[bytes, int] = {}
+
+    def learn(
+        self,
+        obs: Any,
+        action: int,
+        reward: float,
+        next_obs: Any,
+        next_mask: np.ndarray,
+        info: Mapping[str, Any],
+    ) -> None:
+        """Real Q-learning update, model update, then ``n_planning`` simulated updates."""
+        next_mask = np.asarray(next_mask)
+        super().learn(obs, action, reward, next_obs, next_mask, info)
+        s = operator.index(obs) - self._start
+        s_next = operator.index(next_obs) - self._start
+        a = operator.index(action)
+        self.reward_sums_[s, a] += float(reward)
+        mask_key = next_mask.tobytes()
+        mask_id = self._mask_ids.get(mask_key)
+        if mask_id is None:
+            mask_id = len(self.next_penalties_)
+            self._mask_ids[mask_key] = mask_id
+            self.next_penalties_.append(self._masks.get(next_mask)[0])
+        pair = s * self.n_actions + a
+        outcomes = self.outcome_counts_.get(pair)
+        if outcomes is None:
+            outcomes = self.outcome_counts_[pair] = {}
+            self.seen_pairs_.append(pair)
+        outcome = (s_next, mask_id)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        self._plan(self.n_planning)
+
+    def _plan(self, n_updates: int) -> None:
+        rng = self.rng_
+        pairs = self.seen_pairs_
+        for _ in range(n_updates):
+            pair = pairs[int(rng.random() * len(pairs))]
+            s, a = divmod(pair, self.n_actions)
+            n = self.visits_[s][a]
+            # Inverse-CDF draw of an outcome from its counts; the counts sum to n.
+            u = rng.random() * n
+            # If round-off leaves u >= 0 after the last outcome, that last outcome is the right draw.
+            for outcome, count in self.outcome_counts_[pair].items():
+                s_next, mask_id = outcome
+                u -= count
+                if u < 0.0:
+                    break
+            self._update(s, a, float(self.reward_sums_[s, a]) / n, s_next, self.next_penalties_[mask_id], n)
