@@ -84,7 +84,7 @@ def motivation(
     users: Sequence[int] = (1, 2, 4, 8, 16, 32),
     users_level: str = "wifi",
     requirements_pct: Sequence[float] = (0.0, 50.0, 60.0, 65.0, 68.0, 70.0),
-    requirement_level: str = "4g_good",
+    requirement_level: str = "wifi",
     n_requests: int = 2000,
     rng: np.random.Generator | int | None = 0,
 ) -> pd.DataFrame:

@@ -1,0 +1,441 @@
+"""One plot function per figure. Each takes tidy DataFrames, returns a Figure, and never saves it.
+
+:func:`save` writes a figure as PNG and PDF (``orchlib reproduce`` calls it). Error bars are 95% bootstrap
+confidence intervals over independent runs (seaborn, ``seed=0`` so they do not change between runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from orchlib.scenario import TIERS
+
+TIER_COLORS = {"end": "#4C72B0", "edge": "#DD8452", "cloud": "#55A868"}
+_RC = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+#: the footnote every figure that shows our numbers carries.
+RECONSTRUCTION_NOTE = (
+    "orchlib reconstruction: scenario parameters are assumptions (docs/assumptions.md), not the paper's setup"
+)
+
+
+@contextmanager
+def _style() -> Iterator[None]:
+    with plt.rc_context(_RC):
+        yield
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what}: table lacks column(s) {missing}; it has {list(df.columns)}")
+    if df.empty:
+        raise ValueError(f"{what}: table is empty")
+
+
+def _note(fig: Figure, text: str = RECONSTRUCTION_NOTE) -> None:
+    fig.text(0.01, -0.02, text, fontsize=7, color="0.4", ha="left", va="top")
+
+
+def save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
+    """Write ``fig`` as ``name.png`` and ``name.pdf`` in ``out_dir`` (created if missing); return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix in (".png", ".pdf"):
+        path = out / f"{name}{suffix}"
+        tmp = path.with_name(f".{path.name}.tmp{suffix}")
+        fig.savefig(tmp, bbox_inches="tight")
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+# 1 ---------------------------------------------------------------------------------------------------------
+def plot_motivation(table: pd.DataFrame) -> Figure:
+    """Figure 1: response time of end / edge / cloud execution versus network, users and accuracy requirement.
+
+    Args:
+        table: from :func:`orchlib.experiments.motivation` (panel, x, tier, variant, mean_latency_ms, p95_latency_ms).
+    """
+    _require(table, ["panel", "x", "tier", "mean_latency_ms"], "plot_motivation")
+    panels = [
+        ("network", "access network level", "(a) network condition"),
+        ("users", "users sharing access link and edge", "(b) number of users"),
+        ("accuracy", "accuracy requirement, top-1 %", "(c) accuracy requirement"),
+    ]
+    with _style():
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
+        for ax, (panel, xlabel, title) in zip(axes, panels, strict=True):
+            part = table[table["panel"] == panel]
+            order = list(dict.fromkeys(part["x"]))
+            pos = np.arange(len(order))
+            width = 0.8 / len(TIERS)
+            for k, tier in enumerate(TIERS):
+                rows = part[part["tier"] == tier].set_index("x").reindex(order)
+                ax.bar(
+                    pos + (k - 1) * width, rows["mean_latency_ms"], width, label=tier, color=TIER_COLORS[tier]
+                )
+            ax.set_xticks(pos, [f"{x:g}" if isinstance(x, float) else str(x) for x in order])
+            ax.set_yscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("mean response time (ms, log scale)")
+            ax.set_title(title)
+            fastest = (
+                part.loc[part.groupby("x", sort=False)["mean_latency_ms"].idxmin()]
+                .set_index("x")
+                .reindex(order)
+            )
+            for p, tier in zip(pos, fastest["tier"], strict=True):
+                ax.annotate(
+                    "★",
+                    (p + (TIERS.index(tier) - 1) * width, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    ha="center",
+                    va="top",
+                    color=TIER_COLORS[tier],
+                )
+        axes[0].legend(title="runs on (★ fastest)", loc="upper left")
+        fig.suptitle(
+            "Motivation: the fastest place to run MobileNetV1 depends on network, users and accuracy"
+        )
+        _note(fig)
+    return fig
+
+
+# 2 ---------------------------------------------------------------------------------------------------------
+def plot_headline(runs: pd.DataFrame, comparison: pd.DataFrame, baseline: str) -> Figure:
+    """Figure 2: mean response time and delivered accuracy per policy, with speedup and accuracy loss over ``baseline``.
+
+    Args:
+        runs: one row per run: agent, replicate, mean_latency_ms, mean_accuracy_pct.
+        comparison: one row per agent: agent, time_reduction, time_reduction_low, time_reduction_high,
+            accuracy_loss_pp (from :func:`orchlib.metrics.compare_to_baseline`).
+        baseline: the agent the comparison is against (the state-of-the-art stand-in).
+    """
+    _require(runs, ["agent", "replicate", "mean_latency_ms", "mean_accuracy_pct"], "plot_headline runs")
+    _require(comparison, ["agent", "time_reduction", "accuracy_loss_pp"], "plot_headline comparison")
+    order = runs.groupby("agent", observed=True)["mean_latency_ms"].mean().sort_values().index.tolist()
+    with _style():
+        fig, (ax_t, ax_a) = plt.subplots(
+            1, 2, figsize=(14, 0.45 * len(order) + 2.2), constrained_layout=True, sharey=True
+        )
+        colors = ["#C44E52" if a == baseline else "#4C72B0" for a in order]
+        sns.barplot(
+            runs,
+            y="agent",
+            x="mean_latency_ms",
+            order=order,
+            palette=colors,
+            hue="agent",
+            hue_order=order,
+            legend=False,
+            errorbar=("ci", 95),
+            seed=0,
+            ax=ax_t,
+        )
+        sns.barplot(
+            runs,
+            y="agent",
+            x="mean_accuracy_pct",
+            order=order,
+            palette=colors,
+            hue="agent",
+            hue_order=order,
+            legend=False,
+            errorbar=("ci", 95),
+            seed=0,
+            ax=ax_a,
+        )
+        ax_t.set_xlabel("mean response time (ms)")
+        ax_a.set_xlabel("delivered top-1 accuracy (%)")
+        low = runs["mean_accuracy_pct"].min()
+        ax_a.set_xlim(max(0.0, low - 5), runs["mean_accuracy_pct"].max() + 1)
+        ax_t.set_ylabel("")
+        by_agent = comparison.set_index("agent")
+        for i, agent in enumerate(order):
+            if agent in by_agent.index and agent != baseline:
+                row = by_agent.loc[agent]
+                ax_t.annotate(
+                    f" {100 * row['time_reduction']:+.0f}% time",
+                    (1.0, i),
+                    xycoords=("axes fraction", "data"),
+                    va="center",
+                    fontsize=8,
+                )
+                ax_a.annotate(
+                    f" {-row['accuracy_loss_pp']:+.1f} pp",
+                    (1.0, i),
+                    xycoords=("axes fraction", "data"),
+                    va="center",
+                    fontsize=8,
+                )
+        ax_t.set_title(f"response time (red: baseline '{baseline}'; right: change vs it)")
+        ax_a.set_title("accuracy (right: change vs baseline, percentage points)")
+        _note(fig)
+    return fig
+
+
+# 3 ---------------------------------------------------------------------------------------------------------
+def plot_learning_curves(curves: pd.DataFrame) -> Figure:
+    """Figure 3: each agent's windowed mean response time relative to the oracle, over requests served.
+
+    Args:
+        curves: agent, replicate, request (window end), ratio_to_oracle (from :func:`orchlib.metrics.learning_curve`).
+    """
+    _require(curves, ["agent", "replicate", "request", "ratio_to_oracle"], "plot_learning_curves")
+    with _style():
+        fig, ax = plt.subplots(figsize=(10, 5.5), constrained_layout=True)
+        sns.lineplot(
+            curves,
+            x="request",
+            y="ratio_to_oracle",
+            hue="agent",
+            units="replicate",
+            estimator=None,
+            alpha=0.15,
+            legend=False,
+            ax=ax,
+            lw=0.6,
+        )
+        sns.lineplot(curves, x="request", y="ratio_to_oracle", hue="agent", errorbar=None, ax=ax, lw=1.8)
+        ax.axhline(1.0, color="k", ls="--", lw=1, label="oracle")
+        ax.set_yscale("log")
+        ax.set_xlabel("requests served")
+        ax.set_ylabel("mean response time / oracle's (log scale)")
+        ax.set_title("Learning curves against the per-request clairvoyant oracle (thin: single runs)")
+        ax.legend(loc="upper right", ncols=2)
+        _note(fig)
+    return fig
+
+
+# 4 ---------------------------------------------------------------------------------------------------------
+def plot_sensitivity(table: pd.DataFrame) -> Figure:
+    """Figure 4: mean response time per agent versus bandwidth, number of users and accuracy requirement.
+
+    Args:
+        table: factor (bandwidth/users/accuracy), value, agent, replicate, mean_latency_ms.
+    """
+    _require(table, ["factor", "value", "agent", "replicate", "mean_latency_ms"], "plot_sensitivity")
+    factors = [f for f in ("bandwidth", "users", "accuracy") if f in set(table["factor"])]
+    labels = {
+        "bandwidth": "access uplink median (Mbit/s)",
+        "users": "number of users",
+        "accuracy": "accuracy tolerance below best (pp)",
+    }
+    with _style():
+        fig, axes = plt.subplots(
+            1, len(factors), figsize=(5 * len(factors), 4.5), constrained_layout=True, squeeze=False
+        )
+        for ax, factor in zip(axes[0], factors, strict=True):
+            part = table[table["factor"] == factor].astype({"value": float})
+            sns.lineplot(
+                part,
+                x="value",
+                y="mean_latency_ms",
+                hue="agent",
+                marker="o",
+                errorbar=("ci", 95),
+                seed=0,
+                ax=ax,
+                legend=ax is axes[0][0],
+            )
+            ax.set_xlabel(labels[factor])
+            ax.set_ylabel("mean response time (ms)")
+            ax.set_yscale("log")
+            if factor == "bandwidth":
+                ax.set_xscale("log")
+        axes[0][0].legend(fontsize=8)
+        fig.suptitle("Sensitivity of each policy to bandwidth, users and accuracy requirement")
+        _note(fig)
+    return fig
+
+
+# 5 ---------------------------------------------------------------------------------------------------------
+def plot_decision_maps(decisions: pd.DataFrame) -> Figure:
+    """Figure 5: which tier and variant each agent picks per (bandwidth level, requirement class).
+
+    Args:
+        decisions: agent, bandwidth_level, requirement_pct, tier, variant, share (the most frequent choice in
+            that cell and its share of the cell's requests).
+    """
+    _require(
+        decisions,
+        ["agent", "bandwidth_level", "requirement_pct", "tier", "variant", "share"],
+        "plot_decision_maps",
+    )
+    agents = list(dict.fromkeys(decisions["agent"]))
+    cols = min(3, len(agents))
+    rows = int(np.ceil(len(agents) / cols))
+    with _style():
+        fig, axes = plt.subplots(
+            rows, cols, figsize=(5.2 * cols, 3.6 * rows), constrained_layout=True, squeeze=False
+        )
+        for ax in axes.ravel()[len(agents) :]:
+            ax.set_visible(False)
+        for ax, agent in zip(axes.ravel(), agents, strict=False):
+            part = decisions[decisions["agent"] == agent]
+            levels = sorted(set(part["bandwidth_level"]))
+            reqs = sorted(set(part["requirement_pct"]))
+            grid = np.full((len(reqs), len(levels)), np.nan)
+            for r in part.itertuples():
+                i, j = reqs.index(r.requirement_pct), levels.index(r.bandwidth_level)
+                grid[i, j] = TIERS.index(r.tier)
+                short = r.variant.replace("mobilenet_v1_", "").replace("_quant", " q")
+                ax.text(
+                    j, i, f"{r.tier}\n{short}\n{100 * r.share:.0f}%", ha="center", va="center", fontsize=7
+                )
+            cmap = plt.matplotlib.colors.ListedColormap([TIER_COLORS[t] for t in TIERS])
+            ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=2.5, alpha=0.55, aspect="auto")
+            ax.set_xticks(range(len(levels)), [str(x) for x in levels])
+            ax.set_yticks(range(len(reqs)), [f"{x:g}%" for x in reqs])
+            ax.set_xlabel("access bandwidth level (0 = lowest)")
+            ax.set_ylabel("required top-1")
+            ax.set_title(agent)
+        fig.suptitle("Decision maps: most frequent (tier, variant) per state in the second half of a run")
+        _note(fig)
+    return fig
+
+
+# 6 ---------------------------------------------------------------------------------------------------------
+def plot_tradeoff(table: pd.DataFrame) -> Figure:
+    """Figure 6: time reduction versus accuracy loss over the state-of-the-art stand-in, as the tolerance varies.
+
+    Args:
+        table: agent, tolerance_pp, replicate, time_reduction (1 - T/T_base), accuracy_loss_pp.
+    """
+    _require(
+        table, ["agent", "tolerance_pp", "replicate", "time_reduction", "accuracy_loss_pp"], "plot_tradeoff"
+    )
+    means = table.groupby(["agent", "tolerance_pp"], as_index=False)[
+        ["time_reduction", "accuracy_loss_pp"]
+    ].mean()
+    with _style():
+        fig, ax = plt.subplots(figsize=(8, 5.5), constrained_layout=True)
+        for agent, part in means.groupby("agent"):
+            part = part.sort_values("tolerance_pp")
+            ax.plot(part["accuracy_loss_pp"], 100 * part["time_reduction"], marker="o", label=agent)
+            for r in part.itertuples():
+                ax.annotate(
+                    f"{r.tolerance_pp:g}",
+                    (r.accuracy_loss_pp, 100 * r.time_reduction),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=7,
+                )
+        ax.scatter(
+            table["accuracy_loss_pp"],
+            100 * table["time_reduction"],
+            s=6,
+            color="0.6",
+            zorder=0,
+            label="single runs",
+        )
+        ax.axhline(35, color="k", ls=":", lw=1)
+        ax.axvline(0.9, color="k", ls=":", lw=1)
+        ax.annotate(
+            "paper: 35% faster, < 0.9% accuracy loss",
+            (0.9, 35),
+            textcoords="offset points",
+            xytext=(5, -12),
+            fontsize=8,
+        )
+        ax.set_xlabel("accuracy loss vs state-of-the-art stand-in (percentage points)")
+        ax.set_ylabel("response-time reduction, 1 − T/T_base (%)")
+        ax.set_title("Speed versus accuracy as the tolerated accuracy loss varies (labels: tolerance, pp)")
+        ax.legend()
+        _note(fig)
+    return fig
+
+
+# 7 ---------------------------------------------------------------------------------------------------------
+def plot_hybrid(table: pd.DataFrame) -> Figure:
+    """Figure 7: real requests Dyna-Q needs to converge versus planning steps per request.
+
+    Args:
+        table: n_planning, replicate, requests_to_converge (NaN if it did not converge).
+    """
+    _require(table, ["n_planning", "replicate", "requests_to_converge"], "plot_hybrid")
+    medians = table.groupby("n_planning")["requests_to_converge"].median()
+    base = medians.get(0, np.nan)
+    with _style():
+        fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
+        sns.pointplot(
+            table,
+            x="n_planning",
+            y="requests_to_converge",
+            errorbar=("ci", 95),
+            seed=0,
+            ax=ax,
+            native_scale=False,
+        )
+        sns.stripplot(table, x="n_planning", y="requests_to_converge", color="0.5", size=3, ax=ax)
+        for i, m in enumerate(medians.to_numpy()):
+            if np.isfinite(base) and np.isfinite(m) and m > 0:
+                ax.annotate(f"{base / m:.1f}x", (i, m), textcoords="offset points", xytext=(6, 6), fontsize=9)
+        ax.set_xlabel("planning updates per real request (0 = Q-learning)")
+        ax.set_ylabel("real requests to come within 5% of final performance")
+        ax.set_title(
+            "Hybrid learning (Dyna-Q): labels = acceleration over Q-learning (median); paper: up to 166.6x"
+        )
+        _note(fig)
+    return fig
+
+
+# 8 ---------------------------------------------------------------------------------------------------------
+def plot_nonstationary(
+    curves: pd.DataFrame, change_time_s: float, recovery: pd.DataFrame | None = None
+) -> Figure:
+    """Figure 8: windowed response time around an abrupt bandwidth drop, with each agent's recovery time.
+
+    Args:
+        curves: agent, replicate, time_s, mean_latency_ms (windowed).
+        change_time_s: when the drop happens.
+        recovery: agent, recovery_s (median over replicates) for the legend; optional.
+    """
+    _require(curves, ["agent", "replicate", "time_s", "mean_latency_ms"], "plot_nonstationary")
+    labels = {}
+    if recovery is not None and not recovery.empty:
+        for r in recovery.itertuples():
+            labels[r.agent] = (
+                f"{r.agent} (recovers in {r.recovery_s:.0f} s)"
+                if np.isfinite(r.recovery_s)
+                else f"{r.agent} (does not recover)"
+            )
+    data = curves.assign(agent=curves["agent"].map(lambda a: labels.get(a, a)))
+    with _style():
+        fig, ax = plt.subplots(figsize=(10, 5.5), constrained_layout=True)
+        sns.lineplot(data, x="time_s", y="mean_latency_ms", hue="agent", errorbar=("ci", 95), seed=0, ax=ax)
+        ax.axvline(change_time_s, color="k", ls="--", lw=1)
+        ax.annotate(
+            "bandwidth drop",
+            (change_time_s, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, -14),
+            textcoords="offset points",
+            fontsize=9,
+        )
+        ax.set_yscale("log")
+        ax.set_xlabel("simulated time (s)")
+        ax.set_ylabel("mean response time in window (ms, log scale)")
+        ax.set_title("Non-stationary network: replayed trace with an abrupt bandwidth drop")
+        _note(fig)
+    return fig
