@@ -1,0 +1,86 @@
+"""Run the project's notebooks headless (tests, ``orchlib reproduce``) and check how they are committed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+#: environment variable the notebooks read to run at a tiny size (set by the tests).
+QUICK_ENV = "ORCHLIB_QUICK"
+
+
+def is_quick() -> bool:
+    """True when notebooks and ``reproduce`` should run at their tiny size (``ORCHLIB_QUICK=1``)."""
+    return os.environ.get(QUICK_ENV, "0") == "1"
+
+
+def notebook_paths(folder: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The project's notebooks in name order (checkpoints excluded)."""
+    return sorted(p for p in folder.glob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def execute_notebook(
+    path: Path, out_path: Path | None = None, quick: bool = True, timeout_s: int = 120
+) -> nbformat.NotebookNode:
+    """Execute a notebook in a fresh kernel (its folder as working directory) and return it with outputs.
+
+    Args:
+        path: the notebook.
+        out_path: where to write the executed copy (atomically); None: do not write.
+        quick: run at the tiny size (sets ``ORCHLIB_QUICK=1`` for the kernel).
+        timeout_s: per-cell timeout.
+
+    Raises:
+        nbclient.exceptions.CellExecutionError: a cell raised; the message shows the cell and the error.
+    """
+    nb = nbformat.read(path, as_version=4)
+    previous = os.environ.get(QUICK_ENV)
+    os.environ[QUICK_ENV] = "1" if quick else "0"
+    try:
+        client = NotebookClient(
+            nb, timeout=timeout_s, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        )
+        client.execute()
+    finally:
+        if previous is None:
+            os.environ.pop(QUICK_ENV, None)
+        else:
+            os.environ[QUICK_ENV] = previous
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_name(f".{out_path.name}.tmp")
+        nbformat.write(nb, tmp)
+        tmp.replace(out_path)
+    return nb
+
+
+def count_images(nb: nbformat.NotebookNode) -> int:
+    """Number of image outputs (PNG or SVG) in an executed notebook."""
+    return sum(
+        1
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if any(k in output.get("data", {}) for k in ("image/png", "image/svg+xml"))
+    )
+
+
+def commit_problems(path: Path) -> list[str]:
+    """Why a notebook is not fit to commit: outputs, execution counts, or missing kernel metadata."""
+    nb = nbformat.read(path, as_version=4)
+    problems = []
+    kernelspec = nb.metadata.get("kernelspec", {})
+    if kernelspec.get("name") != "python3":
+        problems.append(
+            f"{path.name}: kernelspec name must be 'python3' (JupyterLab would ask for a kernel), got {kernelspec!r}"
+        )
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
+            problems.append(
+                f"{path.name}: cell {i} has outputs or an execution count; strip them (nbstripout)"
+            )
+    return problems

@@ -1,0 +1,30 @@
+"""Every notebook runs headless at its tiny size, shows its figures, and is committed without outputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchlib.notebooks import commit_problems, count_images, execute_notebook, notebook_paths
+
+NOTEBOOKS = notebook_paths()
+
+
+def test_there_are_notebooks() -> None:
+    assert len(NOTEBOOKS) >= 10, [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_committed_clean(path) -> None:
+    assert commit_problems(path) == []
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_quick_and_shows_its_figures(path) -> None:
+    start = time.perf_counter()
+    nb = execute_notebook(path, quick=True, timeout_s=60)
+    elapsed = time.perf_counter() - start
+    assert count_images(nb) >= 1, f"{path.name} executed but shows no figure"
+    assert elapsed < 90, (
+        f"{path.name} took {elapsed:.0f} s in quick mode (budget 60 s of cells plus kernel start)"
+    )
