@@ -21,10 +21,7 @@ def test_notebook_is_committed_clean(path) -> None:
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_quick_and_shows_its_figures(path) -> None:
-    start = time.perf_counter()
-    nb = execute_notebook(path, quick=True, timeout_s=60)
-    elapsed = time.perf_counter() - start
+    # The per-cell timeout only stops a runaway cell; each notebook's quick-mode time is measured in
+    # benchmarks/ (speed is never asserted in tests).
+    nb = execute_notebook(path, quick=True, timeout_s=120)
     assert count_images(nb) >= 1, f"{path.name} executed but shows no figure"
-    assert elapsed < 90, (
-        f"{path.name} took {elapsed:.0f} s in quick mode (budget 60 s of cells plus kernel start)"
-    )
