@@ -107,7 +107,9 @@ def parse_variant(name: str) -> Variant:
 class ConvBNReLU(nn.Sequential):
     """Convolution without bias, BatchNorm and ReLU: children ``0``, ``1``, ``2`` (fused by quantization)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, groups: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int, groups: int
+    ) -> None:
         super().__init__(
             nn.Conv2d(
                 in_channels,
@@ -190,7 +192,9 @@ def build_mobilenet_v1(
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu", generator=generator)
+                nn.init.kaiming_normal_(
+                    module.weight, mode="fan_in", nonlinearity="relu", generator=generator
+                )
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.BatchNorm2d):
@@ -256,6 +260,22 @@ def quantize_int8(
             quantized(images)
         tq.convert(quantized, inplace=True)
     return quantized
+
+
+def build_variant(name: str, rng: np.random.Generator | int | None = None) -> nn.Module:
+    """Build the untrained model of a named variant: float32, or int8 via :func:`quantize_int8`.
+
+    Args:
+        name: a name from :func:`variant_names`, e.g. ``mobilenet_v1_0.25_128_quant``.
+        rng: seed or generator for the weights and (int8 only) the calibration images.
+
+    Raises:
+        ValueError: if ``name`` is unknown (the message lists the valid names).
+    """
+    variant = parse_variant(name)
+    rng = np.random.default_rng(rng)
+    model = build_mobilenet_v1(variant.width_multiplier, variant.resolution, rng=rng)
+    return quantize_int8(model, variant.resolution, rng=rng) if variant.quantized else model
 
 
 def count_macs_and_params(model: nn.Module, resolution: int) -> tuple[int, int]:
