@@ -157,3 +157,23 @@ def test_unknown_variant_in_subset_is_refused(toy_scenario) -> None:
 def test_scenario_round_trips_through_a_plain_dict(toy_scenario) -> None:
     scenario = dataclasses.replace(toy_scenario, access=LinkSpec(1.0, 2.0, 3.0, changes=((1.0, 0.5),)))
     assert Scenario.from_dict(scenario.to_dict()) == scenario
+
+
+def test_profiler_output_round_trips_through_the_loader(tmp_path) -> None:
+    from orchlib.profiling import ProfileRow, profile_metadata, write_profile
+
+    rows = [ProfileRow(model="mobilenet_v1_0.25_128", median_ms=2.5, p10_ms=2.0, p90_ms=3.0, n_repeats=5)]
+    path = tmp_path / "mine.csv"
+    write_profile(path, rows, profile_metadata("mine", threads=1, command="test"))
+    profile = load_profile(path)
+    assert profile.name == "mine"
+    assert profile.metadata["threads"] == "1"
+    assert profile.frame.loc["mobilenet_v1_0.25_128", ["median_ms", "p10_ms", "p90_ms", "n_repeats"]].tolist() == [2.5, 2.0, 3.0, 5.0]
+
+
+@pytest.mark.parametrize("name", ["pixel3_cpu4", "rpi4_cpu4", "x86_1thread", "x86_2threads"])
+def test_shipped_profiles_cover_every_variant(name) -> None:
+    variants = load_variants()
+    profile = load_profile(name, variants)
+    for key in ("machine", "framework", "threads", "date"):
+        assert profile.metadata.get(key), f"{name} lacks '{key}' metadata"
