@@ -149,23 +149,16 @@ class OrchestrationEnv(gym.Env):
         self._steps = 0
 
     # -- state encoding --------------------------------------------------------------------------------------
-    def encode(
-        self,
-        bandwidth_level: int,
-        load_level: int,
-        uplink_busy: int,
-        device_busy: int,
-        requirement_class: int,
-    ) -> int:
+    def encode(self, bandwidth_level: int, load_level: int, uplink_busy: int, requirement_class: int) -> int:
         """Flat index of a discrete state (mixed radix over :attr:`state_shape`)."""
         return int(
             np.ravel_multi_index(
-                (bandwidth_level, load_level, uplink_busy, device_busy, requirement_class), self.state_shape
+                (bandwidth_level, load_level, uplink_busy, requirement_class), self.state_shape
             )
         )
 
-    def decode(self, state: int) -> tuple[int, int, int, int, int]:
-        """Inverse of :meth:`encode`."""
+    def decode(self, state: int) -> tuple[int, int, int, int]:
+        """Inverse of :meth:`encode`: (bandwidth level, load level, uplink busy, requirement class)."""
         if not 0 <= state < self.n_states:
             raise ValueError(f"state must be in [0, {self.n_states}), got {state}")
         return tuple(int(i) for i in np.unravel_index(int(state), self.state_shape))  # type: ignore[return-value]

@@ -1,0 +1,716 @@
+"""The experiment runner: one run = one agent serving one scenario's requests, recorded request by request.
+
+A run is described by a frozen :class:`RunSpec` (scenario, agent catalogue name and keyword arguments,
+environment options, seed, replicate). :func:`run_one` plays it and returns a tidy per-request table and a
+summary; :func:`run_sweep` plays many, in parallel through joblib, caching each result on disk under a key
+that changes whenever the spec or any data file it reads changes; :func:`grid` writes sweeps as data.
+
+Seeds. Run ``(seed, replicate)`` draws everything from ``SeedSequence(seed, spawn_key=(replicate,))``
+(the same as ``SeedSequence(seed).spawn(n)[replicate]``), split into an environment stream and an agent
+stream. Two agents with the same seed and replicate therefore get the same random draws for arrivals,
+requirements and compute noise (common random numbers; with Poisson arrivals, the very same requests),
+which is what lets :func:`orchlib.metrics.compare_to_baseline` pair them by replicate. Results do not depend on the order runs are executed in, nor on the process: serial,
+loky or Dask give the same numbers.
+
+Parallelism. :func:`run_sweep` uses the backend of the active ``joblib.parallel_config`` (loky processes by
+default), so ``with joblib.parallel_config(backend="dask"):`` sends the same sweep to a Dask cluster. Each
+run is single-threaded work; to avoid oversubscription, loky caps BLAS/OpenMP threads in its workers at
+``cpu_count // n_jobs``, :class:`orchlib.dqn.DQN` runs torch on one thread, and every run of a sweep executes
+with torch limited to one thread (restored afterwards). On a Dask cluster, start workers with
+``threads_per_worker=1`` (and ``OMP_NUM_THREADS=1`` in their environment if agents use BLAS-heavy code).
+
+Cache. ``out_dir`` holds, per run, ``<key>.parquet`` (the per-request table) and ``<key>.json`` (the spec with
+its scenario, the data fingerprint, the data files and the summary). Both are written atomically (temporary
+file in the same folder, fsync, ``os.replace``), the JSON last, so a run counts as done only when both are
+complete; a killed sweep leaves at most hidden ``.*.tmp`` files, never a partial result, and rerunning it
+computes only the missing runs. The key covers the spec and the contents of the data files, *not* the code:
+after changing an agent's or the simulator's code, use a new ``out_dir`` (or bump :data:`RESULT_FORMAT`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import io
+import json
+import math
+import operator
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import joblib
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from orchlib import metrics
+from orchlib.agent import Agent
+from orchlib.env import OrchestrationEnv, public_info
+from orchlib.scenario import TIERS, Scenario, preset
+from orchlib.simulator import System, build_system
+
+#: bump when the recorded columns or their meaning change, so older cached results are not reused.
+RESULT_FORMAT = 1
+
+#: ``factory(env) -> Agent``: builds the agent of a run instead of the catalogue (tests, custom agents).
+AgentFactory = Callable[[OrchestrationEnv], Agent]
+
+#: env options a spec may not set, because the runner owns them.
+_RUNNER_ENV_KEYS = frozenset({"scenario", "max_steps"})
+
+_DECIDERS = ("central", "per_user")
+
+
+def _freeze(value: Any, where: str) -> Any:
+    """A hashable, JSON-able copy of ``value`` (lists become tuples), or TypeError naming ``where``."""
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v, where) for v in value)
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: non-finite number {value!r} cannot be saved as JSON")
+        return float(value)
+    raise TypeError(
+        f"{where}: {type(value).__name__} {value!r} is not JSON-able; use numbers, strings, bools, None or "
+        "tuples of them"
+    )
+
+
+def _freeze_kwargs(kwargs: Mapping[str, Any] | Iterable[tuple[str, Any]], field: str) -> tuple:
+    pairs = list(kwargs.items()) if isinstance(kwargs, Mapping) else [tuple(p) for p in kwargs]
+    for pair in pairs:
+        if len(pair) != 2 or not isinstance(pair[0], str):
+            raise TypeError(f"RunSpec.{field} must be (name, value) pairs with str names, got {pair!r}")
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"RunSpec.{field} names a keyword twice: {names}")
+    return tuple(sorted((name, _freeze(value, f"RunSpec.{field}[{name!r}]")) for name, value in pairs))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """One run: which agent serves which scenario, with which seed. Hashable and JSON-able.
+
+    ``agent_kwargs``/``env_kwargs`` may be given as a dict; they are stored as sorted ``(name, value)``
+    pairs (lists become tuples) so that equal specs compare, hash and serialise equally.
+
+    Raises:
+        TypeError, ValueError: a field of the wrong type or out of range (the message names it).
+    """
+
+    #: the system served.
+    scenario: Scenario
+    #: catalogue name (``orchlib.agents.AGENT_NAMES``).
+    agent: str
+    #: keyword arguments for ``make_agent``.
+    agent_kwargs: tuple[tuple[str, Any], ...] = ()
+    #: keyword arguments for :class:`~orchlib.env.OrchestrationEnv` (e.g. ``observation="box"``).
+    env_kwargs: tuple[tuple[str, Any], ...] = ()
+    #: base seed of the sweep (>= 0).
+    seed: int
+    #: index of this independent run within the sweep (>= 0).
+    replicate: int
+    #: ``"central"``: one learner decides for every user; ``"per_user"``: one independent learner per user.
+    deciders: Literal["central", "per_user"] = "central"
+    #: legend name in results (None: the agent name).
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scenario, Scenario):
+            raise TypeError(f"RunSpec.scenario must be a Scenario, got {type(self.scenario).__name__}")
+        if not isinstance(self.agent, str) or not self.agent:
+            raise ValueError(f"RunSpec.agent must be a non-empty catalogue name, got {self.agent!r}")
+        object.__setattr__(self, "agent_kwargs", _freeze_kwargs(self.agent_kwargs, "agent_kwargs"))
+        object.__setattr__(self, "env_kwargs", _freeze_kwargs(self.env_kwargs, "env_kwargs"))
+        reserved = _RUNNER_ENV_KEYS.intersection(name for name, _ in self.env_kwargs)
+        if reserved:
+            raise ValueError(
+                f"RunSpec.env_kwargs may not set {sorted(reserved)}: the runner passes the scenario and runs "
+                "exactly scenario.n_requests requests"
+            )
+        for name in ("seed", "replicate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+                raise ValueError(f"RunSpec.{name} must be an integer >= 0, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.deciders not in _DECIDERS:
+            raise ValueError(f"RunSpec.deciders must be one of {_DECIDERS}, got {self.deciders!r}")
+        if self.label is not None and (not isinstance(self.label, str) or not self.label):
+            raise ValueError(f"RunSpec.label must be a non-empty string or None, got {self.label!r}")
+
+    @property
+    def display_label(self) -> str:
+        """The ``agent`` value in results tables: ``label``, or the catalogue name."""
+        return self.label if self.label is not None else self.agent
+
+    def replace(self, **changes: Any) -> RunSpec:
+        """``dataclasses.replace`` (for chaining)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form; keyword arguments as dicts, the scenario as :meth:`Scenario.to_dict`."""
+        return {
+            "scenario": self.scenario.to_dict(),
+            "agent": self.agent,
+            "agent_kwargs": dict(self.agent_kwargs),
+            "env_kwargs": dict(self.env_kwargs),
+            "seed": self.seed,
+            "replicate": self.replicate,
+            "deciders": self.deciders,
+            "label": self.label,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        data["scenario"] = Scenario.from_dict(data["scenario"])
+        return cls(**data)
+
+    def key(self, fingerprint: str) -> str:
+        """Cache key: SHA-256 of the spec's JSON and the data fingerprint (:meth:`System.fingerprint`)."""
+        payload = json.dumps(
+            {"format": RESULT_FORMAT, "spec": self.to_dict(), "fingerprint": fingerprint}, sort_keys=True
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def seed_sequences(self) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+        """(environment, agent) seed sequences of this run."""
+        env_seq, agent_seq = np.random.SeedSequence(self.seed, spawn_key=(self.replicate,)).spawn(2)
+        return env_seq, agent_seq
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Systems, cached per process (building one reads and validates files)
+
+_SYSTEMS: dict[str, tuple[System, str]] = {}
+_MAX_SYSTEMS = 16
+
+
+def system_for(scenario: Scenario) -> tuple[System, str]:
+    """The :class:`System` of ``scenario`` and its fingerprint, built once per process.
+
+    The cached system is reused only while the fingerprint of its data files is unchanged (the files are
+    re-hashed on every call, which is cheap next to a run), so an edited data file is picked up at once.
+    """
+    text = scenario.to_json()
+    cached = _SYSTEMS.get(text)
+    if cached is not None and cached[0].fingerprint() == cached[1]:
+        return cached
+    system = build_system(scenario)
+    entry = (system, system.fingerprint())
+    if len(_SYSTEMS) >= _MAX_SYSTEMS:
+        _SYSTEMS.pop(next(iter(_SYSTEMS)))
+    _SYSTEMS[text] = entry
+    return entry
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One run
+
+# the response time and its parts, ms, as the env's info names them (and the table does)
+_BREAKDOWN = (
+    "network_wait_ms",
+    "upload_ms",
+    "propagation_ms",
+    "queue_ms",
+    "compute_ms",
+    "download_ms",
+    "latency_ms",
+)
+# info keys recorded for the request just served (see OrchestrationEnv's "Info"), in array-column order.
+_SERVED = (
+    "served_user",
+    "served_time_ms",
+    "served_requirement_class",
+    "tier",
+    "variant",
+    "accuracy_pct",
+    "met_requirement",
+    *_BREAKDOWN,
+)
+_ORACLE = ("oracle_latency_ms", "regret_ms")
+
+#: columns of the per-request table, in order.
+REQUEST_COLUMNS: tuple[str, ...] = (
+    "request",
+    "time_s",
+    "user",
+    "state",
+    "requirement_pct",
+    "tier",
+    "variant",
+    "accuracy_pct",
+    "met_requirement",
+    "network_wait_ms",
+    "upload_ms",
+    "propagation_ms",
+    "queue_ms",
+    "compute_ms",
+    "download_ms",
+    "latency_ms",
+    "reward",
+    "oracle_latency_ms",
+    "regret_ms",
+    "agent",
+    "scenario",
+    "replicate",
+)
+
+
+def _make_agent(spec: RunSpec, env: OrchestrationEnv, factory: AgentFactory | None) -> tuple[Agent, bool]:
+    """The run's agent and whether it may read the private info keys."""
+
+    def build() -> Agent:
+        if factory is not None:
+            agent = factory(env)
+        else:
+            from orchlib.agents import make_agent  # the catalogue imports every agent family; load it late
+
+            agent = make_agent(spec.agent, env, **dict(spec.agent_kwargs))
+        if not isinstance(agent, Agent):
+            raise TypeError(
+                f"the factory of agent {spec.agent!r} returned {type(agent).__name__}, not an Agent"
+            )
+        return agent
+
+    agent = build()
+    if spec.deciders == "central":
+        return agent, agent.privileged
+    from orchlib.bandits import PerUser
+
+    # PerUser seeds each user's learner from its own rng, reset below; `agent` only tells privilege.
+    return PerUser(env.observation_space, env.action_space, lambda _obs_space, _action_space: build()), (
+        agent.privileged
+    )
+
+
+def _refuse(spec: RunSpec, request: int, action: Any, mask: np.ndarray) -> RuntimeError:
+    return RuntimeError(
+        f"agent {spec.display_label!r} chose action {action!r} for request {request}, which is not allowed by "
+        f"info['action_mask'] (valid actions: {np.flatnonzero(mask).tolist()}); agents must respect the mask"
+    )
+
+
+def _play(spec: RunSpec, factory: AgentFactory | None, fingerprint: str | None) -> tuple[pd.DataFrame, dict]:
+    started = time.perf_counter()
+    scenario = spec.scenario
+    system, found = system_for(scenario)
+    if fingerprint is not None and found != fingerprint:
+        raise RuntimeError(
+            f"the data files of scenario {scenario.name!r} changed while the sweep ran (fingerprint "
+            f"{found[:12]} instead of {fingerprint[:12]}); rerun the sweep"
+        )
+    env = OrchestrationEnv(system, **dict(spec.env_kwargs))
+    agent, privileged = _make_agent(spec, env, factory)
+    env_seq, agent_seq = spec.seed_sequences()
+    obs, info = env.reset(seed=int(env_seq.generate_state(1, np.uint64)[0]))
+    agent.reset(np.random.default_rng(agent_seq))
+    view: Callable[[Mapping[str, Any]], Mapping[str, Any]] = (lambda i: i) if privileged else public_info
+    discrete = env.observation_mode == "discrete"
+    # In "penalty" mode the requirement is part of the reward, not a constraint: every action is allowed,
+    # and the agent learns the requirement from the penalty (the env's info keeps the requirement mask).
+    enforce_mask = env.accuracy_mode == "mask"
+    every_action = np.ones(system.n_actions, dtype=bool)
+    record = operator.itemgetter(*_SERVED, *(_ORACLE if env.oracle else ()))
+    n = scenario.n_requests
+    n_actions = system.n_actions
+    rows: list[tuple] = []
+    rewards = np.empty(n)
+    states = np.full(n, -1, dtype=np.int64)
+    shown = view(
+        info
+    )  # what the agent sees of info; the view of step i's info serves learn(i) and act(i + 1)
+    for i in range(n):
+        mask = info["action_mask"] if enforce_mask else every_action
+        action = agent.act(obs, mask, shown)
+        try:
+            a = operator.index(action)
+        except TypeError:
+            raise _refuse(spec, i, action, mask) from None
+        if not (0 <= a < n_actions and mask[a]):
+            raise _refuse(spec, i, action, mask)
+        next_obs, reward, _, _, next_info = env.step(a)
+        next_mask = next_info["action_mask"] if enforce_mask else every_action
+        shown = view(next_info)
+        agent.learn(obs, a, reward, next_obs, next_mask, shown)
+        rows.append(record(next_info))
+        rewards[i] = reward
+        if discrete:
+            states[i] = obs
+        obs, info = next_obs, next_info
+    values = np.array(rows, dtype=float).reshape(n, -1)
+    column = dict(zip(_SERVED + _ORACLE, values.T, strict=False))
+    nan = np.full(n, np.nan)
+    frame = pd.DataFrame(
+        {
+            "request": np.arange(n, dtype=np.int64),
+            "time_s": column["served_time_ms"] / 1e3,
+            "user": column["served_user"].astype(np.int64),
+            "state": states,
+            "requirement_pct": system.requirement_pct[column["served_requirement_class"].astype(np.intp)],
+            "tier": pd.Categorical.from_codes(column["tier"].astype(np.intp), categories=list(TIERS)),
+            "variant": pd.Categorical.from_codes(
+                column["variant"].astype(np.intp), categories=list(system.variant_names)
+            ),
+            "accuracy_pct": column["accuracy_pct"],
+            "met_requirement": column["met_requirement"].astype(bool),
+            **{name: column[name] for name in _BREAKDOWN},
+            "reward": rewards,
+            "oracle_latency_ms": column.get("oracle_latency_ms", nan),
+            "regret_ms": column.get("regret_ms", nan),
+            "agent": pd.Categorical.from_codes(np.zeros(n, np.intp), categories=[spec.display_label]),
+            "scenario": pd.Categorical.from_codes(np.zeros(n, np.intp), categories=[scenario.name]),
+            "replicate": np.full(n, spec.replicate, dtype=np.int64),
+        },
+        columns=list(REQUEST_COLUMNS),
+    )
+    summary = {
+        "key": spec.key(found),
+        "agent": spec.display_label,
+        "agent_name": spec.agent,
+        "scenario": scenario.name,
+        "replicate": spec.replicate,
+        "seed": spec.seed,
+        "deciders": spec.deciders,
+        "agent_kwargs": json.dumps(dict(spec.agent_kwargs), sort_keys=True),
+        "env_kwargs": json.dumps(dict(spec.env_kwargs), sort_keys=True),
+    }
+    stats = metrics.summarize_runs(frame).iloc[0]
+    summary.update({k: _plain(stats[k]) for k in stats.index if k not in metrics.RUN_KEYS})
+    summary["wall_time_s"] = time.perf_counter() - started
+    return frame, {
+        "summary": summary,
+        "fingerprint": found,
+        "data_files": [str(p) for p in system.data_files],
+    }
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python number JSON needs."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def run_one(spec: RunSpec, factory: AgentFactory | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Play one run: ``spec.scenario.n_requests`` requests, each decided by the agent and then learned from.
+
+    For every request the agent receives the observation, ``info["action_mask"]`` and the info (the full
+    info if the agent class is ``privileged``, else :func:`orchlib.env.public_info`); after the request is
+    served it learns from ``(obs, a, r, next_obs, next_mask, info)``. With the env option
+    ``accuracy_mode="penalty"`` the requirement is priced into the reward instead: the agent is given an
+    all-True mask and may choose any action (``met_requirement`` then records the violations).
+
+    Args:
+        spec: what to run.
+        factory: builds the agent from the environment instead of ``orchlib.agents.make_agent`` (then
+            ``spec.agent_kwargs`` is ignored; ``spec.agent`` still names the run).
+
+    Returns:
+        ``(requests, summary)``: the per-request table (columns :data:`REQUEST_COLUMNS`; string columns are
+        categorical; ``state`` is -1 with box observations; ``oracle_latency_ms``/``regret_ms`` NaN when the
+        env runs with ``oracle=False``) and a dict with the run identifiers, ``key``, ``n_requests``,
+        ``mean_latency_ms``, ``p95_latency_ms``, ``mean_accuracy_pct``, ``violation_rate``,
+        ``mean_regret_ms``, ``mean_oracle_latency_ms``, ``latency_ratio_to_oracle`` and ``wall_time_s``
+        (building the environment and agent included).
+
+    Raises:
+        RuntimeError: the agent chose an action outside the mask it was given (the message names the agent,
+            the request index and the action).
+        DataError, ValueError: from building the system, the environment or the agent.
+    """
+    frame, extra = _play(spec, factory, None)
+    return frame, extra["summary"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sweeps
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either absent, the old file, or the complete new one."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o644)  # mkstemp makes it owner-only; results are meant to be shared
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # persist the rename itself (POSIX); a no-op concern elsewhere
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become None (strict JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _save(out_dir: Path, key: str, spec: RunSpec, frame: pd.DataFrame, extra: dict) -> None:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    _atomic_write(out_dir / f"{key}.parquet", buffer.getvalue())
+    record = {
+        "format": RESULT_FORMAT,
+        "key": key,
+        "spec": spec.to_dict(),
+        "scenario": spec.scenario.to_dict(),
+        "fingerprint": extra["fingerprint"],
+        "data_files": extra["data_files"],
+        "summary": extra["summary"],
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+    }
+    text = json.dumps(_json_safe(record), sort_keys=True, indent=1, allow_nan=False)
+    _atomic_write(out_dir / f"{key}.json", text.encode())
+
+
+def _is_done(out_dir: Path, key: str) -> bool:
+    return (out_dir / f"{key}.json").is_file() and (out_dir / f"{key}.parquet").is_file()
+
+
+@contextlib.contextmanager
+def _torch_single_thread() -> Iterator[None]:
+    """Torch on one thread while a run executes, if torch is loaded (runs are parallel across processes)."""
+    torch = sys.modules.get("torch")
+    if torch is None or torch.get_num_threads() == 1:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _task(spec: RunSpec, factory: AgentFactory | None, fingerprint: str) -> tuple[str, pd.DataFrame, dict]:
+    with _torch_single_thread():
+        frame, extra = _play(spec, factory, fingerprint)
+    return spec.key(fingerprint), frame, extra
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`run_sweep` returns (all runs, cached or computed now), in the order of the specs."""
+
+    #: one row per request of every run (columns :data:`REQUEST_COLUMNS`).
+    requests: pd.DataFrame
+    #: one row per run: identifiers, ``key``, summary metrics, ``wall_time_s`` (of the run when computed).
+    runs: pd.DataFrame
+    specs: tuple[RunSpec, ...]
+    #: result keys, parallel to ``specs``.
+    keys: tuple[str, ...]
+    #: how many runs this call computed (the others were read from the cache).
+    n_computed: int
+    out_dir: Path
+
+
+def _categorical(values: pd.Series, categories: Sequence[str]) -> pd.Categorical:
+    return pd.Categorical(values.astype(str), categories=list(dict.fromkeys(categories)))
+
+
+def _check_identities(specs: Sequence[RunSpec]) -> None:
+    seen: dict[tuple[str, str, int], RunSpec] = {}
+    for spec in specs:
+        ident = (spec.display_label, spec.scenario.name, spec.replicate)
+        if ident in seen:
+            raise ValueError(
+                f"two specs share (agent label, scenario name, replicate) = {ident}, so their results could not "
+                "be told apart; give them different labels, scenario names or replicates (or remove the "
+                "duplicate)"
+            )
+        seen[ident] = spec
+
+
+def run_sweep(
+    specs: Sequence[RunSpec],
+    out_dir: str | os.PathLike[str],
+    n_jobs: int | None = None,
+    progress: bool = True,
+    factory: AgentFactory | None = None,
+) -> SweepResult:
+    """Run every spec not already cached in ``out_dir``, then return all results.
+
+    Args:
+        specs: the runs (see :func:`grid`). Each (label, scenario name, replicate) must be unique.
+        out_dir: result folder (created if needed); see the module docstring for its layout.
+        n_jobs: parallel runs. None: the active ``joblib.parallel_config``'s ``n_jobs``, else 1 (serial);
+            under ``parallel_config(backend="dask")`` every core of the cluster is used.
+        progress: show a ``tqdm.auto`` bar (terminal or notebook) over the runs computed.
+        factory: ``factory(env) -> Agent`` used for every spec instead of the catalogue; it must be
+            picklable (a module-level function or class) when runs go to other processes.
+
+    Returns:
+        A :class:`SweepResult`; identical numbers whether runs were computed serially, in parallel, on Dask
+        or read from the cache (only ``runs.wall_time_s`` differs).
+
+    Raises:
+        ValueError: duplicate run identities or a spec that is not a :class:`RunSpec`.
+        RuntimeError: an agent broke the action mask, or data files changed during the sweep.
+    """
+    specs = tuple(specs)
+    if not specs:
+        raise ValueError("specs must contain at least one RunSpec")
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, RunSpec):
+            raise TypeError(f"specs[{i}] must be a RunSpec, got {type(spec).__name__}")
+    _check_identities(specs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fingerprints = {
+        text: system_for(s)[1] for text, s in {sp.scenario.to_json(): sp.scenario for sp in specs}.items()
+    }
+    pairs = [(spec, fingerprints[spec.scenario.to_json()]) for spec in specs]
+    keys = tuple(spec.key(fp) for spec, fp in pairs)
+    missing = [(spec, fp) for (spec, fp), key in zip(pairs, keys, strict=True) if not _is_done(out, key)]
+    if missing:
+        # Results are saved here, in the calling process, as they arrive: a remote Dask worker needs no access
+        # to out_dir, and runs finished before an interruption stay saved.
+        parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
+        jobs = (joblib.delayed(_task)(spec, factory, fp) for spec, fp in missing)
+        by_key = {spec.key(fp): spec for spec, fp in missing}
+        with tqdm(total=len(missing), desc="orchlib runs", unit="run", disable=not progress) as bar:
+            for key, frame, extra in parallel(jobs):
+                _save(out, key, by_key[key], frame, extra)
+                bar.update()
+    return _load(out, specs, keys, n_computed=len(missing))
+
+
+#: columns of ``SweepResult.runs``, in order (the summary of :func:`run_one`).
+RUN_COLUMNS: tuple[str, ...] = (
+    "key",
+    "agent",
+    "agent_name",
+    "scenario",
+    "replicate",
+    "seed",
+    "deciders",
+    "agent_kwargs",
+    "env_kwargs",
+    "n_requests",
+    "mean_latency_ms",
+    "p95_latency_ms",
+    "mean_accuracy_pct",
+    "violation_rate",
+    "mean_regret_ms",
+    "mean_oracle_latency_ms",
+    "latency_ratio_to_oracle",
+    "wall_time_s",
+)
+
+_SUMMARY_FLOATS = (
+    "mean_latency_ms",
+    "p95_latency_ms",
+    "mean_accuracy_pct",
+    "violation_rate",
+    "mean_regret_ms",
+    "mean_oracle_latency_ms",
+    "latency_ratio_to_oracle",
+    "wall_time_s",
+)
+
+
+def _load(out: Path, specs: tuple[RunSpec, ...], keys: tuple[str, ...], n_computed: int) -> SweepResult:
+    frames, summaries = [], []
+    for key in keys:
+        frames.append(pd.read_parquet(out / f"{key}.parquet"))
+        saved = json.loads((out / f"{key}.json").read_text())["summary"]
+        summaries.append({column: saved.get(column) for column in RUN_COLUMNS})
+    labels = [s.display_label for s in specs]
+    names = [s.scenario.name for s in specs]
+    requests = pd.concat(frames, ignore_index=True)
+    requests["agent"] = _categorical(requests["agent"], labels)
+    requests["scenario"] = _categorical(requests["scenario"], names)
+    requests["tier"] = _categorical(requests["tier"], TIERS)
+    variants = [v for f in frames for v in f["variant"].cat.categories]
+    requests["variant"] = _categorical(requests["variant"], variants)
+    runs = pd.DataFrame(summaries, columns=list(RUN_COLUMNS))
+    for column in _SUMMARY_FLOATS:  # JSON null (a NaN when saved) back to NaN
+        runs[column] = runs[column].astype(float)
+    runs["agent"] = _categorical(runs["agent"], labels)
+    runs["scenario"] = _categorical(runs["scenario"], names)
+    return SweepResult(requests, runs, specs, keys, n_computed, out)
+
+
+def _required_observation(name: str) -> str | None:
+    """The observation mode catalogue agent ``name`` needs (None: any, or not a catalogue name)."""
+    from orchlib.agents import OBSERVATION
+
+    return OBSERVATION.get(name)
+
+
+def grid(
+    scenarios: Iterable[Scenario | str],
+    agents: Iterable[str | Mapping[str, Any]],
+    n_replicates: int = 1,
+    seed: int = 0,
+    env_kwargs: Mapping[str, Any] | None = None,
+) -> list[RunSpec]:
+    """Every (scenario, agent, replicate) combination as a list of :class:`RunSpec`.
+
+    Args:
+        scenarios: :class:`Scenario` objects or preset names.
+        agents: catalogue names, or mappings with key ``"agent"`` and optionally ``"label"``,
+            ``"agent_kwargs"``, ``"env_kwargs"``, ``"deciders"`` (RunSpec fields), e.g.
+            ``{"agent": "q_learning", "label": "Q per user", "deciders": "per_user"}``.
+        n_replicates: independent runs per combination (replicates ``0 .. n_replicates - 1``). Adding
+            replicates later reuses the cached ones.
+        seed: the sweep's base seed (every spec gets it; replicates split it, see the module docstring).
+        env_kwargs: environment options for every agent (an agent's own ``env_kwargs`` are merged on top).
+            A catalogue agent that needs a particular observation mode (``orchlib.agents.OBSERVATION``, e.g.
+            ``"box"`` for ``"dqn"``) gets it unless ``observation`` is set explicitly.
+
+    Raises:
+        ValueError, TypeError: bad counts, unknown keys in an agent mapping, or invalid spec fields.
+    """
+    if isinstance(n_replicates, bool) or not isinstance(n_replicates, int) or n_replicates < 1:
+        raise ValueError(f"n_replicates must be an integer >= 1, got {n_replicates!r}")
+    allowed = {"agent", "label", "agent_kwargs", "env_kwargs", "deciders"}
+    choices = []
+    for i, agent in enumerate(agents):
+        choice = {"agent": agent} if isinstance(agent, str) else dict(agent)
+        unknown = set(choice) - allowed
+        if unknown or "agent" not in choice:
+            raise ValueError(
+                f"agents[{i}]: a mapping needs key 'agent' and may have {sorted(allowed)}, got {sorted(choice)}"
+            )
+        choice["env_kwargs"] = {**(env_kwargs or {}), **dict(choice.get("env_kwargs", {}))}
+        needed = _required_observation(choice["agent"])
+        if needed is not None:
+            choice["env_kwargs"].setdefault("observation", needed)
+        choices.append(choice)
+    resolved = [preset(s) if isinstance(s, str) else s for s in scenarios]
+    return [
+        RunSpec(scenario=scenario, seed=seed, replicate=replicate, **choice)
+        for scenario in resolved
+        for choice in choices
+        for replicate in range(n_replicates)
+    ]
