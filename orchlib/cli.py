@@ -149,4 +149,85 @@ def _csv_path(text: str) -> Path:
 
 
 #: Each entry adds one subcommand parser (with its ``handler``) to the subparsers action.
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_profile]
+# --- reproduce -------------------------------------------------------------------------------------------
+
+
+def _add_reproduce(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "reproduce",
+        help="regenerate every figure, the summary table and executed notebooks",
+        description="Run every experiment (cached in OUT/runs), draw every figure to OUT/figures (PNG and PDF), "
+        "write OUT/summary.md and OUT/summary.csv, and executed copies of the notebooks to OUT/notebooks.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny budget (about a minute); not for conclusions"
+    )
+    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
+    parser.add_argument(
+        "--jobs",
+        type=_int_at_least(1),
+        default=min(2, os.cpu_count() or 1),
+        help="parallel runs (default: 2)",
+    )
+    parser.add_argument("--no-notebooks", action="store_true", help="skip executing the notebooks")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(handler=_run_reproduce, parser=parser)
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from orchlib.notebooks import QUICK_ENV, RESULTS_ENV
+    from orchlib.reproduce import reproduce
+
+    if args.out.exists() and not args.out.is_dir():
+        args.parser.error(f"--out: {args.out} exists and is not a folder")
+    # The notebooks executed at the end read the runs cached by this call.
+    os.environ[RESULTS_ENV] = str(args.out.resolve())
+    os.environ[QUICK_ENV] = "1" if args.quick else "0"
+    try:
+        reproduce(
+            args.out,
+            quick=args.quick,
+            n_jobs=args.jobs,
+            notebooks=not args.no_notebooks,
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: every finished run is cached in OUT/runs and is reused by the next call",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    return 0
+
+
+# --- sanity --------------------------------------------------------------------------------------------
+
+
+def _add_sanity(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sanity",
+        help="which tier is fastest per variant, network level and user count (paper scenario)",
+        description="Write a Markdown table: for the paper scenario with each steady network level and user "
+        "count, the tier with the lowest mean response time for every variant.",
+    )
+    parser.add_argument(
+        "--requests", type=_int_at_least(100), default=1000, help="requests per cell (default 1000)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="Markdown file to write, e.g. docs/sanity.md")
+    parser.set_defaults(handler=_run_sanity, parser=parser)
+
+
+def _run_sanity(args: argparse.Namespace) -> int:
+    from orchlib.experiments import sanity_markdown
+
+    if not args.out.parent.is_dir():
+        args.parser.error(f"--out: folder {args.out.parent} does not exist")
+    text = sanity_markdown(n_requests=args.requests)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(args.out)
+    print(text)
+    return 0
+
+
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_profile, _add_reproduce, _add_sanity]

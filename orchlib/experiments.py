@@ -147,3 +147,340 @@ def with_profiles(scenario: Scenario, **profiles: str) -> Scenario:
     return scenario.replace(
         **{tier: dataclasses.replace(getattr(scenario, tier), profile=p) for tier, p in profiles.items()}
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The learning experiments (figures 2-8). Each runs a sweep through orchlib.runner (cached in ``out_dir``)
+# and returns tidy tables. Budgets are data: FULL for `orchlib reproduce`, QUICK for tests and --quick.
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How big each experiment is."""
+
+    #: requests per run of the headline, learning-curve, hybrid and non-stationary experiments.
+    n_requests: int = 20_000
+    #: independent runs per (scenario, agent).
+    n_replicates: int = 5
+    #: requests per run of the sensitivity and trade-off sweeps.
+    sweep_requests: int = 8_000
+    #: independent runs per point of the sensitivity and trade-off sweeps.
+    sweep_replicates: int = 3
+    #: window of the learning curves and convergence measure, in requests.
+    window: int = 500
+    #: the sweeps' base seed (runs get independent streams from it via SeedSequence).
+    seed: int = 2022
+
+
+FULL = Budget()
+QUICK = Budget(n_requests=2_000, n_replicates=2, sweep_requests=1_000, sweep_replicates=2, window=200)
+
+#: The "state of the art" stand-in (see shared/PAPER.md): RL offloading of the location only, most accurate model.
+SOTA = "sota_location_only"
+#: Agents of the headline comparison (figure 2) and learning curves (figure 3).
+HEADLINE_AGENTS: tuple[str, ...] = (
+    "q_learning",
+    "dyna_q",
+    SOTA,
+    "greedy_profiles",
+    "per_state_ucb1",
+    "per_state_thompson",
+    "sw_ucb",
+    "exp3",
+    "linucb",
+    "dqn",
+    "local_most_accurate",
+    "edge_most_accurate",
+    "cloud_most_accurate",
+    "local_fastest",
+    "edge_fastest",
+    "random",
+    "oracle",
+)
+QUICK_HEADLINE_AGENTS: tuple[str, ...] = (
+    "q_learning",
+    "dyna_q",
+    SOTA,
+    "greedy_profiles",
+    "per_state_ucb1",
+    "local_most_accurate",
+    "oracle",
+)
+#: Agents of the sweeps (figures 4, 6, 8): the paper's method, the stand-in, a model-based heuristic, the oracle.
+SWEEP_AGENTS: tuple[str, ...] = ("q_learning", SOTA, "greedy_profiles", "oracle")
+#: Learning curves show these (the rest of the headline agents are fixed policies or near-duplicates).
+CURVE_AGENTS: tuple[str, ...] = (
+    "q_learning",
+    "dyna_q",
+    SOTA,
+    "per_state_ucb1",
+    "per_state_thompson",
+    "sw_ucb",
+    "exp3",
+    "linucb",
+    "dqn",
+    "greedy_profiles",
+)
+DECISION_MAP_AGENTS: tuple[str, ...] = (
+    "q_learning",
+    "dyna_q",
+    SOTA,
+    "greedy_profiles",
+    "per_state_ucb1",
+    "oracle",
+)
+
+
+def headline(
+    budget: Budget, out_dir: str, n_jobs: int | None = None, progress: bool = True, quick: bool = False
+):
+    """Figures 2, 3 and 5: every headline agent on the ``paper`` scenario; returns the SweepResult."""
+    from orchlib.runner import grid, run_sweep
+    from orchlib.scenario import paper
+
+    agents: list[object] = list(QUICK_HEADLINE_AGENTS if quick else HEADLINE_AGENTS)
+    agents.append({"agent": "q_learning", "label": "q_learning_per_user", "deciders": "per_user"})
+    specs = grid(
+        [paper().replace(n_requests=budget.n_requests)],
+        agents,
+        n_replicates=budget.n_replicates,
+        seed=budget.seed,
+    )
+    return run_sweep(specs, out_dir, n_jobs=n_jobs, progress=progress)
+
+
+def decision_table(
+    requests: pd.DataFrame, agents: Sequence[str] = DECISION_MAP_AGENTS, from_fraction: float = 0.5
+) -> pd.DataFrame:
+    """Figure 5's data: per agent and (bandwidth level, requirement), the most frequent (tier, variant) late in the runs.
+
+    Uses the discrete ``state`` the runner records, decoded with the ``paper`` environment's encoding; agents on
+    the Box observation (state -1) are placed by the same measurement through a discrete twin of the env.
+    """
+    from orchlib.env import OrchestrationEnv
+    from orchlib.scenario import paper
+
+    env = OrchestrationEnv(paper())
+    part = requests[requests["agent"].isin(agents) & (requests["state"] >= 0)]
+    part = part[
+        part["request"]
+        >= from_fraction * part.groupby(["agent", "replicate"], observed=True)["request"].transform("max")
+    ]
+    decoded = np.array([env.decode(int(s)) for s in part["state"]]).reshape(-1, 4)
+    frame = pd.DataFrame(
+        {
+            "agent": part["agent"].astype(str).to_numpy(),
+            "bandwidth_level": decoded[:, 0],
+            "requirement_pct": part["requirement_pct"].to_numpy(),
+            "choice": (part["tier"].astype(str) + "|" + part["variant"].astype(str)).to_numpy(),
+        }
+    )
+    counts = (
+        frame.groupby(["agent", "bandwidth_level", "requirement_pct", "choice"])
+        .size()
+        .rename("n")
+        .reset_index()
+    )
+    totals = counts.groupby(["agent", "bandwidth_level", "requirement_pct"])["n"].transform("sum")
+    counts["share"] = counts["n"] / totals
+    best = counts.loc[counts.groupby(["agent", "bandwidth_level", "requirement_pct"])["n"].idxmax()].copy()
+    best[["tier", "variant"]] = best["choice"].str.split("|", expand=True)
+    order = {a: i for i, a in enumerate(agents)}
+    return (
+        best.sort_values(["agent"], key=lambda s: s.map(order))
+        .drop(columns=["choice"])
+        .reset_index(drop=True)
+    )
+
+
+def _sweep_runs(
+    scenarios: Sequence[Scenario], agents: Sequence[str], budget: Budget, out_dir: str, n_jobs, progress
+) -> pd.DataFrame:
+    from orchlib.metrics import summarize_runs
+    from orchlib.runner import grid, run_sweep
+
+    specs = grid(scenarios, list(agents), n_replicates=budget.sweep_replicates, seed=budget.seed)
+    result = run_sweep(specs, out_dir, n_jobs=n_jobs, progress=progress)
+    return summarize_runs(result.requests)
+
+
+SENSITIVITY_UPLINK_MBPS: tuple[float, ...] = (5.0, 10.0, 20.0, 45.74, 100.0)
+SENSITIVITY_USERS: tuple[int, ...] = (1, 4, 8, 16, 32)
+TOLERANCES_PP: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 6.0, 10.0)
+
+
+def _tolerance_scenario(base: Scenario, tolerance_pp: float) -> Scenario:
+    return base.replace(
+        name=f"tolerance_{tolerance_pp:g}pp",
+        accuracy=AccuracyRequirement.from_tolerances((tolerance_pp,), (1.0,)),
+    )
+
+
+def sensitivity(
+    budget: Budget, out_dir: str, n_jobs: int | None = None, progress: bool = True
+) -> pd.DataFrame:
+    """Figure 4's data: the sweep agents versus access bandwidth, users and accuracy tolerance (``paper`` base).
+
+    Bandwidth: the access trace rescaled to each median uplink rate (downlink keeps the level's ratio).
+    Returns: factor, value, agent, replicate, mean_latency_ms, mean_accuracy_pct, ...
+    """
+    from orchlib.scenario import paper
+
+    base = paper().replace(n_requests=budget.sweep_requests)
+    ratio = base.access.downlink_mbps / base.access.uplink_mbps
+    cases: list[tuple[str, float, Scenario]] = []
+    for mbps in SENSITIVITY_UPLINK_MBPS:
+        link = dataclasses.replace(base.access, uplink_mbps=mbps, downlink_mbps=mbps * ratio)
+        cases.append(("bandwidth", mbps, base.replace(name=f"uplink_{mbps:g}mbps", access=link)))
+    for n in SENSITIVITY_USERS:
+        cases.append(("users", n, base.replace(name=f"users_{n}", n_users=n)))
+    for t in (1.0, 3.0, 6.0, 10.0):
+        cases.append(("accuracy", t, _tolerance_scenario(base, t)))
+    runs = _sweep_runs([c[2] for c in cases], SWEEP_AGENTS, budget, out_dir, n_jobs, progress)
+    lookup = {c[2].name: (c[0], c[1]) for c in cases}
+    runs["factor"] = runs["scenario"].astype(str).map(lambda s: lookup[s][0])
+    runs["value"] = runs["scenario"].astype(str).map(lambda s: lookup[s][1])
+    return runs
+
+
+def tradeoff(budget: Budget, out_dir: str, n_jobs: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Figure 6's data: time reduction and accuracy loss over the stand-in as the accuracy tolerance varies.
+
+    Every request of a run tolerates the same loss below the best variant. Returns: agent, tolerance_pp,
+    replicate, time_reduction, accuracy_loss_pp (paired by replicate with the stand-in's run).
+    """
+    from orchlib.scenario import paper
+
+    base = paper().replace(n_requests=budget.sweep_requests)
+    scenarios = [_tolerance_scenario(base, t) for t in TOLERANCES_PP]
+    runs = _sweep_runs(scenarios, ("q_learning", SOTA, "oracle"), budget, out_dir, n_jobs, progress)
+    runs["tolerance_pp"] = (
+        runs["scenario"].astype(str).map({s.name: t for s, t in zip(scenarios, TOLERANCES_PP, strict=True)})
+    )
+    base_runs = runs[runs["agent"] == SOTA].set_index(["tolerance_pp", "replicate"])
+    rows = []
+    for r in runs[runs["agent"] != SOTA].itertuples():
+        b = base_runs.loc[(r.tolerance_pp, r.replicate)]
+        rows.append(
+            {
+                "agent": r.agent,
+                "tolerance_pp": r.tolerance_pp,
+                "replicate": r.replicate,
+                "time_reduction": 1 - r.mean_latency_ms / b["mean_latency_ms"],
+                "speedup_ratio": b["mean_latency_ms"] / r.mean_latency_ms - 1,
+                "accuracy_loss_pp": b["mean_accuracy_pct"] - r.mean_accuracy_pct,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+PLANNING_STEPS: tuple[int, ...] = (0, 1, 5, 10, 20)
+
+
+def hybrid(budget: Budget, out_dir: str, n_jobs: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Figure 7's data: real requests Dyna-Q needs to converge, per planning steps (0 = Q-learning), on ``paper``.
+
+    Returns: n_planning, replicate, requests_to_converge, converged, final_latency_ms (see
+    :func:`orchlib.metrics.requests_to_converge` for the definition).
+    """
+    from orchlib.metrics import requests_to_converge
+    from orchlib.runner import grid, run_sweep
+    from orchlib.scenario import paper
+
+    agents = [
+        {"agent": "dyna_q", "label": f"dyna_q_n{n}", "agent_kwargs": {"n_planning": n}}
+        for n in PLANNING_STEPS
+    ]
+    specs = grid(
+        [paper().replace(n_requests=budget.n_requests)],
+        agents,
+        n_replicates=budget.n_replicates,
+        seed=budget.seed,
+    )
+    result = run_sweep(specs, out_dir, n_jobs=n_jobs, progress=progress)
+    converge = requests_to_converge(result.requests, window=budget.window)
+    converge["n_planning"] = converge["agent"].astype(str).str.removeprefix("dyna_q_n").astype(int)
+    return converge
+
+
+def nonstationary(
+    budget: Budget, out_dir: str, n_jobs: int | None = None, progress: bool = True, drop_factor: float = 0.2
+):
+    """Figure 8's data: the ``paper`` scenario with the access bandwidth dropping to ``drop_factor`` halfway.
+
+    Returns: (windowed curves: agent, replicate, time_s, mean_latency_ms; recovery per run; change time in s).
+    """
+    from orchlib.metrics import recovery_time
+    from orchlib.runner import grid, run_sweep
+    from orchlib.scenario import paper
+
+    base = paper().replace(n_requests=budget.n_requests)
+    rate_per_s = base.n_users * base.arrivals.rate_per_s
+    change_s = round(0.5 * budget.n_requests / rate_per_s)
+    scenario = base.replace(
+        name="bandwidth_drop",
+        access=dataclasses.replace(base.access, changes=((float(change_s), drop_factor),)),
+    )
+    agents = ("q_learning", "dyna_q", SOTA, "sw_ucb", "greedy_profiles", "oracle")
+    result = run_sweep(
+        grid([scenario], list(agents), n_replicates=budget.sweep_replicates, seed=budget.seed),
+        out_dir,
+        n_jobs=n_jobs,
+        progress=progress,
+    )
+    req = result.requests
+    window_s = max(5.0, round(budget.window / rate_per_s))
+    curves = (
+        req.assign(time_s=(req["time_s"] // window_s) * window_s)
+        .groupby(["agent", "replicate", "time_s"], observed=True, as_index=False)["latency_ms"]
+        .mean()
+        .rename(columns={"latency_ms": "mean_latency_ms"})
+    )
+    recovery = recovery_time(req, change_time_s=float(change_s), window=max(50, budget.window // 5))
+    return curves, recovery, float(change_s)
+
+
+def sanity_markdown(n_requests: int = 1000, rng: int = 0) -> str:
+    """The sanity table of ``docs/sanity.md``: fastest tier per variant, steady level and user count (``paper``)."""
+    from orchlib.scenario import paper
+
+    table = sanity_table(paper(), n_requests=n_requests, rng=rng)
+    wide = fastest_tier(table)
+    header = "| variant | " + " | ".join(f"{lv} x{n}" for lv, n in wide.columns) + " |"
+    lines = [
+        "# Sanity table: the fastest tier per variant, network level and number of users",
+        "",
+        "Generated by `python -m orchlib sanity --out docs/sanity.md` (do not edit by hand). Scenario: `paper`",
+        "(a reconstruction, `docs/assumptions.md`) with its trace replaced by each steady level; every user",
+        f"sends every request with the same (tier, variant); {n_requests} requests per cell; the fastest tier",
+        "by mean response time. Columns: level x number of users.",
+        "",
+        header,
+        "|" + "---|" * (len(wide.columns) + 1),
+    ]
+    lines += ["| " + name + " | " + " | ".join(wide.loc[name]) + " |" for name in wide.index]
+    winners = table.loc[table.groupby(["level", "n_users", "variant"])["mean_latency_ms"].idxmin()]
+    counts = winners["tier"].value_counts()
+    per_level = (
+        winners.groupby(["level", "tier"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=list(TIERS), fill_value=0)
+    )
+    lines += ["", "Cells won per tier: " + ", ".join(f"{t} {int(counts.get(t, 0))}" for t in TIERS) + ".", ""]
+    lines += ["| level | " + " | ".join(TIERS) + " |", "|---|---|---|---|"]
+    lines += [
+        f"| {level} | " + " | ".join(str(int(v)) for v in row) + " |" for level, row in per_level.iterrows()
+    ]
+    lines.append("")
+    if counts.get("cloud", 0) == 0:
+        lines.append(
+            "The cloud wins no cell: its profile is the same measured x86 CPU as the edge (no faster cloud CPU is "
+            "assumed, S4), so it adds the WAN RTT to the edge's path and wins only when the edge queue is long. "
+            "The paper's finding that the cloud is sometimes the best place is not reproduced by this reconstruction."
+        )
+    if len(set(winners["tier"])) == 1:
+        lines.append(
+            f"Only one tier ({winners['tier'].iloc[0]}) ever wins: this scenario cannot show the paper's motivation findings."
+        )
+    return "\n".join(lines) + "\n"

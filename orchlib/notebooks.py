@@ -13,6 +13,18 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 QUICK_ENV = "ORCHLIB_QUICK"
 
 
+#: environment variable naming the results folder whose cached runs notebooks reuse (set by ``reproduce``).
+RESULTS_ENV = "ORCHLIB_RESULTS"
+
+
+def results_dir() -> Path:
+    """Where notebooks cache and read runs: ``$ORCHLIB_RESULTS``, else ``results/`` (``results/quick/`` in quick mode)."""
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV])
+    root = NOTEBOOK_DIR.parent / "results"
+    return root / "quick" if is_quick() else root
+
+
 def is_quick() -> bool:
     """True when notebooks and ``reproduce`` should run at their tiny size (``ORCHLIB_QUICK=1``)."""
     return os.environ.get(QUICK_ENV, "0") == "1"

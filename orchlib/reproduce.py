@@ -1,0 +1,276 @@
+"""``orchlib reproduce``: run every experiment, draw every figure, write the summary and executed notebooks.
+
+Output layout (``out``, default ``results/``)::
+
+    figures/fig1_motivation.png|pdf ... fig8_nonstationary.png|pdf
+    tables/*.csv            the tidy data behind each figure
+    runs/                   cached runs (reused by later calls and by the notebooks)
+    summary.md, summary.csv our headline numbers with 95% CIs beside the paper's
+    notebooks/*.ipynb       executed copies of notebooks/ (with outputs; not committed)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from orchlib import experiments, metrics, plots
+from orchlib.scenario import paper
+
+#: The paper's reported numbers (abstract and companion abstract); everything else here is ours.
+PAPER_NUMBERS = {
+    "time_reduction_vs_sota_pct": 35.0,
+    "accuracy_loss_vs_sota_pct": 0.9,
+    "hybrid_learning_acceleration_x": 166.6,
+}
+
+FIGURES: dict[str, str] = {
+    "fig1_motivation": "Motivation: end/edge/cloud response time vs network, users, accuracy requirement",
+    "fig2_headline": "Headline: response time and accuracy per policy vs the state-of-the-art stand-in",
+    "fig3_learning_curves": "Learning curves of every learning agent against the oracle",
+    "fig4_sensitivity": "Sensitivity to bandwidth, number of users and accuracy requirement",
+    "fig5_decision_maps": "Decision maps: tier and variant chosen per state",
+    "fig6_tradeoff": "Trade-off: response-time reduction vs accuracy loss as the tolerance varies",
+    "fig7_hybrid": "Hybrid learning: real requests to converge vs planning steps",
+    "fig8_nonstationary": "Non-stationary network: abrupt bandwidth drop and recovery",
+}
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _atomic_csv(path: Path, frame: pd.DataFrame) -> None:
+    _atomic_text(path, frame.to_csv(index=False))
+
+
+def summary_table(
+    headline_runs: pd.DataFrame,
+    comparison: pd.DataFrame,
+    second_half: pd.DataFrame,
+    hybrid: pd.DataFrame,
+    rng: int = 0,
+) -> pd.DataFrame:
+    """Our headline numbers with 95% CIs, beside the paper's where it reports one.
+
+    Args:
+        headline_runs: per-run summary of the headline sweep (whole runs).
+        comparison: :func:`orchlib.metrics.compare_to_baseline` against the stand-in.
+        second_half: per-run summary over the second half of each run.
+        hybrid: :func:`orchlib.experiments.hybrid`.
+    """
+    scenario = "paper (orchlib reconstruction, docs/assumptions.md S1-S10)"
+    rows = []
+    q = comparison.set_index("agent").loc["q_learning"]
+    rows.append(
+        (
+            "q_learning response-time reduction vs state-of-the-art stand-in, 1 - T/T_base (%)",
+            100 * q["time_reduction"],
+            100 * q["time_reduction_low"],
+            100 * q["time_reduction_high"],
+            PAPER_NUMBERS["time_reduction_vs_sota_pct"],
+        )
+    )
+    rows.append(
+        (
+            "q_learning speedup vs stand-in, T_base/T - 1 (%)",
+            100 * q["speedup_ratio"],
+            100 * q["speedup_ratio_low"],
+            100 * q["speedup_ratio_high"],
+            np.nan,
+        )
+    )
+    rows.append(
+        (
+            "q_learning accuracy loss vs stand-in (percentage points)",
+            q["accuracy_loss_pp"],
+            q["accuracy_loss_pp_low"],
+            q["accuracy_loss_pp_high"],
+            PAPER_NUMBERS["accuracy_loss_vs_sota_pct"],
+        )
+    )
+    rows.append(
+        (
+            "q_learning accuracy loss vs stand-in (relative %)",
+            q["accuracy_loss_rel_pct"],
+            q["accuracy_loss_rel_pct_low"],
+            q["accuracy_loss_rel_pct_high"],
+            np.nan,
+        )
+    )
+    generator = np.random.default_rng(rng)
+    for agent in ("q_learning", "dyna_q"):
+        ratio = second_half.loc[second_half["agent"] == agent, "latency_ratio_to_oracle"].to_numpy()
+        if ratio.size:
+            mean, low, high = metrics.mean_ci(ratio, rng=generator)
+            rows.append(
+                (
+                    f"{agent} mean latency / oracle's, second half of run (target <= 1.10)",
+                    mean,
+                    low,
+                    high,
+                    np.nan,
+                )
+            )
+    medians = hybrid.groupby("n_planning")["requests_to_converge"].median()
+    base = medians.get(0, np.nan)
+    best_n = medians.drop(index=0, errors="ignore").idxmin() if len(medians) > 1 else None
+    if best_n is not None and np.isfinite(base):
+        rows.append(
+            (
+                f"hybrid learning acceleration: median requests to converge, Q-learning / Dyna-Q(n={best_n}) (x)",
+                base / medians[best_n],
+                np.nan,
+                np.nan,
+                PAPER_NUMBERS["hybrid_learning_acceleration_x"],
+            )
+        )
+        rows.append(("requests to converge within 5%: Q-learning (median)", base, np.nan, np.nan, np.nan))
+        rows.append(
+            (
+                f"requests to converge within 5%: Dyna-Q n={best_n} (median)",
+                medians[best_n],
+                np.nan,
+                np.nan,
+                np.nan,
+            )
+        )
+    for agent, part in headline_runs.groupby("agent", observed=True, sort=False):
+        for column, label in (
+            ("mean_latency_ms", "mean response time (ms)"),
+            ("mean_accuracy_pct", "delivered top-1 accuracy (%)"),
+        ):
+            mean, low, high = metrics.mean_ci(part[column].to_numpy(), rng=generator)
+            rows.append((f"{agent}: {label}", mean, low, high, np.nan))
+    frame = pd.DataFrame(rows, columns=["quantity", "ours", "ci95_low", "ci95_high", "paper"])
+    frame["scenario"] = scenario
+    return frame
+
+
+def _markdown(
+    summary: pd.DataFrame, budget: experiments.Budget, timings: dict[str, float], quick: bool
+) -> str:
+    def fmt(x: float) -> str:
+        return "" if not np.isfinite(x) else f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
+
+    lines = [
+        "# orchlib reproduction summary" + (" (QUICK: tiny budget, not for conclusions)" if quick else ""),
+        "",
+        "**Our numbers come from a reconstructed scenario** (the paper's full text is not public; every choice is",
+        "numbered in `docs/assumptions.md`). The paper column holds only what the paper's abstracts state.",
+        "The state-of-the-art stand-in is RL offloading that chooses only the location, always with the most",
+        "accurate model (`sota_location_only`), because the paper's baseline is not named publicly.",
+        "",
+        f"Budget: {budget.n_replicates} runs x {budget.n_requests} requests (headline, hybrid), {budget.sweep_replicates} x {budget.sweep_requests} (sweeps); seed {budget.seed}.",
+        "95% CIs: BCa bootstrap over independent runs (`scipy.stats.bootstrap`).",
+        "",
+        "| quantity | ours | 95% CI | paper |",
+        "|---|---|---|---|",
+    ]
+    for r in summary.itertuples():
+        ci = f"[{fmt(r.ci95_low)}, {fmt(r.ci95_high)}]" if np.isfinite(r.ci95_low) else ""
+        lines.append(f"| {r.quantity} | {fmt(r.ours)} | {ci} | {fmt(r.paper)} |")
+    lines += ["", "## Figures", ""]
+    lines += [f"- `figures/{name}.png`: {text}" for name, text in FIGURES.items()]
+    lines += ["", "## Wall time per step (s)", ""]
+    lines += [f"- {k}: {v:.1f}" for k, v in timings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def reproduce(
+    out: str | Path = "results",
+    quick: bool = False,
+    n_jobs: int | None = 2,
+    notebooks: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Regenerate every figure, the summary and (optionally) executed notebooks. Returns wall times (s)."""
+    out = Path(out)
+    budget = experiments.QUICK if quick else experiments.FULL
+    runs_dir = str(out / "runs")
+    figures, tables = out / "figures", out / "tables"
+    timings: dict[str, float] = {}
+    start_all = time.perf_counter()
+
+    def step(name: str) -> Callable[[], None]:
+        start = time.perf_counter()
+        log(f"[orchlib reproduce] {name} ...")
+        return lambda: timings.__setitem__(name, time.perf_counter() - start)
+
+    done = step("fig1 motivation")
+    motivation = experiments.motivation(paper(), n_requests=300 if quick else 2000)
+    _atomic_csv(tables / "fig1_motivation.csv", motivation)
+    plots.save(plots.plot_motivation(motivation), figures, "fig1_motivation")
+    done()
+
+    done = step("fig2/3/5 headline sweep")
+    result = experiments.headline(budget, runs_dir, n_jobs=n_jobs, progress=progress, quick=quick)
+    runs = metrics.summarize_runs(result.requests)
+    second_half = metrics.summarize_runs(result.requests, from_fraction=0.5)
+    comparison = metrics.compare_to_baseline(runs, experiments.SOTA, rng=0)
+    _atomic_csv(tables / "fig2_runs.csv", runs)
+    _atomic_csv(tables / "fig2_comparison.csv", comparison)
+    plots.save(plots.plot_headline(runs, comparison, experiments.SOTA), figures, "fig2_headline")
+    curves = metrics.learning_curve(result.requests, window=budget.window)
+    curves = curves[curves["agent"].isin([*experiments.CURVE_AGENTS, "q_learning_per_user"])].rename(
+        columns={"request_end": "request", "latency_ratio_to_oracle": "ratio_to_oracle"}
+    )
+    _atomic_csv(tables / "fig3_learning_curves.csv", curves)
+    plots.save(plots.plot_learning_curves(curves), figures, "fig3_learning_curves")
+    decisions = experiments.decision_table(result.requests)
+    _atomic_csv(tables / "fig5_decisions.csv", decisions)
+    plots.save(plots.plot_decision_maps(decisions), figures, "fig5_decision_maps")
+    done()
+
+    done = step("fig4 sensitivity sweep")
+    sens = experiments.sensitivity(budget, runs_dir, n_jobs=n_jobs, progress=progress)
+    _atomic_csv(tables / "fig4_sensitivity.csv", sens)
+    plots.save(plots.plot_sensitivity(sens), figures, "fig4_sensitivity")
+    done()
+
+    done = step("fig6 trade-off sweep")
+    trade = experiments.tradeoff(budget, runs_dir, n_jobs=n_jobs, progress=progress)
+    _atomic_csv(tables / "fig6_tradeoff.csv", trade)
+    plots.save(plots.plot_tradeoff(trade), figures, "fig6_tradeoff")
+    done()
+
+    done = step("fig7 hybrid learning sweep")
+    hyb = experiments.hybrid(budget, runs_dir, n_jobs=n_jobs, progress=progress)
+    _atomic_csv(tables / "fig7_hybrid.csv", hyb)
+    plots.save(plots.plot_hybrid(hyb), figures, "fig7_hybrid")
+    done()
+
+    done = step("fig8 non-stationary sweep")
+    ns_curves, recovery, change_s = experiments.nonstationary(
+        budget, runs_dir, n_jobs=n_jobs, progress=progress
+    )
+    _atomic_csv(tables / "fig8_curves.csv", ns_curves)
+    _atomic_csv(tables / "fig8_recovery.csv", recovery)
+    rec = recovery.groupby("agent", observed=True, as_index=False)["recovery_s"].median()
+    plots.save(plots.plot_nonstationary(ns_curves, change_s, rec), figures, "fig8_nonstationary")
+    done()
+
+    summary = summary_table(runs, comparison, second_half, hyb)
+    _atomic_csv(out / "summary.csv", summary)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    if notebooks:
+        done = step("executed notebooks")
+        from orchlib.notebooks import execute_notebook, notebook_paths
+
+        for path in notebook_paths():
+            execute_notebook(path, out / "notebooks" / path.name, quick=quick, timeout_s=600)
+        done()
+    timings["total"] = time.perf_counter() - start_all
+    _atomic_text(out / "summary.md", _markdown(summary, budget, timings, quick))
+    log(f"[orchlib reproduce] done in {timings['total']:.0f} s: {out / 'summary.md'}")
+    return timings
