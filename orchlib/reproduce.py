@@ -121,7 +121,19 @@ def summary_table(
             )
     medians = hybrid.groupby("n_planning")["requests_to_converge"].median()
     base = medians.get(0, np.nan)
-    best_n = medians.drop(index=0, errors="ignore").idxmin() if len(medians) > 1 else None
+    planned = medians.drop(index=0, errors="ignore").dropna()
+    best_n = planned.idxmin() if len(planned) else None
+    converged = hybrid.groupby("n_planning")["converged"].mean()
+    for n, share in converged.items():
+        rows.append(
+            (
+                f"share of Dyna-Q(n={n}) runs that converged within 5% (n=0: Q-learning)",
+                share,
+                np.nan,
+                np.nan,
+                np.nan,
+            )
+        )
     if best_n is not None and np.isfinite(base):
         rows.append(
             (
