@@ -27,7 +27,9 @@ BOX_FEATURES: tuple[str, ...] = (
     "cloud_in_system",
     "requirement_fraction",
 )
-_BOX_HIGH = np.array([1000.0, 10000.0, 100.0, 100.0, 10000.0, 10000.0, 1.0], dtype=np.float32)
+#: raw upper bounds of the Box features (Mbit/s, Mbit/s, s, s, requests, requests, fraction); larger values clip.
+_BOX_HIGH = np.array([1000.0, 10000.0, 100.0, 100.0, 10000.0, 10000.0, 1.0])
+_BOX_SCALE = 1.0 / np.log1p(_BOX_HIGH)
 
 
 def public_info(info: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,8 +52,10 @@ class OrchestrationEnv(gym.Env):
     **Observation.** ``observation="discrete"`` (default): ``Discrete(n_states)``, the index
     :meth:`encode` gives to (access-bandwidth level, edge-load level, uplink busy, accuracy-requirement
     class), with the level edges ``bandwidth_edges_mbps`` and ``edge_load_edges``.
-    :meth:`decode` inverts it. ``observation="box"``: ``Box`` of float32 features :data:`BOX_FEATURES`
-    (Mbit/s, seconds of backlog, request counts, requirement as a fraction), for function approximation.
+    :meth:`decode` inverts it. ``observation="box"``: ``Box(0, 1)`` of float32 features :data:`BOX_FEATURES`
+    (Mbit/s, seconds of backlog, request counts, requirement as a fraction), each mapped to [0, 1] as
+    ``log(1 + x) / log(1 + high)`` with ``high`` the feature's clip value, for function approximation.
+    The raw measurements are in ``info`` (see below).
     Both are measurements a real orchestrator has; see ``docs/assumptions.md``.
 
     **Reward.** ``-response_time_s * reward_scale`` (default: minus the response time in seconds). With
@@ -141,9 +145,7 @@ class OrchestrationEnv(gym.Env):
         if observation == "discrete":
             self.observation_space: gym.Space = gym.spaces.Discrete(self.n_states)
         else:
-            self.observation_space = gym.spaces.Box(
-                np.zeros(len(BOX_FEATURES), np.float32), _BOX_HIGH, dtype=np.float32
-            )
+            self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(len(BOX_FEATURES),), dtype=np.float32)
         self.sim = Simulator(self.system, rng=0)
         self._request: Request | None = None
         self._steps = 0
@@ -182,7 +184,9 @@ class OrchestrationEnv(gym.Env):
                 ],
                 dtype=np.float32,
             )
-            return np.minimum(values, _BOX_HIGH), snap
+            # log(1 + x) / log(1 + high): every feature in [0, 1], with resolution where the values live
+            # (a few Mbit/s to Gbit/s; a few ms to seconds of backlog), as MLPs and LinUCB need.
+            return (np.log1p(np.minimum(values, _BOX_HIGH)) * _BOX_SCALE).astype(np.float32), snap
         b = bisect.bisect_right(self.bandwidth_edges_mbps, snap.access_mbps)
         load = bisect.bisect_right(self.edge_load_edges, snap.edge_in_system)
         s = self.state_shape

@@ -133,7 +133,8 @@ def plot_headline(runs: pd.DataFrame, comparison: pd.DataFrame, baseline: str) -
     """
     _require(runs, ["agent", "replicate", "mean_latency_ms", "mean_accuracy_pct"], "plot_headline runs")
     _require(comparison, ["agent", "time_reduction", "accuracy_loss_pp"], "plot_headline comparison")
-    order = runs.groupby("agent", observed=True)["mean_latency_ms"].mean().sort_values().index.tolist()
+    runs = runs.assign(agent=runs["agent"].astype(str))  # plain labels: unused categories would shift the bars
+    order = runs.groupby("agent")["mean_latency_ms"].mean().sort_values().index.tolist()
     with _style():
         fig, (ax_t, ax_a) = plt.subplots(
             1, 2, figsize=(14, 0.45 * len(order) + 2.2), constrained_layout=True, sharey=True
@@ -147,6 +148,7 @@ def plot_headline(runs: pd.DataFrame, comparison: pd.DataFrame, baseline: str) -
             palette=colors,
             hue="agent",
             hue_order=order,
+            dodge=False,
             legend=False,
             errorbar=("ci", 95),
             seed=0,
@@ -160,6 +162,7 @@ def plot_headline(runs: pd.DataFrame, comparison: pd.DataFrame, baseline: str) -
             palette=colors,
             hue="agent",
             hue_order=order,
+            dodge=False,
             legend=False,
             errorbar=("ci", 95),
             seed=0,

@@ -1,0 +1,248 @@
+"""The agent catalogue: every orchestrator by a readable name, with the project's default hyperparameters.
+
+This module is the one place where default hyperparameters live. ``make_agent(name, env, **overrides)``
+builds an un-reset agent for an environment; ``AGENT_NAMES`` lists the names; ``OBSERVATION`` says which
+observation mode (``OrchestrationEnv(observation=...)``) each agent needs.
+
+Reward scales. Rewards are minus response times in seconds (times the env's ``reward_scale``), so the
+bandits' exploration scales are in seconds. Rather than typing a number that fits one scenario, the catalogue
+derives them from the environment's own profiles (:func:`reward_scales`): the spread and the maximum of the
+idle-system response-time estimates over the actions (:func:`orchlib.baselines.profile_latency_ms` with empty
+queues), which is the size of the differences a bandit has to resolve.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Literal
+
+import gymnasium as gym
+
+from orchlib.agent import Agent
+from orchlib.bandits import (
+    UCB1,
+    EpsilonGreedy,
+    Exp3,
+    GaussianThompson,
+    LinUCB,
+    PerState,
+    PerUser,
+    SlidingWindowUCB,
+)
+from orchlib.baselines import (
+    CloudFastest,
+    CloudMostAccurate,
+    EdgeFastest,
+    EdgeMostAccurate,
+    GreedyProfiles,
+    LocalFastest,
+    LocalMostAccurate,
+    LocationOnlyQLearning,
+    RandomValid,
+    profile_latency_ms,
+)
+from orchlib.dqn import DQN
+from orchlib.env import OrchestrationEnv
+from orchlib.oracle import OracleAgent
+from orchlib.qlearning import DynaQ, QLearning
+
+# Q-learning hyperparameters of the paper's orchestrator. RECONSTRUCTIONS: the paper's values are not public.
+# alpha 0.1 constant and gamma 0.9 are the common textbook choices for online tabular control; epsilon decays
+# from 1 by 0.999 per request (about 2.3k requests to reach 0.1, 4.6k to reach the floor) so that every valid
+# action of every frequent state is tried early, and keeps 1% exploration so that the orchestrator still
+# notices when the network or the load changes. Used by "q_learning", "dyna_q" and "sota_location_only" alike,
+# so that the comparison with the state-of-the-art stand-in differs only in the action set.
+PAPER_DEFAULTS: dict[str, float] = {
+    "alpha": 0.1,
+    "alpha_exponent": 0.0,
+    "gamma": 0.9,
+    "epsilon": 1.0,
+    "epsilon_min": 0.01,
+    "epsilon_decay": 0.999,
+    "initial_q": 0.0,
+}
+
+#: Dyna-Q's planning updates per real request (reconstruction; the companion paper's value is not public).
+DYNA_Q_PLANNING = 10
+
+#: Exploration probability of "epsilon_greedy" (constant; the textbook 0.1 of Sutton & Barto, section 2.3).
+BANDIT_EPSILON = 0.1
+
+#: Sliding-window length of "sw_ucb", in requests (choice: about a minute of the paper scenario's 8 users x 2
+#: requests/s, long enough to average the response-time noise, short enough to follow a network change).
+SW_UCB_WINDOW = 1000
+
+#: Exp3's exploration mixture gamma (choice: the common 0.1).
+EXP3_GAMMA = 0.1
+
+#: Exp3 maps rewards in ``[-EXP3_RANGE_FACTOR * max idle latency, 0]`` onto [0, 1] (choice: queues can make
+#: a request several times slower than on an idle system; slower rewards are clipped to 0).
+EXP3_RANGE_FACTOR = 4.0
+
+#: Observation mode each agent needs: "discrete", "box", or None (any).
+OBSERVATION: dict[str, Literal["discrete", "box"] | None] = {
+    "q_learning": "discrete",
+    "dyna_q": "discrete",
+    "epsilon_greedy": None,
+    "ucb1": None,
+    "per_state_ucb1": "discrete",
+    "per_user_ucb1": None,
+    "sw_ucb": None,
+    "thompson": None,
+    "per_state_thompson": "discrete",
+    "exp3": None,
+    "linucb": "box",
+    "dqn": "box",
+    "local_most_accurate": None,
+    "edge_most_accurate": None,
+    "cloud_most_accurate": None,
+    "local_fastest": None,
+    "edge_fastest": None,
+    "cloud_fastest": None,
+    "random": None,
+    "greedy_profiles": None,
+    "sota_location_only": "discrete",
+    "oracle": None,
+}
+
+AGENT_NAMES: tuple[str, ...] = tuple(OBSERVATION)
+
+
+def reward_scales(env: gym.Env) -> tuple[float, float]:
+    """``(spread_s, max_s)``: range and maximum of the idle-system response-time estimates, in reward units.
+
+    Both are :func:`~orchlib.baselines.profile_latency_ms` with empty queues at the access and WAN rates the
+    links have at time 0, over every action, converted to seconds and multiplied by the env's
+    ``reward_scale``. A spread of 0 (a single action) falls back to the maximum.
+    """
+    inner = _unwrap(env)
+    system = inner.system
+    idle_s = (
+        profile_latency_ms(system, system.access_up.rate_mbps(0.0), system.wan_up.rate_mbps(0.0))
+        / 1e3
+        * inner.reward_scale
+    )
+    high = float(idle_s.max())
+    spread = float(idle_s.max() - idle_s.min())
+    return (spread if spread > 0 else high), high
+
+
+def _unwrap(env: gym.Env) -> OrchestrationEnv:
+    inner = getattr(env, "unwrapped", None)
+    if not isinstance(inner, OrchestrationEnv):
+        raise TypeError(
+            f"env must be an orchlib OrchestrationEnv (possibly wrapped), got {type(env).__name__}"
+        )
+    return inner
+
+
+def _direct(
+    cls: type[Agent], env: OrchestrationEnv, defaults: dict[str, Any], kwargs: dict[str, Any]
+) -> Agent:
+    return cls(env.observation_space, env.action_space, **{**defaults, **kwargs})
+
+
+def _wrapped(
+    wrapper: type[Agent],
+    cls: type[Agent],
+    env: OrchestrationEnv,
+    defaults: dict[str, Any],
+    kwargs: dict[str, Any],
+) -> Agent:
+    factory = functools.partial(cls, **{**defaults, **kwargs})
+    return wrapper(env.observation_space, env.action_space, factory)
+
+
+def _baseline(cls: type[Agent]) -> Callable[[OrchestrationEnv, dict[str, Any]], Agent]:
+    def build(env: OrchestrationEnv, kwargs: dict[str, Any]) -> Agent:
+        return cls(env.observation_space, env.action_space, env.system, **kwargs)
+
+    return build
+
+
+def _ucb_defaults(env: OrchestrationEnv) -> dict[str, Any]:
+    return {"c": reward_scales(env)[0]}
+
+
+def _thompson_defaults(env: OrchestrationEnv) -> dict[str, Any]:
+    # Optimistic prior mean 0 (rewards are negative) with the prior width of the differences to resolve.
+    return {"prior_mean": 0.0, "prior_std": reward_scales(env)[0]}
+
+
+_BUILDERS: dict[str, Callable[[OrchestrationEnv, dict[str, Any]], Agent]] = {
+    "q_learning": lambda env, kw: _direct(QLearning, env, PAPER_DEFAULTS, kw),
+    "dyna_q": lambda env, kw: _direct(DynaQ, env, {**PAPER_DEFAULTS, "n_planning": DYNA_Q_PLANNING}, kw),
+    "epsilon_greedy": lambda env, kw: _direct(EpsilonGreedy, env, {"epsilon": BANDIT_EPSILON}, kw),
+    "ucb1": lambda env, kw: _direct(UCB1, env, _ucb_defaults(env), kw),
+    "per_state_ucb1": lambda env, kw: _wrapped(PerState, UCB1, env, _ucb_defaults(env), kw),
+    "per_user_ucb1": lambda env, kw: _wrapped(PerUser, UCB1, env, _ucb_defaults(env), kw),
+    "sw_ucb": lambda env, kw: _direct(
+        SlidingWindowUCB, env, {**_ucb_defaults(env), "tau": SW_UCB_WINDOW}, kw
+    ),
+    "thompson": lambda env, kw: _direct(GaussianThompson, env, _thompson_defaults(env), kw),
+    "per_state_thompson": lambda env, kw: _wrapped(
+        PerState, GaussianThompson, env, _thompson_defaults(env), kw
+    ),
+    "exp3": lambda env, kw: _direct(
+        Exp3,
+        env,
+        {"reward_range": (-EXP3_RANGE_FACTOR * reward_scales(env)[1], 0.0), "gamma": EXP3_GAMMA},
+        kw,
+    ),
+    # LinUCB's confidence width in seconds: the spread of the arms, like UCB1's c.
+    "linucb": lambda env, kw: _direct(LinUCB, env, {"alpha": reward_scales(env)[0]}, kw),
+    # DQN: the class defaults (documented in orchlib.dqn), with the same discount as the tabular learners.
+    "dqn": lambda env, kw: _direct(DQN, env, {"gamma": PAPER_DEFAULTS["gamma"]}, kw),
+    "local_most_accurate": _baseline(LocalMostAccurate),
+    "edge_most_accurate": _baseline(EdgeMostAccurate),
+    "cloud_most_accurate": _baseline(CloudMostAccurate),
+    "local_fastest": _baseline(LocalFastest),
+    "edge_fastest": _baseline(EdgeFastest),
+    "cloud_fastest": _baseline(CloudFastest),
+    "random": _baseline(RandomValid),
+    "greedy_profiles": _baseline(GreedyProfiles),
+    "sota_location_only": lambda env, kw: LocationOnlyQLearning(
+        env.observation_space, env.action_space, env.system, **{**PAPER_DEFAULTS, **kw}
+    ),
+    "oracle": lambda env, kw: OracleAgent(env, **kw),
+}
+
+
+def make_agent(name: str, env: gym.Env, **kwargs: Any) -> Agent:
+    """Build the catalogue agent ``name`` for ``env`` with the default hyperparameters, overridden by ``kwargs``.
+
+    The agent is not reset: call ``agent.reset(rng)`` before use. For the ``per_state_*``/``per_user_*``
+    wrappers, ``kwargs`` go to each wrapped learner.
+
+    Args:
+        name: one of :data:`AGENT_NAMES`.
+        env: the :class:`~orchlib.env.OrchestrationEnv` the agent will act in (possibly wrapped); its
+            observation mode must be :data:`OBSERVATION`\\ ``[name]`` when that is not None.
+        **kwargs: hyperparameters replacing the defaults (refused by the agent's class if unknown or invalid).
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the valid names), or an env whose observation mode
+            the agent cannot use.
+        TypeError: ``env`` is not an OrchestrationEnv, or an unknown hyperparameter.
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown agent {name!r}; valid names: {', '.join(AGENT_NAMES)}")
+    inner = _unwrap(env)
+    needed = OBSERVATION[name]
+    if needed is not None and inner.observation_mode != needed:
+        raise ValueError(
+            f"agent {name!r} needs an env with observation={needed!r}, got observation={inner.observation_mode!r}"
+        )
+    return _BUILDERS[name](inner, kwargs)
+
+
+def observation_for(name: str) -> Literal["discrete", "box"]:
+    """The observation mode to build an env with for agent ``name`` ("discrete" when any will do).
+
+    Raises:
+        ValueError: unknown ``name``.
+    """
+    if name not in OBSERVATION:
+        raise ValueError(f"unknown agent {name!r}; valid names: {', '.join(AGENT_NAMES)}")
+    return OBSERVATION[name] or "discrete"
