@@ -139,7 +139,7 @@ def test_bad_configuration_is_refused_naming_the_field(make, message) -> None:
 
 
 def test_zero_users_is_refused(toy_scenario) -> None:
-    with pytest.raises(ValueError, match="Scenario.n_users must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"Scenario\.n_users must be an integer >= 1, got 0"):
         dataclasses.replace(toy_scenario, n_users=0)
 
 
