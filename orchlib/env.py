@@ -148,6 +148,8 @@ class OrchestrationEnv(gym.Env):
             self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(len(BOX_FEATURES),), dtype=np.float32)
         self.sim = Simulator(self.system, rng=0)
         self._request: Request | None = None
+        self._totals_for: Request | None = None  # the request whose evaluation _totals holds
+        self._totals = np.empty(0)
         self._steps = 0
 
     # -- state encoding --------------------------------------------------------------------------------------
@@ -227,7 +229,7 @@ class OrchestrationEnv(gym.Env):
         mask = self.system.masks[request.requirement_class]
         info: dict[str, Any] = {}
         if self.oracle:
-            totals = np.where(mask, self.sim.evaluate(request), np.inf)
+            totals = self._masked_totals()
             best = int(np.argmin(totals))
             info["oracle_action"] = best
             info["oracle_latency_ms"] = float(totals[best])
@@ -261,8 +263,16 @@ class OrchestrationEnv(gym.Env):
         """The clairvoyant best valid action for the current request (privileged: reads the true state)."""
         if self._request is None:
             raise RuntimeError("call reset() before oracle_action()")
-        mask = self.system.masks[self._request.requirement_class]
-        return int(np.argmin(np.where(mask, self.sim.evaluate(self._request), np.inf)))
+        return int(np.argmin(self._masked_totals()))
+
+    def _masked_totals(self) -> np.ndarray:
+        """Response time of every action for the current request (inf where masked), computed once per request."""
+        request = self._request
+        if self._totals_for is not request:
+            mask = self.system.masks[request.requirement_class]
+            self._totals = np.where(mask, self.sim.evaluate(request), np.inf)
+            self._totals_for = request
+        return self._totals
 
     @property
     def tier_names(self) -> tuple[str, ...]:

@@ -412,6 +412,57 @@ def requests_to_converge(
     return _restore_categories(pd.DataFrame(rows), requests)
 
 
+def requests_to_reach(
+    requests: pd.DataFrame, target_latency_ms: float, window: int = 500, tolerance: float = 0.05
+) -> pd.DataFrame:
+    """How many requests each run needs before its windowed mean latency stays at or below a common target.
+
+    Definition: the run *reaches* the target after ``k`` requests when every full window of ``window``
+    requests from request ``k`` on has a mean latency ``<= (1 + tolerance) * target_latency_ms``, ``k``
+    smallest (a window start). Unlike :func:`requests_to_converge`, the target is the same for every run, so
+    ratios of ``k`` between agents are learning accelerations (e.g. the target is the level Q-learning ends
+    at, and Dyna-Q's ``k`` is compared with Q-learning's). NaN and ``reached`` False when the last window is
+    above the target.
+
+    Returns:
+        Columns :data:`RUN_KEYS`, ``n_requests``, ``target_latency_ms``, ``requests_to_reach``, ``reached``.
+
+    Raises:
+        ValueError: missing columns, ``window`` < 1, a target that is not a finite number > 0, or a negative
+            tolerance.
+    """
+    _require(requests, [*RUN_KEYS, "request", "latency_ms", "oracle_latency_ms"], "requests")
+    _check_window(window)
+    if not (
+        isinstance(target_latency_ms, int | float)
+        and np.isfinite(target_latency_ms)
+        and target_latency_ms > 0
+    ):
+        raise ValueError(f"target_latency_ms must be a finite number > 0, got {target_latency_ms!r}")
+    if not (isinstance(tolerance, int | float) and np.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    sizes = _groupby_run(requests).size()
+    curve = _window_means(requests, requests["request"].to_numpy(), window)
+    curves = {keys: frame.sort_values("window") for keys, frame in _groupby_run(curve)}
+    no_windows = curve.iloc[:0]
+    rows = []
+    for keys, n in sizes.items():
+        windows = curves.get(keys, no_windows)
+        start = _settled_from(windows["mean_latency_ms"].to_numpy() <= (1 + tolerance) * target_latency_ms)
+        rows.append(
+            {
+                **dict(zip(RUN_KEYS, keys, strict=True)),
+                "n_requests": int(n),
+                "target_latency_ms": float(target_latency_ms),
+                "requests_to_reach": np.nan
+                if start is None
+                else float(windows["window"].to_numpy()[start] * window),
+                "reached": start is not None,
+            }
+        )
+    return _restore_categories(pd.DataFrame(rows), requests)
+
+
 def recovery_time(
     requests: pd.DataFrame,
     change_time_s: float,

@@ -119,39 +119,40 @@ def summary_table(
                     np.nan,
                 )
             )
-    medians = hybrid.groupby("n_planning")["requests_to_converge"].median()
+    medians = hybrid.groupby("n_planning")["requests_to_reach"].median()
     base = medians.get(0, np.nan)
     planned = medians.drop(index=0, errors="ignore").dropna()
-    best_n = planned.idxmin() if len(planned) else None
-    converged = hybrid.groupby("n_planning")["converged"].mean()
-    for n, share in converged.items():
+    target = float(hybrid["target_latency_ms"].iloc[0])
+    for n, part in hybrid.groupby("n_planning"):
+        label = "Q-learning" if n == 0 else f"Dyna-Q n={n}"
         rows.append(
             (
-                f"share of Dyna-Q(n={n}) runs that converged within 5% (n=0: Q-learning)",
-                share,
+                f"{label}: median real requests to stay within 5% of Q-learning's final {target:.1f} ms (steady Wi-Fi); runs reaching it {part['reached'].mean():.0%}",
+                medians[n],
                 np.nan,
                 np.nan,
                 np.nan,
             )
         )
-    if best_n is not None and np.isfinite(base):
+        converged = part["requests_to_converge"]
         rows.append(
             (
-                f"hybrid learning acceleration: median requests to converge, Q-learning / Dyna-Q(n={best_n}) (x)",
-                base / medians[best_n],
+                f"{label}: median real requests to come within 5% of its own final performance; runs converged {part['converged'].mean():.0%}",
+                converged.median(),
+                np.nan,
+                np.nan,
+                np.nan,
+            )
+        )
+    if len(planned) and np.isfinite(base):
+        best_n = planned.idxmin()
+        rows.append(
+            (
+                f"hybrid learning acceleration: Q-learning / Dyna-Q(n={best_n}) median requests to reach the same level (x)",
+                base / planned[best_n],
                 np.nan,
                 np.nan,
                 PAPER_NUMBERS["hybrid_learning_acceleration_x"],
-            )
-        )
-        rows.append(("requests to converge within 5%: Q-learning (median)", base, np.nan, np.nan, np.nan))
-        rows.append(
-            (
-                f"requests to converge within 5%: Dyna-Q n={best_n} (median)",
-                medians[best_n],
-                np.nan,
-                np.nan,
-                np.nan,
             )
         )
     for agent, part in headline_runs.groupby("agent", observed=True, sort=False):

@@ -297,3 +297,27 @@ def test_time_metrics_keep_the_legend_order():
     assert requests_to_converge(frame, window=5)["agent"].tolist() == ["z", "y"]
     assert recovery_time(frame, change_time_s=5.0, window=5)["agent"].tolist() == ["z", "y"]
     assert learning_curve(frame, window=5)["agent"].cat.categories.tolist() == ["z", "y"]
+
+
+def test_requests_to_reach_a_common_target_by_hand() -> None:
+    from orchlib.metrics import requests_to_reach
+
+    # one run, windows of 2 requests: means 10, 6, 4, 5 -> at or below 5 * 1.0 from window 2 on (request 4)
+    latency = [12, 8, 7, 5, 4, 4, 5, 5]
+    frame = pd.DataFrame(
+        {
+            "agent": "a",
+            "scenario": "s",
+            "replicate": 0,
+            "request": range(8),
+            "latency_ms": latency,
+            "oracle_latency_ms": 1.0,
+        }
+    )
+    out = requests_to_reach(frame, target_latency_ms=5.0, window=2, tolerance=0.0)
+    assert out["requests_to_reach"].tolist() == [4.0]
+    assert out["reached"].tolist() == [True]
+    never = requests_to_reach(frame, target_latency_ms=3.0, window=2, tolerance=0.0)
+    assert never["reached"].tolist() == [False] and np.isnan(never["requests_to_reach"].iloc[0])
+    with pytest.raises(ValueError, match="target_latency_ms"):
+        requests_to_reach(frame, target_latency_ms=0.0)
