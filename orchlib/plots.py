@@ -51,6 +51,11 @@ def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         raise ValueError(f"{what}: table is empty")
 
 
+def _plain(df: pd.DataFrame) -> pd.DataFrame:
+    """Categorical columns as plain values, so unused categories never appear in legends or shift bars."""
+    return df.astype({c: "object" for c in df.columns if isinstance(df[c].dtype, pd.CategoricalDtype)})
+
+
 def _note(fig: Figure, text: str = RECONSTRUCTION_NOTE) -> None:
     fig.text(0.01, -0.02, text, fontsize=7, color="0.4", ha="left", va="top")
 
@@ -77,6 +82,7 @@ def plot_motivation(table: pd.DataFrame) -> Figure:
         table: from :func:`orchlib.experiments.motivation` (panel, x, tier, variant, mean_latency_ms, p95_latency_ms).
     """
     _require(table, ["panel", "x", "tier", "mean_latency_ms"], "plot_motivation")
+    table = _plain(table)
     panels = [
         ("network", "access network level", "(a) network condition"),
         ("users", "users sharing access link and edge", "(b) number of users"),
@@ -207,6 +213,7 @@ def plot_learning_curves(curves: pd.DataFrame) -> Figure:
         curves: agent, replicate, request (window end), ratio_to_oracle (from :func:`orchlib.metrics.learning_curve`).
     """
     _require(curves, ["agent", "replicate", "request", "ratio_to_oracle"], "plot_learning_curves")
+    curves = _plain(curves)
     with _style():
         fig, ax = plt.subplots(figsize=(10, 5.5), constrained_layout=True)
         sns.lineplot(
@@ -216,12 +223,22 @@ def plot_learning_curves(curves: pd.DataFrame) -> Figure:
             hue="agent",
             units="replicate",
             estimator=None,
+            palette="tab20",
             alpha=0.15,
             legend=False,
             ax=ax,
             lw=0.6,
         )
-        sns.lineplot(curves, x="request", y="ratio_to_oracle", hue="agent", errorbar=None, ax=ax, lw=1.8)
+        sns.lineplot(
+            curves,
+            x="request",
+            y="ratio_to_oracle",
+            hue="agent",
+            errorbar=None,
+            ax=ax,
+            lw=1.8,
+            palette="tab20",
+        )
         ax.axhline(1.0, color="k", ls="--", lw=1, label="oracle")
         ax.set_yscale("log")
         ax.set_xlabel("requests served")
@@ -240,6 +257,7 @@ def plot_sensitivity(table: pd.DataFrame) -> Figure:
         table: factor (bandwidth/users/accuracy), value, agent, replicate, mean_latency_ms.
     """
     _require(table, ["factor", "value", "agent", "replicate", "mean_latency_ms"], "plot_sensitivity")
+    table = _plain(table)
     factors = [f for f in ("bandwidth", "users", "accuracy") if f in set(table["factor"])]
     labels = {
         "bandwidth": "access uplink median (Mbit/s)",
@@ -287,6 +305,7 @@ def plot_decision_maps(decisions: pd.DataFrame) -> Figure:
         ["agent", "bandwidth_level", "requirement_pct", "tier", "variant", "share"],
         "plot_decision_maps",
     )
+    decisions = _plain(decisions)
     agents = list(dict.fromkeys(decisions["agent"]))
     cols = min(3, len(agents))
     rows = int(np.ceil(len(agents) / cols))
@@ -330,6 +349,7 @@ def plot_tradeoff(table: pd.DataFrame) -> Figure:
     _require(
         table, ["agent", "tolerance_pp", "replicate", "time_reduction", "accuracy_loss_pp"], "plot_tradeoff"
     )
+    table = _plain(table)
     means = table.groupby(["agent", "tolerance_pp"], as_index=False)[
         ["time_reduction", "accuracy_loss_pp"]
     ].mean()
@@ -380,6 +400,7 @@ def plot_hybrid(table: pd.DataFrame) -> Figure:
             :func:`orchlib.experiments.hybrid`).
     """
     _require(table, ["n_planning", "replicate", "requests_to_reach", "target_latency_ms"], "plot_hybrid")
+    table = _plain(table)
     medians = table.groupby("n_planning")["requests_to_reach"].median()
     base = medians.get(0, np.nan)
     with _style():
@@ -420,6 +441,7 @@ def plot_nonstationary(
         recovery: agent, recovery_s (median over replicates) for the legend; optional.
     """
     _require(curves, ["agent", "replicate", "time_s", "mean_latency_ms"], "plot_nonstationary")
+    curves = _plain(curves)
     labels = {}
     if recovery is not None and not recovery.empty:
         for r in recovery.itertuples():
