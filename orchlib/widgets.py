@@ -226,14 +226,14 @@ class SensitivitySettings:
         """``dataclasses.replace`` (for chaining)."""
         return dataclasses.replace(self, **changes)
 
-    def describe(self) -> str:
-        """One line naming every setting (figure titles, the panel's status)."""
+    def describe(self, run: bool = True) -> str:
+        """One line naming the settings (figure titles; the panel's status line leaves out the run size)."""
         network = "paper access (S5)" if self.network == PAPER_NETWORK else self.network
-        return (
+        text = (
             f"{network}, RTT {self.rtt_ms:g} ms, {self.n_users} users, tolerance {self.tolerance_pp:g} pp, "
-            f"workers edge {self.edge_workers} / cloud {self.cloud_workers}, agent {self.agent}, "
-            f"{self.n_requests} requests, seed {self.seed}"
+            f"workers edge {self.edge_workers} / cloud {self.cloud_workers}, agent {self.agent}"
         )
+        return f"{text}, {self.n_requests} requests, seed {self.seed}" if run else text
 
 
 def default_settings(quick: bool = False) -> SensitivitySettings:
@@ -730,7 +730,7 @@ class SensitivityPanel:
         self.results = requests
         self.shown_settings = settings
         self.n_runs += 1
-        self.status.value = f"fresh: {settings.describe()}"
+        self.status.value = f"fresh: {settings.describe(run=False)}"
         return requests
 
     def output_png(self) -> bytes | None:
@@ -752,7 +752,7 @@ class SensitivityPanel:
         self.status.value = (
             "stale: settings changed since the figure was drawn; press Run"
             if stale
-            else f"fresh: {self.shown_settings.describe()}"
+            else f"fresh: {self.shown_settings.describe(run=False)}"
         )
 
     def _on_network(self, change: Mapping[str, Any]) -> None:
