@@ -250,17 +250,20 @@ def headline(
 
 
 def decision_table(
-    requests: pd.DataFrame, agents: Sequence[str] = DECISION_MAP_AGENTS, from_fraction: float = 0.5
+    requests: pd.DataFrame,
+    agents: Sequence[str] = DECISION_MAP_AGENTS,
+    from_fraction: float = 0.5,
+    scenario: Scenario | None = None,
 ) -> pd.DataFrame:
     """Figure 5's data: per agent and (bandwidth level, requirement), the most frequent (tier, variant) late in the runs.
 
-    Uses the discrete ``state`` the runner records, decoded with the ``paper`` environment's encoding; agents on
-    the Box observation (state -1) are placed by the same measurement through a discrete twin of the env.
+    Uses the discrete ``state`` the runner records, decoded with the encoding of ``scenario``'s environment
+    (default ``paper``; it must be the scenario the runs used). Runs on the Box observation (state -1) are left out.
     """
     from orchlib.env import OrchestrationEnv
     from orchlib.scenario import paper
 
-    env = OrchestrationEnv(paper())
+    env = OrchestrationEnv(paper() if scenario is None else scenario)
     part = requests[requests["agent"].isin(agents) & (requests["state"] >= 0)]
     part = part[
         part["request"]
