@@ -186,7 +186,7 @@ def plot_headline(runs: pd.DataFrame, comparison: pd.DataFrame, baseline: str) -
             if agent in by_agent.index and agent != baseline:
                 row = by_agent.loc[agent]
                 ax_t.annotate(
-                    f" {100 * row['time_reduction']:+.0f}% time",
+                    f" {-100 * row['time_reduction']:+.0f}% time",
                     (1.0, i),
                     xycoords=("axes fraction", "data"),
                     va="center",

@@ -104,7 +104,7 @@ VARIANT_COLUMNS = {
     "input_bytes": float,
     "result_bytes": float,
 }
-PROFILE_COLUMNS = {"model": str, "median_ms": float, "p10_ms": float, "p90_ms": float, "n_repeats": float}
+PROFILE_COLUMNS = {"model": str, "median_ms": float, "p10_ms": float, "p90_ms": float, "n_repeats": int}
 LEVEL_COLUMNS = {"name": str, "uplink_mbps": float, "downlink_mbps": float, "rtt_ms": float, "source": str}
 
 
@@ -180,7 +180,7 @@ def _read_table(path: Path, columns: dict[str, type], key: str) -> pd.DataFrame:
         if kind is bool:
             frame[column] = frame[column].astype(str).str.strip().str.lower() == "true"
         elif kind is not str:
-            frame[column] = frame[column].astype(float)
+            frame[column] = frame[column].astype(kind)
     duplicated = frame[key][frame[key].duplicated()].tolist()
     if duplicated:
         raise DataError(f"{path}: duplicate {key} value(s) {duplicated}; each must appear once")
@@ -223,7 +223,8 @@ def load_variants(name_or_path: str | Path = "mobilenet_v1") -> VariantTable:
                 f"{path}, row {int(bad.index[0]) + 1} (model {bad['model'].iloc[0]!r}), column {column!r}: "
                 f"got {bad[column].iloc[0]}, must be in (0, 100] percent"
             )
-    return VariantTable(path=path, frame=frame.set_index("model", drop=False))
+    # index by model but keep the column; the index is unnamed so "model" stays unambiguous in merges/groupbys
+    return VariantTable(path=path, frame=frame.set_index("model", drop=False).rename_axis(None))
 
 
 def load_profile(name_or_path: str | Path, variants: VariantTable | None = None) -> DeviceProfile:
@@ -254,7 +255,7 @@ def load_profile(name_or_path: str | Path, variants: VariantTable | None = None)
             raise DataError(
                 f"{path}: unknown variant name(s) {unknown}; valid names are those of {variants.path}"
             )
-    frame = frame.set_index("model", drop=False)
+    frame = frame.set_index("model", drop=False).rename_axis(None)
     profile = DeviceProfile(
         path=path, name=read_metadata(path).get("name", path.stem), metadata=read_metadata(path), frame=frame
     )

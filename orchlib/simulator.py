@@ -147,7 +147,14 @@ def build_system(scenario: Scenario) -> System:
     files = [table.path]
     medians, sigmas = [], []
     for tier in TIERS:
-        profile = load_profile(getattr(scenario, tier).profile, table)
+        # Validate names against the whole table, but require rows only for the offered variants, so a
+        # profile of a few variants (e.g. a quick profiler run) works with a matching variant_subset.
+        profile = load_profile(getattr(scenario, tier).profile)
+        unknown = sorted(set(profile.frame["model"]) - set(table.names))
+        if unknown:
+            raise DataError(
+                f"{profile.path}: unknown variant name(s) {unknown}; valid names are those of {table.path}"
+            )
         median, p10, p90 = profile.aligned(names)
         medians.append(median)
         sigmas.append(latency.lognormal_sigma(p10, p90) if scenario.compute_jitter else np.zeros_like(median))

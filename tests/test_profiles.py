@@ -34,7 +34,7 @@ PROFILE_CASES = [
     ("model,median_ms,p10_ms,p90_ms,n_repeats\nbig,0,0,0,10\n", "must be > 0"),
     ("model,median_ms,p10_ms,p90_ms,n_repeats\nbig,5,6,7,10\n", "p10_ms <= median_ms <= p90_ms"),
     ("model,median_ms,p10_ms,p90_ms,n_repeats\nbig,5,4,6,10\nbig,5,4,6,10\n", "duplicate model"),
-    ("model,median_ms,p10_ms,p90_ms,n_repeats\nbig,5,4,6,-1\n", "'n_repeats': got -1.0, must be >= 0"),
+    ("model,median_ms,p10_ms,p90_ms,n_repeats\nbig,5,4,6,-1\n", "'n_repeats': got -1, must be >= 0"),
 ]
 
 

@@ -183,3 +183,18 @@ def test_rescaled_trace_keeps_its_shape_at_the_level_magnitude(toy_scenario, tmp
     assert np.median(system_scaled.access_up.tail_mbps) == pytest.approx(10.0)  # median 2 -> the level's 10
     assert np.median(system_scaled.access_down.tail_mbps) == pytest.approx(20.0)
     assert system_scaled.access_up.tail_mbps.tolist() == pytest.approx([5.0, 10.0, 20.0])
+
+
+def test_a_partial_profile_works_with_a_matching_variant_subset(toy_scenario, toy_files, tmp_path) -> None:
+    partial = tmp_path / "partial.csv"
+    partial.write_text("# name: partial\nmodel,median_ms,p10_ms,p90_ms,n_repeats\nsmall,3,3,3,1\n")
+    scenario = dataclasses.replace(toy_scenario, end=dataclasses.replace(toy_scenario.end, profile=str(partial)))
+    from orchlib.scenario import AccuracyRequirement
+
+    only_small = dataclasses.replace(scenario, variant_subset=("small",), accuracy=AccuracyRequirement())
+    system = build_system(only_small)
+    assert system.median_ms[END].tolist() == [3.0]
+    from orchlib.profiles import DataError
+
+    with pytest.raises(DataError, match=r"no row for variant\(s\) \['big'\]"):
+        build_system(scenario)
