@@ -17,7 +17,8 @@ Implementation details and assumptions (where the fast path departs from the ref
    to remove. Replicates stay independent (every replicate gets its own i.i.d. draws), so results are
    **identical in distribution, not bitwise**, to running the reference path once per seed; a replicate's
    numbers also depend on the batch size. ``tests/test_batch.py`` checks the distributions (two-sample
-   Kolmogorov-Smirnov tests and means) and, separately, the rules bit for bit on scripted requests.
+   Kolmogorov-Smirnov tests and means) and, separately, the rules bit for bit on scripted requests
+   (latencies, their six parts and the discrete states).
 2. **Arrivals as one superposed Poisson process.** The reference keeps each user's next arrival in a heap.
    ``n_users`` independent Poisson processes of rate ``lambda`` are together one Poisson process of rate
    ``n_users * lambda`` whose arrivals belong to a user drawn uniformly and independently (superposition and
@@ -31,9 +32,15 @@ Implementation details and assumptions (where the fast path departs from the ref
    ``max(edge_load_edges)`` latest completion times of edge requests, and the count of those later than the
    request time equals the reference's count capped at that value, which gives the same load level. Memory
    stays bounded however long the run.
-5. **Not supported** (:class:`NotImplementedError`): closed-loop arrivals (a user's next request depends on
-   its previous response time, so replicates cannot share one arrival draw per step), the ``box``
-   observation, and the oracle (use the reference path for those).
+5. **Batched agents read the mask from the state.** The env's discrete state encodes the requirement class,
+   so each state has one mask (``OrchestrationEnv.state_mask``); the agents take ``state_masks`` (one row per
+   state) instead of a mask per request. :class:`BatchQLearning` stores ``Q`` of invalid pairs as ``-inf``,
+   which gives exactly the reference's masked choices and targets. :class:`BatchUCB1` keeps means and
+   ``n ** -1/2`` per arm and computes its index in a different order than the reference (equal up to rounding).
+   The loop is the env's ``accuracy_mode="mask"`` (reward without penalty), ``oracle=False``.
+6. **Not supported** (:class:`NotImplementedError`): closed-loop arrivals (a user's next request depends on
+   its previous response time, so replicates cannot share one arrival draw per step); also not provided: the
+   ``box`` observation and the oracle (use the reference path for those).
 """
 
 from __future__ import annotations
@@ -60,64 +67,140 @@ DEFAULT_EDGE_LOAD_EDGES: tuple[int, ...] = _ENV_DEFAULTS["edge_load_edges"].defa
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Link rates, vectorised. Each function repeats the arithmetic of the scalar method it mirrors in the same
-# order (np.divmod and searchsorted(side="right") are Python's divmod and bisect_right), so that the batch
-# simulator's latencies equal the reference's bit for bit rather than to a rounding tolerance.
+# Link rates, vectorised. Each method repeats the arithmetic of the scalar method it mirrors in the same order
+# (np.divmod is Python's divmod; _Bisect is bisect_right), so that the batch simulator's latencies equal the
+# reference's bit for bit rather than to a rounding tolerance.
+
+#: largest lookup grid a _Bisect builds (int64 entries); beyond it, it falls back to np.searchsorted.
+_MAX_GRID_CELLS = 1 << 20
 
 
-def _bits_until(rate: latency.RateFunction, t_s: np.ndarray) -> np.ndarray:
-    """:meth:`RateFunction.bits_until` for an array of times (s)."""
-    pt, pb, tt, tb = rate.prefix_times_s, rate.prefix_bits, rate.tail_times_s, rate.tail_bits
-    n, r = np.divmod(t_s - pt[-1], tt[-1])
-    i = np.minimum(np.searchsorted(tt, r, side="right") - 1, tt.size - 2)
-    out = pb[-1] + n * tb[-1] + tb[i] + (tb[i + 1] - tb[i]) * (r - tt[i]) / (tt[i + 1] - tt[i])
-    if pt.size > 1:
-        in_prefix = t_s <= pt[-1]
+def _divmod(x: np.ndarray, period: float) -> tuple[np.ndarray | float, np.ndarray]:
+    """Python's ``divmod(x, period)`` elementwise; when every ``x`` is in ``[0, period)`` it is exactly
+    ``(0.0, x)``, which is returned without the (comparatively slow) division."""
+    if x.min() >= 0.0 and x.max() < period:
+        return 0.0, x
+    return np.divmod(x, period)
+
+
+def _count_at_most(edges: tuple[float, ...], x: np.ndarray) -> np.ndarray:
+    """``bisect_right(edges, x)`` elementwise for a few sorted ``edges``: how many edges are <= x."""
+    count = np.zeros(x.shape, dtype=np.int64)
+    for edge in edges:
+        count += x >= edge
+    return count
+
+
+def _first_argmin(values: np.ndarray) -> np.ndarray:
+    """``values.argmin(axis=1)`` (first minimum), without the per-row reduction for one or two columns."""
+    if values.shape[1] == 1:
+        return np.zeros(values.shape[0], dtype=np.intp)
+    if values.shape[1] == 2:
+        return (values[:, 1] < values[:, 0]).astype(np.intp)
+    return values.argmin(axis=1)
+
+
+class _Bisect:
+    """``bisect_right(xp, x) - 1`` for an array ``x``, by a uniform grid lookup and one correction each way.
+
+    Replicates ask for unrelated times, and np.searchsorted with unsorted keys costs tens of nanoseconds per key.
+    The grid's cells are half the smallest gap of ``xp`` wide, so a cell (or the neighbour that rounding may pick
+    instead) holds at most one breakpoint: after the lookup, at most one step up or one step down is left, and
+    the result is the exact integer bisect gives.
+    """
+
+    def __init__(self, xp: np.ndarray) -> None:
+        self._xp = np.append(xp, np.inf)  # the sentinel makes xp[i + 1] valid for i = len(xp) - 1
+        self._plain = xp
+        gaps = np.diff(xp)
+        self._lookup = None
+        if xp.size > 1 and gaps.min() > 0:
+            width = float(gaps.min()) / 2
+            n_cells = int((xp[-1] - xp[0]) / width) + 2
+            if n_cells <= _MAX_GRID_CELLS:
+                self._x0, self._inverse_width = float(xp[0]), 1.0 / width
+                self._lookup = np.searchsorted(xp, xp[0] + np.arange(n_cells) * width, side="right") - 1
+                self._last_cell = n_cells - 1
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self._lookup is None:
+            return np.searchsorted(self._plain, x, side="right") - 1
+        cell = ((x - self._x0) * self._inverse_width).astype(np.intp)
+        np.clip(cell, 0, self._last_cell, out=cell)
+        i = self._lookup[cell]
+        i += self._xp[i + 1] <= x
+        i -= self._xp[i] > x
+        return i
+
+
+class _Link:
+    """One direction of a link (:class:`~orchlib.latency.RateFunction`) for arrays of times and sizes."""
+
+    def __init__(self, rate: latency.RateFunction) -> None:
+        self.rate = rate
+        self.constant_mbps = rate.constant_mbps
+        self._pt, self._pb = rate.prefix_times_s, rate.prefix_bits
+        self._tt, self._tb = rate.tail_times_s, rate.tail_bits
+        self._has_prefix = self._pt.size > 1
+        self._prefix_end = float(self._pt[-1])
+        self._prefix_bits_end = float(self._pb[-1])
+        self._period = float(self._tt[-1])
+        self._period_bits = float(self._tb[-1])
+        # differences between consecutive breakpoints: the same floats the scalar code subtracts each time
+        self._dtt, self._dtb = np.diff(self._tt), np.diff(self._tb)
+        self._dpt, self._dpb = np.diff(self._pt), np.diff(self._pb)
+        self._tail_t, self._tail_b = _Bisect(self._tt), _Bisect(self._tb)
+        self._prefix_t, self._prefix_b = _Bisect(self._pt), _Bisect(self._pb)
+
+    def bits_until(self, t_s: np.ndarray) -> np.ndarray:
+        """:meth:`RateFunction.bits_until` for an array of times (s)."""
+        tt, tb = self._tt, self._tb
+        n, r = _divmod(t_s - self._prefix_end, self._period)
+        i = np.minimum(self._tail_t(r), tt.size - 2)
+        out = (
+            self._prefix_bits_end + n * self._period_bits + tb[i] + self._dtb[i] * (r - tt[i]) / self._dtt[i]
+        )
+        if self._has_prefix:
+            in_prefix = t_s <= self._prefix_end
+            if in_prefix.any():
+                pt, pb, t = self._pt, self._pb, t_s[in_prefix]
+                j = np.minimum(self._prefix_t(t), pt.size - 2)
+                out[in_prefix] = pb[j] + self._dpb[j] * (t - pt[j]) / self._dpt[j]
+        return out
+
+    def time_of_bits(self, bits: np.ndarray) -> np.ndarray:
+        """:meth:`RateFunction.time_of_bits` for an array of cumulative bit counts."""
+        tt, tb = self._tt, self._tb
+        n, rem = _divmod(bits - self._prefix_bits_end, self._period_bits)
+        i = np.minimum(self._tail_b(rem), tb.size - 2)
+        out = self._prefix_end + n * self._period + tt[i] + self._dtt[i] * (rem - tb[i]) / self._dtb[i]
+        if self._has_prefix:
+            in_prefix = bits <= self._prefix_bits_end
+            if in_prefix.any():
+                pt, pb, b = self._pt, self._pb, bits[in_prefix]
+                j = np.minimum(self._prefix_b(b), pb.size - 2)
+                out[in_prefix] = pt[j] + self._dpt[j] * (b - pb[j]) / self._dpb[j]
+        return out
+
+    def transfer_ms(self, bits: np.ndarray, start_ms: np.ndarray) -> np.ndarray:
+        """:func:`orchlib.latency.transfer_time_ms` for arrays of sizes (bits, not bytes) and start times."""
+        if self.constant_mbps is not None:
+            return bits / (self.constant_mbps * 1e3)
+        start_s = start_ms / 1e3
+        return (self.time_of_bits(self.bits_until(start_s) + bits) - start_s) * 1e3
+
+    def rate_mbps(self, t_s: np.ndarray) -> np.ndarray:
+        """:meth:`RateFunction.rate_mbps` for an array of times (s)."""
+        if self.constant_mbps is not None:
+            return np.full(t_s.shape, self.constant_mbps)
+        tail_mbps = self.rate.tail_mbps
+        r = _divmod(t_s - self._prefix_end, self._period)[1]
+        out = tail_mbps[np.minimum(self._tail_t(r), tail_mbps.size - 1)]
+        in_prefix = t_s < self._prefix_end
         if in_prefix.any():
-            t = t_s[in_prefix]
-            j = np.minimum(np.searchsorted(pt, t, side="right") - 1, pt.size - 2)
-            out[in_prefix] = pb[j] + (pb[j + 1] - pb[j]) * (t - pt[j]) / (pt[j + 1] - pt[j])
-    return out
-
-
-def _time_of_bits(rate: latency.RateFunction, bits: np.ndarray) -> np.ndarray:
-    """:meth:`RateFunction.time_of_bits` for an array of cumulative bit counts."""
-    pt, pb, tt, tb = rate.prefix_times_s, rate.prefix_bits, rate.tail_times_s, rate.tail_bits
-    n, rem = np.divmod(bits - pb[-1], tb[-1])
-    i = np.minimum(np.searchsorted(tb, rem, side="right") - 1, tb.size - 2)
-    out = pt[-1] + n * tt[-1] + tt[i] + (tt[i + 1] - tt[i]) * (rem - tb[i]) / (tb[i + 1] - tb[i])
-    if pt.size > 1:
-        in_prefix = bits <= pb[-1]
-        if in_prefix.any():
-            b = bits[in_prefix]
-            j = np.minimum(np.searchsorted(pb, b, side="right") - 1, pb.size - 2)
-            out[in_prefix] = pt[j] + (pt[j + 1] - pt[j]) * (b - pb[j]) / (pb[j + 1] - pb[j])
-    return out
-
-
-def _transfer_ms(rate: latency.RateFunction, bits: np.ndarray, start_ms: np.ndarray) -> np.ndarray:
-    """:func:`orchlib.latency.transfer_time_ms` for arrays of sizes (bits, not bytes) and start times."""
-    if rate.constant_mbps is not None:
-        return bits / (rate.constant_mbps * 1e3)
-    start_s = start_ms / 1e3
-    return (_time_of_bits(rate, _bits_until(rate, start_s) + bits) - start_s) * 1e3
-
-
-def _rate_mbps(rate: latency.RateFunction, t_s: np.ndarray) -> np.ndarray:
-    """:meth:`RateFunction.rate_mbps` for an array of times (s)."""
-    if rate.constant_mbps is not None:
-        return np.full(t_s.shape, rate.constant_mbps)
-    tt = rate.tail_times_s
-    r = np.mod(t_s - rate.prefix_end_s, rate.period_s)
-    i = np.minimum(np.searchsorted(tt, r, side="right") - 1, rate.tail_mbps.size - 1)
-    out = rate.tail_mbps[i]
-    pt, pb = rate.prefix_times_s, rate.prefix_bits
-    in_prefix = t_s < rate.prefix_end_s
-    if in_prefix.any():
-        t = t_s[in_prefix]
-        j = np.searchsorted(pt, t, side="right") - 1
-        out[in_prefix] = (pb[j + 1] - pb[j]) / (pt[j + 1] - pt[j]) / 1e6
-    return out
+            j = self._prefix_t(t_s[in_prefix])
+            out[in_prefix] = self._dpb[j] / self._dpt[j] / 1e6
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -141,7 +224,7 @@ class BatchBreakdown:
 
     ``total_ms`` is computed when serving; the six parts of :class:`~orchlib.simulator.Breakdown`
     (``network_wait_ms``, ``upload_ms``, ``propagation_ms``, ``queue_ms``, ``compute_ms``, ``download_ms``) are
-    assembled on first access, so that the fast loop, which reads only the total, does not pay for them.
+    assembled when read, so that the fast loop, which reads only the total, does not pay for them.
     ``total_ms`` adds the parts in the reference's order, so it equals the reference's sum bit for bit.
     """
 
@@ -274,6 +357,8 @@ class BatchSimulator:
         self._mean_gap_ms = 1e3 / scenario.arrivals.rate_per_s / scenario.n_users
         self._half_access_rtt = system.access_rtt_ms / 2
         self._half_wan_rtt = system.wan_rtt_ms / 2
+        self._access_up, self._access_down = _Link(system.access_up), _Link(system.access_down)
+        self._wan_up, self._wan_down = _Link(system.wan_up), _Link(system.wan_down)
         # Per-action tables (action = tier * n_variants + variant): one gather per step instead of two.
         self._tier_of = np.repeat(np.arange(system.median_ms.shape[0]), system.n_variants)
         self._median_of = system.median_ms.ravel()
@@ -285,7 +370,9 @@ class BatchSimulator:
         # The reference adds the propagation parts as 2 * (rtt / 2), then the WAN's the same way.
         self._access_propagation = 2 * self._half_access_rtt
         self._access_wan_propagation = self._access_propagation + 2 * self._half_wan_rtt
-        self._class_edges = system.requirement_cdf[:-1]
+        self._class_edges = tuple(system.requirement_cdf[:-1].tolist())
+        self._bandwidth_edges = tuple(float(e) for e in bandwidth_edges_mbps)
+        self._load_edges = tuple(int(e) for e in edge_load_edges)
         self._n_load = int(self.edge_load_edges[-1])
         self.reset(rng)
 
@@ -330,7 +417,7 @@ class BatchSimulator:
         gap, user, u, self._z = self._draws()
         self.time_ms = self.time_ms + gap * self._mean_gap_ms
         # The reference's linear scan "first k with u < cdf[k], else the last class" is this search.
-        requirement_class = np.searchsorted(self._class_edges, u, side="right")
+        requirement_class = _count_at_most(self._class_edges, u)
         self._pending = BatchRequests(self.time_ms, user, requirement_class)
         return self._pending
 
@@ -373,15 +460,17 @@ class BatchSimulator:
         :attr:`state_shape`.
         """
         t = requests.time_ms
-        access_mbps = _rate_mbps(self.system.access_up, t / 1e3)
-        bandwidth_level = np.searchsorted(self.bandwidth_edges_mbps, access_mbps, side="right")
-        edge_in_system = np.count_nonzero(self.edge_latest_done_ms > t[:, None], axis=1)
-        load_level = np.searchsorted(self.edge_load_edges, edge_in_system, side="right")
+        access_mbps = self._access_up.rate_mbps(t / 1e3)
+        bandwidth_level = _count_at_most(self._bandwidth_edges, access_mbps)
+        latest = self.edge_latest_done_ms
+        edge_in_system = (latest[:, 0] > t).astype(np.int64)
+        for k in range(1, latest.shape[1]):
+            edge_in_system += latest[:, k] > t
+        load_level = _count_at_most(self._load_edges, edge_in_system)
         uplink_busy = (self.access_free_ms - t) > 0
         s = self.state_shape
-        return ((bandwidth_level * s[1] + load_level) * s[2] + uplink_busy) * s[
-            3
-        ] + requests.requirement_class
+        state = (bandwidth_level * s[1] + load_level) * s[2] + uplink_busy
+        return state * s[3] + requests.requirement_class
 
     def serve(
         self, requests: BatchRequests, actions: np.ndarray, z: np.ndarray | None = None
@@ -400,14 +489,14 @@ class BatchSimulator:
         """
         if requests is not self._pending:
             raise RuntimeError("serve() must be given the requests returned by the last next_requests()")
-        sys, b = self.system, self.n_replicates
+        system, b = self.system, self.n_replicates
         actions = np.asarray(actions)
         if actions.shape != (b,) or actions.dtype.kind not in "iu":
             raise ValueError(
                 f"actions must be an integer array of shape ({b},), got {actions.dtype} {actions.shape}"
             )
-        if actions.min() < 0 or actions.max() >= sys.n_actions:
-            raise ValueError(f"every action must be in [0, {sys.n_actions})")
+        if actions.min() < 0 or actions.max() >= system.n_actions:
+            raise ValueError(f"every action must be in [0, {system.n_actions})")
         z = self._z if z is None else np.asarray(z, dtype=float)
         if z.shape != (b,):
             raise ValueError(f"z must have shape ({b},), got {z.shape}")
@@ -425,30 +514,30 @@ class BatchSimulator:
         # edge and cloud: the shared access uplink, FIFO, then half the access RTT.
         payload = self._input_bits_of[actions]
         link_start = np.maximum(t, self.access_free_ms)
-        upload = _transfer_ms(sys.access_up, payload, link_start)
+        upload = self._access_up.transfer_ms(payload, link_start)
         uploaded = link_start + upload
         at_edge = uploaded + self._half_access_rtt
         wait = link_start - t
         # cloud: then the WAN uplink, FIFO, and half the WAN RTT.
         wan_start = np.maximum(at_edge, self.wan_free_ms)
-        wan_upload = _transfer_ms(sys.wan_up, payload, wan_start)
+        wan_upload = self._wan_up.transfer_ms(payload, wan_start)
         wan_uploaded = wan_start + wan_upload
         wait = np.where(on_cloud, wait + (wan_start - at_edge), wait)
         upload = np.where(on_cloud, upload + wan_upload, upload)
         propagation = np.where(on_cloud, self._access_wan_propagation, self._access_propagation)
         arrive = np.where(on_cloud, wan_uploaded + self._half_wan_rtt, at_edge)
         # the earliest free worker (the first one on ties, as list.index(min(...)) in the reference).
-        edge_worker = self.edge_workers_ms.argmin(axis=1)
-        cloud_worker = self.cloud_workers_ms.argmin(axis=1)
+        edge_worker = _first_argmin(self.edge_workers_ms)
+        cloud_worker = _first_argmin(self.cloud_workers_ms)
         edge_free = self.edge_workers_ms[rows, edge_worker]
         cloud_free = self.cloud_workers_ms[rows, cloud_worker]
         start = np.maximum(arrive, np.where(on_cloud, cloud_free, edge_free))
         done = start + compute
         # results: edge -> device over the access downlink; cloud -> edge over the WAN, then the same.
         result = self._result_bits_of[actions]
-        wan_back = _transfer_ms(sys.wan_down, result, done)
+        wan_back = self._wan_down.transfer_ms(result, done)
         access_back_start = np.where(on_cloud, done + wan_back + self._half_wan_rtt, done)
-        access_back = _transfer_ms(sys.access_down, result, access_back_start)
+        access_back = self._access_down.transfer_ms(result, access_back_start)
         download = np.where(on_cloud, wan_back + access_back, access_back)
         breakdown = BatchBreakdown(
             on_end, start_end - t, wait, upload, propagation, start - arrive, compute, download
@@ -461,7 +550,7 @@ class BatchSimulator:
         self.edge_workers_ms[rows, edge_worker] = np.where(on_edge, done, edge_free)
         self.cloud_workers_ms[rows, cloud_worker] = np.where(on_cloud, done, cloud_free)
         latest = self.edge_latest_done_ms
-        oldest = latest.argmin(axis=1)
+        oldest = _first_argmin(latest)
         oldest_done = latest[rows, oldest]
         latest[rows, oldest] = np.where(on_edge & (done > oldest_done), done, oldest_done)
         self.n_served += 1
@@ -591,8 +680,9 @@ class BatchQLearning:
         """Forget Q, visit counts and the decision counter of ``n_replicates`` replicates; reseed."""
         self.rng_ = np.random.default_rng(rng)
         row = np.where(self.state_masks, float(self.initial_q), -np.inf)
-        # Q(s, a) of each replicate, seconds; -inf marks an invalid pair (see the class docstring).
-        self.q_table_ = np.tile(row, (n_replicates, 1, 1))
+        # Q(s, a) of each replicate, seconds, shape (B, S, A); -inf marks an invalid pair (class docstring).
+        self.q_table_ = np.empty((n_replicates, self.n_states, self.n_actions))
+        self.q_table_[...] = row
         # Visit counts only matter for a decaying learning rate; with exponent 0 every n ** -0 is 1.
         self.visits_ = np.zeros(self.q_table_.shape, dtype=np.int64) if self.alpha_exponent else None
         self.n_decisions_ = 0
@@ -679,7 +769,7 @@ class BatchUCB1:
         self.state_masks = _check_state_masks(state_masks)
         self.n_states, self.n_actions = self.state_masks.shape
         self.c = c
-        self._state_invalid = ~self.state_masks
+        self._state_penalty = np.where(self.state_masks, 0.0, -np.inf)  # 0 where valid, -inf where not
 
     def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
         """Forget all pulls; reseed."""
@@ -687,22 +777,22 @@ class BatchUCB1:
         shape = (n_replicates, self.n_actions)
         self.counts_ = np.zeros(shape, dtype=np.int64)  # n(a) per replicate
         self.sums_ = np.zeros(shape)  # sum of rewards of arm a, seconds
-        self.means_ = np.full(shape, np.inf)  # sums / counts; +inf for an unpulled arm, so it comes first
+        # sums / counts; for an unpulled arm the largest float, so that it comes first: finite, so that adding an
+        # invalid arm's -inf penalty gives -inf (inf - inf would be nan)
+        self.means_ = np.full(shape, np.finfo(float).max)
         self.inverse_sqrt_counts_ = np.zeros(shape)  # n(a) ** -1/2; 0 for an unpulled arm
         self.n_pulls_ = 0  # t: the same in every replicate, which pulls once per step
         self._rows = np.arange(n_replicates)
         # Scratch, reused: fresh (B, A) temporaries cost page faults on every step.
         self._buffer = np.empty(shape)
-        self._invalid = np.empty(shape, dtype=bool)
+        self._penalty_rows = np.empty(shape)
 
     def act(self, states: np.ndarray) -> np.ndarray:
         """An unpulled valid arm if any (random among them), else the valid arm of largest index."""
         scale = float(self.c) * math.sqrt(2.0 * math.log(max(self.n_pulls_, 1)))
         index = np.multiply(self.inverse_sqrt_counts_, scale, out=self._buffer)
         index += self.means_
-        # Overwrite invalid arms with -inf (an additive -inf penalty would give inf - inf = nan when unpulled).
-        invalid = np.take(self._state_invalid, states, axis=0, out=self._invalid, mode="clip")
-        np.copyto(index, -np.inf, where=invalid)
+        index += np.take(self._state_penalty, states, axis=0, out=self._penalty_rows, mode="clip")
         return _argmax_random_ties(index, self.rng_)
 
     def learn(
@@ -785,13 +875,18 @@ def run_batch(
 ) -> BatchResult:
     """Play ``agent`` for ``n_requests`` requests in ``n_replicates`` replicates of ``system``.
 
-    Each step is the batched Gymnasium loop ``a = act(s, mask); serve; s' = observe(next request);
-    learn(s, a, r, s', mask')`` with ``r = -response_time_s * reward_scale`` (the env's reward in mask mode).
-    The simulator and the agent get independent generators spawned from ``rng``.
+    Each step is the batched Gymnasium loop ``a = act(s); serve; s' = observe(next request);
+    learn(s, a, r, s')`` with ``r = -response_time_s * reward_scale`` (the env's reward in mask mode).
+    The simulator and the agent get independent generators spawned from ``rng``. Example::
+
+        system = build_system(paper())
+        agent = BatchQLearning(discrete_state_masks(system), **PAPER_DEFAULTS)
+        result = run_batch(system, agent, n_requests=20_000, n_replicates=1_000, rng=0, record=False)
+        result.mean_latency_ms  # one number per replicate
 
     Args:
         system: a Poisson-arrival system.
-        agent: a batched agent whose ``n_states`` matches the discrete state and ``masks`` is ``system.masks``.
+        agent: a batched agent built on ``discrete_state_masks(system, bandwidth_edges_mbps, edge_load_edges)``.
         n_requests: requests per replicate, >= 1.
         n_replicates: ``B`` >= 1.
         rng: seed or generator.

@@ -1,0 +1,158 @@
+"""Run every orchlib benchmark, print the tables, and write ``benchmarks/RESULTS.md`` (atomically).
+
+``make bench`` runs ``.venv/bin/python benchmarks/run_all.py``. Options: ``--quick`` (tiny sizes: a smoke test, the
+numbers mean nothing), ``--skip-reproduce`` (skip the ``make reproduce`` timings), ``--out PATH`` (where to write
+the results; default ``benchmarks/RESULTS.md``). Exit code 1 if a benchmark raised (its section says why).
+
+Sections: 1 env + agent throughput (bench_env), 2 fast path (bench_batch), 3 decision latency (bench_latency),
+4 orchlib vs MABWiser (bench_mabwiser), 5 scaling with users and horizon (bench_scaling), 6 reproduce wall time
+(bench_reproduce).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from harness import ROOT, Config, Section, Target, fmt, machine_description, targets_table
+
+DEFAULT_OUT = ROOT / "benchmarks" / "RESULTS.md"
+#: the issue's limit on ``make bench``, seconds.
+TIME_LIMIT_S = 600
+#: the benchmark modules, in section order (imported after the arguments are parsed: they import orchlib).
+MODULES = ("bench_env", "bench_batch", "bench_latency", "bench_mabwiser", "bench_scaling", "bench_reproduce")
+
+
+def _run_section(module, config: Config) -> tuple[Section, float, bool]:
+    start = time.perf_counter()
+    try:
+        section = module.run(config)
+        ok = True
+    except Exception:  # report the failure in RESULTS.md rather than losing every other section
+        name = module.__name__
+        section = Section(f"{name}: failed")
+        section.blocks.append("```\n" + traceback.format_exc() + "```")
+        section.targets.append(Target(name, "runs", "raised an exception", False, "see the traceback"))
+        ok = False
+    return section, time.perf_counter() - start, ok
+
+
+def render(
+    config: Config, machine: list[tuple[str, str]], sections: list[Section], timings: list[float]
+) -> str:
+    total = sum(timings)
+    reproduce_s = timings[-1]
+    all_targets = [t for s in sections for t in s.targets]
+    without_reproduce = total - reproduce_s
+    within = total <= TIME_LIMIT_S
+    if within:
+        cause = ""
+    elif without_reproduce <= TIME_LIMIT_S:
+        cause = (
+            f"the two `reproduce` runs take {fmt(reproduce_s)} s of it (section 6); the benchmarks themselves "
+            f"take {fmt(without_reproduce)} s (`--skip-reproduce` stays within the limit)"
+        )
+    else:
+        cause = "the benchmarks themselves exceed the limit (see the section wall times below)"
+    limit = Target(
+        "`make bench` wall time",
+        f"≤ {TIME_LIMIT_S // 60} min",
+        f"{fmt(total)} s in all, {fmt(without_reproduce)} s without the reproduce timings",
+        within,
+        cause,
+    )
+    if not config.quick:
+        all_targets.append(limit)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    lines = [
+        "# orchlib benchmarks",
+        "",
+        "Written by `benchmarks/run_all.py` (never edited by hand)."
+        + (" **Quick mode: tiny sizes, the numbers mean nothing.**" if config.quick else ""),
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in machine),
+        f"| load average at end (1, 5, 15 min) | {', '.join(f'{x:.2f}' for x in load)} |",
+        "",
+        "Noise: the machine has 2 cores and other work (test suites of parallel development) may have run during "
+        "these measurements; the load averages above show how busy it was. Medians over repeats are reported "
+        "with their min–max range; a wide range marks a disturbed measurement.",
+        "",
+        "## Summary of targets",
+        "",
+        targets_table(all_targets),
+        "",
+        *(part for section in sections for part in (section.markdown(), "")),
+        "## Commands to rerun",
+        "",
+        "```",
+        "make bench                                         # = .venv/bin/python benchmarks/run_all.py",
+        ".venv/bin/python benchmarks/run_all.py --skip-reproduce   # everything but the reproduce timings",
+        ".venv/bin/python benchmarks/run_all.py --quick --skip-reproduce --out /tmp/RESULTS.md  # smoke test",
+        ".venv/bin/python benchmarks/bench_scaling.py --worker --users 8 --horizon 10000 --repeats 3",
+        ".venv/bin/python -m pytest tests/test_batch.py -q   # fast path = reference (rules bit for bit; distributions)",
+        "```",
+        "",
+        "Section wall times: "
+        + ", ".join(f"{s.title.split(' ', 1)[0]} {fmt(t)} s" for s, t in zip(sections, timings, strict=True))
+        + f"; total {fmt(total)} s.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+        temporary = Path(handle.name)
+    os.replace(temporary, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run orchlib's benchmarks and write RESULTS.md.")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes (a smoke test; numbers mean nothing)"
+    )
+    parser.add_argument("--skip-reproduce", action="store_true", help="skip the `make reproduce` timings")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results file (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--reproduce-timeout",
+        type=float,
+        default=3600.0,
+        help="seconds the full reproduce may run before it is stopped (default 3600)",
+    )
+    args = parser.parse_args(argv)
+    config = Config(
+        quick=args.quick, skip_reproduce=args.skip_reproduce, reproduce_timeout_s=args.reproduce_timeout
+    )
+    machine = machine_description()
+    sections, timings, all_ok = [], [], True
+    for name in MODULES:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        section, seconds, ok = _run_section(importlib.import_module(name), config)
+        sections.append(section)
+        timings.append(seconds)
+        all_ok &= ok
+        print(section.markdown() + "\n", flush=True)
+    text = render(config, machine, sections, timings)
+    write_atomically(args.out, text)
+    print(text.split("## Summary of targets", 1)[1].split("\n## ", 1)[0].join(("## Summary of targets", "")))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

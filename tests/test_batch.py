@@ -1,0 +1,372 @@
+"""The batched fast path against the reference path: the same rules bit for bit, the same distributions.
+
+(a) Exact rules: scripted requests (times, users, classes, compute noise) served with the same actions give
+    the same latencies, parts and discrete states in :class:`BatchSimulator` as in the reference
+    :class:`Simulator` (driven with ``make_request``) and :class:`OrchestrationEnv`'s observation.
+(b) Distributions: with their own randomness, the fast path and the reference path (the Gymnasium loop) give
+    per-replicate statistics that a two-sample Kolmogorov-Smirnov test cannot tell apart, and means within a
+    few percent, for a fixed policy, batched Q-learning and batched UCB1; each comparison also shows that
+    the same test does reject a slightly different system or agent, so it can fail.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy.stats import ks_2samp
+
+from orchlib import batch as batch_module
+from orchlib.bandits import UCB1
+from orchlib.batch import (
+    BatchFixedPolicy,
+    BatchQLearning,
+    BatchSimulator,
+    BatchUCB1,
+    discrete_state_masks,
+    discrete_state_shape,
+    run_batch,
+)
+from orchlib.env import OrchestrationEnv
+from orchlib.qlearning import QLearning
+from orchlib.scenario import Arrivals, paper, tiny
+from orchlib.simulator import Simulator, build_system
+
+#: KS p-values below this reject "same distribution" (fixed seeds make every p-value below deterministic).
+KS_LEVEL = 0.01
+#: relative tolerance on the mean of a per-replicate statistic.
+MEAN_TOLERANCE = 0.03
+PARTS = ("network_wait_ms", "upload_ms", "propagation_ms", "queue_ms", "compute_ms", "download_ms")
+
+
+@pytest.fixture(scope="module")
+def paper_system():
+    return build_system(paper())
+
+
+@pytest.fixture(scope="module")
+def tiny_system():
+    return build_system(tiny())
+
+
+def _busy_variant(scenario):
+    """Access and WAN bandwidth scripted to change (non-periodic prefixes), three edge workers, more load."""
+    return scenario.replace(
+        access=dataclasses.replace(scenario.access, changes=((2.0, 0.2), (9.0, 1.5))),
+        wan=dataclasses.replace(scenario.wan, changes=((4.0, 0.001),)),
+        edge=dataclasses.replace(scenario.edge, n_workers=3),
+        arrivals=Arrivals("poisson", rate_per_s=scenario.arrivals.rate_per_s * 3),
+    )
+
+
+# ------------------------------------------------------------------ (a) exact rules
+
+
+def _script(system, n_requests: int, seed: int):
+    """Random request times, users, classes, noise and actions: the same script for both paths."""
+    rng = np.random.default_rng(seed)
+    n_users = system.scenario.n_users
+    gap_ms = 1e3 / system.scenario.arrivals.rate_per_s / n_users
+    times = np.cumsum(rng.exponential(gap_ms, n_requests))
+    users = rng.integers(n_users, size=n_requests)
+    classes = rng.integers(system.requirement_pct.size, size=n_requests)
+    z = rng.standard_normal((n_requests, 3))
+    actions = rng.integers(system.n_actions, size=n_requests)
+    return times, users, classes, z, actions
+
+
+@pytest.mark.parametrize("which", ["paper", "tiny", "paper_busy"])
+def test_batch_simulator_gives_the_reference_latencies_bit_for_bit(which) -> None:
+    scenario = {"paper": paper(), "tiny": tiny(), "paper_busy": _busy_variant(paper())}[which]
+    system = build_system(scenario)
+    n_replicates, n_requests = 3, 1500
+    scripts = [_script(system, n_requests, seed) for seed in range(n_replicates)]
+
+    expected_parts = np.empty((n_replicates, n_requests, len(PARTS) + 1))
+    expected_states = np.empty((n_replicates, n_requests), dtype=np.int64)
+    for b, (times, users, classes, z, actions) in enumerate(scripts):
+        env = OrchestrationEnv(system, oracle=False)
+        env.sim = sim = Simulator(system, rng=0)  # the env's observation reads the simulator we drive
+        for k in range(n_requests):
+            request = sim.make_request(times[k], int(users[k]), int(classes[k]), tuple(z[k]))
+            expected_states[b, k] = env._observe(request)[0]
+            expected_parts[b, k] = sim.serve(request, int(actions[k]))
+
+    batch = BatchSimulator(system, n_replicates, rng=0)
+    got_parts = np.empty_like(expected_parts)
+    got_states = np.empty_like(expected_states)
+    column = np.arange(n_replicates)
+    for k in range(n_requests):
+        times, users, classes, z, actions = (np.array([s[i][k] for s in scripts]) for i in range(5))
+        requests = batch.make_requests(times, users, classes)
+        got_states[:, k] = batch.observe(requests)
+        tier = actions // system.n_variants
+        breakdown = batch.serve(requests, actions, z=z[column, tier])
+        got_parts[:, k] = np.column_stack([getattr(breakdown, p) for p in (*PARTS, "total_ms")])
+
+    np.testing.assert_array_equal(got_parts, expected_parts)
+    np.testing.assert_array_equal(got_states, expected_states)
+    # The check is only worth something if the runs visit the interesting states: every edge-load level,
+    # a busy and an idle uplink.
+    components = np.unravel_index(expected_states, discrete_state_shape(system))
+    assert set(np.unique(components[1])) == {0, 1, 2}
+    assert set(np.unique(components[2])) == {0, 1}
+    if which != "tiny":
+        assert len(np.unique(components[0])) >= 2  # the trace moves between bandwidth levels
+
+
+@pytest.mark.parametrize("max_cells", [batch_module._MAX_GRID_CELLS, 1])
+def test_grid_bisection_is_bisect_right(paper_system, monkeypatch, max_cells) -> None:
+    monkeypatch.setattr(batch_module, "_MAX_GRID_CELLS", max_cells)  # 1: the np.searchsorted fallback
+    rng = np.random.default_rng(6)
+    for xp in (paper_system.access_up.tail_times_s, paper_system.access_up.tail_bits, np.array([0.0, 1.0])):
+        span = xp[-1] - xp[0]
+        x = np.concatenate(
+            (
+                xp[0] - 0.1 * span + 1.2 * span * rng.random(20_000),
+                xp,
+                np.nextafter(xp, -np.inf),
+                np.nextafter(xp, np.inf),
+            )
+        )
+        expected = np.array([bisect.bisect_right(xp.tolist(), value) - 1 for value in x])
+        np.testing.assert_array_equal(batch_module._Bisect(xp)(x), expected)
+
+
+def test_state_masks_are_the_env_state_masks(paper_system) -> None:
+    env = OrchestrationEnv(paper_system, oracle=False)
+    masks = discrete_state_masks(paper_system)
+    assert masks.shape == (env.n_states, paper_system.n_actions)
+    for s in range(env.n_states):
+        np.testing.assert_array_equal(masks[s], env.state_mask(s))
+
+
+def test_q_learning_updates_equal_the_reference(tiny_system) -> None:
+    masks = discrete_state_masks(tiny_system)
+    n_states = masks.shape[0]
+    env = OrchestrationEnv(tiny_system, oracle=False)
+    rng = np.random.default_rng(3)
+    for exponent in (0.0, 0.7):
+        reference = QLearning(env.observation_space, env.action_space, alpha_exponent=exponent)
+        reference.reset(0)
+        batch = BatchQLearning(masks, alpha_exponent=exponent)
+        batch.reset(1, 0)
+        for _ in range(2000):
+            s, s_next = (int(x) for x in rng.integers(n_states, size=2))
+            a = int(rng.choice(np.flatnonzero(masks[s])))
+            r = -float(rng.exponential(0.2))
+            reference.learn(s, a, r, s_next, masks[s_next], {})
+            batch.learn(np.array([s]), np.array([a]), np.array([r]), np.array([s_next]))
+        if exponent == 0.0:
+            np.testing.assert_array_equal(batch.q_table_[0][masks], reference.q_table_[masks])
+        else:  # numpy's vectorised n ** -omega may differ from the scalar power in the last bit
+            np.testing.assert_allclose(batch.q_table_[0][masks], reference.q_table_[masks], rtol=1e-12)
+        assert np.all(np.isneginf(batch.q_table_[0][~masks]))  # invalid pairs are stored as -inf
+        # Greedy choices agree wherever the reference's masked maximum is unique.
+        batch.epsilon = batch.epsilon_min = 0.0
+        for s in range(n_states):
+            q = np.where(masks[s], reference.q_table_[s], -np.inf)
+            if np.count_nonzero(q == q.max()) == 1:
+                assert batch.act(np.array([s]))[0] == int(q.argmax())
+
+
+def test_ucb1_statistics_equal_the_reference(tiny_system) -> None:
+    masks = discrete_state_masks(tiny_system)
+    env = OrchestrationEnv(tiny_system, oracle=False)
+    reference = UCB1(env.observation_space, env.action_space, c=0.2)
+    reference.reset(0)
+    batch = BatchUCB1(masks, c=0.2)
+    batch.reset(1, 0)
+    rng = np.random.default_rng(4)
+    for _ in range(500):
+        s = int(rng.integers(masks.shape[0]))
+        a = int(rng.choice(np.flatnonzero(masks[s])))
+        r = -float(rng.exponential(0.2))
+        reference.learn(s, a, r, s, masks[s], {})
+        batch.learn(np.array([s]), np.array([a]), np.array([r]), np.array([s]))
+    np.testing.assert_array_equal(batch.counts_[0], reference.counts_)
+    np.testing.assert_allclose(batch.sums_[0], reference.sums_, rtol=1e-12)
+    for s in range(masks.shape[0]):
+        index = reference.indices(masks[s])
+        if np.count_nonzero(index == index.max()) == 1:
+            assert batch.act(np.array([s]))[0] == int(index.argmax())
+
+
+# ------------------------------------------------------------------ (b) distributions
+
+
+def _reference_runs(system, make_agent, n_requests: int, seeds, last: int) -> np.ndarray:
+    """The Gymnasium loop act -> step -> learn; per seed, the mean latency of the last ``last`` requests."""
+    env = OrchestrationEnv(system, oracle=False)
+    out = []
+    for seed in seeds:
+        agent = make_agent(env)
+        agent.reset(seed)
+        obs, info = env.reset(seed=seed)
+        latencies = np.empty(n_requests)
+        for t in range(n_requests):
+            action = agent.act(obs, info["action_mask"], info)
+            next_obs, reward, _, _, info = env.step(action)
+            agent.learn(obs, action, reward, next_obs, info["action_mask"], info)
+            latencies[t] = info["latency_ms"]
+            obs = next_obs
+        out.append(latencies[-last:].mean())
+    return np.array(out)
+
+
+def _batch_runs(system, agent, n_requests: int, n_replicates: int, seed: int, last: int) -> np.ndarray:
+    result = run_batch(system, agent, n_requests, n_replicates, rng=seed)
+    return result.latency_ms[:, -last:].mean(axis=1)
+
+
+def _assert_same_distribution(reference: np.ndarray, batch: np.ndarray) -> None:
+    p_value = ks_2samp(reference, batch).pvalue
+    assert p_value > KS_LEVEL, f"KS p = {p_value:.3g}"
+    assert batch.mean() == pytest.approx(reference.mean(), rel=MEAN_TOLERANCE)
+
+
+def _assert_different_distribution(reference: np.ndarray, batch: np.ndarray) -> None:
+    assert ks_2samp(reference, batch).pvalue < KS_LEVEL
+
+
+class _TablePolicy:
+    """The reference-path form of BatchFixedPolicy."""
+
+    def __init__(self, policy: np.ndarray) -> None:
+        self.policy = policy
+
+    def reset(self, rng) -> None:
+        pass
+
+    def act(self, obs, mask, info) -> int:
+        return int(self.policy[obs])
+
+    def learn(self, *args) -> None:
+        pass
+
+
+def _random_valid_policy(masks: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.array([rng.choice(np.flatnonzero(row)) for row in masks])
+
+
+def test_fixed_policy_latency_distribution_matches_the_reference(paper_system) -> None:
+    masks = discrete_state_masks(paper_system)
+    policy = _random_valid_policy(masks, seed=5)
+    n_requests, last = 400, 100
+    reference = _reference_runs(paper_system, lambda env: _TablePolicy(policy), n_requests, range(150), last)
+    batch = _batch_runs(paper_system, BatchFixedPolicy(policy, masks), n_requests, 2000, seed=0, last=last)
+    _assert_same_distribution(reference, batch)
+    # The same comparison rejects a system whose access RTT is 5% longer (about 1 ms more per offload).
+    scenario = paper_system.scenario
+    access = dataclasses.replace(scenario.access, rtt_ms=scenario.access.rtt_ms * 1.05)
+    slower = build_system(scenario.replace(access=access))
+    _assert_different_distribution(
+        reference, _batch_runs(slower, BatchFixedPolicy(policy, masks), n_requests, 2000, seed=0, last=last)
+    )
+
+
+def test_batched_q_learning_matches_q_learning_on_tiny(tiny_system) -> None:
+    masks = discrete_state_masks(tiny_system)
+    n_requests, last = tiny_system.scenario.n_requests, 500
+    reference = _reference_runs(
+        tiny_system,
+        lambda env: QLearning(env.observation_space, env.action_space),
+        n_requests,
+        range(60),
+        last,
+    )
+    batch = _batch_runs(tiny_system, BatchQLearning(masks), n_requests, 1000, seed=1, last=last)
+    _assert_same_distribution(reference, batch)
+    # A learner that explores twice as long is told apart.
+    slower = _batch_runs(tiny_system, BatchQLearning(masks, epsilon_decay=0.9995), n_requests, 1000, 1, last)
+    _assert_different_distribution(reference, slower)
+
+
+def test_batched_ucb1_matches_ucb1_on_tiny(tiny_system) -> None:
+    masks = discrete_state_masks(tiny_system)
+    n_requests, last = 1000, 300
+    reference = _reference_runs(
+        tiny_system,
+        lambda env: UCB1(env.observation_space, env.action_space, c=0.2),
+        n_requests,
+        range(60),
+        last,
+    )
+    batch = _batch_runs(tiny_system, BatchUCB1(masks, c=0.2), n_requests, 1000, seed=2, last=last)
+    _assert_same_distribution(reference, batch)
+    wider = _batch_runs(tiny_system, BatchUCB1(masks, c=0.4), n_requests, 1000, 2, last)
+    _assert_different_distribution(reference, wider)
+
+
+# ------------------------------------------------------------------ loop, seeds, errors
+
+
+def test_same_seed_same_numbers_and_summary_matches_record(tiny_system) -> None:
+    masks = discrete_state_masks(tiny_system)
+    first = run_batch(tiny_system, BatchQLearning(masks), 300, 50, rng=7)
+    again = run_batch(tiny_system, BatchQLearning(masks), 300, 50, rng=7)
+    other = run_batch(tiny_system, BatchQLearning(masks), 300, 50, rng=8)
+    np.testing.assert_array_equal(first.latency_ms, again.latency_ms)
+    np.testing.assert_array_equal(first.action, again.action)
+    assert not np.array_equal(first.latency_ms, other.latency_ms)
+    assert first.latency_ms.shape == first.action.shape == (50, 300)
+    summary = run_batch(tiny_system, BatchQLearning(masks), 300, 50, rng=7, record=False)
+    assert summary.latency_ms is None and summary.action is None
+    np.testing.assert_allclose(summary.mean_latency_ms, first.latency_ms.mean(axis=1), rtol=1e-12)
+    # every action respects its request's accuracy mask
+    assert np.all(first.action < tiny_system.n_actions)
+
+
+def test_replicates_are_independent_and_respect_masks(paper_system) -> None:
+    masks = discrete_state_masks(paper_system)
+    sim = BatchSimulator(paper_system, 400, rng=0)
+    agent = BatchQLearning(masks)
+    agent.reset(400, 1)
+    requests = sim.next_requests()
+    for _ in range(50):
+        states = sim.observe(requests)
+        actions = agent.act(states)
+        assert masks[states, actions].all()
+        sim.serve(requests, actions)
+        requests = sim.next_requests()
+    # different replicates have different request times (one shared stream, independent draws)
+    assert np.unique(requests.time_ms).size == 400
+
+
+def test_unsupported_and_bad_inputs_are_refused(paper_system, tiny_system) -> None:
+    closed = build_system(tiny().replace(arrivals=Arrivals("closed_loop", think_time_ms=100.0)))
+    with pytest.raises(NotImplementedError, match="closed_loop"):
+        BatchSimulator(closed, 4)
+    with pytest.raises(ValueError, match="n_replicates"):
+        BatchSimulator(tiny_system, 0)
+    with pytest.raises(ValueError, match="edge_load_edges"):
+        BatchSimulator(tiny_system, 2, edge_load_edges=(2, 1))
+    sim = BatchSimulator(tiny_system, 2, rng=0)
+    requests = sim.next_requests()
+    with pytest.raises(ValueError, match="every action"):
+        sim.serve(requests, np.array([0, tiny_system.n_actions]))
+    with pytest.raises(ValueError, match="integer array"):
+        sim.serve(requests, np.array([0.0, 1.0]))
+    with pytest.raises(RuntimeError, match="serve"):
+        sim.next_requests()
+    sim.serve(requests, np.array([0, 1]))
+    with pytest.raises(RuntimeError, match="last next_requests"):
+        sim.serve(requests, np.array([0, 1]))
+    with pytest.raises(ValueError, match="back in time"):
+        sim.make_requests(np.array([-1.0, -1.0]), np.array([0, 0]))
+    with pytest.raises(ValueError, match="state_masks"):
+        run_batch(tiny_system, BatchQLearning(discrete_state_masks(paper_system)), 10, 2)
+    with pytest.raises(ValueError, match="alpha"):
+        BatchQLearning(discrete_state_masks(tiny_system), alpha=0.0)
+    with pytest.raises(ValueError, match="c must"):
+        BatchUCB1(discrete_state_masks(tiny_system), c=-1.0)
+    masks = discrete_state_masks(paper_system)
+    bad_policy = np.zeros(masks.shape[0], dtype=int)
+    bad_policy[:] = int(np.flatnonzero(~masks[-1])[0])  # invalid in the strictest class
+    with pytest.raises(ValueError, match="forbids"):
+        BatchFixedPolicy(bad_policy, masks)
+    with pytest.raises(ValueError, match="n_requests"):
+        run_batch(tiny_system, BatchQLearning(discrete_state_masks(tiny_system)), 0, 2)

@@ -1,0 +1,104 @@
+"""The benchmark suite runs end to end at tiny sizes and writes every section of RESULTS.md (no timing checks)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SECTIONS = (
+    "## Machine",
+    "## Summary of targets",
+    "## 1. Environment + agent throughput (Gymnasium API)",
+    "## 2. Fast path for sweeps (`orchlib.batch`)",
+    "## 3. Decision latency per agent",
+    "## 4. orchlib vs MABWiser on the identical reward stream",
+    "## 5. How cost grows: users and horizon",
+    "## 6. `make reproduce` wall time",
+    "## Commands to rerun",
+)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("bench") / "RESULTS.md"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/run_all.py", "--quick", "--skip-reproduce", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    return done, out
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_section(quick_run) -> None:
+    done, out = quick_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    positions = [text.find(heading) for heading in SECTIONS]
+    assert -1 not in positions, [h for h, p in zip(SECTIONS, positions, strict=True) if p == -1]
+    assert positions == sorted(positions), "sections out of order"
+    assert "Quick mode" in text
+    # nothing half-written next to the results (the file is written to a temporary name, then renamed)
+    assert [p.name for p in out.parent.iterdir()] == [out.name]
+
+
+@pytest.mark.slow
+def test_results_describe_the_machine_but_not_the_host(quick_run) -> None:
+    _, out = quick_run
+    text = out.read_text()
+    for field in (
+        "| CPU |",
+        "| cores |",
+        "| Python |",
+        "| numpy |",
+        "| torch |",
+        "| date (UTC) |",
+        "load average",
+    ):
+        assert field in text, field
+    host = socket.gethostname()
+    if len(host) >= 4:  # a very short name could match unrelated text
+        assert host not in text
+
+
+@pytest.mark.slow
+def test_every_section_has_a_filled_table_and_targets_say_met_or_not(quick_run) -> None:
+    done, out = quick_run
+    text = out.read_text()
+    for number in range(1, 7):
+        body = text.split(f"## {number}. ", 1)[1].split("\n## ", 1)[0]
+        rows = [line for line in body.splitlines() if line.startswith("| ") and not line.startswith("|---")]
+        assert len(rows) >= 2, f"section {number} has no table rows"
+    summary = text.split("## Summary of targets", 1)[1].split("\n## ", 1)[0]
+    target_rows = [
+        line for line in summary.splitlines() if line.startswith("| ") and "| target |" not in line
+    ]
+    assert len(target_rows) >= 8
+    for row in target_rows:
+        assert re.search(r"\| (met|\*\*not met\*\*) \|", row), row
+    assert "skipped (--skip-reproduce)" in text
+    # the same tables are printed
+    assert "## Summary of targets" in done.stdout and "## 3. Decision latency per agent" in done.stdout
+
+
+def test_bad_option_is_refused() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/run_all.py", "--no-such-option"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--no-such-option" in done.stderr
