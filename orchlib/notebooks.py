@@ -36,7 +36,11 @@ def notebook_paths(folder: Path = NOTEBOOK_DIR) -> list[Path]:
 
 
 def execute_notebook(
-    path: Path, out_path: Path | None = None, quick: bool = True, timeout_s: int = 120
+    path: Path,
+    out_path: Path | None = None,
+    quick: bool = True,
+    timeout_s: int = 120,
+    results: Path | None = None,
 ) -> nbformat.NotebookNode:
     """Execute a notebook in a fresh kernel (its folder as working directory) and return it with outputs.
 
@@ -45,23 +49,29 @@ def execute_notebook(
         out_path: where to write the executed copy (atomically); None: do not write.
         quick: run at the tiny size (sets ``ORCHLIB_QUICK=1`` for the kernel).
         timeout_s: per-cell timeout.
+        results: results folder whose cached runs the notebook reuses (sets ``ORCHLIB_RESULTS`` for the
+            kernel); None: leave the environment as it is.
 
     Raises:
         nbclient.exceptions.CellExecutionError: a cell raised; the message shows the cell and the error.
     """
     nb = nbformat.read(path, as_version=4)
-    previous = os.environ.get(QUICK_ENV)
-    os.environ[QUICK_ENV] = "1" if quick else "0"
+    settings = {QUICK_ENV: "1" if quick else "0"}
+    if results is not None:
+        settings[RESULTS_ENV] = str(Path(results).resolve())
+    previous = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)  # the kernel inherits this process's environment
     try:
         client = NotebookClient(
             nb, timeout=timeout_s, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
         )
         client.execute()
     finally:
-        if previous is None:
-            os.environ.pop(QUICK_ENV, None)
-        else:
-            os.environ[QUICK_ENV] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_path.with_name(f".{out_path.name}.tmp")

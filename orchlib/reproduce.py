@@ -278,10 +278,17 @@ def reproduce(
     plt.close("all")
     if notebooks:
         done = step("executed notebooks")
+        from joblib import Parallel, delayed
+
         from orchlib.notebooks import execute_notebook, notebook_paths
 
-        for path in notebook_paths():
-            execute_notebook(path, out / "notebooks" / path.name, quick=quick, timeout_s=600)
+        # Kernels are separate processes, so two notebooks at a time use both cores.
+        Parallel(n_jobs=n_jobs or 1)(
+            delayed(execute_notebook)(
+                path, out / "notebooks" / path.name, quick=quick, timeout_s=600, results=out
+            )
+            for path in notebook_paths()
+        )
         done()
     timings["total"] = time.perf_counter() - start_all
     _atomic_text(out / "summary.md", _markdown(summary, budget, timings, quick))
