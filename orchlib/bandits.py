@@ -35,8 +35,11 @@ AgentFactory = Callable[[gym.Space, gym.spaces.Discrete], Agent]
 
 def _argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> int:
     """Position of the largest entry of ``values``, ties broken uniformly at random."""
-    best = np.flatnonzero(values == values.max())
-    return int(best[0]) if best.size == 1 else int(best[int(rng.random() * best.size)])
+    first = int(values.argmax())
+    if np.count_nonzero(values == values[first]) == 1:  # the usual case with real-valued rewards: no tie
+        return first
+    best = np.flatnonzero(values == values[first])
+    return int(best[int(rng.random() * best.size)])
 
 
 class EpsilonGreedy(Agent):
@@ -137,7 +140,17 @@ class UCB1(Agent):
         self.counts_ = np.zeros(self.n_actions, dtype=np.int64)  # n(a)
         self.sums_ = np.zeros(self.n_actions)  # sum of rewards of arm a, seconds
         self.n_pulls_ = 0  # t
+        # Kept up to date by learn() so that act() does a few vector operations (derived from counts_/sums_).
+        self.means_ = np.zeros(self.n_actions)  # sums_ / counts_ (0 for unpulled arms)
+        self.inv_sqrt_counts_ = np.zeros(self.n_actions)  # 1 / sqrt(counts_) (0 for unpulled arms)
+        self.n_unpulled_ = self.n_actions  # arms with counts_ == 0
         self._masks = MaskTable(self.n_actions)
+
+    def _refresh(self, a: int) -> None:
+        """Recompute arm ``a``'s mean and 1/sqrt(n) after its count or sum changed."""
+        n = int(self.counts_[a])
+        self.means_[a] = self.sums_[a] / n if n else 0.0
+        self.inv_sqrt_counts_[a] = 1.0 / math.sqrt(n) if n else 0.0
 
     def _horizon(self) -> int:
         """The ``t`` inside the logarithm."""
@@ -147,27 +160,26 @@ class UCB1(Agent):
         """Index of every arm: ``inf`` for a valid arm not yet pulled, ``-inf`` for an invalid arm."""
         _, valid = self._masks.get(mask)
         out = np.full(self.n_actions, -np.inf)
-        counts = self.counts_[valid]
-        pulled = counts > 0
+        pulled = self.counts_[valid] > 0
         index = np.full(valid.size, np.inf)
         if pulled.any():
-            index[pulled] = self._index(counts[pulled], self.sums_[valid][pulled])
+            index[pulled] = self._index(valid[pulled])
         out[valid] = index
         return out
 
-    def _index(self, counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
-        """Index of arms with ``counts > 0``."""
-        n = counts.astype(float)
-        return sums / n + float(self.c) * np.sqrt(self._xi * math.log(self._horizon()) / n)
+    def _index(self, arms: np.ndarray) -> np.ndarray:
+        """Index of the given arms (all with ``counts > 0``): mean + c * sqrt(xi ln t) / sqrt(n)."""
+        bonus = float(self.c) * math.sqrt(self._xi * math.log(self._horizon()))
+        return self.means_[arms] + bonus * self.inv_sqrt_counts_[arms]
 
     def act(self, obs: Any, mask: np.ndarray, info: Mapping[str, Any]) -> int:
         """An unpulled valid arm if any (random among them), else the valid arm of largest index."""
         _, valid = self._masks.get(mask)
-        counts = self.counts_[valid]
-        unpulled = valid[counts == 0]
-        if unpulled.size:
-            return int(unpulled[int(self.rng_.random() * unpulled.size)])
-        return int(valid[_argmax_random_ties(self._index(counts, self.sums_[valid]), self.rng_)])
+        if self.n_unpulled_:
+            unpulled = valid[self.counts_[valid] == 0]
+            if unpulled.size:
+                return int(unpulled[int(self.rng_.random() * unpulled.size)])
+        return int(valid[_argmax_random_ties(self._index(valid), self.rng_)])
 
     def learn(
         self,
@@ -180,9 +192,12 @@ class UCB1(Agent):
     ) -> None:
         """Count the pull and add its reward."""
         a, r = check_action_reward(action, reward, self.n_actions)
+        if self.counts_[a] == 0:
+            self.n_unpulled_ -= 1
         self.counts_[a] += 1
         self.sums_[a] += r
         self.n_pulls_ += 1
+        self._refresh(a)
 
 
 class SlidingWindowUCB(UCB1):
@@ -249,11 +264,17 @@ class SlidingWindowUCB(UCB1):
             self.counts_[old] -= 1
             # Reset an emptied arm's sum exactly, so float round-off cannot accumulate across windows.
             self.sums_[old] = self.sums_[old] - self.window_rewards_[slot] if self.counts_[old] else 0.0
+            if self.counts_[old] == 0:
+                self.n_unpulled_ += 1
+            self._refresh(int(old))
         self.window_actions_[slot] = a
         self.window_rewards_[slot] = r
+        if self.counts_[a] == 0:
+            self.n_unpulled_ -= 1
         self.counts_[a] += 1
         self.sums_[a] += r
         self.n_pulls_ += 1
+        self._refresh(a)
 
 
 class GaussianThompson(Agent):
