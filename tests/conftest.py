@@ -67,4 +67,3 @@ def toy_scenario(toy_files: dict[str, Path]) -> Scenario:
         variants=str(toy_files["variants"]),
         compute_jitter=False,
     )
-

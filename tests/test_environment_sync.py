@@ -58,8 +58,12 @@ def compare(pyproject_text: str, environment_text: str) -> list[str]:
     """Human-readable differences between the two files (empty when they agree)."""
     py = pyproject_requirements(pyproject_text)
     env = environment_requirements(environment_text)
-    problems = [f"{name}: in pyproject.toml, missing from environment.yml" for name in sorted(py.keys() - env.keys())]
-    problems += [f"{name}: in environment.yml, missing from pyproject.toml" for name in sorted(env.keys() - py.keys())]
+    problems = [
+        f"{name}: in pyproject.toml, missing from environment.yml" for name in sorted(py.keys() - env.keys())
+    ]
+    problems += [
+        f"{name}: in environment.yml, missing from pyproject.toml" for name in sorted(env.keys() - py.keys())
+    ]
     problems += [
         f"{name}: pyproject.toml says '{py[name]}', environment.yml says '{env[name]}'"
         for name in sorted(py.keys() & env.keys())
@@ -85,7 +89,10 @@ def test_environment_yml_installs_the_package_with_its_test_extra() -> None:
         (lambda text: text.replace("  - seaborn>=0.13\n", ""), "seaborn: in pyproject.toml, missing"),
         (lambda text: text.replace("scipy>=1.11", "scipy>=1.9"), "scipy: pyproject.toml says"),
         (lambda text: text.replace("  - pip:\n", "  - rich>=13\n  - pip:\n"), "rich: in environment.yml"),
-        (lambda text: text.replace("pytorch-cpu>=2.3,<2.14", "pytorch-cpu>=2.3"), "torch: pyproject.toml says"),
+        (
+            lambda text: text.replace("pytorch-cpu>=2.3,<2.14", "pytorch-cpu>=2.3"),
+            "torch: pyproject.toml says",
+        ),
     ],
 )
 def test_sync_check_catches_a_difference(edit, expected: str) -> None:

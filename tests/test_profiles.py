@@ -118,9 +118,15 @@ def test_malformed_network_levels_are_refused(tmp_path, text, message) -> None:
 
 CONFIG_CASES = [
     (lambda: TierSpec("p", n_workers=0), "TierSpec.n_workers must be an integer >= 1"),
-    (lambda: LinkSpec(uplink_mbps=0.0, downlink_mbps=1.0, rtt_ms=1.0), "LinkSpec.uplink_mbps must be a finite number > 0"),
+    (
+        lambda: LinkSpec(uplink_mbps=0.0, downlink_mbps=1.0, rtt_ms=1.0),
+        "LinkSpec.uplink_mbps must be a finite number > 0",
+    ),
     (lambda: LinkSpec(uplink_mbps=float("nan"), downlink_mbps=1.0, rtt_ms=1.0), "LinkSpec.uplink_mbps"),
-    (lambda: LinkSpec(uplink_mbps=1.0, downlink_mbps=1.0, rtt_ms=-1.0), "LinkSpec.rtt_ms must be a finite number >= 0"),
+    (
+        lambda: LinkSpec(uplink_mbps=1.0, downlink_mbps=1.0, rtt_ms=-1.0),
+        "LinkSpec.rtt_ms must be a finite number >= 0",
+    ),
     (lambda: LinkSpec(1.0, 1.0, 1.0, changes=((5.0, 0.0),)), "LinkSpec.changes factor"),
     (lambda: Arrivals("bursty"), "Arrivals.process must be 'poisson' or 'closed_loop'"),
     (lambda: Arrivals(rate_per_s=0.0), "Arrivals.rate_per_s"),
@@ -145,7 +151,9 @@ def test_zero_users_is_refused(toy_scenario) -> None:
 
 def test_unmeetable_accuracy_requirement_is_refused(toy_scenario) -> None:
     scenario = dataclasses.replace(toy_scenario, accuracy=AccuracyRequirement((0.0, 75.0), (0.5, 0.5)))
-    with pytest.raises(DataError, match=r"requirement\(s\) \[75.0\] % top-1 cannot be met by any offered variant"):
+    with pytest.raises(
+        DataError, match=r"requirement\(s\) \[75.0\] % top-1 cannot be met by any offered variant"
+    ):
         build_system(scenario)
 
 
@@ -168,7 +176,9 @@ def test_profiler_output_round_trips_through_the_loader(tmp_path) -> None:
     profile = load_profile(path)
     assert profile.name == "mine"
     assert profile.metadata["threads"] == "1"
-    assert profile.frame.loc["mobilenet_v1_0.25_128", ["median_ms", "p10_ms", "p90_ms", "n_repeats"]].tolist() == [2.5, 2.0, 3.0, 5.0]
+    assert profile.frame.loc[
+        "mobilenet_v1_0.25_128", ["median_ms", "p10_ms", "p90_ms", "n_repeats"]
+    ].tolist() == [2.5, 2.0, 3.0, 5.0]
 
 
 @pytest.mark.parametrize("name", ["pixel3_cpu4", "rpi4_cpu4", "x86_1thread", "x86_2threads"])

@@ -91,7 +91,9 @@ def test_same_seed_same_requests_and_latencies(toy_scenario) -> None:
 def test_closed_loop_user_waits_for_its_response(toy_scenario) -> None:
     from orchlib.scenario import Arrivals
 
-    system = build_system(dataclasses.replace(toy_scenario, n_users=1, arrivals=Arrivals("closed_loop", think_time_ms=100.0)))
+    system = build_system(
+        dataclasses.replace(toy_scenario, n_users=1, arrivals=Arrivals("closed_loop", think_time_ms=100.0))
+    )
     sim = Simulator(system, rng=0)
     previous_done = 0.0
     for _ in range(50):
@@ -113,10 +115,12 @@ def test_more_bandwidth_never_increases_transfer_time(n_bytes, start_ms, low, fa
     rates = np.array([low, 2 * low, 0.5 * low, low])
     slow = latency.trace_rate(times, rates, offset_s=offset)
     fast = latency.trace_rate(times, rates * factor, offset_s=offset)
-    assert latency.transfer_time_ms(fast, n_bytes, start_ms) <= latency.transfer_time_ms(slow, n_bytes, start_ms) * (1 + 1e-9)
-    assert latency.transfer_time_ms(latency.constant_rate(low * factor), n_bytes, 0) <= latency.transfer_time_ms(
-        latency.constant_rate(low), n_bytes, 0
-    )
+    assert latency.transfer_time_ms(fast, n_bytes, start_ms) <= latency.transfer_time_ms(
+        slow, n_bytes, start_ms
+    ) * (1 + 1e-9)
+    assert latency.transfer_time_ms(
+        latency.constant_rate(low * factor), n_bytes, 0
+    ) <= latency.transfer_time_ms(latency.constant_rate(low), n_bytes, 0)
 
 
 @settings(max_examples=30, deadline=None)
@@ -178,7 +182,9 @@ def test_rescaled_trace_keeps_its_shape_at_the_level_magnitude(toy_scenario, tmp
     trace.write_text("0.0 1.0\n1.0 2.0\n2.0 4.0\n")
     raw = dataclasses.replace(toy_scenario.access, uplink_mbps=10.0, downlink_mbps=20.0, trace=str(trace))
     system_raw = build_system(dataclasses.replace(toy_scenario, access=raw))
-    system_scaled = build_system(dataclasses.replace(toy_scenario, access=dataclasses.replace(raw, trace_rescale=True)))
+    system_scaled = build_system(
+        dataclasses.replace(toy_scenario, access=dataclasses.replace(raw, trace_rescale=True))
+    )
     assert np.median(system_raw.access_up.tail_mbps) == pytest.approx(2.0)
     assert np.median(system_scaled.access_up.tail_mbps) == pytest.approx(10.0)  # median 2 -> the level's 10
     assert np.median(system_scaled.access_down.tail_mbps) == pytest.approx(20.0)
@@ -188,7 +194,9 @@ def test_rescaled_trace_keeps_its_shape_at_the_level_magnitude(toy_scenario, tmp
 def test_a_partial_profile_works_with_a_matching_variant_subset(toy_scenario, toy_files, tmp_path) -> None:
     partial = tmp_path / "partial.csv"
     partial.write_text("# name: partial\nmodel,median_ms,p10_ms,p90_ms,n_repeats\nsmall,3,3,3,1\n")
-    scenario = dataclasses.replace(toy_scenario, end=dataclasses.replace(toy_scenario.end, profile=str(partial)))
+    scenario = dataclasses.replace(
+        toy_scenario, end=dataclasses.replace(toy_scenario.end, profile=str(partial))
+    )
     from orchlib.scenario import AccuracyRequirement
 
     only_small = dataclasses.replace(scenario, variant_subset=("small",), accuracy=AccuracyRequirement())
