@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -m "not browser"
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
