@@ -249,6 +249,30 @@ def headline(
     return run_sweep(specs, out_dir, n_jobs=n_jobs, progress=progress)
 
 
+def most_frequent_choice(requests: pd.DataFrame, cells: Sequence[str]) -> pd.DataFrame:
+    """Per cell (the columns ``cells``, e.g. agent and bandwidth level), the most frequent (tier, variant).
+
+    Returns:
+        ``cells`` plus ``tier``, ``variant``, ``n`` (requests of that choice), ``n_cell`` (requests in the
+        cell) and ``share`` (``n / n_cell``); ties go to the first choice in (tier, variant) order.
+    """
+    cells = list(cells)
+    choice = requests["tier"].astype(str) + "|" + requests["variant"].astype(str)
+    counts = (
+        requests.assign(choice=choice)
+        .groupby([*cells, "choice"], observed=True)
+        .size()
+        .rename("n")
+        .reset_index()
+    )
+    counts = counts[counts["n"] > 0]
+    counts["n_cell"] = counts.groupby(cells, observed=True)["n"].transform("sum")
+    counts["share"] = counts["n"] / counts["n_cell"]
+    best = counts.loc[counts.groupby(cells, observed=True)["n"].idxmax()].reset_index(drop=True)
+    best[["tier", "variant"]] = best.pop("choice").str.split("|", expand=True)
+    return best[[*cells, "tier", "variant", "n", "n_cell", "share"]]
+
+
 def decision_table(
     requests: pd.DataFrame,
     agents: Sequence[str] = DECISION_MAP_AGENTS,
@@ -259,6 +283,7 @@ def decision_table(
 
     Uses the discrete ``state`` the runner records, decoded with the encoding of ``scenario``'s environment
     (default ``paper``; it must be the scenario the runs used). Runs on the Box observation (state -1) are left out.
+    Columns as :func:`most_frequent_choice`, in the order of ``agents``.
     """
     from orchlib.env import OrchestrationEnv
     from orchlib.scenario import paper
@@ -269,31 +294,18 @@ def decision_table(
         part["request"]
         >= from_fraction * part.groupby(["agent", "replicate"], observed=True)["request"].transform("max")
     ]
-    decoded = np.array([env.decode(int(s)) for s in part["state"]]).reshape(-1, 4)
     frame = pd.DataFrame(
         {
             "agent": part["agent"].astype(str).to_numpy(),
-            "bandwidth_level": decoded[:, 0],
+            "bandwidth_level": np.unravel_index(part["state"].to_numpy(dtype=np.int64), env.state_shape)[0],
             "requirement_pct": part["requirement_pct"].to_numpy(),
-            "choice": (part["tier"].astype(str) + "|" + part["variant"].astype(str)).to_numpy(),
+            "tier": part["tier"].astype(str).to_numpy(),
+            "variant": part["variant"].astype(str).to_numpy(),
         }
     )
-    counts = (
-        frame.groupby(["agent", "bandwidth_level", "requirement_pct", "choice"])
-        .size()
-        .rename("n")
-        .reset_index()
-    )
-    totals = counts.groupby(["agent", "bandwidth_level", "requirement_pct"])["n"].transform("sum")
-    counts["share"] = counts["n"] / totals
-    best = counts.loc[counts.groupby(["agent", "bandwidth_level", "requirement_pct"])["n"].idxmax()].copy()
-    best[["tier", "variant"]] = best["choice"].str.split("|", expand=True)
+    best = most_frequent_choice(frame, ["agent", "bandwidth_level", "requirement_pct"])
     order = {a: i for i, a in enumerate(agents)}
-    return (
-        best.sort_values(["agent"], key=lambda s: s.map(order))
-        .drop(columns=["choice"])
-        .reset_index(drop=True)
-    )
+    return best.sort_values(["agent"], key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
 
 def _sweep_runs(

@@ -328,8 +328,8 @@ def simulate(settings: SensitivitySettings, out_dir: str | os.PathLike[str] | No
 def decision_map_table(requests: pd.DataFrame, from_fraction: float = 0.5) -> pd.DataFrame:
     """Per agent and access-bandwidth level, the most frequent (tier, variant) late in the run.
 
-    A compact form of :func:`orchlib.experiments.decision_table` for the widget's scenario, whose number of
-    requirement classes (one) differs from the ``paper`` encoding that function decodes with.
+    The widget's form of :func:`orchlib.experiments.decision_table`: one requirement class, so cells are
+    bandwidth levels only (read from :func:`simulate`'s ``bandwidth_level``), labelled with their bands.
 
     Args:
         requests: from :func:`simulate` (needs ``agent``, ``request``, ``bandwidth_level``,
@@ -352,19 +352,8 @@ def decision_map_table(requests: pd.DataFrame, from_fraction: float = 0.5) -> pd
         raise ValueError(f"from_fraction must be a number in [0, 1), got {from_fraction!r}")
     last = requests.groupby("agent", observed=True)["request"].transform("max")
     late = requests[(requests["request"] >= from_fraction * last) & (requests["bandwidth_level"] >= 0)]
-    choice = late["tier"].astype(str) + "|" + late["variant"].astype(str)
-    counts = (
-        late.assign(choice=choice)
-        .groupby(["agent", "bandwidth_level", "choice"], observed=True)
-        .size()
-        .rename("n")
-        .reset_index()
-    )
-    counts["n_cell"] = counts.groupby(["agent", "bandwidth_level"], observed=True)["n"].transform("sum")
-    counts["share"] = counts["n"] / counts["n_cell"]
-    best = counts.loc[counts.groupby(["agent", "bandwidth_level"], observed=True)["n"].idxmax()]
+    best = experiments.most_frequent_choice(late, ["agent", "bandwidth_level"])
     best = best.sort_values(["agent", "bandwidth_level"]).reset_index(drop=True)
-    best[["tier", "variant"]] = best.pop("choice").str.split("|", expand=True)
     bands = requests["bandwidth_band"].cat.categories
     best.insert(2, "bandwidth_band", pd.Categorical.from_codes(best["bandwidth_level"], bands, ordered=True))
     return best[["agent", "bandwidth_level", "bandwidth_band", "tier", "variant", "n", "n_cell", "share"]]

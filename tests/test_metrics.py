@@ -321,3 +321,23 @@ def test_requests_to_reach_a_common_target_by_hand() -> None:
     assert never["reached"].tolist() == [False] and np.isnan(never["requests_to_reach"].iloc[0])
     with pytest.raises(ValueError, match="target_latency_ms"):
         requests_to_reach(frame, target_latency_ms=0.0)
+
+
+def test_most_frequent_choice_by_hand() -> None:
+    from orchlib.experiments import most_frequent_choice
+
+    frame = pd.DataFrame(
+        {
+            "agent": ["a", "a", "a", "a", "b"],
+            "level": [0, 0, 0, 1, 0],
+            "tier": ["end", "edge", "end", "cloud", "edge"],
+            "variant": ["v1", "v2", "v1", "v3", "v2"],
+        }
+    )
+    out = most_frequent_choice(frame, ["agent", "level"])
+    assert out[["agent", "level", "tier", "variant", "n", "n_cell"]].values.tolist() == [
+        ["a", 0, "end", "v1", 2, 3],
+        ["a", 1, "cloud", "v3", 1, 1],
+        ["b", 0, "edge", "v2", 1, 1],
+    ]
+    assert out["share"].tolist() == pytest.approx([2 / 3, 1.0, 1.0])
