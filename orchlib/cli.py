@@ -223,9 +223,9 @@ def _run_sanity(args: argparse.Namespace) -> int:
     if not args.out.parent.is_dir():
         args.parser.error(f"--out: folder {args.out.parent} does not exist")
     text = sanity_markdown(n_requests=args.requests)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(args.out)
+    from orchlib.runner import atomic_write
+
+    atomic_write(args.out, text.encode("utf-8"))
     print(text)
     return 0
 

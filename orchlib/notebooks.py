@@ -73,10 +73,10 @@ def execute_notebook(
             else:
                 os.environ[key] = value
     if out_path is not None:
+        from orchlib.runner import atomic_write
+
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_path.with_name(f".{out_path.name}.tmp")
-        nbformat.write(nb, tmp)
-        tmp.replace(out_path)
+        atomic_write(out_path, nbformat.writes(nb).encode("utf-8"))
     return nb
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from orchlib import experiments, metrics, plots
+from orchlib.runner import atomic_write
 from orchlib.scenario import paper
 
 #: The paper's reported numbers (abstract and companion abstract); everything else here is ours.
@@ -42,9 +43,7 @@ FIGURES: dict[str, str] = {
 
 def _atomic_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, text.encode("utf-8"))
 
 
 def _atomic_csv(path: Path, frame: pd.DataFrame) -> None:

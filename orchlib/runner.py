@@ -440,7 +440,7 @@ def run_one(spec: RunSpec, factory: AgentFactory | None = None) -> tuple[pd.Data
 # Sweeps
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is either absent, the old file, or the complete new one."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -476,7 +476,7 @@ def _json_safe(value: Any) -> Any:
 def _save(out_dir: Path, key: str, spec: RunSpec, frame: pd.DataFrame, extra: dict) -> None:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
-    _atomic_write(out_dir / f"{key}.parquet", buffer.getvalue())
+    atomic_write(out_dir / f"{key}.parquet", buffer.getvalue())
     record = {
         "format": RESULT_FORMAT,
         "key": key,
@@ -489,7 +489,7 @@ def _save(out_dir: Path, key: str, spec: RunSpec, frame: pd.DataFrame, extra: di
         "python": sys.version.split()[0],
     }
     text = json.dumps(_json_safe(record), sort_keys=True, indent=1, allow_nan=False)
-    _atomic_write(out_dir / f"{key}.json", text.encode())
+    atomic_write(out_dir / f"{key}.json", text.encode())
 
 
 def _is_done(out_dir: Path, key: str) -> bool:

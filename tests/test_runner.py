@@ -430,7 +430,7 @@ def test_atomic_write_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
-        runner._atomic_write(tmp_path / "x.json", b"{}")
+        runner.atomic_write(tmp_path / "x.json", b"{}")
     assert list(tmp_path.iterdir()) == []
 
 
