@@ -332,9 +332,8 @@ def _play(spec: RunSpec, factory: AgentFactory | None, fingerprint: str | None) 
     rows: list[tuple] = []
     rewards = np.empty(n)
     states = np.full(n, -1, dtype=np.int64)
-    shown = view(
-        info
-    )  # what the agent sees of info; the view of step i's info serves learn(i) and act(i + 1)
+    # What the agent sees of info; the view of step i's info serves learn(i) and act(i + 1).
+    shown = view(info)
     for i in range(n):
         mask = info["action_mask"] if enforce_mask else every_action
         action = agent.act(obs, mask, shown)
