@@ -139,43 +139,28 @@ def plot_headline(runs: pd.DataFrame, comparison: pd.DataFrame, baseline: str) -
     """
     _require(runs, ["agent", "replicate", "mean_latency_ms", "mean_accuracy_pct"], "plot_headline runs")
     _require(comparison, ["agent", "time_reduction", "accuracy_loss_pp"], "plot_headline comparison")
-    runs = runs.assign(
-        agent=runs["agent"].astype(str)
-    )  # plain labels: unused categories would shift the bars
+    runs = _plain(runs)
     order = runs.groupby("agent")["mean_latency_ms"].mean().sort_values().index.tolist()
     with _style():
         fig, (ax_t, ax_a) = plt.subplots(
             1, 2, figsize=(14, 0.45 * len(order) + 2.2), constrained_layout=True, sharey=True
         )
         colors = ["#C44E52" if a == baseline else "#4C72B0" for a in order]
-        sns.barplot(
-            runs,
-            y="agent",
-            x="mean_latency_ms",
-            order=order,
-            palette=colors,
-            hue="agent",
-            hue_order=order,
-            dodge=False,
-            legend=False,
-            errorbar=("ci", 95),
-            seed=0,
-            ax=ax_t,
-        )
-        sns.barplot(
-            runs,
-            y="agent",
-            x="mean_accuracy_pct",
-            order=order,
-            palette=colors,
-            hue="agent",
-            hue_order=order,
-            dodge=False,
-            legend=False,
-            errorbar=("ci", 95),
-            seed=0,
-            ax=ax_a,
-        )
+        for ax, column in ((ax_t, "mean_latency_ms"), (ax_a, "mean_accuracy_pct")):
+            sns.barplot(
+                runs,
+                y="agent",
+                x=column,
+                order=order,
+                palette=colors,
+                hue="agent",
+                hue_order=order,
+                dodge=False,
+                legend=False,
+                errorbar=("ci", 95),
+                seed=0,
+                ax=ax,
+            )
         ax_t.set_xlabel("mean response time (ms)")
         ax_a.set_xlabel("delivered top-1 accuracy (%)")
         low = runs["mean_accuracy_pct"].min()
