@@ -1,4 +1,4 @@
-"""Item 2: the fast path for sweeps (``orchlib.batch``): aggregate agent-steps per second, and evidence that it
+"""Item 2: the fast path for sweeps (``orchlib.study.batch``): aggregate agent-steps per second, and evidence that it
 gives the reference path's results in distribution.
 
 Throughput: ``run_batch(system, agent, n_requests, B, record=False)`` on the ``paper`` scenario with the
@@ -19,10 +19,10 @@ import numpy as np
 from harness import Config, Section, Target, fmt, measure
 from scipy.stats import ks_2samp, ttest_ind
 
-from orchlib.agents import PAPER_DEFAULTS, make_agent, reward_scales
-from orchlib.batch import BatchQLearning, BatchUCB1, discrete_state_masks, run_batch
-from orchlib.env import OrchestrationEnv
-from orchlib.scenario import paper
+from orchlib.agents.catalogue import PAPER_DEFAULTS, make_agent, reward_scales
+from orchlib.envs.orchestration import OrchestrationEnv
+from orchlib.study.batch import BatchQLearning, BatchUCB1, discrete_state_masks, run_batch
+from orchlib.system.scenario import paper
 
 #: the issue's target: aggregate agent-steps per second of the fast path for tabular agents.
 TARGET_STEPS_PER_S = 1_000_000
@@ -67,7 +67,7 @@ def run(config: Config) -> Section:
     batch_sizes = (config.size(100, 10), config.size(2_000, 20))
     repeats = config.size(3, 2)
     section = Section(
-        "2. Fast path for sweeps (`orchlib.batch`)",
+        "2. Fast path for sweeps (`orchlib.study.batch`)",
         intro=(
             "B independent replicates (seeds) of the `paper` scenario advanced in lockstep with NumPy "
             "(`run_batch(..., record=False)`), with batched tabular agents acting on the env's discrete state. "

@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 from harness import Config, Section, Target, fmt, measure
 
-from orchlib.agents import make_agent
-from orchlib.env import OrchestrationEnv
-from orchlib.scenario import paper
+from orchlib.agents.catalogue import make_agent
+from orchlib.envs.orchestration import OrchestrationEnv
+from orchlib.system.scenario import paper
 
 #: the issue's target, environment + agent steps per second on this machine.
 TARGET_STEPS_PER_S = 50_000
@@ -83,7 +83,7 @@ def run(config: Config) -> Section:
         "1. Environment + agent throughput (Gymnasium API)",
         intro=(
             f"`paper` scenario ({scenario.n_users} users, {env.system.n_actions} actions, {env.n_states} discrete "
-            f"states), `OrchestrationEnv(oracle=False)`, catalogue agents (`orchlib.agents.make_agent`). One timed "
+            f"states), `OrchestrationEnv(oracle=False)`, catalogue agents (`orchlib.agents.catalogue.make_agent`). One timed "
             f"call = reset + {n_steps:,} steps; {repeats} repeats after one warm-up call; median (min–max). Targets are "
             "judged on wall-clock time; the CPU-time column (this process's CPU seconds) shows how much of a "
             "shortfall is other processes' load."

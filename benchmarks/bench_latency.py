@@ -12,9 +12,9 @@ import time
 
 from harness import Config, Section, Stats, Target, fmt, measure
 
-from orchlib.agents import AGENT_NAMES, make_agent, observation_for
-from orchlib.env import OrchestrationEnv, public_info
-from orchlib.scenario import paper
+from orchlib.agents.catalogue import AGENT_NAMES, make_agent, observation_for
+from orchlib.envs.orchestration import OrchestrationEnv, public_info
+from orchlib.system.scenario import paper
 
 #: the issue's target for tabular agents, microseconds per decision.
 TARGET_US = 10.0

@@ -5,7 +5,7 @@ per-request optimum (so queues and the link trace evolve as in a well-run system
 records the response time *every* action would have had (``Simulator.evaluate``) and a context. Both libraries
 then play the same stream: same arms (all actions of the scenario; MABWiser has no action masks, so the
 accuracy requirement is ignored here), same horizon, same seed, reward ``-response time in seconds`` of the arm
-pulled. Context (LinUCB): the env's Box observation of the request (``orchlib.env.BOX_FEATURES``, each in
+pulled. Context (LinUCB): the env's Box observation of the request (``orchlib.envs.orchestration.BOX_FEATURES``, each in
 [0, 1]); MABWiser gets a constant 1 appended, which orchlib's LinUCB appends itself, so both fit the same ridge
 regressions. Exploration widths: orchlib's catalogue value (``reward_scales``)
 for both (MABWiser's ``alpha``). Timed: ``act`` + ``learn`` (orchlib) against ``predict`` + ``partial_fit``
@@ -21,11 +21,11 @@ import numpy as np
 from harness import Config, Section, Stats, Target, fmt
 from mabwiser.mab import MAB, LearningPolicy
 
-from orchlib.agents import reward_scales
-from orchlib.bandits import UCB1, LinUCB
-from orchlib.env import OrchestrationEnv
-from orchlib.scenario import paper
-from orchlib.simulator import Simulator
+from orchlib.agents.bandits import UCB1, LinUCB
+from orchlib.agents.catalogue import reward_scales
+from orchlib.envs.orchestration import OrchestrationEnv
+from orchlib.system.scenario import paper
+from orchlib.system.simulator import Simulator
 
 #: the issue's target: orchlib's decisions per second over MABWiser's.
 TARGET_RATIO = 50.0
@@ -179,8 +179,8 @@ def run(config: Config) -> Section:
                         f"{env.system.n_actions} arms: act recomputes every valid arm's index with about ten "
                         "NumPy calls on 96-element arrays (fixed costs of ~1 µs each); MABWiser's predict + "
                         f"partial_fit costs {fmt(1e6 / theirs_stats.median)} µs. Keeping means and bonuses "
-                        "incrementally, as orchlib.batch.BatchUCB1 does, would remove most of orchlib's cost "
-                        "(orchlib/bandits.py is not this benchmark's to change)"
+                        "incrementally, as orchlib.study.batch.BatchUCB1 does, would remove most of orchlib's cost "
+                        "(orchlib/agents/bandits.py is not this benchmark's to change)"
                     ),
                 )
             )

@@ -40,9 +40,9 @@ def _status_kib(field: str) -> int | None:
 
 def worker(n_users: int, horizon: int, repeats: int) -> dict:
     """Time ``repeats`` runs of ``horizon`` requests with ``n_users`` users; measure the peak memory growth."""
-    from orchlib.agents import make_agent
-    from orchlib.env import OrchestrationEnv
-    from orchlib.scenario import paper
+    from orchlib.agents.catalogue import make_agent
+    from orchlib.envs.orchestration import OrchestrationEnv
+    from orchlib.system.scenario import paper
 
     env = OrchestrationEnv(paper().replace(n_users=n_users, n_requests=horizon), oracle=False)
     agent = make_agent("q_learning", env)

@@ -422,7 +422,7 @@ def trace_table(traces: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
     Returns:
         Columns :data:`INDEX_COLUMNS` plus ``loadable``: whether every throughput sample is > 0 and the
-        time stamps strictly increase, which ``orchlib.profiles.load_trace`` requires (a few FCC traces
+        time stamps strictly increase, which ``orchlib.system.profiles.load_trace`` requires (a few FCC traces
         hold zero-throughput samples).
     """
     rows = []

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from orchlib.mobilenet import parse_variant, variant_names
-from orchlib.profiling import MIN_REPEATS, ProfileRow, profile_metadata, profile_to_csv
+from orchlib.profiling.mobilenet import parse_variant, variant_names
+from orchlib.profiling.profiler import MIN_REPEATS, ProfileRow, profile_metadata, profile_to_csv
 
 #: Exit code of a run stopped with Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -175,8 +175,8 @@ def _add_reproduce(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
-    from orchlib.notebooks import QUICK_ENV, RESULTS_ENV
-    from orchlib.reproduce import reproduce
+    from orchlib.study.notebooks import QUICK_ENV, RESULTS_ENV
+    from orchlib.study.reproduce import reproduce
 
     if args.out.exists() and not args.out.is_dir():
         args.parser.error(f"--out: {args.out} exists and is not a folder")
@@ -218,12 +218,12 @@ def _add_sanity(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_sanity(args: argparse.Namespace) -> int:
-    from orchlib.experiments import sanity_markdown
+    from orchlib.study.experiments import sanity_markdown
 
     if not args.out.parent.is_dir():
         args.parser.error(f"--out: folder {args.out.parent} does not exist")
     text = sanity_markdown(n_requests=args.requests)
-    from orchlib.runner import atomic_write
+    from orchlib.study.runner import atomic_write
 
     atomic_write(args.out, text.encode("utf-8"))
     print(text)

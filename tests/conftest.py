@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib
 import pytest
 
-from orchlib.scenario import AccuracyRequirement, Arrivals, LinkSpec, Scenario, TierSpec
+from orchlib.system.scenario import AccuracyRequirement, Arrivals, LinkSpec, Scenario, TierSpec
 
 # Library tests draw figures off-screen. Notebooks are executed in their own kernels, which do not inherit
 # this (they must keep their figure outputs; see tests/test_notebooks.py).

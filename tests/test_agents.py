@@ -14,8 +14,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from orchlib.agent import Agent, MaskTable
-from orchlib.bandits import (
+from orchlib.agents.bandits import (
     UCB1,
     EpsilonGreedy,
     Exp3,
@@ -25,8 +24,9 @@ from orchlib.bandits import (
     PerUser,
     SlidingWindowUCB,
 )
-from orchlib.dqn import DQN
-from orchlib.qlearning import DynaQ, QLearning
+from orchlib.agents.base import Agent, MaskTable
+from orchlib.agents.dqn import DQN
+from orchlib.agents.qlearning import DynaQ, QLearning
 
 NO_INFO: dict = {}
 

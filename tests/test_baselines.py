@@ -9,16 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from orchlib.agent import Agent
-from orchlib.agents import (
-    AGENT_NAMES,
-    OBSERVATION,
-    PAPER_DEFAULTS,
-    make_agent,
-    observation_for,
-    reward_scales,
-)
-from orchlib.baselines import (
+from orchlib.agents.base import Agent
+from orchlib.agents.baselines import (
     CloudFastest,
     CloudMostAccurate,
     EdgeFastest,
@@ -30,10 +22,18 @@ from orchlib.baselines import (
     RandomValid,
     profile_latency_ms,
 )
-from orchlib.env import PRIVATE_INFO_KEYS, OrchestrationEnv
-from orchlib.runner import RunSpec, run_one
-from orchlib.scenario import tiny
-from orchlib.simulator import CLOUD, EDGE, END, Simulator, build_system
+from orchlib.agents.catalogue import (
+    AGENT_NAMES,
+    OBSERVATION,
+    PAPER_DEFAULTS,
+    make_agent,
+    observation_for,
+    reward_scales,
+)
+from orchlib.envs.orchestration import PRIVATE_INFO_KEYS, OrchestrationEnv
+from orchlib.study.runner import RunSpec, run_one
+from orchlib.system.scenario import tiny
+from orchlib.system.simulator import CLOUD, EDGE, END, Simulator, build_system
 
 #: ``tiny`` with more users, so that queues build up and the discrete state moves around.
 BUSY_TINY = tiny().replace(name="tiny_busy", n_users=6, n_requests=1500)

@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from orchlib import batch as batch_module
-from orchlib.bandits import UCB1
-from orchlib.batch import (
+from orchlib.agents.bandits import UCB1
+from orchlib.agents.qlearning import QLearning
+from orchlib.envs.orchestration import OrchestrationEnv
+from orchlib.study import batch as batch_module
+from orchlib.study.batch import (
     BatchFixedPolicy,
     BatchQLearning,
     BatchSimulator,
@@ -29,10 +31,8 @@ from orchlib.batch import (
     discrete_state_shape,
     run_batch,
 )
-from orchlib.env import OrchestrationEnv
-from orchlib.qlearning import QLearning
-from orchlib.scenario import Arrivals, paper, tiny
-from orchlib.simulator import Simulator, build_system
+from orchlib.system.scenario import Arrivals, paper, tiny
+from orchlib.system.simulator import Simulator, build_system
 
 #: KS p-values below this reject "same distribution" (fixed seeds make every p-value below deterministic).
 KS_LEVEL = 0.01

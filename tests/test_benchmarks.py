@@ -16,7 +16,7 @@ SECTIONS = (
     "## Machine",
     "## Summary of targets",
     "## 1. Environment + agent throughput (Gymnasium API)",
-    "## 2. Fast path for sweeps (`orchlib.batch`)",
+    "## 2. Fast path for sweeps (`orchlib.study.batch`)",
     "## 3. Decision latency per agent",
     "## 4. orchlib vs MABWiser on the identical reward stream",
     "## 5. How cost grows: users and horizon",

@@ -265,7 +265,7 @@ def test_build_data_reproduces_the_committed_files(tmp_path: Path) -> None:
 
 
 def test_committed_data_loads_with_orchlib_loaders(index: pd.DataFrame) -> None:
-    from orchlib import profiles
+    from orchlib.system import profiles
 
     variants = profiles.load_variants()
     assert len(variants.names) == 32

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from orchlib.env import ENV_ID, PRIVATE_INFO_KEYS, OrchestrationEnv, register
-from orchlib.profiles import load_variants
-from orchlib.scenario import tiny
-from orchlib.simulator import Simulator
+from orchlib.envs.orchestration import ENV_ID, PRIVATE_INFO_KEYS, OrchestrationEnv, register
+from orchlib.system.profiles import load_variants
+from orchlib.system.scenario import tiny
+from orchlib.system.simulator import Simulator
 
 register()
 

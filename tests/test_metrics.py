@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from orchlib.metrics import (
+from orchlib.study.metrics import (
     CI_DEGENERATE,
     CI_OK,
     CI_TOO_FEW,
@@ -300,7 +300,7 @@ def test_time_metrics_keep_the_legend_order():
 
 
 def test_requests_to_reach_a_common_target_by_hand() -> None:
-    from orchlib.metrics import requests_to_reach
+    from orchlib.study.metrics import requests_to_reach
 
     # one run, windows of 2 requests: means 10, 6, 4, 5 -> at or below 5 * 1.0 from window 2 on (request 4)
     latency = [12, 8, 7, 5, 4, 4, 5, 5]
@@ -324,7 +324,7 @@ def test_requests_to_reach_a_common_target_by_hand() -> None:
 
 
 def test_most_frequent_choice_by_hand() -> None:
-    from orchlib.experiments import most_frequent_choice
+    from orchlib.study.experiments import most_frequent_choice
 
     frame = pd.DataFrame(
         {

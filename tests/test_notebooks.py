@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchlib.notebooks import commit_problems, count_images, execute_notebook, notebook_paths
+from orchlib.study.notebooks import commit_problems, count_images, execute_notebook, notebook_paths
 
 NOTEBOOKS = notebook_paths()
 

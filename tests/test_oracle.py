@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchlib.agent import Agent
-from orchlib.agents import PAPER_DEFAULTS, make_agent
-from orchlib.env import OrchestrationEnv
-from orchlib.oracle import MDP, OracleAgent, estimate_mdp, value_iteration
+from orchlib.agents.base import Agent
+from orchlib.agents.catalogue import PAPER_DEFAULTS, make_agent
+from orchlib.agents.oracle import MDP, OracleAgent, estimate_mdp, value_iteration
+from orchlib.envs.orchestration import OrchestrationEnv
 
 GAMMA = PAPER_DEFAULTS["gamma"]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from orchlib.profiles import DataError, load_network_levels, load_profile, load_trace, load_variants
-from orchlib.scenario import AccuracyRequirement, Arrivals, LinkSpec, Scenario, TierSpec
-from orchlib.simulator import build_system
+from orchlib.system.profiles import DataError, load_network_levels, load_profile, load_trace, load_variants
+from orchlib.system.scenario import AccuracyRequirement, Arrivals, LinkSpec, Scenario, TierSpec
+from orchlib.system.simulator import build_system
 
 from .conftest import TOY_VARIANTS
 
@@ -168,7 +168,7 @@ def test_scenario_round_trips_through_a_plain_dict(toy_scenario) -> None:
 
 
 def test_profiler_output_round_trips_through_the_loader(tmp_path) -> None:
-    from orchlib.profiling import ProfileRow, profile_metadata, write_profile
+    from orchlib.profiling.profiler import ProfileRow, profile_metadata, write_profile
 
     rows = [ProfileRow(model="mobilenet_v1_0.25_128", median_ms=2.5, p10_ms=2.0, p90_ms=3.0, n_repeats=5)]
     path = tmp_path / "mine.csv"

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-import orchlib.profiling as profiling
 from orchlib import cli
-from orchlib.mobilenet import (
+from orchlib.profiling import profiler as profiling
+from orchlib.profiling.mobilenet import (
     build_mobilenet_v1,
     build_variant,
     count_macs_and_params,
@@ -22,7 +22,7 @@ from orchlib.mobilenet import (
     quantize_int8,
     variant_names,
 )
-from orchlib.profiling import (
+from orchlib.profiling.profiler import (
     METADATA_KEYS,
     PROFILE_COLUMNS,
     ProfileRow,

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchlib.agent import Agent, random_valid_action
-from orchlib.env import PRIVATE_INFO_KEYS, OrchestrationEnv
-from orchlib.profiles import DATA_DIR
-from orchlib.runner import REQUEST_COLUMNS, RUN_COLUMNS, RunSpec, grid, run_one, run_sweep
-from orchlib.scenario import Scenario, TierSpec, tiny
+from orchlib.agents.base import Agent, random_valid_action
+from orchlib.envs.orchestration import PRIVATE_INFO_KEYS, OrchestrationEnv
+from orchlib.study.runner import REQUEST_COLUMNS, RUN_COLUMNS, RunSpec, grid, run_one, run_sweep
+from orchlib.system.profiles import DATA_DIR
+from orchlib.system.scenario import Scenario, TierSpec, tiny
 
 N_REQUESTS = 300
 
@@ -382,7 +382,7 @@ def test_sweep_end_to_end_writes_a_complete_cache(scenario, tmp_path):
 
 
 def test_catalogue_agents_run_without_a_factory(scenario, tmp_path):
-    from orchlib.metrics import compare_to_baseline
+    from orchlib.study.metrics import compare_to_baseline
 
     specs = grid([scenario], ["random", "oracle", "linucb"], n_replicates=2, seed=1)
     assert {dict(s.env_kwargs).get("observation") for s in specs if s.agent == "linucb"} == {"box"}
@@ -423,7 +423,7 @@ def test_a_killed_sweep_resumes_with_only_the_missing_runs(scenario, tmp_path):
 
 
 def test_atomic_write_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
-    from orchlib import runner
+    from orchlib.study import runner
 
     def crash(*args):
         raise KeyboardInterrupt

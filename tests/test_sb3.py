@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from orchlib.env import OrchestrationEnv
+from orchlib.envs.orchestration import OrchestrationEnv
 
 stable_baselines3 = pytest.importorskip("stable_baselines3")
 torch = pytest.importorskip("torch")

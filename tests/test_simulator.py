@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchlib import latency
-from orchlib.simulator import CLOUD, EDGE, END, Simulator, build_system, simulate
+from orchlib.system import latency
+from orchlib.system.simulator import CLOUD, EDGE, END, Simulator, build_system, simulate
 
 BIG, SMALL = 0, 1
 
@@ -89,7 +89,7 @@ def test_same_seed_same_requests_and_latencies(toy_scenario) -> None:
 
 
 def test_closed_loop_user_waits_for_its_response(toy_scenario) -> None:
-    from orchlib.scenario import Arrivals
+    from orchlib.system.scenario import Arrivals
 
     system = build_system(
         dataclasses.replace(toy_scenario, n_users=1, arrivals=Arrivals("closed_loop", think_time_ms=100.0))
@@ -197,12 +197,12 @@ def test_a_partial_profile_works_with_a_matching_variant_subset(toy_scenario, to
     scenario = dataclasses.replace(
         toy_scenario, end=dataclasses.replace(toy_scenario.end, profile=str(partial))
     )
-    from orchlib.scenario import AccuracyRequirement
+    from orchlib.system.scenario import AccuracyRequirement
 
     only_small = dataclasses.replace(scenario, variant_subset=("small",), accuracy=AccuracyRequirement())
     system = build_system(only_small)
     assert system.median_ms[END].tolist() == [3.0]
-    from orchlib.profiles import DataError
+    from orchlib.system.profiles import DataError
 
     with pytest.raises(DataError, match=r"no row for variant\(s\) \['big'\]"):
         build_system(scenario)

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchlib import widgets
-from orchlib.experiments import SOTA
-from orchlib.plots import RECONSTRUCTION_NOTE
-from orchlib.profiles import load_network_levels, load_variants
-from orchlib.runner import system_for
-from orchlib.scenario import paper
-from orchlib.widgets import (
+from orchlib.study.experiments import SOTA
+from orchlib.study.plots import RECONSTRUCTION_NOTE
+from orchlib.study.runner import system_for
+from orchlib.system.profiles import load_network_levels, load_variants
+from orchlib.system.scenario import paper
+from orchlib.ui import widgets
+from orchlib.ui.widgets import (
     PAPER_NETWORK,
     SensitivityPanel,
     SensitivitySettings,

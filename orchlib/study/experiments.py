@@ -1,6 +1,6 @@
 """Experiments as data: each function runs a sweep of the simulator or the runner and returns a tidy table.
 
-Plot functions in :mod:`orchlib.plots` only read these tables; ``orchlib reproduce`` calls both.
+Plot functions in :mod:`orchlib.study.plots` only read these tables; ``orchlib reproduce`` calls both.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from orchlib.scenario import TIERS, AccuracyRequirement, LinkSpec, Scenario
-from orchlib.simulator import Simulator, System, build_system
+from orchlib.system.scenario import TIERS, AccuracyRequirement, LinkSpec, Scenario
+from orchlib.system.simulator import Simulator, System, build_system
 
 
 def fixed_action_latencies(
@@ -150,7 +150,7 @@ def with_profiles(scenario: Scenario, **profiles: str) -> Scenario:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The learning experiments (figures 2-8). Each runs a sweep through orchlib.runner (cached in ``out_dir``)
+# The learning experiments (figures 2-8). Each runs a sweep through orchlib.study.runner (cached in ``out_dir``)
 # and returns tidy tables. Budgets are data: FULL for `orchlib reproduce`, QUICK for tests and --quick.
 
 
@@ -235,8 +235,8 @@ def headline(
     budget: Budget, out_dir: str, n_jobs: int | None = None, progress: bool = True, quick: bool = False
 ):
     """Figures 2, 3 and 5: every headline agent on the ``paper`` scenario; returns the SweepResult."""
-    from orchlib.runner import grid, run_sweep
-    from orchlib.scenario import paper
+    from orchlib.study.runner import grid, run_sweep
+    from orchlib.system.scenario import paper
 
     agents: list[object] = list(QUICK_HEADLINE_AGENTS if quick else HEADLINE_AGENTS)
     agents.append({"agent": "q_learning", "label": "q_learning_per_user", "deciders": "per_user"})
@@ -285,8 +285,8 @@ def decision_table(
     (default ``paper``; it must be the scenario the runs used). Runs on the Box observation (state -1) are left out.
     Columns as :func:`most_frequent_choice`, in the order of ``agents``.
     """
-    from orchlib.env import OrchestrationEnv
-    from orchlib.scenario import paper
+    from orchlib.envs.orchestration import OrchestrationEnv
+    from orchlib.system.scenario import paper
 
     env = OrchestrationEnv(paper() if scenario is None else scenario)
     part = requests[requests["agent"].isin(agents) & (requests["state"] >= 0)]
@@ -311,8 +311,8 @@ def decision_table(
 def _sweep_runs(
     scenarios: Sequence[Scenario], agents: Sequence[str], budget: Budget, out_dir: str, n_jobs, progress
 ) -> pd.DataFrame:
-    from orchlib.metrics import summarize_runs
-    from orchlib.runner import grid, run_sweep
+    from orchlib.study.metrics import summarize_runs
+    from orchlib.study.runner import grid, run_sweep
 
     specs = grid(scenarios, list(agents), n_replicates=budget.sweep_replicates, seed=budget.seed)
     result = run_sweep(specs, out_dir, n_jobs=n_jobs, progress=progress)
@@ -340,7 +340,7 @@ def sensitivity(
     Bandwidth: the access trace rescaled to each median uplink rate (downlink keeps the level's ratio).
     Returns: factor, value, agent, replicate, mean_latency_ms, mean_accuracy_pct, ...
     """
-    from orchlib.scenario import paper
+    from orchlib.system.scenario import paper
 
     base = paper().replace(n_requests=budget.sweep_requests)
     ratio = base.access.downlink_mbps / base.access.uplink_mbps
@@ -365,7 +365,7 @@ def tradeoff(budget: Budget, out_dir: str, n_jobs: int | None = None, progress: 
     Every request of a run tolerates the same loss below the best variant. Returns: agent, tolerance_pp,
     replicate, time_reduction, accuracy_loss_pp (paired by replicate with the stand-in's run).
     """
-    from orchlib.scenario import paper
+    from orchlib.system.scenario import paper
 
     base = paper().replace(n_requests=budget.sweep_requests)
     scenarios = [_tolerance_scenario(base, t) for t in TOLERANCES_PP]
@@ -399,7 +399,7 @@ def hybrid_scenario(n_requests: int) -> Scenario:
     With the replayed trace, windowed latency follows the trace, so "converged" is not defined; the steady
     link keeps everything else of ``paper`` (users, devices, requirements).
     """
-    from orchlib.scenario import paper
+    from orchlib.system.scenario import paper
 
     return paper().replace(
         name="paper_steady_wifi", access=LinkSpec.from_level("wifi"), n_requests=n_requests
@@ -409,7 +409,7 @@ def hybrid_scenario(n_requests: int) -> Scenario:
 def hybrid(budget: Budget, out_dir: str, n_jobs: int | None = None, progress: bool = True) -> pd.DataFrame:
     """Figure 7's data: how many real requests Dyna-Q needs, per planning steps (0 = Q-learning).
 
-    Two measures per run (see :mod:`orchlib.metrics`): ``requests_to_reach``, the requests until the windowed
+    Two measures per run (see :mod:`orchlib.study.metrics`): ``requests_to_reach``, the requests until the windowed
     mean latency stays within 5% of *Q-learning's final level* (the median over the n=0 runs of their last 20%
     of requests), a common target, so ratios are accelerations; and ``requests_to_converge``, until it stays
     within 5% of the run's *own* final level. Scenario: :func:`hybrid_scenario`.
@@ -417,8 +417,8 @@ def hybrid(budget: Budget, out_dir: str, n_jobs: int | None = None, progress: bo
     Returns: n_planning, replicate, requests_to_reach, reached, target_latency_ms, requests_to_converge,
     converged, final_latency_ms.
     """
-    from orchlib.metrics import requests_to_converge, requests_to_reach
-    from orchlib.runner import grid, run_sweep
+    from orchlib.study.metrics import requests_to_converge, requests_to_reach
+    from orchlib.study.runner import grid, run_sweep
 
     agents = [
         {"agent": "dyna_q", "label": f"dyna_q_n{n}", "agent_kwargs": {"n_planning": n}}
@@ -443,9 +443,9 @@ def nonstationary(
 
     Returns: (windowed curves: agent, replicate, time_s, mean_latency_ms; recovery per run; change time in s).
     """
-    from orchlib.metrics import recovery_time
-    from orchlib.runner import grid, run_sweep
-    from orchlib.scenario import paper
+    from orchlib.study.metrics import recovery_time
+    from orchlib.study.runner import grid, run_sweep
+    from orchlib.system.scenario import paper
 
     base = paper().replace(n_requests=budget.n_requests)
     rate_per_s = base.n_users * base.arrivals.rate_per_s
@@ -477,7 +477,7 @@ def nonstationary(
 
 def sanity_markdown(n_requests: int = 1000, rng: int = 0) -> str:
     """The sanity table of ``docs/sanity.md``: fastest tier per variant, steady level and user count (``paper``)."""
-    from orchlib.scenario import paper
+    from orchlib.system.scenario import paper
 
     table = sanity_table(paper(), n_requests=n_requests, rng=rng)
     wide = fastest_tier(table)

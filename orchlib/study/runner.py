@@ -9,13 +9,13 @@ Seeds. Run ``(seed, replicate)`` draws everything from ``SeedSequence(seed, spaw
 (the same as ``SeedSequence(seed).spawn(n)[replicate]``), split into an environment stream and an agent
 stream. Two agents with the same seed and replicate therefore get the same random draws for arrivals,
 requirements and compute noise (common random numbers; with Poisson arrivals, the very same requests),
-which is what lets :func:`orchlib.metrics.compare_to_baseline` pair them by replicate. Results do not depend on the order runs are executed in, nor on the process: serial,
+which is what lets :func:`orchlib.study.metrics.compare_to_baseline` pair them by replicate. Results do not depend on the order runs are executed in, nor on the process: serial,
 loky or Dask give the same numbers.
 
 Parallelism. :func:`run_sweep` uses the backend of the active ``joblib.parallel_config`` (loky processes by
 default), so ``with joblib.parallel_config(backend="dask"):`` sends the same sweep to a Dask cluster. Each
 run is single-threaded work; to avoid oversubscription, loky caps BLAS/OpenMP threads in its workers at
-``cpu_count // n_jobs``, :class:`orchlib.dqn.DQN` runs torch on one thread, and every run of a sweep executes
+``cpu_count // n_jobs``, :class:`orchlib.agents.dqn.DQN` runs torch on one thread, and every run of a sweep executes
 with torch limited to one thread (restored afterwards). On a Dask cluster, start workers with
 ``threads_per_worker=1`` (and ``OMP_NUM_THREADS=1`` in their environment if agents use BLAS-heavy code).
 
@@ -51,11 +51,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from orchlib import metrics
-from orchlib.agent import Agent
-from orchlib.env import OrchestrationEnv, public_info
-from orchlib.scenario import TIERS, Scenario, preset
-from orchlib.simulator import System, build_system
+from orchlib.agents.base import Agent
+from orchlib.envs.orchestration import OrchestrationEnv, public_info
+from orchlib.study import metrics
+from orchlib.system.scenario import TIERS, Scenario, preset
+from orchlib.system.simulator import System, build_system
 
 #: bump when the recorded columns or their meaning change, so older cached results are not reused.
 RESULT_FORMAT = 1
@@ -111,11 +111,11 @@ class RunSpec:
 
     #: the system served.
     scenario: Scenario
-    #: catalogue name (``orchlib.agents.AGENT_NAMES``).
+    #: catalogue name (``orchlib.agents.catalogue.AGENT_NAMES``).
     agent: str
     #: keyword arguments for ``make_agent``.
     agent_kwargs: tuple[tuple[str, Any], ...] = ()
-    #: keyword arguments for :class:`~orchlib.env.OrchestrationEnv` (e.g. ``observation="box"``).
+    #: keyword arguments for :class:`~orchlib.envs.orchestration.OrchestrationEnv` (e.g. ``observation="box"``).
     env_kwargs: tuple[tuple[str, Any], ...] = ()
     #: base seed of the sweep (>= 0).
     seed: int
@@ -279,7 +279,9 @@ def _make_agent(spec: RunSpec, env: OrchestrationEnv, factory: AgentFactory | No
         if factory is not None:
             agent = factory(env)
         else:
-            from orchlib.agents import make_agent  # the catalogue imports every agent family; load it late
+            from orchlib.agents.catalogue import (
+                make_agent,  # the catalogue imports every agent family; load it late
+            )
 
             agent = make_agent(spec.agent, env, **dict(spec.agent_kwargs))
         if not isinstance(agent, Agent):
@@ -291,7 +293,7 @@ def _make_agent(spec: RunSpec, env: OrchestrationEnv, factory: AgentFactory | No
     agent = build()
     if spec.deciders == "central":
         return agent, agent.privileged
-    from orchlib.bandits import PerUser
+    from orchlib.agents.bandits import PerUser
 
     # PerUser seeds each user's learner from its own rng, reset below; `agent` only tells privilege.
     return PerUser(env.observation_space, env.action_space, lambda _obs_space, _action_space: build()), (
@@ -408,14 +410,14 @@ def run_one(spec: RunSpec, factory: AgentFactory | None = None) -> tuple[pd.Data
     """Play one run: ``spec.scenario.n_requests`` requests, each decided by the agent and then learned from.
 
     For every request the agent receives the observation, ``info["action_mask"]`` and the info (the full
-    info if the agent class is ``privileged``, else :func:`orchlib.env.public_info`); after the request is
+    info if the agent class is ``privileged``, else :func:`orchlib.envs.orchestration.public_info`); after the request is
     served it learns from ``(obs, a, r, next_obs, next_mask, info)``. With the env option
     ``accuracy_mode="penalty"`` the requirement is priced into the reward instead: the agent is given an
     all-True mask and may choose any action (``met_requirement`` then records the violations).
 
     Args:
         spec: what to run.
-        factory: builds the agent from the environment instead of ``orchlib.agents.make_agent`` (then
+        factory: builds the agent from the environment instead of ``orchlib.agents.catalogue.make_agent`` (then
             ``spec.agent_kwargs`` is ignored; ``spec.agent`` still names the run).
 
     Returns:
@@ -661,7 +663,7 @@ def _load(out: Path, specs: tuple[RunSpec, ...], keys: tuple[str, ...], n_comput
 
 def _required_observation(name: str) -> str | None:
     """The observation mode catalogue agent ``name`` needs (None: any, or not a catalogue name)."""
-    from orchlib.agents import OBSERVATION
+    from orchlib.agents.catalogue import OBSERVATION
 
     return OBSERVATION.get(name)
 
@@ -684,7 +686,7 @@ def grid(
             replicates later reuses the cached ones.
         seed: the sweep's base seed (every spec gets it; replicates split it, see the module docstring).
         env_kwargs: environment options for every agent (an agent's own ``env_kwargs`` are merged on top).
-            A catalogue agent that needs a particular observation mode (``orchlib.agents.OBSERVATION``, e.g.
+            A catalogue agent that needs a particular observation mode (``orchlib.agents.catalogue.OBSERVATION``, e.g.
             ``"box"`` for ``"dqn"``) gets it unless ``observation`` is set explicitly.
 
     Raises:

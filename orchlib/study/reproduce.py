@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchlib import experiments, metrics, plots
-from orchlib.runner import atomic_write
-from orchlib.scenario import paper
+from orchlib.study import experiments, metrics, plots
+from orchlib.study.runner import atomic_write
+from orchlib.system.scenario import paper
 
 #: The paper's reported numbers (abstract and companion abstract); everything else here is ours.
 PAPER_NUMBERS = {
@@ -61,9 +61,9 @@ def summary_table(
 
     Args:
         headline_runs: per-run summary of the headline sweep (whole runs).
-        comparison: :func:`orchlib.metrics.compare_to_baseline` against the stand-in.
+        comparison: :func:`orchlib.study.metrics.compare_to_baseline` against the stand-in.
         second_half: per-run summary over the second half of each run.
-        hybrid: :func:`orchlib.experiments.hybrid`.
+        hybrid: :func:`orchlib.study.experiments.hybrid`.
     """
     scenario = "paper (orchlib reconstruction, docs/assumptions.md S1-S10)"
     rows = []
@@ -279,7 +279,7 @@ def reproduce(
         done = step("executed notebooks")
         from joblib import Parallel, delayed
 
-        from orchlib.notebooks import execute_notebook, notebook_paths
+        from orchlib.study.notebooks import execute_notebook, notebook_paths
 
         # Kernels are separate processes, so two notebooks at a time use both cores.
         Parallel(n_jobs=n_jobs or 1)(

@@ -3,7 +3,7 @@
 Two different optima, for two different questions:
 
 * :class:`OracleAgent` is the **regret reference reported in results**. For every request it takes the valid
-  action with the lowest response time, computed by :meth:`orchlib.simulator.Simulator.evaluate` from the
+  action with the lowest response time, computed by :meth:`orchlib.system.simulator.Simulator.evaluate` from the
   simulator's true state (queues, link occupancy, this request's compute noise). It is the best response
   time achievable for each request given the requests before it, so ``latency_ms - oracle_latency_ms`` is
   what an orchestrator loses on that request (never negative: the env evaluates it in the state the
@@ -26,8 +26,8 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from orchlib.agent import Agent, Observation, random_valid_action
-from orchlib.env import OrchestrationEnv, public_info
+from orchlib.agents.base import Agent, Observation, random_valid_action
+from orchlib.envs.orchestration import OrchestrationEnv, public_info
 
 
 def _orchestration_env(env: gym.Env) -> OrchestrationEnv:
@@ -42,7 +42,7 @@ def _orchestration_env(env: gym.Env) -> OrchestrationEnv:
 class OracleAgent(Agent):
     """Clairvoyant per-request optimum (privileged): reads the true simulator state through the env.
 
-    Each decision is :meth:`orchlib.env.OrchestrationEnv.oracle_action`: the valid action whose response time,
+    Each decision is :meth:`orchlib.envs.orchestration.OrchestrationEnv.oracle_action`: the valid action whose response time,
     evaluated on the simulator's current queues, link occupancy and this request's compute-time draw, is the
     lowest. No real orchestrator can know these, hence ``privileged = True``. The observation, mask and info
     it is given are ignored, so it must be driven with the same env it was built with.
@@ -51,7 +51,7 @@ class OracleAgent(Agent):
         env: the environment the agent acts in (a wrapped env is unwrapped).
 
     Raises:
-        TypeError: ``env`` is not an :class:`~orchlib.env.OrchestrationEnv`.
+        TypeError: ``env`` is not an :class:`~orchlib.envs.orchestration.OrchestrationEnv`.
     """
 
     privileged = True
@@ -121,11 +121,11 @@ def estimate_mdp(
     reach can also be left (usually zero extra steps).
 
     Args:
-        env: an :class:`~orchlib.env.OrchestrationEnv` with ``observation="discrete"`` (possibly wrapped). It
+        env: an :class:`~orchlib.envs.orchestration.OrchestrationEnv` with ``observation="discrete"`` (possibly wrapped). It
             is reset (with a seed drawn from ``rng``) and stepped; its own state is overwritten.
         n_samples: number of transitions to sample, an integer >= 1.
         rng: seed or generator for the env's seed and the behavior policy's choices.
-        behavior: ``"uniform"`` (uniformly random valid action), or an :class:`~orchlib.agent.Agent` whose
+        behavior: ``"uniform"`` (uniformly random valid action), or an :class:`~orchlib.agents.base.Agent` whose
             ``act`` chooses (it is reset from ``rng``; it is not taught; non-privileged agents get the public
             info only).
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 #: environment variable the notebooks read to run at a tiny size (set by the tests).
 QUICK_ENV = "ORCHLIB_QUICK"
 
@@ -73,7 +73,7 @@ def execute_notebook(
             else:
                 os.environ[key] = value
     if out_path is not None:
-        from orchlib.runner import atomic_write
+        from orchlib.study.runner import atomic_write
 
         out_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out_path, nbformat.writes(nb).encode("utf-8"))

@@ -3,7 +3,7 @@
 Both work on a ``gymnasium.spaces.Discrete`` observation (the encoded system state) and restrict every choice,
 and every max in a target, to the actions the accuracy mask allows. They are written for speed: one
 :meth:`QLearning.act` plus one :meth:`QLearning.learn` costs a few microseconds, because the per-mask arrays
-are cached (:class:`orchlib.agent.MaskTable`) and nothing is allocated beyond a tie check.
+are cached (:class:`orchlib.agents.base.MaskTable`) and nothing is allocated beyond a tie check.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from orchlib.agent import Agent, MaskTable, check_action_reward, check_int, check_real, penalised_argmax
+from orchlib.agents.base import Agent, MaskTable, check_action_reward, check_int, check_real, penalised_argmax
 
 
 class QLearning(Agent):

@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from orchlib.agent import (
+from orchlib.agents.base import (
     Agent,
     MaskTable,
     check_action_reward,

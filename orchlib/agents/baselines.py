@@ -1,11 +1,11 @@
 """Baseline orchestrators: fixed placements, random, a profile-based greedy rule, and the state-of-the-art stand-in.
 
 Constructor convention (all classes here): ``(observation_space, action_space, system, **hyperparameters)``,
-where ``system`` is the environment's :class:`~orchlib.simulator.System`. The baselines read only its
+where ``system`` is the environment's :class:`~orchlib.system.simulator.System`. The baselines read only its
 *public, static* part: the offline profiles (``median_ms``), payload and result sizes, link RTTs, worker
 counts and the variant table (accuracy). None of them is privileged: at run time they see the observation,
 the mask and the public ``info``. The clairvoyant oracle, which needs the live environment, is
-:class:`orchlib.oracle.OracleAgent`. :func:`orchlib.agents.make_agent` builds any of them from an env.
+:class:`orchlib.agents.oracle.OracleAgent`. :func:`orchlib.agents.catalogue.make_agent` builds any of them from an env.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from orchlib import latency
-from orchlib.agent import Agent, Observation, random_valid_action
-from orchlib.qlearning import QLearning
-from orchlib.scenario import TIERS, LinkSpec
-from orchlib.simulator import CLOUD, EDGE, END, System
+from orchlib.agents.base import Agent, Observation, random_valid_action
+from orchlib.agents.qlearning import QLearning
+from orchlib.system import latency
+from orchlib.system.scenario import TIERS, LinkSpec
+from orchlib.system.simulator import CLOUD, EDGE, END, System
 
 #: the measurements :class:`GreedyProfiles` reads from ``info`` (all public; see ``Snapshot``).
 GREEDY_INFO_KEYS: tuple[str, ...] = (
@@ -35,7 +35,7 @@ GREEDY_INFO_KEYS: tuple[str, ...] = (
 
 def _check_system(system: System, action_space: gym.spaces.Discrete) -> None:
     if not isinstance(system, System):
-        raise TypeError(f"system must be an orchlib.simulator.System, got {type(system).__name__}")
+        raise TypeError(f"system must be an orchlib.system.simulator.System, got {type(system).__name__}")
     if int(action_space.n) != system.n_actions:
         raise ValueError(
             f"action_space has {action_space.n} actions but system has {system.n_actions} (3 tiers x "
@@ -73,7 +73,7 @@ def profile_latency_ms(
     of a newcomer, each costing this variant's median, shared by ``k`` workers; the work drains while the
     input travels, so ``wait = max(0, work - travel time)``. The queued requests' real variants, compute
     noise and the link's future rate are unknown to a real orchestrator, so this is an estimate, not the
-    simulator's exact answer (:meth:`orchlib.simulator.Simulator.evaluate`). Downlink rates are the measured
+    simulator's exact answer (:meth:`orchlib.system.simulator.Simulator.evaluate`). Downlink rates are the measured
     uplink rate times the link's configured downlink/uplink ratio.
 
     Args:
@@ -311,7 +311,7 @@ class LocationOnlyQLearning(Agent):
     usual design of RL offloading before model selection was added (see ``shared/PAPER.md``): tabular
     Q-learning over three actions (end, edge, cloud) on the same discrete observation, always serving the
     most accurate variant (which meets every accuracy requirement). Internally it is an
-    :class:`orchlib.qlearning.QLearning` over ``Discrete(3)``, built with the given hyperparameters (the
+    :class:`orchlib.agents.qlearning.QLearning` over ``Discrete(3)``, built with the given hyperparameters (the
     catalogue passes the same ones as the full Q-learning orchestrator); location ``t`` maps to action
     ``t * n_variants + v_best``.
 
@@ -319,7 +319,7 @@ class LocationOnlyQLearning(Agent):
         observation_space: ``Discrete(S)``.
         action_space: the environment's ``Discrete(3 * n_variants)``.
         system: the environment's system (variant accuracies).
-        **q_learning_kwargs: hyperparameters of :class:`~orchlib.qlearning.QLearning` (its defaults otherwise).
+        **q_learning_kwargs: hyperparameters of :class:`~orchlib.agents.qlearning.QLearning` (its defaults otherwise).
 
     Raises:
         TypeError: the observation space is not Discrete, or a hyperparameter has the wrong type.

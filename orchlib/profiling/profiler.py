@@ -11,7 +11,7 @@ header and one row per variant (:data:`PROFILE_COLUMNS`)::
 
 The files are rewritten atomically after every finished variant, so an interrupted run keeps every row it
 finished. Measurement method: each variant gets a fresh untrained model (float32, or int8 by post-training
-static quantization, see :mod:`orchlib.mobilenet`), ``warmup`` untimed forward passes, then ``repeats``
+static quantization, see :mod:`orchlib.profiling.mobilenet`), ``warmup`` untimed forward passes, then ``repeats``
 samples from ``torch.utils.benchmark.Timer.timeit(1)``; each sample is one timed batch-1 forward pass, which
 that call precedes by two untimed passes of its own. Everything runs under ``torch.inference_mode()`` with
 ``torch.set_num_threads(threads)``.
@@ -34,7 +34,7 @@ import torch
 import torch.utils.benchmark as benchmark
 from tqdm.auto import tqdm
 
-from orchlib.mobilenet import build_variant, parse_variant
+from orchlib.profiling.mobilenet import build_variant, parse_variant
 
 #: Metadata keys every profile file starts with, in this order.
 METADATA_KEYS: tuple[str, ...] = (
@@ -125,7 +125,7 @@ def profile_variants(
     its input image, so results do not depend on which other variants are measured.
 
     Args:
-        variants: names from :func:`orchlib.mobilenet.variant_names`, no duplicates, at least one.
+        variants: names from :func:`orchlib.profiling.mobilenet.variant_names`, no duplicates, at least one.
         threads: torch intra-op threads, 1 to ``os.cpu_count()``.
         repeats: timed runs per variant, >= :data:`MIN_REPEATS`.
         warmup: untimed runs per variant before timing, >= 0.

@@ -1,6 +1,6 @@
 """Metrics: pure functions on the runner's tidy tables. Nothing here simulates.
 
-Inputs are the tables of :mod:`orchlib.runner`: ``requests`` has one row per served request (columns
+Inputs are the tables of :mod:`orchlib.study.runner`: ``requests`` has one row per served request (columns
 ``request``, ``time_s``, ``latency_ms``, ``accuracy_pct``, ``met_requirement``, ``oracle_latency_ms``,
 ``regret_ms``, ...) and ``runs`` one row per run. A run is identified by :data:`RUN_KEYS`
 (``agent`` = the legend label, ``scenario`` = the scenario name, ``replicate``).
@@ -75,7 +75,7 @@ def summarize_runs(requests: pd.DataFrame, from_fraction: float = 0.0) -> pd.Dat
     """One row per run: latency, accuracy, violations and distance to the oracle.
 
     Args:
-        requests: the per-request table of :func:`orchlib.runner.run_one` / ``SweepResult.requests``.
+        requests: the per-request table of :func:`orchlib.study.runner.run_one` / ``SweepResult.requests``.
         from_fraction: keep only each run's requests with ``request >= from_fraction * n`` (``n`` = the
             run's number of rows), e.g. 0.5 for the second half, to measure performance after learning.
 

@@ -1,7 +1,7 @@
 """Loaders: read the files in ``data/`` into typed objects, validating everything. File reading only.
 
 Every problem raises :class:`DataError` naming the file, and where it applies the row and column, and what
-is valid. Nothing here computes latencies; see :mod:`orchlib.latency`.
+is valid. Nothing here computes latencies; see :mod:`orchlib.system.latency`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 #: The project's data folder (the package is used from a clone; see README).
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
 
 class DataError(ValueError):

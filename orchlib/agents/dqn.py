@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from orchlib.agent import Agent, MaskTable, check_action_reward, check_int, check_real, penalised_argmax
+from orchlib.agents.base import Agent, MaskTable, check_action_reward, check_int, check_real, penalised_argmax
 
 
 @contextlib.contextmanager
@@ -40,7 +40,7 @@ class DQN(Agent):
 
     Decision ``t`` (counting :meth:`act` calls since :meth:`reset`) takes a uniformly random valid action with
     probability ``epsilon_t = max(epsilon_min, epsilon * epsilon_decay ** t)`` (the same schedule as
-    :class:`orchlib.qlearning.QLearning`), else the valid action of largest ``Q(s, .)``.
+    :class:`orchlib.agents.qlearning.QLearning`), else the valid action of largest ``Q(s, .)``.
 
     Every transition ``(s, a, r, s', M')`` goes into a replay ring buffer of ``buffer_size``. Once it holds
     ``learning_starts`` transitions, every ``train_every`` transitions one Adam step is taken on a minibatch of

@@ -2,7 +2,7 @@
 
 A :class:`Scenario` says *what system* is simulated: how many users, which device profile each tier runs,
 the links between them, how requests arrive and what accuracy they need. It holds names and numbers only;
-:func:`orchlib.simulator.build_system` reads the files it names. Every value of the ``paper`` preset that the
+:func:`orchlib.system.simulator.build_system` reads the files it names. Every value of the ``paper`` preset that the
 public paper does not give is a reconstruction, numbered in ``docs/assumptions.md``.
 
 Presets: :func:`paper`, :func:`tiny` (for tests), and the three motivation settings
@@ -92,7 +92,7 @@ class LinkSpec:
         Raises:
             ValueError: unknown level name (the message lists the valid ones).
         """
-        from orchlib.profiles import load_network_levels
+        from orchlib.system.profiles import load_network_levels
 
         levels = load_network_levels()
         if level not in levels:
@@ -174,7 +174,7 @@ class AccuracyRequirement:
 
         Example: tolerance 1 pp with a best variant at 70.9 % gives a requirement of 69.9 %.
         """
-        from orchlib.profiles import load_variants
+        from orchlib.system.profiles import load_variants
 
         _check(all(t >= 0 for t in tolerances_pp), f"tolerances_pp must be >= 0, got {tolerances_pp}")
         best = float(load_variants(variants).column("top1_pct").max())

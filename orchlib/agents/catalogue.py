@@ -7,7 +7,7 @@ observation mode (``OrchestrationEnv(observation=...)``) each agent needs.
 Reward scales. Rewards are minus response times in seconds (times the env's ``reward_scale``), so the
 bandits' exploration scales are in seconds. Rather than typing a number that fits one scenario, the catalogue
 derives them from the environment's own profiles (:func:`reward_scales`): the spread and the maximum of the
-idle-system response-time estimates over the actions (:func:`orchlib.baselines.profile_latency_ms` with empty
+idle-system response-time estimates over the actions (:func:`orchlib.agents.baselines.profile_latency_ms` with empty
 queues), which is the size of the differences a bandit has to resolve.
 """
 
@@ -19,8 +19,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
-from orchlib.agent import Agent
-from orchlib.bandits import (
+from orchlib.agents.bandits import (
     UCB1,
     EpsilonGreedy,
     Exp3,
@@ -30,7 +29,8 @@ from orchlib.bandits import (
     PerUser,
     SlidingWindowUCB,
 )
-from orchlib.baselines import (
+from orchlib.agents.base import Agent
+from orchlib.agents.baselines import (
     CloudFastest,
     CloudMostAccurate,
     EdgeFastest,
@@ -42,10 +42,10 @@ from orchlib.baselines import (
     RandomValid,
     profile_latency_ms,
 )
-from orchlib.dqn import DQN
-from orchlib.env import OrchestrationEnv
-from orchlib.oracle import OracleAgent
-from orchlib.qlearning import DynaQ, QLearning
+from orchlib.agents.dqn import DQN
+from orchlib.agents.oracle import OracleAgent
+from orchlib.agents.qlearning import DynaQ, QLearning
+from orchlib.envs.orchestration import OrchestrationEnv
 
 # Q-learning hyperparameters of the paper's orchestrator. RECONSTRUCTIONS: the paper's values are not public.
 # alpha 0.1 constant and gamma 0.9 are the common textbook choices for online tabular control; epsilon decays
@@ -112,7 +112,7 @@ AGENT_NAMES: tuple[str, ...] = tuple(OBSERVATION)
 def reward_scales(env: gym.Env) -> tuple[float, float]:
     """``(spread_s, max_s)``: range and maximum of the idle-system response-time estimates, in reward units.
 
-    Both are :func:`~orchlib.baselines.profile_latency_ms` with empty queues at the access and WAN rates the
+    Both are :func:`~orchlib.agents.baselines.profile_latency_ms` with empty queues at the access and WAN rates the
     links have at time 0, over every action, converted to seconds and multiplied by the env's
     ``reward_scale``. A spread of 0 (a single action) falls back to the maximum.
     """
@@ -192,7 +192,7 @@ _BUILDERS: dict[str, Callable[[OrchestrationEnv, dict[str, Any]], Agent]] = {
     ),
     # LinUCB's confidence width in seconds: the spread of the arms, like UCB1's c.
     "linucb": lambda env, kw: _direct(LinUCB, env, {"alpha": reward_scales(env)[0]}, kw),
-    # DQN: the class defaults (documented in orchlib.dqn), with the same discount as the tabular learners, and
+    # DQN: the class defaults (documented in orchlib.agents.dqn), with the same discount as the tabular learners, and
     # one gradient step every 4 requests (Stable-Baselines3's DQN default train_freq=4; every request would
     # make DQN 4x slower for little gain on this task).
     "dqn": lambda env, kw: _direct(DQN, env, {"gamma": PAPER_DEFAULTS["gamma"], "train_every": 4}, kw),
@@ -219,7 +219,7 @@ def make_agent(name: str, env: gym.Env, **kwargs: Any) -> Agent:
 
     Args:
         name: one of :data:`AGENT_NAMES`.
-        env: the :class:`~orchlib.env.OrchestrationEnv` the agent will act in (possibly wrapped); its
+        env: the :class:`~orchlib.envs.orchestration.OrchestrationEnv` the agent will act in (possibly wrapped); its
             observation mode must be :data:`OBSERVATION`\\ ``[name]`` when that is not None.
         **kwargs: hyperparameters replacing the defaults (refused by the agent's class if unknown or invalid).
 

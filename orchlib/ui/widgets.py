@@ -5,7 +5,7 @@ The science is in pure functions that tests call directly:
 * :class:`SensitivitySettings` — what the controls say (frozen, validated);
 * :func:`scenario_from_settings` — the ``paper`` preset with those settings applied;
 * :func:`simulate` — the chosen agent, the clairvoyant oracle and the state-of-the-art stand-in
-  (:data:`orchlib.experiments.SOTA`) on the same seed through :mod:`orchlib.runner` (cached when given a folder);
+  (:data:`orchlib.study.experiments.SOTA`) on the same seed through :mod:`orchlib.study.runner` (cached when given a folder);
 * :func:`decision_map_table` and :func:`summary_figure` — the tables and the figure drawn from the result.
 
 :class:`SensitivityPanel` lays the controls out with ipywidgets 8 and calls those functions when Run is pressed
@@ -37,13 +37,13 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from orchlib import experiments, metrics
-from orchlib.agents import AGENT_NAMES
-from orchlib.env import OrchestrationEnv
-from orchlib.plots import RECONSTRUCTION_NOTE, TIER_COLORS
-from orchlib.profiles import DATA_DIR, load_network_levels, load_variants
-from orchlib.runner import grid, run_sweep, system_for
-from orchlib.scenario import TIERS, AccuracyRequirement, LinkSpec, Scenario, paper
+from orchlib.agents.catalogue import AGENT_NAMES
+from orchlib.envs.orchestration import OrchestrationEnv
+from orchlib.study import experiments, metrics
+from orchlib.study.plots import RECONSTRUCTION_NOTE, TIER_COLORS
+from orchlib.study.runner import grid, run_sweep, system_for
+from orchlib.system.profiles import DATA_DIR, load_network_levels, load_variants
+from orchlib.system.scenario import TIERS, AccuracyRequirement, LinkSpec, Scenario, paper
 
 #: ``SensitivitySettings.network`` value meaning "the ``paper`` preset's own access link" (assumption S5: the
 #: ``wifi`` level's magnitudes with the time course of a measured 3G bus trace).
@@ -201,7 +201,7 @@ class SensitivitySettings:
     edge_workers: int = field(default_factory=lambda: _paper().edge.n_workers)
     #: parallel inference workers of the cloud server.
     cloud_workers: int = field(default_factory=lambda: _paper().cloud.n_workers)
-    #: the orchestrator studied (a name of ``orchlib.agents.AGENT_NAMES``); the paper's method by default.
+    #: the orchestrator studied (a name of ``orchlib.agents.catalogue.AGENT_NAMES``); the paper's method by default.
     agent: str = "q_learning"
     #: requests each agent serves.
     n_requests: int = DEFAULT_N_REQUESTS
@@ -295,11 +295,11 @@ def simulate(settings: SensitivitySettings, out_dir: str | os.PathLike[str] | No
 
     Args:
         settings: the scenario, the chosen agent, the number of requests and the seed.
-        out_dir: cache folder of :func:`orchlib.runner.run_sweep` (a repeated call reads the runs back);
+        out_dir: cache folder of :func:`orchlib.study.runner.run_sweep` (a repeated call reads the runs back);
             None: compute in a temporary folder that is removed afterwards.
 
     Returns:
-        The runner's per-request table (``orchlib.runner.REQUEST_COLUMNS``; ``agent`` is categorical with the
+        The runner's per-request table (``orchlib.study.runner.REQUEST_COLUMNS``; ``agent`` is categorical with the
         chosen agent first) plus ``bandwidth_level`` (the access-bandwidth level of the request's discrete
         state, -1 for agents on the Box observation, which record none) and ``bandwidth_band`` (that level as
         an ordered categorical label with the env's edges, NaN where the level is -1).
@@ -328,7 +328,7 @@ def simulate(settings: SensitivitySettings, out_dir: str | os.PathLike[str] | No
 def decision_map_table(requests: pd.DataFrame, from_fraction: float = 0.5) -> pd.DataFrame:
     """Per agent and access-bandwidth level, the most frequent (tier, variant) late in the run.
 
-    The widget's form of :func:`orchlib.experiments.decision_table`: one requirement class, so cells are
+    The widget's form of :func:`orchlib.study.experiments.decision_table`: one requirement class, so cells are
     bandwidth levels only (read from :func:`simulate`'s ``bandwidth_level``), labelled with their bands.
 
     Args:
@@ -347,7 +347,7 @@ def decision_map_table(requests: pd.DataFrame, from_fraction: float = 0.5) -> pd
     needed = ["agent", "request", "bandwidth_level", "bandwidth_band", "tier", "variant"]
     missing = [c for c in needed if c not in requests.columns]
     if missing:
-        raise ValueError(f"requests lacks column(s) {missing}; pass the table of orchlib.widgets.simulate")
+        raise ValueError(f"requests lacks column(s) {missing}; pass the table of orchlib.ui.widgets.simulate")
     if not (isinstance(from_fraction, int | float) and 0 <= from_fraction < 1):
         raise ValueError(f"from_fraction must be a number in [0, 1), got {from_fraction!r}")
     last = requests.groupby("agent", observed=True)["request"].transform("max")
@@ -376,7 +376,7 @@ def summary_figure(requests: pd.DataFrame, settings: SensitivitySettings | None 
         ValueError: an empty table or missing columns.
     """
     if requests.empty:
-        raise ValueError("requests is empty; pass the table of orchlib.widgets.simulate")
+        raise ValueError("requests is empty; pass the table of orchlib.ui.widgets.simulate")
     runs = metrics.summarize_runs(requests)
     agents = [str(a) for a in requests["agent"].cat.categories if (requests["agent"] == a).any()]
     chosen = agents[0]

@@ -1,4 +1,4 @@
-"""The orchestration MDP as a Gymnasium environment, on top of :class:`orchlib.simulator.Simulator`."""
+"""The orchestration MDP as a Gymnasium environment, on top of :class:`orchlib.system.simulator.Simulator`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from orchlib.scenario import TIERS, Scenario, preset
-from orchlib.simulator import Breakdown, Request, Simulator, Snapshot, System, build_system
+from orchlib.system.scenario import TIERS, Scenario, preset
+from orchlib.system.simulator import Breakdown, Request, Simulator, Snapshot, System, build_system
 
 ENV_ID = "orchlib/Orchestration-v0"
 
@@ -43,7 +43,7 @@ class OrchestrationEnv(gym.Env):
     **Description.** Several users' end devices send image-classification requests (MobileNetV1). For
     every request, in time order over all users, the orchestrator chooses a *tier* (the user's own device,
     the shared edge server, or the cloud) and a *model variant* (width x resolution x float32/int8). The
-    request's response time follows the profiled latency model of :mod:`orchlib.simulator` (shared access
+    request's response time follows the profiled latency model of :mod:`orchlib.system.simulator` (shared access
     uplink, FIFO servers, per-user devices); choices change the queues later requests meet.
 
     **Action.** ``Discrete(3 * n_variants)``; action ``a`` means tier ``a // n_variants`` (0 end, 1 edge,
@@ -65,7 +65,7 @@ class OrchestrationEnv(gym.Env):
     agent that does not); an action outside it is still served and reported with ``met_requirement`` False.
 
     **Info.** After ``reset`` and ``step``: ``action_mask``, ``user``, ``time_ms``, ``requirement_pct``,
-    ``requirement_class`` and the measurements of :class:`~orchlib.simulator.Snapshot` (``access_mbps``,
+    ``requirement_class`` and the measurements of :class:`~orchlib.system.simulator.Snapshot` (``access_mbps``,
     ``wan_mbps``, ``access_backlog_ms``, ``device_backlog_ms``, ``edge_in_system``, ``cloud_in_system``)
     describe the *next* request (the one the observation is about). After ``step``
     also, about the request just served: ``latency_ms`` and its parts (``network_wait_ms``, ``upload_ms``,
@@ -284,7 +284,7 @@ def register() -> None:
     if ENV_ID not in gym.registry:
         gym.register(
             id=ENV_ID,
-            entry_point="orchlib.env:OrchestrationEnv",
+            entry_point="orchlib.envs.orchestration:OrchestrationEnv",
             max_episode_steps=20_000,
             kwargs={"scenario": "paper"},
         )

@@ -1,17 +1,17 @@
 """The fast path for sweeps: many independent replicates of one system advanced in lockstep with NumPy.
 
-:class:`BatchSimulator` holds the state of ``B`` replicates (seeds) of one :class:`~orchlib.simulator.System`
+:class:`BatchSimulator` holds the state of ``B`` replicates (seeds) of one :class:`~orchlib.system.simulator.System`
 as arrays with a leading ``B`` axis and serves one request of every replicate per call, with exactly the rules
-of :meth:`orchlib.simulator.Simulator.serve` (tested bit for bit against it). :class:`BatchQLearning`,
-:class:`BatchUCB1` and :class:`BatchFixedPolicy` are the batched forms of :class:`~orchlib.qlearning.QLearning`,
-:class:`~orchlib.bandits.UCB1` and a fixed state -> action table; they act on the discrete state of
-:class:`~orchlib.env.OrchestrationEnv` (same encoding as its ``_observe``). :func:`run_batch` plays an agent
+of :meth:`orchlib.system.simulator.Simulator.serve` (tested bit for bit against it). :class:`BatchQLearning`,
+:class:`BatchUCB1` and :class:`BatchFixedPolicy` are the batched forms of :class:`~orchlib.agents.qlearning.QLearning`,
+:class:`~orchlib.agents.bandits.UCB1` and a fixed state -> action table; they act on the discrete state of
+:class:`~orchlib.envs.orchestration.OrchestrationEnv` (same encoding as its ``_observe``). :func:`run_batch` plays an agent
 for ``n_requests`` requests in every replicate, the batched form of the Gymnasium loop
 ``act -> env.step -> learn``.
 
 Implementation details and assumptions (where the fast path departs from the reference path, and why):
 
-1. **Same rules, different random numbers.** The reference :class:`~orchlib.simulator.Simulator` draws from one
+1. **Same rules, different random numbers.** The reference :class:`~orchlib.system.simulator.Simulator` draws from one
    generator per run; here one generator serves the whole batch and draws ``(B,)`` arrays, in blocks. One
    generator per replicate would need ``B`` Python calls per request, which is the cost the fast path exists
    to remove. Replicates stay independent (every replicate gets its own i.i.d. draws), so results are
@@ -52,10 +52,10 @@ from typing import Protocol
 
 import numpy as np
 
-from orchlib import latency
-from orchlib.agent import check_real
-from orchlib.env import OrchestrationEnv
-from orchlib.simulator import CLOUD, EDGE, END, System
+from orchlib.agents.base import check_real
+from orchlib.envs.orchestration import OrchestrationEnv
+from orchlib.system import latency
+from orchlib.system.simulator import CLOUD, EDGE, END, System
 
 #: steps of random numbers drawn per block (speed only: fewer, larger generator calls).
 _BLOCK = 64
@@ -134,7 +134,7 @@ class _Bisect:
 
 
 class _Link:
-    """One direction of a link (:class:`~orchlib.latency.RateFunction`) for arrays of times and sizes."""
+    """One direction of a link (:class:`~orchlib.system.latency.RateFunction`) for arrays of times and sizes."""
 
     def __init__(self, rate: latency.RateFunction) -> None:
         self.rate = rate
@@ -183,7 +183,7 @@ class _Link:
         return out
 
     def transfer_ms(self, bits: np.ndarray, start_ms: np.ndarray) -> np.ndarray:
-        """:func:`orchlib.latency.transfer_time_ms` for arrays of sizes (bits, not bytes) and start times."""
+        """:func:`orchlib.system.latency.transfer_time_ms` for arrays of sizes (bits, not bytes) and start times."""
         if self.constant_mbps is not None:
             return bits / (self.constant_mbps * 1e3)
         start_s = start_ms / 1e3
@@ -222,7 +222,7 @@ class BatchRequests:
 class BatchBreakdown:
     """Where each replicate's response time went, ms, each of shape (B,).
 
-    ``total_ms`` is computed when serving; the six parts of :class:`~orchlib.simulator.Breakdown`
+    ``total_ms`` is computed when serving; the six parts of :class:`~orchlib.system.simulator.Breakdown`
     (``network_wait_ms``, ``upload_ms``, ``propagation_ms``, ``queue_ms``, ``compute_ms``, ``download_ms``) are
     assembled when read, so that the fast loop, which reads only the total, does not pay for them.
     ``total_ms`` adds the parts in the reference's order, so it equals the reference's sum bit for bit.
@@ -304,10 +304,10 @@ class BatchSimulator:
 
     Use: ``req = sim.next_requests()``; optionally ``sim.observe(req)``; then exactly one
     ``sim.serve(req, actions)`` before the next ``next_requests()``. The rules are those of
-    :meth:`orchlib.simulator.Simulator.serve`; the randomness is described in the module docstring.
+    :meth:`orchlib.system.simulator.Simulator.serve`; the randomness is described in the module docstring.
 
     Args:
-        system: from :func:`~orchlib.simulator.build_system`; Poisson arrivals only.
+        system: from :func:`~orchlib.system.simulator.build_system`; Poisson arrivals only.
         n_replicates: ``B``, an integer >= 1.
         rng: seed or generator for arrivals, requirements and compute noise of all replicates.
         bandwidth_edges_mbps, edge_load_edges: level edges of the discrete state (default: the
@@ -331,7 +331,7 @@ class BatchSimulator:
         if scenario.arrivals.process != "poisson":
             raise NotImplementedError(
                 f"BatchSimulator supports Poisson arrivals only, got Arrivals.process="
-                f"{scenario.arrivals.process!r}; use orchlib.simulator.Simulator for closed-loop arrivals"
+                f"{scenario.arrivals.process!r}; use orchlib.system.simulator.Simulator for closed-loop arrivals"
             )
         if (
             isinstance(n_replicates, bool)
@@ -623,9 +623,9 @@ def _argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndar
 
 
 class BatchQLearning:
-    """:class:`~orchlib.qlearning.QLearning` for ``B`` independent replicates in lockstep.
+    """:class:`~orchlib.agents.qlearning.QLearning` for ``B`` independent replicates in lockstep.
 
-    The same update and exploration rule, replicate by replicate (see :class:`~orchlib.qlearning.QLearning`)::
+    The same update and exploration rule, replicate by replicate (see :class:`~orchlib.agents.qlearning.QLearning`)::
 
         n(s, a)  += 1
         Q(s, a)  += alpha / n(s, a) ** alpha_exponent * (r + gamma * max_{a' in M(s')} Q(s', a') - Q(s, a))
@@ -641,7 +641,7 @@ class BatchQLearning:
     Args:
         state_masks: bool array (n_states, n_actions), the mask of each state (``BatchSimulator.state_masks``).
         alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q: as
-            :class:`~orchlib.qlearning.QLearning`, with the same ranges.
+            :class:`~orchlib.agents.qlearning.QLearning`, with the same ranges.
 
     Raises:
         ValueError: a hyperparameter outside its range (named), or bad state masks.
@@ -749,7 +749,7 @@ class BatchQLearning:
 
 
 class BatchUCB1:
-    """:class:`~orchlib.bandits.UCB1` for ``B`` independent replicates in lockstep (reads only the mask).
+    """:class:`~orchlib.agents.bandits.UCB1` for ``B`` independent replicates in lockstep (reads only the mask).
 
     Index of a pulled arm: ``mean(a) + c * sqrt(2 ln t / n(a))``; valid arms never pulled come first (random
     among them), otherwise the valid arm of largest index (ties at random), per replicate. The index is

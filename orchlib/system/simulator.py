@@ -1,6 +1,6 @@
 """The simulator core: a multi-user end-edge-cloud system served request by request, in time order.
 
-:func:`build_system` turns a :class:`~orchlib.scenario.Scenario` into a :class:`System` (arrays read from
+:func:`build_system` turns a :class:`~orchlib.system.scenario.Scenario` into a :class:`System` (arrays read from
 the data files: profiles, variants, links). :class:`Simulator` holds the changing state (device, link and
 server occupancy, the next arrival of every user) and serves one request at a time.
 
@@ -32,8 +32,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from orchlib import latency
-from orchlib.profiles import (
+from orchlib.system import latency
+from orchlib.system.profiles import (
     DataError,
     load_network_levels,
     load_profile,
@@ -41,7 +41,7 @@ from orchlib.profiles import (
     load_variants,
     resolve,
 )
-from orchlib.scenario import TIERS, LinkSpec, Scenario
+from orchlib.system.scenario import TIERS, LinkSpec, Scenario
 
 END, EDGE, CLOUD = 0, 1, 2
 #: requests drawn per block of random numbers (the stream is the same whatever the block size).

@@ -16,7 +16,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from orchlib.scenario import TIERS
+from orchlib.system.scenario import TIERS
 
 TIER_COLORS = {"end": "#4C72B0", "edge": "#DD8452", "cloud": "#55A868"}
 _RC = {
@@ -79,7 +79,7 @@ def plot_motivation(table: pd.DataFrame) -> Figure:
     """Figure 1: response time of end / edge / cloud execution versus network, users and accuracy requirement.
 
     Args:
-        table: from :func:`orchlib.experiments.motivation` (panel, x, tier, variant, mean_latency_ms, p95_latency_ms).
+        table: from :func:`orchlib.study.experiments.motivation` (panel, x, tier, variant, mean_latency_ms, p95_latency_ms).
     """
     _require(table, ["panel", "x", "tier", "mean_latency_ms"], "plot_motivation")
     table = _plain(table)
@@ -134,7 +134,7 @@ def plot_headline(runs: pd.DataFrame, comparison: pd.DataFrame, baseline: str) -
     Args:
         runs: one row per run: agent, replicate, mean_latency_ms, mean_accuracy_pct.
         comparison: one row per agent: agent, time_reduction, time_reduction_low, time_reduction_high,
-            accuracy_loss_pp (from :func:`orchlib.metrics.compare_to_baseline`).
+            accuracy_loss_pp (from :func:`orchlib.study.metrics.compare_to_baseline`).
         baseline: the agent the comparison is against (the state-of-the-art stand-in).
     """
     _require(runs, ["agent", "replicate", "mean_latency_ms", "mean_accuracy_pct"], "plot_headline runs")
@@ -195,7 +195,7 @@ def plot_learning_curves(curves: pd.DataFrame) -> Figure:
     """Figure 3: each agent's windowed mean response time relative to the oracle, over requests served.
 
     Args:
-        curves: agent, replicate, request (window end), ratio_to_oracle (from :func:`orchlib.metrics.learning_curve`).
+        curves: agent, replicate, request (window end), ratio_to_oracle (from :func:`orchlib.study.metrics.learning_curve`).
     """
     _require(curves, ["agent", "replicate", "request", "ratio_to_oracle"], "plot_learning_curves")
     curves = _plain(curves)
@@ -382,7 +382,7 @@ def plot_hybrid(table: pd.DataFrame) -> Figure:
 
     Args:
         table: n_planning, replicate, requests_to_reach (NaN if never), target_latency_ms (from
-            :func:`orchlib.experiments.hybrid`).
+            :func:`orchlib.study.experiments.hybrid`).
     """
     _require(table, ["n_planning", "replicate", "requests_to_reach", "target_latency_ms"], "plot_hybrid")
     table = _plain(table)

@@ -5,7 +5,7 @@ actions that meet its accuracy requirement, and the *public* part of the environ
 user sent the request, its arrival time, its accuracy requirement, and, after it is served, its measured
 response time). Agents whose class attribute ``privileged`` is True (the oracle and the baselines that say
 so in their name) receive the full ``info``, including the simulator's true state and the oracle's answer.
-The runner enforces this split with :func:`orchlib.env.public_info`.
+The runner enforces this split with :func:`orchlib.envs.orchestration.public_info`.
 """
 
 from __future__ import annotations
