@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.orchlib-installed
 OUT ?= results
 
-.PHONY: venv reproduce reproduce-quick test lab bench browser-test lint clean
+.PHONY: venv reproduce reproduce-quick notebooks test lab bench browser-test lint clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ reproduce: $(STAMP)
 reproduce-quick: $(STAMP)
 	$(PY) -m orchlib reproduce --quick --out $(OUT)/quick
 
+# Executed copies of the notebooks (with outputs) in $(OUT)/notebooks, reusing the runs `make reproduce` cached.
+notebooks: $(STAMP)
+	$(PY) -m orchlib notebooks --out $(OUT)
+
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -m "not browser"
 
@@ -33,7 +37,11 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
-browser-test: $(STAMP)
+browser-# Executed copies of the notebooks (with outputs) in $(OUT)/notebooks, reusing the runs `make reproduce` cached.
+notebooks: $(STAMP)
+	$(PY) -m orchlib notebooks --out $(OUT)
+
+test: $(STAMP)
 	bash tests/browser/install_chromium.sh
 	$(PY) -m pytest -m browser -p no:xdist tests/browser
 
