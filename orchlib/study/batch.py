@@ -9,38 +9,25 @@ of :meth:`orchlib.system.simulator.Simulator.serve` (tested bit for bit against 
 for ``n_requests`` requests in every replicate, the batched form of the Gymnasium loop
 ``act -> env.step -> learn``.
 
-Implementation details and assumptions (where the fast path departs from the reference path, and why):
+The simulator is the ``B``-replicate view of :class:`orchlib.system.engine.Engine`, the one implementation of
+the system's rules (the per-request :class:`~orchlib.system.simulator.Simulator` is its one-replicate view).
 
-1. **Same rules, different random numbers.** The reference :class:`~orchlib.system.simulator.Simulator` draws from one
-   generator per run; here one generator serves the whole batch and draws ``(B,)`` arrays, in blocks. One
-   generator per replicate would need ``B`` Python calls per request, which is the cost the fast path exists
-   to remove. Replicates stay independent (every replicate gets its own i.i.d. draws), so results are
-   **identical in distribution, not bitwise**, to running the reference path once per seed; a replicate's
-   numbers also depend on the batch size. ``tests/test_batch.py`` checks the distributions (two-sample
-   Kolmogorov-Smirnov tests and means) and, separately, the rules bit for bit on scripted requests
-   (latencies, their six parts and the discrete states).
-2. **Arrivals as one superposed Poisson process.** The reference keeps each user's next arrival in a heap.
-   ``n_users`` independent Poisson processes of rate ``lambda`` are together one Poisson process of rate
-   ``n_users * lambda`` whose arrivals belong to a user drawn uniformly and independently (superposition and
-   thinning of Poisson processes). Drawing the next request that way is exact in distribution and costs the
-   same for 1 or 1,000 users.
-3. **Only the chosen tier's compute noise is drawn**, when the request is served: the reference draws one
-   standard normal per tier before the decision (the clairvoyant oracle reads all three), but serving reads
-   only the chosen tier's, and the draws are independent of everything else.
-4. **Edge load is counted up to what the state needs.** The discrete state needs the number of requests at
-   the edge and not yet finished only up to ``max(edge_load_edges)``; each replicate keeps the
-   ``max(edge_load_edges)`` latest completion times of edge requests, and the count of those later than the
-   request time equals the reference's count capped at that value, which gives the same load level. Memory
-   stays bounded however long the run.
-5. **Batched agents read the mask from the state.** The env's discrete state encodes the requirement class,
+Implementation details and assumptions:
+
+1. **Same rules, same random numbers.** Replicate ``b`` draws from its own generator
+   (:func:`orchlib.system.engine.replicate_generators`), so replicate ``b`` of a batch seeded with ``seed`` gives
+   bit for bit the requests and latencies of ``Simulator(system, replicate_generators(seed, B)[b])`` served
+   with the same actions, whatever the batch size (``tests/test_engine.py``). Arrivals are each user's own
+   process (Poisson or closed loop), as in the per-request path.
+2. **Batched agents read the mask from the state.** The env's discrete state encodes the requirement class,
    so each state has one mask (``OrchestrationEnv.state_mask``); the agents take ``state_masks`` (one row per
    state) instead of a mask per request. :class:`BatchQLearning` stores ``Q`` of invalid pairs as ``-inf``,
    which gives exactly the reference's masked choices and targets. :class:`BatchUCB1` keeps means and
    ``n ** -1/2`` per arm and computes its index in a different order than the reference (equal up to rounding).
-   The loop is the env's ``accuracy_mode="mask"`` (reward without penalty), ``oracle=False``.
-6. **Not supported** (:class:`NotImplementedError`): closed-loop arrivals (a user's next request depends on
-   its previous response time, so replicates cannot share one arrival draw per step); also not provided: the
-   ``box`` observation and the oracle (use the reference path for those).
+   The agents draw their exploration from one generator for the whole batch, so a batched learner's choices
+   equal the per-request learner's in distribution, not bitwise. The loop is the env's
+   ``accuracy_mode="mask"`` (reward without penalty), ``oracle=False``.
+3. **Not provided**: the ``box`` observation (use the per-request path for it).
 """
 
 from __future__ import annotations
@@ -54,153 +41,13 @@ import numpy as np
 
 from orchlib.agents.base import check_real
 from orchlib.envs.orchestration import OrchestrationEnv
-from orchlib.system import latency
-from orchlib.system.simulator import CLOUD, EDGE, END, System
-
-#: steps of random numbers drawn per block (speed only: fewer, larger generator calls).
-_BLOCK = 64
+from orchlib.system.engine import Engine, replicate_generators
+from orchlib.system.simulator import System
 
 _ENV_DEFAULTS = inspect.signature(OrchestrationEnv).parameters
 #: the environment's default level edges, read from its signature so that the two cannot drift apart.
 DEFAULT_BANDWIDTH_EDGES_MBPS: tuple[float, ...] = _ENV_DEFAULTS["bandwidth_edges_mbps"].default
 DEFAULT_EDGE_LOAD_EDGES: tuple[int, ...] = _ENV_DEFAULTS["edge_load_edges"].default
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Link rates, vectorised. Each method repeats the arithmetic of the scalar method it mirrors in the same order
-# (np.divmod is Python's divmod; _Bisect is bisect_right), so that the batch simulator's latencies equal the
-# reference's bit for bit rather than to a rounding tolerance.
-
-#: largest lookup grid a _Bisect builds (int64 entries); beyond it, it falls back to np.searchsorted.
-_MAX_GRID_CELLS = 1 << 20
-
-
-def _divmod(x: np.ndarray, period: float) -> tuple[np.ndarray | float, np.ndarray]:
-    """Python's ``divmod(x, period)`` elementwise; when every ``x`` is in ``[0, period)`` it is exactly
-    ``(0.0, x)``, which is returned without the (comparatively slow) division."""
-    if x.min() >= 0.0 and x.max() < period:
-        return 0.0, x
-    return np.divmod(x, period)
-
-
-def _count_at_most(edges: tuple[float, ...], x: np.ndarray) -> np.ndarray:
-    """``bisect_right(edges, x)`` elementwise for a few sorted ``edges``: how many edges are <= x."""
-    count = np.zeros(x.shape, dtype=np.int64)
-    for edge in edges:
-        count += x >= edge
-    return count
-
-
-def _first_argmin(values: np.ndarray) -> np.ndarray:
-    """``values.argmin(axis=1)`` (first minimum), without the per-row reduction for one or two columns."""
-    if values.shape[1] == 1:
-        return np.zeros(values.shape[0], dtype=np.intp)
-    if values.shape[1] == 2:
-        return (values[:, 1] < values[:, 0]).astype(np.intp)
-    return values.argmin(axis=1)
-
-
-class _Bisect:
-    """``bisect_right(xp, x) - 1`` for an array ``x``, by a uniform grid lookup and one correction each way.
-
-    Replicates ask for unrelated times, and np.searchsorted with unsorted keys costs tens of nanoseconds per key.
-    The grid's cells are half the smallest gap of ``xp`` wide, so a cell (or the neighbour that rounding may pick
-    instead) holds at most one breakpoint: after the lookup, at most one step up or one step down is left, and
-    the result is the exact integer bisect gives.
-    """
-
-    def __init__(self, xp: np.ndarray) -> None:
-        self._xp = np.append(xp, np.inf)  # the sentinel makes xp[i + 1] valid for i = len(xp) - 1
-        self._plain = xp
-        gaps = np.diff(xp)
-        self._lookup = None
-        if xp.size > 1 and gaps.min() > 0:
-            width = float(gaps.min()) / 2
-            n_cells = int((xp[-1] - xp[0]) / width) + 2
-            if n_cells <= _MAX_GRID_CELLS:
-                self._x0, self._inverse_width = float(xp[0]), 1.0 / width
-                self._lookup = np.searchsorted(xp, xp[0] + np.arange(n_cells) * width, side="right") - 1
-                self._last_cell = n_cells - 1
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self._lookup is None:
-            return np.searchsorted(self._plain, x, side="right") - 1
-        cell = ((x - self._x0) * self._inverse_width).astype(np.intp)
-        np.clip(cell, 0, self._last_cell, out=cell)
-        i = self._lookup[cell]
-        i += self._xp[i + 1] <= x
-        i -= self._xp[i] > x
-        return i
-
-
-class _Link:
-    """One direction of a link (:class:`~orchlib.system.latency.RateFunction`) for arrays of times and sizes."""
-
-    def __init__(self, rate: latency.RateFunction) -> None:
-        self.rate = rate
-        self.constant_mbps = rate.constant_mbps
-        self._pt, self._pb = rate.prefix_times_s, rate.prefix_bits
-        self._tt, self._tb = rate.tail_times_s, rate.tail_bits
-        self._has_prefix = self._pt.size > 1
-        self._prefix_end = float(self._pt[-1])
-        self._prefix_bits_end = float(self._pb[-1])
-        self._period = float(self._tt[-1])
-        self._period_bits = float(self._tb[-1])
-        # differences between consecutive breakpoints: the same floats the scalar code subtracts each time
-        self._dtt, self._dtb = np.diff(self._tt), np.diff(self._tb)
-        self._dpt, self._dpb = np.diff(self._pt), np.diff(self._pb)
-        self._tail_t, self._tail_b = _Bisect(self._tt), _Bisect(self._tb)
-        self._prefix_t, self._prefix_b = _Bisect(self._pt), _Bisect(self._pb)
-
-    def bits_until(self, t_s: np.ndarray) -> np.ndarray:
-        """:meth:`RateFunction.bits_until` for an array of times (s)."""
-        tt, tb = self._tt, self._tb
-        n, r = _divmod(t_s - self._prefix_end, self._period)
-        i = np.minimum(self._tail_t(r), tt.size - 2)
-        out = (
-            self._prefix_bits_end + n * self._period_bits + tb[i] + self._dtb[i] * (r - tt[i]) / self._dtt[i]
-        )
-        if self._has_prefix:
-            in_prefix = t_s <= self._prefix_end
-            if in_prefix.any():
-                pt, pb, t = self._pt, self._pb, t_s[in_prefix]
-                j = np.minimum(self._prefix_t(t), pt.size - 2)
-                out[in_prefix] = pb[j] + self._dpb[j] * (t - pt[j]) / self._dpt[j]
-        return out
-
-    def time_of_bits(self, bits: np.ndarray) -> np.ndarray:
-        """:meth:`RateFunction.time_of_bits` for an array of cumulative bit counts."""
-        tt, tb = self._tt, self._tb
-        n, rem = _divmod(bits - self._prefix_bits_end, self._period_bits)
-        i = np.minimum(self._tail_b(rem), tb.size - 2)
-        out = self._prefix_end + n * self._period + tt[i] + self._dtt[i] * (rem - tb[i]) / self._dtb[i]
-        if self._has_prefix:
-            in_prefix = bits <= self._prefix_bits_end
-            if in_prefix.any():
-                pt, pb, b = self._pt, self._pb, bits[in_prefix]
-                j = np.minimum(self._prefix_b(b), pb.size - 2)
-                out[in_prefix] = pt[j] + self._dpt[j] * (b - pb[j]) / self._dpb[j]
-        return out
-
-    def transfer_ms(self, bits: np.ndarray, start_ms: np.ndarray) -> np.ndarray:
-        """:func:`orchlib.system.latency.transfer_time_ms` for arrays of sizes (bits, not bytes) and start times."""
-        if self.constant_mbps is not None:
-            return bits / (self.constant_mbps * 1e3)
-        start_s = start_ms / 1e3
-        return (self.time_of_bits(self.bits_until(start_s) + bits) - start_s) * 1e3
-
-    def rate_mbps(self, t_s: np.ndarray) -> np.ndarray:
-        """:meth:`RateFunction.rate_mbps` for an array of times (s)."""
-        if self.constant_mbps is not None:
-            return np.full(t_s.shape, self.constant_mbps)
-        tail_mbps = self.rate.tail_mbps
-        r = _divmod(t_s - self._prefix_end, self._period)[1]
-        out = tail_mbps[np.minimum(self._tail_t(r), tail_mbps.size - 1)]
-        in_prefix = t_s < self._prefix_end
-        if in_prefix.any():
-            j = self._prefix_t(t_s[in_prefix])
-            out[in_prefix] = self._dpb[j] / self._dpt[j] / 1e6
-        return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -219,58 +66,18 @@ class BatchRequests:
     requirement_class: np.ndarray
 
 
+@dataclass(frozen=True)
 class BatchBreakdown:
-    """Where each replicate's response time went, ms, each of shape (B,).
+    """Where each replicate's response time went, ms, each of shape (B,): the fields of
+    :class:`~orchlib.system.simulator.Breakdown` (``total_ms`` is the sum of the six parts)."""
 
-    ``total_ms`` is computed when serving; the six parts of :class:`~orchlib.system.simulator.Breakdown`
-    (``network_wait_ms``, ``upload_ms``, ``propagation_ms``, ``queue_ms``, ``compute_ms``, ``download_ms``) are
-    assembled when read, so that the fast loop, which reads only the total, does not pay for them.
-    ``total_ms`` adds the parts in the reference's order, so it equals the reference's sum bit for bit.
-    """
-
-    def __init__(
-        self,
-        on_end: np.ndarray,
-        end_queue_ms: np.ndarray,
-        network_wait_ms: np.ndarray,
-        upload_ms: np.ndarray,
-        propagation_ms: np.ndarray,
-        queue_ms: np.ndarray,
-        compute_ms: np.ndarray,
-        download_ms: np.ndarray,
-    ) -> None:
-        # Parts of the offloaded path for every replicate, and the end-device queue; `on_end` picks per row.
-        self._on_end = on_end
-        self._end_queue = end_queue_ms
-        self._offloaded = (network_wait_ms, upload_ms, propagation_ms, queue_ms, download_ms)
-        self.compute_ms = compute_ms
-        # The reference's sum() starts at 0 and adds left to right; 0 + x == x and x + 0.0 == x exactly, so
-        # the end tier's total is its queue plus its compute.
-        offloaded_total = network_wait_ms + upload_ms + propagation_ms + queue_ms + compute_ms + download_ms
-        self.total_ms = np.where(on_end, end_queue_ms + compute_ms, offloaded_total)
-
-    def _part(self, k: int) -> np.ndarray:
-        return np.where(self._on_end, 0.0, self._offloaded[k])
-
-    @property
-    def network_wait_ms(self) -> np.ndarray:
-        return self._part(0)
-
-    @property
-    def upload_ms(self) -> np.ndarray:
-        return self._part(1)
-
-    @property
-    def propagation_ms(self) -> np.ndarray:
-        return self._part(2)
-
-    @property
-    def queue_ms(self) -> np.ndarray:
-        return np.where(self._on_end, self._end_queue, self._offloaded[3])
-
-    @property
-    def download_ms(self) -> np.ndarray:
-        return self._part(4)
+    network_wait_ms: np.ndarray
+    upload_ms: np.ndarray
+    propagation_ms: np.ndarray
+    queue_ms: np.ndarray
+    compute_ms: np.ndarray
+    download_ms: np.ndarray
+    total_ms: np.ndarray
 
 
 def discrete_state_shape(
@@ -302,19 +109,19 @@ def discrete_state_masks(
 class BatchSimulator:
     """``B`` independent replicates of one system, each serving one request per :meth:`serve` call.
 
-    Use: ``req = sim.next_requests()``; optionally ``sim.observe(req)``; then exactly one
-    ``sim.serve(req, actions)`` before the next ``next_requests()``. The rules are those of
-    :meth:`orchlib.system.simulator.Simulator.serve`; the randomness is described in the module docstring.
+    Use: ``req = sim.next_requests()``; optionally ``sim.observe(req)`` and ``sim.evaluate(req)``; then exactly
+    one ``sim.serve(req, actions)`` before the next ``next_requests()``. The rules and the randomness are those
+    of :class:`orchlib.system.engine.Engine` (module docstring).
 
     Args:
-        system: from :func:`~orchlib.system.simulator.build_system`; Poisson arrivals only.
+        system: from :func:`~orchlib.system.simulator.build_system`.
         n_replicates: ``B``, an integer >= 1.
-        rng: seed or generator for arrivals, requirements and compute noise of all replicates.
+        rng: seed, ``SeedSequence`` or generator; replicate ``b`` draws from
+            ``replicate_generators(rng, B)[b]``.
         bandwidth_edges_mbps, edge_load_edges: level edges of the discrete state (default: the
             environment's defaults); strictly increasing and positive.
 
     Raises:
-        NotImplementedError: closed-loop arrivals.
         ValueError: ``n_replicates`` < 1 or bad level edges.
     """
 
@@ -322,17 +129,11 @@ class BatchSimulator:
         self,
         system: System,
         n_replicates: int,
-        rng: np.random.Generator | int | None = None,
+        rng: np.random.Generator | np.random.SeedSequence | int | None = None,
         *,
         bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
         edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
     ) -> None:
-        scenario = system.scenario
-        if scenario.arrivals.process != "poisson":
-            raise NotImplementedError(
-                f"BatchSimulator supports Poisson arrivals only, got Arrivals.process="
-                f"{scenario.arrivals.process!r}; use orchlib.system.simulator.Simulator for closed-loop arrivals"
-            )
         if (
             isinstance(n_replicates, bool)
             or not isinstance(n_replicates, int | np.integer)
@@ -353,58 +154,26 @@ class BatchSimulator:
         self.n_states = int(np.prod(self.state_shape))
         #: the action mask of each discrete state, shape (n_states, n_actions): what batched agents are built on.
         self.state_masks = discrete_state_masks(system, tuple(bandwidth_edges_mbps), tuple(edge_load_edges))
-        # The superposed arrival process (module docstring, item 2): mean gap between any two requests, ms.
-        self._mean_gap_ms = 1e3 / scenario.arrivals.rate_per_s / scenario.n_users
-        self._half_access_rtt = system.access_rtt_ms / 2
-        self._half_wan_rtt = system.wan_rtt_ms / 2
-        self._access_up, self._access_down = _Link(system.access_up), _Link(system.access_down)
-        self._wan_up, self._wan_down = _Link(system.wan_up), _Link(system.wan_down)
-        # Per-action tables (action = tier * n_variants + variant): one gather per step instead of two.
-        self._tier_of = np.repeat(np.arange(system.median_ms.shape[0]), system.n_variants)
-        self._median_of = system.median_ms.ravel()
-        self._sigma_of = system.sigma.ravel()
-        # median * exp(0 * z) == median exactly, so without jitter the exponential is skipped.
-        self._jitter = bool(np.any(self._sigma_of != 0))
-        self._input_bits_of = np.tile(system.input_bytes * latency.BITS_PER_BYTE, system.median_ms.shape[0])
-        self._result_bits_of = np.tile(system.result_bytes * latency.BITS_PER_BYTE, system.median_ms.shape[0])
-        # The reference adds the propagation parts as 2 * (rtt / 2), then the WAN's the same way.
-        self._access_propagation = 2 * self._half_access_rtt
-        self._access_wan_propagation = self._access_propagation + 2 * self._half_wan_rtt
-        self._class_edges = tuple(system.requirement_cdf[:-1].tolist())
-        self._bandwidth_edges = tuple(float(e) for e in bandwidth_edges_mbps)
-        self._load_edges = tuple(int(e) for e in edge_load_edges)
-        self._n_load = int(self.edge_load_edges[-1])
-        self.reset(rng)
+        self._rows = np.arange(self.n_replicates)
+        # the generators are spawned once here (spawning from a Generator twice would give other children)
+        self.engine = Engine(system, self.n_replicates, replicate_generators(rng, self.n_replicates))
+        self._clear()
 
-    def reset(self, rng: np.random.Generator | int | None = None) -> None:
-        """Empty systems at time 0, a fresh generator."""
-        self.rng = np.random.default_rng(rng)
-        b, scenario = self.n_replicates, self.system.scenario
-        self._rows = np.arange(b)
-        self.device_free_ms = np.zeros((b, scenario.n_users))  # when each user's device finishes its queue
-        self.access_free_ms = np.zeros(b)  # when the shared access uplink finishes the queued uploads
-        self.wan_free_ms = np.zeros(b)  # when the WAN uplink finishes the queued uploads
-        self.edge_workers_ms = np.zeros((b, scenario.edge.n_workers))  # when each edge worker is free
-        self.cloud_workers_ms = np.zeros((b, scenario.cloud.n_workers))
-        # The latest completion times of edge requests (item 4 of the module docstring); -inf = none yet.
-        self.edge_latest_done_ms = np.full((b, self._n_load), -np.inf)
-        self.time_ms = np.zeros(b)  # the last request's arrival time
+    def reset(self, rng: np.random.Generator | np.random.SeedSequence | int | None = None) -> None:
+        """Empty systems at time 0, fresh generators."""
+        self.engine.reset(replicate_generators(rng, self.n_replicates))
+        self._clear()
+
+    def _clear(self) -> None:
+        self.time_ms = np.zeros(self.n_replicates)  # the last request's arrival time
         self.n_served = 0
         self._pending: BatchRequests | None = None
-        self._block_pos = _BLOCK
 
-    def _draws(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(gap, user, class uniform, compute-noise normal) for this step, each (B,); drawn _BLOCK steps at once."""
-        if self._block_pos >= _BLOCK:
-            shape = (_BLOCK, self.n_replicates)
-            self._gaps = self.rng.standard_exponential(shape)
-            self._users = self.rng.integers(self.system.scenario.n_users, size=shape)
-            self._uniforms = self.rng.random(shape)
-            self._normals = self.rng.standard_normal(shape)
-            self._block_pos = 0
-        k = self._block_pos
-        self._block_pos = k + 1
-        return self._gaps[k], self._users[k], self._uniforms[k], self._normals[k]
+    def _requests(self) -> BatchRequests:
+        engine = self.engine
+        self.time_ms = engine.request_time_ms.copy()
+        self._pending = BatchRequests(self.time_ms, engine.request_user.copy(), engine.request_class.copy())
+        return self._pending
 
     def next_requests(self) -> BatchRequests:
         """Advance every replicate to its next request and return them.
@@ -414,17 +183,13 @@ class BatchSimulator:
         """
         if self._pending is not None:
             raise RuntimeError("serve() the current requests before asking for the next ones")
-        gap, user, u, self._z = self._draws()
-        self.time_ms = self.time_ms + gap * self._mean_gap_ms
-        # The reference's linear scan "first k with u < cdf[k], else the last class" is this search.
-        requirement_class = _count_at_most(self._class_edges, u)
-        self._pending = BatchRequests(self.time_ms, user, requirement_class)
-        return self._pending
+        self.engine.next_requests()
+        return self._requests()
 
     def make_requests(
         self, time_ms: np.ndarray, user: np.ndarray, requirement_class: np.ndarray | None = None
     ) -> BatchRequests:
-        """Make scripted requests the current ones, bypassing the arrival process (for exact checks).
+        """Make scripted requests the current ones, bypassing the arrival process (compute noise zero).
 
         Raises:
             ValueError: wrong shapes, a time earlier than the replicate's last one, an unknown user or class.
@@ -448,10 +213,17 @@ class BatchSimulator:
             raise ValueError(f"user must be in [0, {self.system.scenario.n_users})")
         if np.any((requirement_class < 0) | (requirement_class >= self.system.requirement_pct.size)):
             raise ValueError(f"requirement_class must be in [0, {self.system.requirement_pct.size})")
-        self.time_ms = time_ms
-        self._pending = BatchRequests(time_ms, user, requirement_class)
-        self._z = np.zeros(b)
-        return self._pending
+        engine = self.engine
+        engine.request_time_ms[:] = time_ms
+        engine.request_user[:] = user
+        engine.request_class[:] = requirement_class
+        engine.request_z[:] = 0.0
+        engine.request_payload_bits[:] = engine.input_bits
+        return self._requests()
+
+    def _check_current(self, requests: BatchRequests, what: str) -> None:
+        if requests is not self._pending:
+            raise RuntimeError(f"{what}() must be given the requests returned by the last next_requests()")
 
     def observe(self, requests: BatchRequests) -> np.ndarray:
         """Discrete state of each replicate at its request, as ``OrchestrationEnv._observe``; shape (B,).
@@ -459,18 +231,22 @@ class BatchSimulator:
         (access-bandwidth level, edge-load level, uplink busy, requirement class), mixed radix over
         :attr:`state_shape`.
         """
-        t = requests.time_ms
-        access_mbps = self._access_up.rate_mbps(t / 1e3)
-        bandwidth_level = _count_at_most(self._bandwidth_edges, access_mbps)
-        latest = self.edge_latest_done_ms
-        edge_in_system = (latest[:, 0] > t).astype(np.int64)
-        for k in range(1, latest.shape[1]):
-            edge_in_system += latest[:, k] > t
-        load_level = _count_at_most(self._load_edges, edge_in_system)
-        uplink_busy = (self.access_free_ms - t) > 0
+        self._check_current(requests, "observe")
+        snapshot = self.engine.snapshot()
+        bandwidth_level = np.searchsorted(self.bandwidth_edges_mbps, snapshot[:, 0], side="right")
+        load_level = np.searchsorted(self.edge_load_edges, snapshot[:, 4], side="right")
+        uplink_busy = snapshot[:, 2] > 0
         s = self.state_shape
         state = (bandwidth_level * s[1] + load_level) * s[2] + uplink_busy
         return state * s[3] + requests.requirement_class
+
+    def evaluate(self, requests: BatchRequests) -> np.ndarray:
+        """Response time (ms) every action would give every replicate's request, shape (B, n_actions).
+
+        The clairvoyant oracle's view: the rules of :meth:`serve` for every action, without serving.
+        """
+        self._check_current(requests, "evaluate")
+        return self.engine.evaluate().copy()
 
     def serve(
         self, requests: BatchRequests, actions: np.ndarray, z: np.ndarray | None = None
@@ -480,15 +256,14 @@ class BatchSimulator:
         Args:
             requests: the object the last :meth:`next_requests`/:meth:`make_requests` returned.
             actions: one action (tier * n_variants + variant) per replicate, integers, shape (B,).
-            z: standard-normal compute noise of the chosen tier, shape (B,); default: the draw made with
-                :meth:`next_requests` (zero after :meth:`make_requests`).
+            z: standard-normal compute noise of the chosen tier, shape (B,); default: the request's own draw
+                (zero after :meth:`make_requests`).
 
         Raises:
             RuntimeError: ``requests`` is not the current one.
             ValueError: an action out of range or wrong shapes (the accuracy mask is the caller's to enforce).
         """
-        if requests is not self._pending:
-            raise RuntimeError("serve() must be given the requests returned by the last next_requests()")
+        self._check_current(requests, "serve")
         system, b = self.system, self.n_replicates
         actions = np.asarray(actions)
         if actions.shape != (b,) or actions.dtype.kind not in "iu":
@@ -497,65 +272,16 @@ class BatchSimulator:
             )
         if actions.min() < 0 or actions.max() >= system.n_actions:
             raise ValueError(f"every action must be in [0, {system.n_actions})")
-        z = self._z if z is None else np.asarray(z, dtype=float)
-        if z.shape != (b,):
-            raise ValueError(f"z must have shape ({b},), got {z.shape}")
-        rows, t, user = self._rows, requests.time_ms, requests.user
-        tier = self._tier_of[actions]
-        on_end, on_edge, on_cloud = tier == END, tier == EDGE, tier == CLOUD
-        compute = self._median_of[actions]
-        if self._jitter:
-            compute = compute * np.exp(self._sigma_of[actions] * z)
-
-        # end: the user's own device, one inference at a time.
-        device_free = self.device_free_ms[rows, user]
-        start_end = np.maximum(t, device_free)
-
-        # edge and cloud: the shared access uplink, FIFO, then half the access RTT.
-        payload = self._input_bits_of[actions]
-        link_start = np.maximum(t, self.access_free_ms)
-        upload = self._access_up.transfer_ms(payload, link_start)
-        uploaded = link_start + upload
-        at_edge = uploaded + self._half_access_rtt
-        wait = link_start - t
-        # cloud: then the WAN uplink, FIFO, and half the WAN RTT.
-        wan_start = np.maximum(at_edge, self.wan_free_ms)
-        wan_upload = self._wan_up.transfer_ms(payload, wan_start)
-        wan_uploaded = wan_start + wan_upload
-        wait = np.where(on_cloud, wait + (wan_start - at_edge), wait)
-        upload = np.where(on_cloud, upload + wan_upload, upload)
-        propagation = np.where(on_cloud, self._access_wan_propagation, self._access_propagation)
-        arrive = np.where(on_cloud, wan_uploaded + self._half_wan_rtt, at_edge)
-        # the earliest free worker (the first one on ties, as list.index(min(...)) in the reference).
-        edge_worker = _first_argmin(self.edge_workers_ms)
-        cloud_worker = _first_argmin(self.cloud_workers_ms)
-        edge_free = self.edge_workers_ms[rows, edge_worker]
-        cloud_free = self.cloud_workers_ms[rows, cloud_worker]
-        start = np.maximum(arrive, np.where(on_cloud, cloud_free, edge_free))
-        done = start + compute
-        # results: edge -> device over the access downlink; cloud -> edge over the WAN, then the same.
-        result = self._result_bits_of[actions]
-        wan_back = self._wan_down.transfer_ms(result, done)
-        access_back_start = np.where(on_cloud, done + wan_back + self._half_wan_rtt, done)
-        access_back = self._access_down.transfer_ms(result, access_back_start)
-        download = np.where(on_cloud, wan_back + access_back, access_back)
-        breakdown = BatchBreakdown(
-            on_end, start_end - t, wait, upload, propagation, start - arrive, compute, download
-        )
-
-        # State updates: each resource takes its new value where the request used it, else keeps its own.
-        self.device_free_ms[rows, user] = np.where(on_end, start_end + compute, device_free)
-        self.access_free_ms = np.where(on_end, self.access_free_ms, uploaded)
-        self.wan_free_ms = np.where(on_cloud, wan_uploaded, self.wan_free_ms)
-        self.edge_workers_ms[rows, edge_worker] = np.where(on_edge, done, edge_free)
-        self.cloud_workers_ms[rows, cloud_worker] = np.where(on_cloud, done, cloud_free)
-        latest = self.edge_latest_done_ms
-        oldest = _first_argmin(latest)
-        oldest_done = latest[rows, oldest]
-        latest[rows, oldest] = np.where(on_edge & (done > oldest_done), done, oldest_done)
+        actions = actions.astype(np.int64, copy=False)
+        if z is not None:
+            z = np.asarray(z, dtype=float)
+            if z.shape != (b,):
+                raise ValueError(f"z must have shape ({b},), got {z.shape}")
+            self.engine.request_z[self._rows, actions // system.n_variants] = z
+        parts = self.engine.serve(actions).T.copy()
         self.n_served += 1
         self._pending = None
-        return breakdown
+        return BatchBreakdown(*parts)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -885,7 +611,7 @@ def run_batch(
         result.mean_latency_ms  # one number per replicate
 
     Args:
-        system: a Poisson-arrival system.
+        system: from :func:`~orchlib.system.simulator.build_system` (Poisson or closed-loop arrivals).
         agent: a batched agent built on ``discrete_state_masks(system, bandwidth_edges_mbps, edge_load_edges)``.
         n_requests: requests per replicate, >= 1.
         n_replicates: ``B`` >= 1.
@@ -896,7 +622,6 @@ def run_batch(
         bandwidth_edges_mbps, edge_load_edges: the discrete state's level edges.
 
     Raises:
-        NotImplementedError: closed-loop arrivals.
         ValueError: bad sizes, or an agent built for another state space or other masks.
     """
     if isinstance(n_requests, bool) or not isinstance(n_requests, int | np.integer) or n_requests < 1:

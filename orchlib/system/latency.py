@@ -12,11 +12,11 @@ inverse are exact linear interpolations between breakpoints.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 BITS_PER_BYTE = 8
@@ -27,6 +27,133 @@ Z90 = 1.2815515655446004
 def _cumulative_bits(times_s: np.ndarray, mbps: np.ndarray) -> np.ndarray:
     """Bits a link carries from ``times_s[0]`` to each breakpoint, for rates constant between breakpoints."""
     return np.concatenate(([0.0], np.cumsum(np.diff(times_s) * mbps[:-1] * 1e6)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The trace integration, written once: these compiled kernels are what RateFunction's methods, the vector
+# forms below and the simulation engine (orchlib.system.engine) all call. A link is its packed ``table``
+# (rows PREFIX_T, PREFIX_B, TAIL_T, TAIL_B, TAIL_MBPS; the prefix rows hold ``n_prefix`` entries, the tail rows
+# ``n_tail`` breakpoints and ``n_tail - 1`` rates; the rest is padding) and ``constant_mbps`` (0 when the rate
+# changes). Breakpoint lookup is ``bisect_right - 1``, clipped to the last segment, as in the original
+# scalar code.
+
+#: rows of a packed link table (see :attr:`RateFunction.table`).
+PREFIX_T, PREFIX_B, TAIL_T, TAIL_B, TAIL_MBPS = range(5)
+
+
+@numba.njit(cache=True, inline="always")
+def _bisect_right(table: np.ndarray, row: int, n: int, x: float) -> int:
+    """``bisect.bisect_right(table[row, :n], x)``: how many of the row's first ``n`` entries are <= ``x``."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x < table[row, mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@numba.njit(cache=True, inline="always")
+def _segment(table: np.ndarray, row: int, n: int, x: float, hint: int) -> int:
+    """``min(bisect_right(table[row, :n], x) - 1, n - 2)``: the segment of ``x`` among the row's ``n``
+    breakpoints. ``hint`` (or -1) is a guess, checked first: consecutive lookups of a transfer usually fall in
+    the same segment, and the check gives exactly the index the search would."""
+    if 0 <= hint < n - 1 and table[row, hint] <= x < table[row, hint + 1]:
+        return hint
+    return min(_bisect_right(table, row, n, x) - 1, n - 2)
+
+
+@numba.njit(cache=True, inline="always")
+def _divmod(x: float, period: float) -> tuple[float, float]:
+    """Python's ``divmod(x, period)``; inside the first period it is exactly ``(0.0, x)``, returned without the
+    (comparatively slow) floor division and modulo."""
+    if 0.0 <= x < period:
+        return 0.0, x
+    return x // period, x % period
+
+
+@numba.njit(cache=True, inline="always")
+def _cumulative(table: np.ndarray, n_prefix: int, n_tail: int, x: float, x_rows: int, hint: int):
+    """The piecewise-linear map between time (s) and cumulative bits, and its segment.
+
+    ``x_rows == PREFIX_T``: ``x`` is a time and the result the bits carried until then (``C(x)``);
+    ``x_rows == PREFIX_B``: ``x`` is a bit count and the result the time it is reached (``C^-1(x)``).
+    Returns ``(value, segment)``; the segment (of the tail, or ``-2 - i`` for prefix segment ``i``) is a hint
+    for the next lookup.
+    """
+    y_rows = PREFIX_B if x_rows == PREFIX_T else PREFIX_T
+    x_tail, y_tail = x_rows + 2, y_rows + 2  # TAIL_T / TAIL_B rows follow PREFIX_T / PREFIX_B
+    x_end = table[x_rows, n_prefix - 1]
+    if n_prefix > 1 and x <= x_end:
+        i = _segment(table, x_rows, n_prefix, x, -2 - hint)
+        y0, x0 = table[y_rows, i], table[x_rows, i]
+        return y0 + (table[y_rows, i + 1] - y0) * (x - x0) / (table[x_rows, i + 1] - x0), -2 - i
+    # whole periods since the prefix ended, and the position in the current one
+    n, r = _divmod(x - x_end, table[x_tail, n_tail - 1])
+    i = _segment(table, x_tail, n_tail, r, hint)
+    y0, x0 = table[y_tail, i], table[x_tail, i]
+    dy = (table[y_tail, i + 1] - y0) * (r - x0) / (table[x_tail, i + 1] - x0)
+    # added in this order (prefix total, whole periods, segment start, part segment) as the original code
+    return table[y_rows, n_prefix - 1] + n * table[y_tail, n_tail - 1] + y0 + dy, i
+
+
+@numba.njit(cache=True, inline="always")
+def link_bits_until(table: np.ndarray, n_prefix: int, n_tail: int, t_s: float) -> float:
+    """Cumulative bits the link can carry from time 0 to ``t_s`` (s)."""
+    return _cumulative(table, n_prefix, n_tail, t_s, PREFIX_T, -1)[0]
+
+
+@numba.njit(cache=True, inline="always")
+def link_time_of_bits(table: np.ndarray, n_prefix: int, n_tail: int, bits: float) -> float:
+    """The time (s) at which the cumulative carried bits reach ``bits`` (inverse of :func:`link_bits_until`)."""
+    return _cumulative(table, n_prefix, n_tail, bits, PREFIX_B, -1)[0]
+
+
+@numba.njit(cache=True, inline="always")
+def link_transfer_ms(
+    table: np.ndarray, n_prefix: int, n_tail: int, constant_mbps: float, bits: float, start_ms: float
+) -> float:
+    """Time (ms) to send ``bits`` starting at ``start_ms``: ``C^-1(C(t) + b) - t`` (module docstring)."""
+    if constant_mbps > 0:
+        return bits / (constant_mbps * 1e3)  # Mbit/s = 1e3 bit/ms
+    start_s = start_ms / 1e3
+    carried, segment = _cumulative(table, n_prefix, n_tail, start_s, PREFIX_T, -1)
+    end_s = _cumulative(table, n_prefix, n_tail, carried + bits, PREFIX_B, segment)[0]
+    return (end_s - start_s) * 1e3
+
+
+@numba.njit(cache=True, inline="always")
+def link_rate_mbps(table: np.ndarray, n_prefix: int, n_tail: int, constant_mbps: float, t_s: float) -> float:
+    """The link's rate (Mbit/s) at time ``t_s`` (s)."""
+    if constant_mbps > 0:
+        return constant_mbps
+    prefix_end = table[PREFIX_T, n_prefix - 1]
+    if t_s < prefix_end:
+        i = _bisect_right(table, PREFIX_T, n_prefix, t_s) - 1
+        return (
+            (table[PREFIX_B, i + 1] - table[PREFIX_B, i])
+            / (table[PREFIX_T, i + 1] - table[PREFIX_T, i])
+            / 1e6
+        )
+    r = (t_s - prefix_end) % table[TAIL_T, n_tail - 1]
+    return table[TAIL_MBPS, min(_bisect_right(table, TAIL_T, n_tail, r) - 1, n_tail - 2)]
+
+
+@numba.njit(cache=True)
+def _link_map(table, n_prefix, n_tail, constant_mbps, what, x, y):
+    """Elementwise over flat arrays: 0 bits_until(x), 1 time_of_bits(x), 2 transfer_ms(x bits, y start), 3 rate."""
+    out = np.empty(x.size)
+    for k in range(x.size):
+        if what == 0:
+            out[k] = link_bits_until(table, n_prefix, n_tail, x[k])
+        elif what == 1:
+            out[k] = link_time_of_bits(table, n_prefix, n_tail, x[k])
+        elif what == 2:
+            out[k] = link_transfer_ms(table, n_prefix, n_tail, constant_mbps, x[k], y[k])
+        else:
+            out[k] = link_rate_mbps(table, n_prefix, n_tail, constant_mbps, x[k])
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,11 +177,15 @@ class RateFunction:
     constant_mbps: float | None = None
 
     def __post_init__(self) -> None:
-        # Python lists for the scalar path: bisect on a list is several times faster than numpy on one value.
-        object.__setattr__(self, "_prefix_t", self.prefix_times_s.tolist())
-        object.__setattr__(self, "_prefix_b", self.prefix_bits.tolist())
-        object.__setattr__(self, "_tail_t", self.tail_times_s.tolist())
-        object.__setattr__(self, "_tail_b", self.tail_bits.tolist())
+        n_prefix, n_tail = self.prefix_times_s.size, self.tail_times_s.size
+        table = np.zeros((5, max(n_prefix, n_tail)))
+        table[PREFIX_T, :n_prefix], table[PREFIX_B, :n_prefix] = self.prefix_times_s, self.prefix_bits
+        table[TAIL_T, :n_tail], table[TAIL_B, :n_tail] = self.tail_times_s, self.tail_bits
+        table[TAIL_MBPS, : n_tail - 1] = self.tail_mbps
+        object.__setattr__(self, "table", table)
+        object.__setattr__(self, "n_prefix", n_prefix)
+        object.__setattr__(self, "n_tail", n_tail)
+        object.__setattr__(self, "_constant", float(self.constant_mbps or 0.0))
 
     @property
     def prefix_end_s(self) -> float:
@@ -64,42 +195,32 @@ class RateFunction:
     def period_s(self) -> float:
         return float(self.tail_times_s[-1])
 
+    def packed(self) -> tuple[np.ndarray, int, int, float]:
+        """``(table, n_prefix, n_tail, constant_mbps or 0)``: the arguments of the ``link_*`` kernels."""
+        return self.table, self.n_prefix, self.n_tail, self._constant
+
     def rate_mbps(self, t_s: float) -> float:
         """The link rate at time ``t_s`` (seconds)."""
-        if self.constant_mbps is not None:
-            return self.constant_mbps
-        if t_s < self.prefix_end_s:
-            i = bisect.bisect_right(self._prefix_t, t_s) - 1
-            return (
-                (self._prefix_b[i + 1] - self._prefix_b[i])
-                / (self._prefix_t[i + 1] - self._prefix_t[i])
-                / 1e6
-            )
-        r = (t_s - self.prefix_end_s) % self.period_s
-        i = min(bisect.bisect_right(self._tail_t, r) - 1, len(self.tail_mbps) - 1)
-        return float(self.tail_mbps[i])
+        return float(link_rate_mbps(*self.packed(), float(t_s)))
 
     def bits_until(self, t_s: float) -> float:
         """Cumulative bits the link can carry from time 0 to ``t_s`` (scalar)."""
-        pt, pb = self._prefix_t, self._prefix_b
-        if len(pt) > 1 and t_s <= pt[-1]:
-            i = min(bisect.bisect_right(pt, t_s) - 1, len(pt) - 2)
-            return pb[i] + (pb[i + 1] - pb[i]) * (t_s - pt[i]) / (pt[i + 1] - pt[i])
-        tt, tb = self._tail_t, self._tail_b
-        n, r = divmod(t_s - pt[-1], tt[-1])
-        i = min(bisect.bisect_right(tt, r) - 1, len(tt) - 2)
-        return pb[-1] + n * tb[-1] + tb[i] + (tb[i + 1] - tb[i]) * (r - tt[i]) / (tt[i + 1] - tt[i])
+        return float(link_bits_until(self.table, self.n_prefix, self.n_tail, float(t_s)))
 
     def time_of_bits(self, bits: float) -> float:
         """The time (s) at which the cumulative carried bits reach ``bits`` (inverse of :meth:`bits_until`)."""
-        pt, pb = self._prefix_t, self._prefix_b
-        if bits <= pb[-1] and len(pt) > 1:
-            i = min(bisect.bisect_right(pb, bits) - 1, len(pb) - 2)
-            return pt[i] + (pt[i + 1] - pt[i]) * (bits - pb[i]) / (pb[i + 1] - pb[i])
-        tt, tb = self._tail_t, self._tail_b
-        n, rem = divmod(bits - pb[-1], tb[-1])
-        i = min(bisect.bisect_right(tb, rem) - 1, len(tb) - 2)
-        return pt[-1] + n * tt[-1] + tt[i] + (tt[i + 1] - tt[i]) * (rem - tb[i]) / (tb[i + 1] - tb[i])
+        return float(link_time_of_bits(self.table, self.n_prefix, self.n_tail, float(bits)))
+
+    def _map(self, what: int, x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        shape = x.shape if y is None else np.broadcast_shapes(x.shape, np.shape(y))
+        flat_x = np.ascontiguousarray(np.broadcast_to(x, shape)).ravel()
+        flat_y = (
+            flat_x
+            if y is None
+            else np.ascontiguousarray(np.broadcast_to(np.asarray(y, float), shape)).ravel()
+        )
+        return _link_map(*self.packed(), what, flat_x, flat_y).reshape(shape)
 
 
 def constant_rate(mbps: float) -> RateFunction:
@@ -208,11 +329,7 @@ def transfer_time_ms(rate: RateFunction, n_bytes: float, start_ms: float) -> flo
 
     Exact for piecewise-constant rates: the transfer speeds up or slows down as the rate changes under it.
     """
-    bits = n_bytes * BITS_PER_BYTE
-    if rate.constant_mbps is not None:
-        return bits / (rate.constant_mbps * 1e3)  # Mbit/s = 1e3 bit/ms
-    start_s = start_ms / 1e3
-    return (rate.time_of_bits(rate.bits_until(start_s) + bits) - start_s) * 1e3
+    return float(link_transfer_ms(*rate.packed(), float(n_bytes) * BITS_PER_BYTE, float(start_ms)))
 
 
 def lognormal_sigma(p10_ms: np.ndarray, p90_ms: np.ndarray) -> np.ndarray:
@@ -224,75 +341,21 @@ def lognormal_sigma(p10_ms: np.ndarray, p90_ms: np.ndarray) -> np.ndarray:
     return np.log(np.asarray(p90_ms, dtype=float) / np.asarray(p10_ms, dtype=float)) / (2 * Z90)
 
 
-def compute_time_ms(median_ms: np.ndarray, sigma: np.ndarray, z: float | np.ndarray) -> np.ndarray:
-    """Compute time for noise draw(s) ``z``: ``median * exp(sigma * z)`` (equals the median when z = 0)."""
-    return median_ms * np.exp(sigma * z)
-
-
 def bits_until_array(rate: RateFunction, t_s: np.ndarray) -> np.ndarray:
     """Vector form of :meth:`RateFunction.bits_until`."""
-    t_s = np.asarray(t_s, dtype=float)
-    if rate.constant_mbps is not None:
-        return t_s * rate.constant_mbps * 1e6
-    end = rate.prefix_end_s
-    in_prefix = np.interp(np.minimum(t_s, end), rate.prefix_times_s, rate.prefix_bits)
-    n, r = np.divmod(np.maximum(t_s - end, 0.0), rate.period_s)
-    tail = n * rate.tail_bits[-1] + np.interp(r, rate.tail_times_s, rate.tail_bits)
-    return in_prefix + tail
+    return rate._map(0, t_s)
 
 
 def time_of_bits_array(rate: RateFunction, bits: np.ndarray) -> np.ndarray:
     """Vector form of :meth:`RateFunction.time_of_bits`."""
-    bits = np.asarray(bits, dtype=float)
-    if rate.constant_mbps is not None:
-        return bits / (rate.constant_mbps * 1e6)
-    prefix_total = rate.prefix_bits[-1]
-    in_prefix = (
-        np.interp(np.minimum(bits, prefix_total), rate.prefix_bits, rate.prefix_times_s)
-        if prefix_total > 0
-        else 0.0
-    )
-    n, rem = np.divmod(np.maximum(bits - prefix_total, 0.0), rate.tail_bits[-1])
-    tail = n * rate.period_s + np.interp(rem, rate.tail_bits, rate.tail_times_s)
-    return in_prefix + np.where(bits > prefix_total, tail, 0.0)
+    return rate._map(1, bits)
 
 
 def transfer_time_ms_array(rate: RateFunction, n_bytes: np.ndarray, start_ms: np.ndarray) -> np.ndarray:
     """Vector form of :func:`transfer_time_ms` (broadcasts ``n_bytes`` against ``start_ms``)."""
-    bits = np.asarray(n_bytes, dtype=float) * BITS_PER_BYTE
-    if rate.constant_mbps is not None:
-        return np.broadcast_to(
-            bits / (rate.constant_mbps * 1e3), np.broadcast_shapes(bits.shape, np.shape(start_ms))
-        ).copy()
-    start_s = np.asarray(start_ms, dtype=float) / 1e3
-    return (time_of_bits_array(rate, bits_until_array(rate, start_s) + bits) - start_s) * 1e3
+    return rate._map(2, np.asarray(n_bytes, dtype=float) * BITS_PER_BYTE, start_ms)
 
 
 def rate_mbps_array(rate: RateFunction, t_s: np.ndarray) -> np.ndarray:
     """Vector form of :meth:`RateFunction.rate_mbps`."""
-    t_s = np.asarray(t_s, dtype=float)
-    if rate.constant_mbps is not None:
-        return np.full(t_s.shape, rate.constant_mbps)
-    if rate.prefix_end_s > 0:
-        return np.array([rate.rate_mbps(float(t)) for t in t_s.ravel()]).reshape(t_s.shape)
-    r = np.mod(t_s, rate.period_s)
-    i = np.minimum(np.searchsorted(rate.tail_times_s, r, side="right") - 1, rate.tail_mbps.size - 1)
-    return rate.tail_mbps[i]
-
-
-def result_time_ms(
-    rate: RateFunction, n_bytes: float | np.ndarray, start_ms: float | np.ndarray
-) -> float | np.ndarray:
-    """Time to return a result of ``n_bytes`` at the rate the link has when it starts.
-
-    Results are a few kB, sent in well under one trace sample, so the rate is taken as constant during the
-    transfer (unlike uploads, which are integrated exactly by :func:`transfer_time_ms`).
-    """
-    bits = (
-        np.asarray(n_bytes, dtype=float) * BITS_PER_BYTE
-        if isinstance(n_bytes, np.ndarray)
-        else n_bytes * BITS_PER_BYTE
-    )
-    if isinstance(start_ms, np.ndarray):
-        return bits / (rate_mbps_array(rate, start_ms / 1e3) * 1e3)
-    return bits / (rate.rate_mbps(start_ms / 1e3) * 1e3)
+    return rate._map(3, t_s)

@@ -24,7 +24,6 @@ The model (each rule is numbered in ``docs/assumptions.md``, section "Latency mo
 from __future__ import annotations
 
 import hashlib
-import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from orchlib.system import latency
+from orchlib.system.engine import CLOUD, EDGE, END, Engine, engine_compute_ms  # noqa: F401 - tier indices re-exported
 from orchlib.system.profiles import (
     DataError,
     load_network_levels,
@@ -42,10 +42,6 @@ from orchlib.system.profiles import (
     resolve,
 )
 from orchlib.system.scenario import TIERS, LinkSpec, Scenario
-
-END, EDGE, CLOUD = 0, 1, 2
-#: requests drawn per block of random numbers (the stream is the same whatever the block size).
-_BLOCK = 1024
 
 
 @dataclass(frozen=True, eq=False)
@@ -236,88 +232,54 @@ class Snapshot(NamedTuple):
 
 
 class Simulator:
-    """The changing state of the system, advanced one request at a time.
+    """The changing state of the system, advanced one request at a time: the one-replicate view of
+    :class:`~orchlib.system.engine.Engine` (whose compiled kernels hold the rules).
 
     Use: ``req = sim.next_request()``; optionally ``sim.snapshot(req)`` and ``sim.evaluate(req)``;
     then exactly one ``sim.serve(req, action)`` before the next ``next_request()``.
 
     Args:
         system: from :func:`build_system`.
-        rng: seed or generator for arrivals, requirements and compute noise.
+        rng: seed or generator for arrivals, requirements and compute noise (the engine's replicate generator;
+            replicate ``i`` of a batch seeded with ``seed`` is ``Simulator(system,
+            engine.replicate_generators(seed, n)[i])``).
     """
 
     def __init__(self, system: System, rng: np.random.Generator | int | None = None) -> None:
         self.system = system
-        s = system.scenario
-        self._poisson = s.arrivals.process == "poisson"
-        self._mean_gap_ms = 1e3 / s.arrivals.rate_per_s if self._poisson else s.arrivals.think_time_ms
-        self._half_access_rtt = system.access_rtt_ms / 2
-        self._half_wan_rtt = system.wan_rtt_ms / 2
-        self._result_bytes = system.result_bytes
-        # unique payload sizes, so an evaluation computes one transfer per size rather than per variant
-        self._payloads, self._payload_index = np.unique(system.input_bytes, return_inverse=True)
-        self._payload_list = self._payloads.tolist()
-        self._wan_upload_ms = latency.transfer_time_ms_array(
-            system.wan_up, system.input_bytes, np.zeros(system.n_variants)
-        )
-        self._cdf = system.requirement_cdf.tolist()
-        self._median = system.median_ms.tolist()
-        self._sigma = system.sigma.tolist()
-        self.reset(rng)
+        self._requirement_pct = system.requirement_pct.tolist()
+        self._n_classes = len(self._requirement_pct)
+        self._action = np.zeros(1, dtype=np.int64)
+        self.rng = np.random.default_rng(rng)
+        self._engine = Engine(system, 1, [self.rng])  # schedules the first requests: no second reset here
+        self._clear()
 
     def reset(self, rng: np.random.Generator | int | None = None) -> None:
         """Empty system at time 0; each user's first request is scheduled."""
         self.rng = np.random.default_rng(rng)
-        n_users = self.system.scenario.n_users
-        self._exp_pos = self._draw_pos = _BLOCK
-        self._exp: list[float] = []
-        self._uni: list[float] = []
-        self._norm: list[list[float]] = []
+        self._engine.reset([self.rng])
+        self._clear()
+
+    def _clear(self) -> None:
         self.n_served = 0
-        self.device_free_ms = [0.0] * n_users
-        self.access_free_ms = 0.0
-        self.wan_free_ms = 0.0
-        self.edge_workers_ms = [0.0] * self.system.scenario.edge.n_workers
-        self.cloud_workers_ms = [0.0] * self.system.scenario.cloud.n_workers
-        self._edge_done: list[float] = []  # min-heap of completion times of requests assigned to the edge
-        self._cloud_done: list[float] = []
-        self._arrivals: list[tuple[float, int]] = []  # min-heap of (next request time, user)
-        for user in range(n_users):
-            heapq.heappush(self._arrivals, (self._gap_ms(), user))
         self._pending: Request | None = None
         self._last_time_ms = 0.0
-
-    # -- randomness, drawn in blocks for speed (two buffers, refilled from the one generator in a fixed order)
-    def _gap_ms(self) -> float:
-        """An exponential inter-arrival (poisson) or think time (closed loop), ms."""
-        if self._exp_pos >= _BLOCK:
-            self._exp = self.rng.standard_exponential(_BLOCK).tolist()
-            self._exp_pos = 0
-        self._exp_pos += 1
-        return self._exp[self._exp_pos - 1] * self._mean_gap_ms
-
-    def _request_draws(self) -> tuple[float, list[float]]:
-        """A uniform (requirement class) and three standard normals (compute noise per tier)."""
-        if self._draw_pos >= _BLOCK:
-            self._uni = self.rng.random(_BLOCK).tolist()
-            self._norm = self.rng.standard_normal((_BLOCK, 3)).tolist()
-            self._draw_pos = 0
-        self._draw_pos += 1
-        return self._uni[self._draw_pos - 1], self._norm[self._draw_pos - 1]
 
     def next_request(self) -> Request:
         """Advance to the next request (in time order over all users) and return it."""
         if self._pending is not None:
             raise RuntimeError("serve() the current request before asking for the next one")
-        time_ms, user = heapq.heappop(self._arrivals)
-        if self._poisson:
-            heapq.heappush(self._arrivals, (time_ms + self._gap_ms(), user))
-        u, z = self._request_draws()
-        k, cdf = 0, self._cdf
-        while k < len(cdf) - 1 and u >= cdf[k]:
-            k += 1
+        engine = self._engine
+        engine.next_requests()
+        k = int(engine.request_class[0])
+        z = engine.request_z[0].tolist()
         request = Request(
-            self.n_served, user, time_ms, k, float(self.system.requirement_pct[k]), (z[0], z[1], z[2])
+            self.n_served,
+            int(engine.request_user[0]),
+            float(engine.request_time_ms[0]),
+            k,
+            self._requirement_pct[k],
+            (z[0], z[1], z[2]),
         )
         self._pending = request
         return request
@@ -340,85 +302,52 @@ class Simulator:
             raise ValueError(f"time_ms must not go back in time: {time_ms} < {self._last_time_ms}")
         if not 0 <= user < self.system.scenario.n_users:
             raise ValueError(f"user must be in [0, {self.system.scenario.n_users}), got {user}")
-        if not 0 <= requirement_class < len(self._cdf):
-            raise ValueError(f"requirement_class must be in [0, {len(self._cdf)}), got {requirement_class}")
+        if not 0 <= requirement_class < self._n_classes:
+            raise ValueError(f"requirement_class must be in [0, {self._n_classes}), got {requirement_class}")
+        engine = self._engine
+        engine.request_time_ms[0] = time_ms
+        engine.request_user[0] = user
+        engine.request_class[0] = requirement_class
+        engine.request_z[0] = z
+        engine.request_payload_bits[0] = engine.input_bits
         request = Request(
             self.n_served,
             user,
             float(time_ms),
             requirement_class,
-            float(self.system.requirement_pct[requirement_class]),
-            z,
+            self._requirement_pct[requirement_class],
+            tuple(float(x) for x in z),
         )
         self._pending = request
         self._last_time_ms = float(time_ms)
         return request
+
+    def _check_current(self, request: Request, what: str) -> None:
+        if request is not self._pending:
+            raise RuntimeError(f"{what}() must be given the request returned by the last next_request()")
 
     def mask(self, request: Request) -> np.ndarray:
         """Actions whose variant meets the request's accuracy requirement (bool, length n_actions)."""
         return self.system.masks[request.requirement_class]
 
     def snapshot(self, request: Request) -> Snapshot:
-        """Measurements available to an orchestrator at the request's arrival."""
-        t = request.time_ms
-        for heap in (self._edge_done, self._cloud_done):
-            while heap and heap[0] <= t:
-                heapq.heappop(heap)
-        return Snapshot(
-            access_mbps=self.system.access_up.rate_mbps(t / 1e3),
-            wan_mbps=self.system.wan_up.rate_mbps(t / 1e3),
-            access_backlog_ms=max(0.0, self.access_free_ms - t),
-            device_backlog_ms=max(0.0, self.device_free_ms[request.user] - t),
-            edge_in_system=len(self._edge_done),
-            cloud_in_system=len(self._cloud_done),
-        )
+        """Measurements available to an orchestrator at the (current) request's arrival."""
+        self._check_current(request, "snapshot")
+        row = self._engine.snapshot()[0].tolist()
+        return Snapshot(row[0], row[1], row[2], row[3], int(row[4]), int(row[5]))
 
     def compute_ms(self, request: Request) -> np.ndarray:
         """This request's compute time for every (tier, variant), shape (3, n_variants)."""
-        z = np.asarray(request.z)[:, None]
-        return latency.compute_time_ms(self.system.median_ms, self.system.sigma, z)
+        return engine_compute_ms(self._engine, request.user, np.asarray(request.z, dtype=float))
 
     def evaluate(self, request: Request) -> np.ndarray:
-        """Response time (ms) every action would give this request in the current state, without serving it.
+        """Response time (ms) every action would give the current request, without serving it.
 
-        Shape (n_actions,), action = tier * n_variants + variant. This is the clairvoyant oracle's view; it
-        follows exactly the rules of :meth:`serve` (a test checks that they agree).
+        Shape (n_actions,), action = tier * n_variants + variant. This is the clairvoyant oracle's view: the
+        engine's rules for every action in one compiled call (the same kernel :meth:`serve` uses).
         """
-        sys = self.system
-        t = request.time_ms
-        compute = self.compute_ms(request)
-        end = max(0.0, self.device_free_ms[request.user] - t) + compute[END]
-        link_start = max(t, self.access_free_ms)
-        upload = np.array(
-            [latency.transfer_time_ms(sys.access_up, b, link_start) for b in self._payload_list]
-        )
-        at_edge = link_start + upload[self._payload_index] + self._half_access_rtt
-        done_edge = np.maximum(at_edge, min(self.edge_workers_ms)) + compute[EDGE]
-        edge = (
-            done_edge
-            + latency.result_time_ms(sys.access_down, self._result_bytes, done_edge)
-            + self._half_access_rtt
-            - t
-        )
-        wan_start = np.maximum(at_edge, self.wan_free_ms)
-        if sys.wan_up.constant_mbps is not None:
-            wan_upload = self._wan_upload_ms
-        else:
-            wan_upload = latency.transfer_time_ms_array(sys.wan_up, sys.input_bytes, wan_start)
-        at_cloud = wan_start + wan_upload + self._half_wan_rtt
-        done_cloud = np.maximum(at_cloud, min(self.cloud_workers_ms)) + compute[CLOUD]
-        at_edge_back = (
-            done_cloud
-            + latency.result_time_ms(sys.wan_down, self._result_bytes, done_cloud)
-            + self._half_wan_rtt
-        )
-        cloud = (
-            at_edge_back
-            + latency.result_time_ms(sys.access_down, self._result_bytes, at_edge_back)
-            + self._half_access_rtt
-            - t
-        )
-        return np.concatenate((end, edge, cloud))
+        self._check_current(request, "evaluate")
+        return self._engine.evaluate()[0].copy()
 
     def serve(self, request: Request, action: int) -> Breakdown:
         """Serve the current request with ``action`` (tier x variant), update the state, return its breakdown.
@@ -427,65 +356,15 @@ class Simulator:
             RuntimeError: ``request`` is not the current one.
             ValueError: ``action`` out of range (the accuracy mask is the caller's to enforce).
         """
-        if request is not self._pending:
-            raise RuntimeError("serve() must be given the request returned by the last next_request()")
-        sys = self.system
-        if not 0 <= action < sys.n_actions:
-            raise ValueError(f"action must be in [0, {sys.n_actions}), got {action}")
-        tier, v = divmod(int(action), sys.n_variants)
-        t = request.time_ms
-        z = request.z[tier]
-        compute = (
-            float(sys.median_ms[tier, v] * np.exp(sys.sigma[tier, v] * z))
-            if z
-            else float(sys.median_ms[tier, v])
-        )
-        if tier == END:
-            start = max(t, self.device_free_ms[request.user])
-            done = start + compute
-            self.device_free_ms[request.user] = done
-            parts = (0.0, 0.0, 0.0, start - t, compute, 0.0)
-        else:
-            payload = float(sys.input_bytes[v])
-            result = float(sys.result_bytes[v])
-            link_start = max(t, self.access_free_ms)
-            upload = latency.transfer_time_ms(sys.access_up, payload, link_start)
-            self.access_free_ms = link_start + upload
-            at_edge = link_start + upload + self._half_access_rtt
-            wait, propagation = link_start - t, 2 * self._half_access_rtt
-            if tier == EDGE:
-                arrive, workers, done_heap = at_edge, self.edge_workers_ms, self._edge_done
-            else:
-                wan_start = max(at_edge, self.wan_free_ms)
-                wan_upload = latency.transfer_time_ms(sys.wan_up, payload, wan_start)
-                self.wan_free_ms = wan_start + wan_upload
-                wait += wan_start - at_edge
-                upload += wan_upload
-                propagation += 2 * self._half_wan_rtt
-                arrive, workers, done_heap = (
-                    wan_start + wan_upload + self._half_wan_rtt,
-                    self.cloud_workers_ms,
-                    self._cloud_done,
-                )
-            w = workers.index(min(workers))
-            start = max(arrive, workers[w])
-            done = start + compute
-            workers[w] = done
-            heapq.heappush(done_heap, done)
-            if tier == EDGE:
-                download = latency.transfer_time_ms(sys.access_down, result, done)
-            else:
-                wan_back = latency.transfer_time_ms(sys.wan_down, result, done)
-                download = wan_back + latency.transfer_time_ms(
-                    sys.access_down, result, done + wan_back + self._half_wan_rtt
-                )
-            parts = (wait, upload, propagation, start - arrive, compute, download)
-        total = sum(parts)
+        self._check_current(request, "serve")
+        n_actions = self.system.n_actions
+        if not 0 <= action < n_actions:
+            raise ValueError(f"action must be in [0, {n_actions}), got {action}")
+        self._action[0] = action
+        parts = self._engine.serve(self._action)[0].tolist()
         self.n_served += 1
         self._pending = None
-        if not self._poisson:
-            heapq.heappush(self._arrivals, (t + total + self._gap_ms(), request.user))
-        return Breakdown(*parts, total)
+        return Breakdown(*parts)
 
 
 def simulate(

@@ -1,0 +1,142 @@
+"""The one implementation of the system's rules (orchlib.system.engine) seen through its two views.
+
+(a) A replicate's numbers depend only on its generator: ``B`` replicates in one :class:`BatchSimulator` give bit for
+    bit the requests, latencies, parts, oracle evaluations and states of ``B`` separate per-request
+    :class:`Simulator` objects (the ``B = 1`` view) served with the same actions, with Poisson and closed-loop
+    arrivals, scripted bandwidth changes and several workers.
+(b) The oracle's evaluation of an action is exactly the response time serving it gives.
+(c) The trace lookup's shortcut (a segment hint) returns exactly what ``bisect`` gives; the in-system counts stay
+    exact when more requests are in a server than the initial capacity of their list.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+
+from orchlib.envs.orchestration import OrchestrationEnv
+from orchlib.study.batch import BatchSimulator
+from orchlib.system import latency
+from orchlib.system.engine import replicate_generators
+from orchlib.system.scenario import Arrivals, paper, tiny
+from orchlib.system.simulator import EDGE, Simulator, build_system
+
+PARTS = (
+    "network_wait_ms",
+    "upload_ms",
+    "propagation_ms",
+    "queue_ms",
+    "compute_ms",
+    "download_ms",
+    "total_ms",
+)
+
+
+def _busy(scenario):
+    """Access and WAN bandwidth scripted to change (non-periodic prefixes), three edge workers, more load."""
+    return scenario.replace(
+        access=dataclasses.replace(scenario.access, changes=((2.0, 0.2), (9.0, 1.5))),
+        wan=dataclasses.replace(scenario.wan, changes=((4.0, 0.001),)),
+        edge=dataclasses.replace(scenario.edge, n_workers=3),
+        arrivals=Arrivals("poisson", rate_per_s=scenario.arrivals.rate_per_s * 3),
+    )
+
+
+SCENARIOS = {
+    "paper_busy": lambda: _busy(paper()),
+    "tiny_closed_loop": lambda: tiny().replace(arrivals=Arrivals("closed_loop", think_time_ms=20.0)),
+}
+
+
+@pytest.mark.parametrize("which", sorted(SCENARIOS))
+def test_replicates_in_one_batch_equal_separate_per_request_simulators(which) -> None:
+    system = build_system(SCENARIOS[which]())
+    n_replicates, n_requests, seed = 3, 600, 11
+    actions = np.random.default_rng(5).integers(system.n_actions, size=(n_requests, n_replicates))
+    batch = BatchSimulator(system, n_replicates, rng=seed)
+    env = OrchestrationEnv(system, oracle=False)
+    singles = [Simulator(system, rng) for rng in replicate_generators(seed, n_replicates)]
+    for k in range(n_requests):
+        requests = batch.next_requests()
+        states = batch.observe(requests)
+        evaluated = batch.evaluate(requests)
+        breakdown = batch.serve(requests, actions[k])
+        for b, sim in enumerate(singles):
+            request = sim.next_request()
+            assert (request.time_ms, request.user, request.requirement_class) == (
+                requests.time_ms[b],
+                requests.user[b],
+                requests.requirement_class[b],
+            )
+            env.sim = sim  # the env's own encoding of the state, from the simulator we drive
+            assert env._observe(request)[0] == states[b]
+            np.testing.assert_array_equal(sim.evaluate(request), evaluated[b])
+            served = sim.serve(request, int(actions[k, b]))
+            assert tuple(served) == tuple(getattr(breakdown, p)[b] for p in PARTS)
+
+
+def test_a_replicate_does_not_depend_on_the_batch_size() -> None:
+    system = build_system(tiny())
+    small, large = BatchSimulator(system, 2, rng=3), BatchSimulator(system, 5, rng=3)
+    actions = np.random.default_rng(1).integers(system.n_actions, size=(300, 5))
+    for step in range(300):
+        totals = []
+        for sim in (small, large):
+            requests = sim.next_requests()
+            totals.append(sim.serve(requests, actions[step, : sim.n_replicates]).total_ms)
+        np.testing.assert_array_equal(totals[0], totals[1][:2])
+
+
+@pytest.mark.parametrize("which", ["paper", "paper_busy"])
+def test_the_oracle_evaluation_is_exactly_what_serving_gives(which) -> None:
+    system = build_system(_busy(paper()) if which == "paper_busy" else paper())
+    sim = Simulator(system, rng=4)
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        request = sim.next_request()
+        predicted = sim.evaluate(request)
+        for action in rng.integers(system.n_actions, size=4):
+            twin = copy.deepcopy(sim)
+            assert twin.serve(twin._pending, int(action)).total_ms == predicted[action]
+        sim.serve(request, int(rng.integers(system.n_actions)))
+
+
+def test_the_segment_hint_gives_what_bisect_gives() -> None:
+    system = build_system(paper())
+    rng = np.random.default_rng(6)
+    for xp in (system.access_up.tail_times_s, system.access_up.tail_bits, np.array([0.0, 1.0])):
+        table = np.vstack([xp] * 5)
+        n = xp.size
+        span = xp[-1] - xp[0]
+        x = np.concatenate(
+            (
+                rng.uniform(xp[0], xp[-1] + 0.1 * span, 3000),
+                xp,
+                np.nextafter(xp, -np.inf),
+                np.nextafter(xp, np.inf),
+            )
+        )
+        x = x[x >= xp[0]]
+        for value in x:
+            expected = min(bisect.bisect_right(xp.tolist(), value) - 1, n - 2)
+            true_hint = expected
+            for hint in (-1, 0, n - 2, true_hint, max(true_hint - 1, 0), min(true_hint + 1, n - 2), n + 3):
+                assert latency._segment(table, 0, n, value, hint) == expected
+
+
+def test_in_system_counts_stay_exact_beyond_the_initial_capacity(toy_scenario) -> None:
+    system = build_system(dataclasses.replace(toy_scenario, n_users=1))
+    sim = Simulator(system, rng=0)
+    done = []
+    for k in range(60):  # uploads of 4 ms, a compute of 4 ms on one edge worker: the queue grows
+        t = 0.5 * k
+        request = sim.make_request(t, user=0)
+        snap = sim.snapshot(request)
+        assert snap.edge_in_system == sum(d > t for d in done)
+        breakdown = sim.serve(request, system.encode_action(EDGE, 1))
+        done.append(t + breakdown.total_ms - breakdown.download_ms - system.access_rtt_ms / 2)
+    assert sum(d > 30.0 for d in done) > 16  # more than the initial capacity were in the system at once
