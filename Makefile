@@ -37,10 +37,6 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
-# Executed copies of the notebooks (with outputs) in $(OUT)/notebooks, reusing the runs `make reproduce` cached.
-notebooks: $(STAMP)
-	$(PY) -m orchlib notebooks --out $(OUT)
-
 browser-test: $(STAMP)
 	bash tests/browser/install_chromium.sh
 	$(PY) -m pytest -m browser -p no:xdist tests/browser
