@@ -146,7 +146,10 @@ class OrchestrationEnv(gym.Env):
             self.observation_space: gym.Space = gym.spaces.Discrete(self.n_states)
         else:
             self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(len(BOX_FEATURES),), dtype=np.float32)
-        self.sim = Simulator(self.system, rng=0)
+        self.sim = Simulator(self.system, rng=0, evaluate_ahead=oracle)
+        self._n_variants = self.system.n_variants
+        self._top1_pct = self.system.top1_pct.tolist()
+        self._invalid = ~self.system.masks  # actions each requirement class forbids
         self._request: Request | None = None
         self._totals_for: Request | None = None  # the request whose evaluation _totals holds
         self._totals = np.empty(0)
@@ -198,15 +201,20 @@ class OrchestrationEnv(gym.Env):
         ] + request.requirement_class, snap
 
     def _request_info(self, request: Request, snap: Snapshot) -> dict[str, Any]:
-        info = snap._asdict()
-        info.update(
-            action_mask=self.system.masks[request.requirement_class].copy(),
-            user=request.user,
-            time_ms=request.time_ms,
-            requirement_pct=request.requirement_pct,
-            requirement_class=request.requirement_class,
-        )
-        return info
+        # a dict literal rather than Snapshot._asdict(): this runs on every request
+        return {
+            "access_mbps": snap.access_mbps,
+            "wan_mbps": snap.wan_mbps,
+            "access_backlog_ms": snap.access_backlog_ms,
+            "device_backlog_ms": snap.device_backlog_ms,
+            "edge_in_system": snap.edge_in_system,
+            "cloud_in_system": snap.cloud_in_system,
+            "action_mask": self.system.masks[request.requirement_class].copy(),
+            "user": request.user,
+            "time_ms": request.time_ms,
+            "requirement_pct": request.requirement_pct,
+            "requirement_class": request.requirement_class,
+        }
 
     # -- Gymnasium API ---------------------------------------------------------------------------------------
     def reset(
@@ -230,23 +238,32 @@ class OrchestrationEnv(gym.Env):
         info: dict[str, Any] = {}
         if self.oracle:
             totals = self._masked_totals()
-            best = int(np.argmin(totals))
+            best = int(totals.argmin())
             info["oracle_action"] = best
             info["oracle_latency_ms"] = float(totals[best])
         breakdown: Breakdown = self.sim.serve(request, a)
-        tier, variant = divmod(a, self.system.n_variants)
+        tier, variant = divmod(a, self._n_variants)
         met = bool(mask[a])
-        reward = -breakdown.total_ms / 1e3 * self.reward_scale
+        total_ms = breakdown.total_ms
+        reward = -total_ms / 1e3 * self.reward_scale
         if not met and self.accuracy_mode == "penalty":
             reward -= self.accuracy_penalty
-        info.update(breakdown._asdict())
-        info["latency_ms"] = info.pop("total_ms")
+        # one dict literal rather than Breakdown._asdict() and updates: this runs on every request
+        info.update(
+            network_wait_ms=breakdown.network_wait_ms,
+            upload_ms=breakdown.upload_ms,
+            propagation_ms=breakdown.propagation_ms,
+            queue_ms=breakdown.queue_ms,
+            compute_ms=breakdown.compute_ms,
+            download_ms=breakdown.download_ms,
+            latency_ms=total_ms,
+        )
         if self.oracle:
-            info["regret_ms"] = breakdown.total_ms - info["oracle_latency_ms"]
+            info["regret_ms"] = total_ms - info["oracle_latency_ms"]
         info.update(
             tier=tier,
             variant=variant,
-            accuracy_pct=float(self.system.top1_pct[variant]),
+            accuracy_pct=self._top1_pct[variant],
             met_requirement=met,
             served_user=request.user,
             served_time_ms=request.time_ms,
@@ -269,8 +286,8 @@ class OrchestrationEnv(gym.Env):
         """Response time of every action for the current request (inf where masked), computed once per request."""
         request = self._request
         if self._totals_for is not request:
-            mask = self.system.masks[request.requirement_class]
-            self._totals = np.where(mask, self.sim.evaluate(request), np.inf)
+            self._totals = self.sim.evaluate(request)  # a fresh array: masked in place
+            self._totals[self._invalid[request.requirement_class]] = np.inf
             self._totals_for = request
         return self._totals
 

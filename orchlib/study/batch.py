@@ -213,12 +213,7 @@ class BatchSimulator:
             raise ValueError(f"user must be in [0, {self.system.scenario.n_users})")
         if np.any((requirement_class < 0) | (requirement_class >= self.system.requirement_pct.size)):
             raise ValueError(f"requirement_class must be in [0, {self.system.requirement_pct.size})")
-        engine = self.engine
-        engine.request_time_ms[:] = time_ms
-        engine.request_user[:] = user
-        engine.request_class[:] = requirement_class
-        engine.request_z[:] = 0.0
-        engine.request_payload_bits[:] = engine.input_bits
+        self.engine.set_requests(time_ms, user, requirement_class, 0.0)
         return self._requests()
 
     def _check_current(self, requests: BatchRequests, what: str) -> None:

@@ -343,6 +343,31 @@ def _serve_batch(
         if closed_loop:
             next_arrival[b, u] = t + total + gaps[b, gap_position] * mean_gap_ms
     return -1
+@numba.njit(cache=True)
+def _next_observed(
+    next_arrival, poisson, gaps, uniforms, normals, position, mean_gap_ms, class_cdf, input_bits,
+    time_ms, user, requirement_class, z, payload_bits,
+    device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
+    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+    with_evaluate, snapshot_out, evaluate_out,
+):
+    """:func:`_next_requests`, then :func:`_snapshot_batch` and optionally :func:`_evaluate_batch` of the new
+    requests, in one call (the state does not change between them; one call costs one dispatch)."""
+    _next_requests(
+        next_arrival, poisson, gaps, uniforms, normals, position, mean_gap_ms, class_cdf, input_bits,
+        time_ms, user, requirement_class, z, payload_bits,
+    )
+    _snapshot_batch(
+        time_ms, user, device_free, access_free, edge_done, cloud_done, links, link_sizes, link_constant, snapshot_out
+    )
+    if with_evaluate:
+        _evaluate_batch(
+            time_ms, user, z, payload_bits,
+            device_free, access_free, wan_free, edge_workers, cloud_workers,
+            median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, evaluate_out,
+        )
+
+
 # fmt: on
 
 
@@ -453,6 +478,7 @@ class Engine:
         self._out_snapshot = np.empty((b, 6))
         self._out_evaluate = np.empty((b, self.system.n_actions))
         self._no_gaps = np.zeros((b, 1))
+        self._bind()
 
     # -- randomness: each replicate's blocks refilled from its own generator, in the order they run out
     def _refill_gaps(self) -> None:
@@ -472,20 +498,33 @@ class Engine:
         self._position[0] += 1
         return self._gaps[:, self._position[0] - 1]
 
-    def next_requests(self) -> None:
-        """Every replicate's next request (in time order over its users) into the request arrays."""
-        position = self._position
-        if self.poisson and position[0] >= BLOCK:
-            self._refill_gaps()
-        if position[1] >= BLOCK:
-            self._refill_draws()
-        _next_requests(
+    def _bind(self) -> None:
+        """The kernels' argument tuples (the arrays are updated in place; rebuilt when one is replaced)."""
+        request = (self.request_time_ms, self.request_user, self.request_z, self.request_payload_bits)
+        resources = (
+            self.device_free_ms,
+            self.access_free_ms,
+            self.wan_free_ms,
+            self.edge_workers_ms,
+            self.cloud_workers_ms,
+        )
+        rules = (
+            self.median_ms,
+            self.sigma,
+            self.result_bits,
+            self.links,
+            self.link_sizes,
+            self.link_constant,
+            self.half_access_rtt,
+            self.half_wan_rtt,
+        )
+        self._draw_args = (
             self.next_arrival_ms,
             self.poisson,
             self._gaps,
             self._uniforms,
             self._normals,
-            position,
+            self._position,
             self.mean_gap_ms,
             self.class_cdf,
             self.input_bits,
@@ -495,16 +534,13 @@ class Engine:
             self.request_z,
             self.request_payload_bits,
         )
-        if self.poisson:
-            position[0] += 1
-        position[1] += 1
-
-    def snapshot(self) -> np.ndarray:
-        """Measurements at every replicate's request, shape (B, 6), columns :data:`SNAPSHOT_COLUMNS`.
-
-        The returned array is reused by the next call.
-        """
-        _snapshot_batch(
+        self._observe_args = (
+            *resources,
+            self.edge_done_ms,
+            self.cloud_done_ms,
+            *rules,
+        )
+        self._snapshot_args = (
             self.request_time_ms,
             self.request_user,
             self.device_free_ms,
@@ -516,33 +552,62 @@ class Engine:
             self.link_constant,
             self._out_snapshot,
         )
+        self._evaluate_args = (*request, *resources, *rules, self._out_evaluate)
+        self._serve_args = (
+            *request,
+            *resources,
+            self.edge_done_ms,
+            self.cloud_done_ms,
+            *rules,
+            self.next_arrival_ms,
+        )
+        self._snapshot_fresh = self._evaluate_fresh = False
+
+    def next_requests(self, with_evaluate: bool = False) -> None:
+        """Every replicate's next request (in time order over its users) into the request arrays.
+
+        Its :meth:`snapshot` (and, if ``with_evaluate``, its :meth:`evaluate`) is computed in the same call.
+        """
+        position = self._position
+        if self.poisson and position[0] >= BLOCK:
+            self._refill_gaps()
+        if position[1] >= BLOCK:
+            self._refill_draws()
+        _next_observed(
+            *self._draw_args, *self._observe_args, with_evaluate, self._out_snapshot, self._out_evaluate
+        )
+        self._snapshot_fresh, self._evaluate_fresh = True, with_evaluate
+        if self.poisson:
+            position[0] += 1
+        position[1] += 1
+
+    def set_requests(self, time_ms, user, requirement_class, z) -> None:
+        """Make scripted requests the current ones (arguments broadcast to (B,), z to (B, 3); not validated)."""
+        self.request_time_ms[:] = time_ms
+        self.request_user[:] = user
+        self.request_class[:] = requirement_class
+        self.request_z[:] = z
+        self.request_payload_bits[:] = self.input_bits
+        self._snapshot_fresh = self._evaluate_fresh = False
+
+    def snapshot(self) -> np.ndarray:
+        """Measurements at every replicate's request, shape (B, 6), columns :data:`SNAPSHOT_COLUMNS`.
+
+        The returned array is reused by later calls.
+        """
+        if not self._snapshot_fresh:
+            _snapshot_batch(*self._snapshot_args)
+            self._snapshot_fresh = True
         return self._out_snapshot
 
     def evaluate(self) -> np.ndarray:
         """Response time (ms) every action would give every replicate's request, shape (B, n_actions).
 
-        No state changes; the returned array is reused by the next call.
+        No state changes; the returned array is reused by later calls.
         """
-        _evaluate_batch(
-            self.request_time_ms,
-            self.request_user,
-            self.request_z,
-            self.request_payload_bits,
-            self.device_free_ms,
-            self.access_free_ms,
-            self.wan_free_ms,
-            self.edge_workers_ms,
-            self.cloud_workers_ms,
-            self.median_ms,
-            self.sigma,
-            self.result_bits,
-            self.links,
-            self.link_sizes,
-            self.link_constant,
-            self.half_access_rtt,
-            self.half_wan_rtt,
-            self._out_evaluate,
-        )
+        if not self._evaluate_fresh:
+            _evaluate_batch(*self._evaluate_args)
+            self._evaluate_fresh = True
         return self._out_evaluate
 
     def serve(self, actions: np.ndarray) -> np.ndarray:
@@ -551,47 +616,27 @@ class Engine:
         Returns the parts and total of each response time, shape (B, 7), columns :data:`BREAKDOWN_COLUMNS`
         (reused by the next call).
         """
-        if self.poisson:
-            gaps, gap_position = self._no_gaps, 0
-        else:
-            if self._position[0] >= BLOCK:
-                self._refill_gaps()
-            gaps, gap_position = self._gaps, int(self._position[0])
-        first = 0
-        while True:
+        closed_loop = not self.poisson
+        if closed_loop and self._position[0] >= BLOCK:
+            self._refill_gaps()
+        gaps, gap_position = (self._gaps, int(self._position[0])) if closed_loop else (self._no_gaps, 0)
+        self._snapshot_fresh = self._evaluate_fresh = False
+        first = _serve_batch(
+            0, actions, *self._serve_args, closed_loop, gaps, gap_position, self.mean_gap_ms, self._out_serve
+        )
+        while first >= 0:
+            self._grow_done_lists()
             first = _serve_batch(
                 first,
                 actions,
-                self.request_time_ms,
-                self.request_user,
-                self.request_z,
-                self.request_payload_bits,
-                self.device_free_ms,
-                self.access_free_ms,
-                self.wan_free_ms,
-                self.edge_workers_ms,
-                self.cloud_workers_ms,
-                self.edge_done_ms,
-                self.cloud_done_ms,
-                self.median_ms,
-                self.sigma,
-                self.result_bits,
-                self.links,
-                self.link_sizes,
-                self.link_constant,
-                self.half_access_rtt,
-                self.half_wan_rtt,
-                self.next_arrival_ms,
-                not self.poisson,
+                *self._serve_args,
+                closed_loop,
                 gaps,
                 gap_position,
                 self.mean_gap_ms,
                 self._out_serve,
             )
-            if first < 0:
-                break
-            self._grow_done_lists()
-        if not self.poisson:
+        if closed_loop:
             self._position[0] += 1
         return self._out_serve
 
@@ -602,3 +647,4 @@ class Engine:
             grown = np.full((old.shape[0], 2 * old.shape[1]), -np.inf)
             grown[:, : old.shape[1]] = old
             setattr(self, name, grown)
+        self._bind()

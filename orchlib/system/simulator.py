@@ -243,12 +243,19 @@ class Simulator:
         rng: seed or generator for arrivals, requirements and compute noise (the engine's replicate generator;
             replicate ``i`` of a batch seeded with ``seed`` is ``Simulator(system,
             engine.replicate_generators(seed, n)[i])``).
+        evaluate_ahead: compute :meth:`evaluate` with :meth:`next_request` (same numbers, less overhead when
+            every request is evaluated).
     """
 
-    def __init__(self, system: System, rng: np.random.Generator | int | None = None) -> None:
+    def __init__(
+        self, system: System, rng: np.random.Generator | int | None = None, *, evaluate_ahead: bool = False
+    ) -> None:
         self.system = system
+        #: evaluate every action when the request is drawn (one compiled call instead of two; for the oracle).
+        self.evaluate_ahead = evaluate_ahead
         self._requirement_pct = system.requirement_pct.tolist()
         self._n_classes = len(self._requirement_pct)
+        self._n_actions = system.n_actions
         self._action = np.zeros(1, dtype=np.int64)
         self.rng = np.random.default_rng(rng)
         self._engine = Engine(system, 1, [self.rng])  # schedules the first requests: no second reset here
@@ -270,7 +277,7 @@ class Simulator:
         if self._pending is not None:
             raise RuntimeError("serve() the current request before asking for the next one")
         engine = self._engine
-        engine.next_requests()
+        engine.next_requests(self.evaluate_ahead)
         k = int(engine.request_class[0])
         z = engine.request_z[0].tolist()
         request = Request(
@@ -304,12 +311,7 @@ class Simulator:
             raise ValueError(f"user must be in [0, {self.system.scenario.n_users}), got {user}")
         if not 0 <= requirement_class < self._n_classes:
             raise ValueError(f"requirement_class must be in [0, {self._n_classes}), got {requirement_class}")
-        engine = self._engine
-        engine.request_time_ms[0] = time_ms
-        engine.request_user[0] = user
-        engine.request_class[0] = requirement_class
-        engine.request_z[0] = z
-        engine.request_payload_bits[0] = engine.input_bits
+        self._engine.set_requests(time_ms, user, requirement_class, z)
         request = Request(
             self.n_served,
             user,
@@ -356,8 +358,9 @@ class Simulator:
             RuntimeError: ``request`` is not the current one.
             ValueError: ``action`` out of range (the accuracy mask is the caller's to enforce).
         """
-        self._check_current(request, "serve")
-        n_actions = self.system.n_actions
+        if request is not self._pending:
+            self._check_current(request, "serve")
+        n_actions = self._n_actions
         if not 0 <= action < n_actions:
             raise ValueError(f"action must be in [0, {n_actions}), got {action}")
         self._action[0] = action
