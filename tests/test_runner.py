@@ -495,3 +495,45 @@ def test_a_local_dask_cluster_runs_the_sweep_with_identical_results(scenario, tm
     assert len(ran) == len(specs) and {task["worker"] for task in ran} <= workers
     assert on_dask.n_computed == len(specs)
     assert_same(serial, on_dask)
+
+
+# ---------------------------------------------------------------- the batched fast path
+
+
+def test_batched_sweeps_record_what_the_per_request_path_records(scenario, tmp_path):
+    from orchlib.study.runner import batch_agent
+
+    env = OrchestrationEnv(scenario)
+    specs = grid([scenario], ["edge_fastest", "q_learning", "ucb1", "random"], n_replicates=3, seed=4)
+    assert [batch_agent(spec, env) is not None for spec in specs[::3]] == [True, True, True, False]
+    fast = run_sweep(specs, tmp_path / "fast", progress=False)
+    slow = run_sweep(specs, tmp_path / "slow", progress=False, batched=False)
+    assert fast.keys == slow.keys
+    assert list(fast.requests.columns) == list(slow.requests.columns) == list(REQUEST_COLUMNS)
+    by_agent = {
+        name: (f, s)
+        for (name, f), (_, s) in zip(
+            fast.requests.groupby("agent", observed=True),
+            slow.requests.groupby("agent", observed=True),
+            strict=True,
+        )
+    }
+    # a fixed policy meets the very same requests and takes the very same actions: the same table, bit for bit
+    pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["edge_fastest"]))
+    pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["random"]))
+    for name in ("q_learning", "ucb1"):
+        f, s = (t.reset_index(drop=True) for t in by_agent[name])
+        # the same requests (the simulator's stream is the per-request path's); the learner's own draws differ
+        pd.testing.assert_series_equal(f["time_s"], s["time_s"])
+        pd.testing.assert_series_equal(f["user"], s["user"])
+        assert f["met_requirement"].all()
+        assert (f["regret_ms"] >= -1e-9).all()
+        np.testing.assert_allclose(f["latency_ms"] - f["oracle_latency_ms"], f["regret_ms"])
+
+
+def test_a_batched_replicate_does_not_depend_on_its_group(scenario, tmp_path):
+    specs = grid([scenario], ["q_learning"], n_replicates=3, seed=2)
+    together = run_sweep(specs, tmp_path / "together", progress=False)
+    alone = run_sweep(specs[1:2], tmp_path / "alone", progress=False)
+    one = together.requests[together.requests.replicate == 1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(one, alone.requests.reset_index(drop=True))

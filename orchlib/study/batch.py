@@ -24,8 +24,9 @@ Implementation details and assumptions:
    state) instead of a mask per request. :class:`BatchQLearning` stores ``Q`` of invalid pairs as ``-inf``,
    which gives exactly the reference's masked choices and targets. :class:`BatchUCB1` keeps means and
    ``n ** -1/2`` per arm and computes its index in a different order than the reference (equal up to rounding).
-   The agents draw their exploration from one generator for the whole batch, so a batched learner's choices
-   equal the per-request learner's in distribution, not bitwise. The loop is the env's
+   Each replicate's agent draws from its own generator (so a replicate does not depend on the batch size),
+   but in another order than the per-request learner, so a batched learner's choices equal the per-request
+   learner's in distribution, not bitwise. The loop is the env's
    ``accuracy_mode="mask"`` (reward without penalty), ``oracle=False``.
 3. **Not provided**: the ``box`` observation (use the per-request path for it).
 """
@@ -43,6 +44,9 @@ from orchlib.agents.base import check_real
 from orchlib.envs.orchestration import OrchestrationEnv
 from orchlib.system.engine import Engine, replicate_generators
 from orchlib.system.simulator import System
+
+#: decisions per block of a batched agent's random numbers.
+_AGENT_BLOCK = 256
 
 _ENV_DEFAULTS = inspect.signature(OrchestrationEnv).parameters
 #: the environment's default level edges, read from its signature so that the two cannot drift apart.
@@ -319,8 +323,32 @@ def _uniform_valid_table(state_masks: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.argsort(~state_masks, axis=1, kind="stable"), state_masks.sum(axis=1)
 
 
-def _argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Row-wise argmax of ``values`` (B, A), ties broken uniformly at random; ``values`` is used as scratch.
+class _ReplicateUniforms:
+    """``k`` uniforms per step for each replicate, from the replicate's own generator, drawn in blocks.
+
+    A replicate's draws depend only on its generator, so a batched agent's choices in replicate ``b`` do not
+    depend on the batch size (nor on which replicates share the batch).
+    """
+
+    def __init__(self, rngs: list[np.random.Generator], k: int) -> None:
+        self.rngs = rngs
+        self.k = k
+        self._block = np.empty((len(rngs), _AGENT_BLOCK, k))
+        self._position = _AGENT_BLOCK
+
+    def take(self) -> np.ndarray:
+        """The next step's uniforms, shape (B, k)."""
+        if self._position >= _AGENT_BLOCK:
+            for b, rng in enumerate(self.rngs):
+                self._block[b] = rng.random((_AGENT_BLOCK, self.k))
+            self._position = 0
+        self._position += 1
+        return self._block[:, self._position - 1]
+
+
+def _argmax_random_ties(values: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Row-wise argmax of ``values`` (B, A), ties broken uniformly at random with the row's uniform in
+    ``uniforms`` (B,); ``values`` is used as scratch.
 
     Ties are found by a second argmax with each row's maximum masked out (cheaper than comparing every entry
     with the maximum); only tied rows pay for a full count and a uniform draw.
@@ -334,7 +362,7 @@ def _argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndar
         values[tied, best[tied]] = top[tied]
         ties = values[tied] == top[tied, None]
         n_ties = np.count_nonzero(ties, axis=1)
-        k = (rng.random(tied.size) * n_ties).astype(np.int64)
+        k = (uniforms[tied] * n_ties).astype(np.int64)
         # The k-th tied column of each tied row, read off the row-major list of all tied positions (a
         # running count along each row would be several times slower).
         flat = np.flatnonzero(ties)
@@ -397,9 +425,15 @@ class BatchQLearning:
         self.initial_q = initial_q
         self._valid, self._n_valid = _uniform_valid_table(self.state_masks)
 
-    def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
-        """Forget Q, visit counts and the decision counter of ``n_replicates`` replicates; reseed."""
-        self.rng_ = np.random.default_rng(rng)
+    def reset(
+        self, n_replicates: int, rng: np.random.Generator | np.random.SeedSequence | int | None = None
+    ) -> None:
+        """Forget Q, visit counts and the decision counter of ``n_replicates`` replicates; reseed.
+
+        Replicate ``b`` draws from ``replicate_generators(rng, n_replicates)[b]`` (three uniforms per decision:
+        explore or not, the random action, the tie break).
+        """
+        self.draws_ = _ReplicateUniforms(replicate_generators(rng, n_replicates), 3)
         row = np.where(self.state_masks, float(self.initial_q), -np.inf)
         # Q(s, a) of each replicate, seconds, shape (B, S, A); -inf marks an invalid pair (class docstring).
         self.q_table_ = np.empty((n_replicates, self.n_states, self.n_actions))
@@ -427,7 +461,8 @@ class BatchQLearning:
         epsilon = self.epsilon_at(self.n_decisions_)
         self.n_decisions_ += 1
         b = self._rows.size
-        explore = self.rng_.random(b) < epsilon
+        u = self.draws_.take()
+        explore = u[:, 0] < epsilon
         n_explore = int(np.count_nonzero(explore))
         actions = np.empty(b, dtype=np.int64)
         if n_explore < b:
@@ -439,11 +474,11 @@ class BatchQLearning:
                 )
             # Only the replicates that do not explore need their greedy action.
             greedy = self._rows if n_explore == 0 else np.flatnonzero(~explore)
-            actions[greedy] = _argmax_random_ties(q if n_explore == 0 else q[greedy], self.rng_)
+            actions[greedy] = _argmax_random_ties(q if n_explore == 0 else q[greedy], u[greedy, 2])
         self._next_states = None
         if n_explore:
             s = states[explore]
-            k = (self.rng_.random(n_explore) * self._n_valid[s]).astype(np.int64)
+            k = (u[explore, 1] * self._n_valid[s]).astype(np.int64)
             actions[explore] = self._valid[s, k]
         return actions
 
@@ -492,9 +527,12 @@ class BatchUCB1:
         self.c = c
         self._state_penalty = np.where(self.state_masks, 0.0, -np.inf)  # 0 where valid, -inf where not
 
-    def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
-        """Forget all pulls; reseed."""
-        self.rng_ = np.random.default_rng(rng)
+    def reset(
+        self, n_replicates: int, rng: np.random.Generator | np.random.SeedSequence | int | None = None
+    ) -> None:
+        """Forget all pulls; reseed (replicate ``b``: one uniform per pull, for the tie break, from
+        ``replicate_generators(rng, n_replicates)[b]``)."""
+        self.draws_ = _ReplicateUniforms(replicate_generators(rng, n_replicates), 1)
         shape = (n_replicates, self.n_actions)
         self.counts_ = np.zeros(shape, dtype=np.int64)  # n(a) per replicate
         self.sums_ = np.zeros(shape)  # sum of rewards of arm a, seconds
@@ -514,7 +552,7 @@ class BatchUCB1:
         index = np.multiply(self.inverse_sqrt_counts_, scale, out=self._buffer)
         index += self.means_
         index += np.take(self._state_penalty, states, axis=0, out=self._penalty_rows, mode="clip")
-        return _argmax_random_ties(index, self.rng_)
+        return _argmax_random_ties(index, self.draws_.take()[:, 0])
 
     def learn(
         self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_states: np.ndarray

@@ -49,16 +49,25 @@ from typing import Any, Literal
 import joblib
 import numpy as np
 import pandas as pd
+from gymnasium.utils import seeding as gym_seeding
 from tqdm.auto import tqdm
 
 from orchlib.agents.base import Agent
 from orchlib.envs.orchestration import OrchestrationEnv, public_info
 from orchlib.study import metrics
+from orchlib.study.batch import (
+    BatchAgent,
+    BatchFixedPolicy,
+    BatchQLearning,
+    BatchSimulator,
+    BatchUCB1,
+    discrete_state_masks,
+)
 from orchlib.system.scenario import TIERS, Scenario, preset
 from orchlib.system.simulator import System, build_system
 
 #: bump when the recorded columns or their meaning change, so older cached results are not reused.
-RESULT_FORMAT = 1
+RESULT_FORMAT = 2
 
 #: ``factory(env) -> Agent``: builds the agent of a run instead of the catalogue (tests, custom agents).
 AgentFactory = Callable[[OrchestrationEnv], Agent]
@@ -356,8 +365,18 @@ def _play(spec: RunSpec, factory: AgentFactory | None, fingerprint: str | None) 
         obs, info = next_obs, next_info
     values = np.array(rows, dtype=float).reshape(n, -1)
     column = dict(zip(_SERVED + _ORACLE, values.T, strict=False))
+    frame = _request_frame(spec, system, column, rewards, states)
+    return frame, _result_extra(spec, system, found, frame, started)
+
+
+def _request_frame(
+    spec: RunSpec, system: System, column: Mapping[str, np.ndarray], rewards: np.ndarray, states: np.ndarray
+) -> pd.DataFrame:
+    """The per-request table (:data:`REQUEST_COLUMNS`) from the recorded columns (``_SERVED`` and ``_ORACLE``
+    names; the oracle's absent when the env ran without it)."""
+    n = rewards.size
     nan = np.full(n, np.nan)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "request": np.arange(n, dtype=np.int64),
             "time_s": column["served_time_ms"] / 1e3,
@@ -375,16 +394,20 @@ def _play(spec: RunSpec, factory: AgentFactory | None, fingerprint: str | None) 
             "oracle_latency_ms": column.get("oracle_latency_ms", nan),
             "regret_ms": column.get("regret_ms", nan),
             "agent": pd.Categorical.from_codes(np.zeros(n, np.intp), categories=[spec.display_label]),
-            "scenario": pd.Categorical.from_codes(np.zeros(n, np.intp), categories=[scenario.name]),
+            "scenario": pd.Categorical.from_codes(np.zeros(n, np.intp), categories=[spec.scenario.name]),
             "replicate": np.full(n, spec.replicate, dtype=np.int64),
         },
         columns=list(REQUEST_COLUMNS),
     )
+
+
+def _result_extra(spec: RunSpec, system: System, found: str, frame: pd.DataFrame, started: float) -> dict:
+    """The run's summary (identifiers, metrics, wall time since ``started``), fingerprint and data files."""
     summary = {
         "key": spec.key(found),
         "agent": spec.display_label,
         "agent_name": spec.agent,
-        "scenario": scenario.name,
+        "scenario": spec.scenario.name,
         "replicate": spec.replicate,
         "seed": spec.seed,
         "deciders": spec.deciders,
@@ -394,7 +417,7 @@ def _play(spec: RunSpec, factory: AgentFactory | None, fingerprint: str | None) 
     stats = metrics.summarize_runs(frame).iloc[0]
     summary.update({k: _plain(stats[k]) for k in stats.index if k not in metrics.RUN_KEYS})
     summary["wall_time_s"] = time.perf_counter() - started
-    return frame, {
+    return {
         "summary": summary,
         "fingerprint": found,
         "data_files": [str(p) for p in system.data_files],
@@ -404,6 +427,133 @@ def _play(spec: RunSpec, factory: AgentFactory | None, fingerprint: str | None) 
 def _plain(value: Any) -> Any:
     """A numpy scalar as the Python number JSON needs."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The batched fast path: replicates of one (scenario, agent) played together on the engine
+
+#: catalogue baselines whose choice is a function of the discrete state (through its mask) only.
+_FIXED_POLICIES = (
+    "local_most_accurate",
+    "edge_most_accurate",
+    "cloud_most_accurate",
+    "local_fastest",
+    "edge_fastest",
+    "cloud_fastest",
+)
+
+
+def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | None:
+    """The batched form of the spec's catalogue agent in ``env``, or None when it has none.
+
+    Batched forms (:mod:`orchlib.study.batch`): ``q_learning`` (:class:`BatchQLearning`, the catalogue's
+    defaults), ``ucb1`` (:class:`BatchUCB1`, the catalogue's ``c``) and the fixed baselines of
+    :data:`_FIXED_POLICIES` (:class:`BatchFixedPolicy`, the scalar agent's choice in every state). Only a
+    central decider with the discrete observation in ``"mask"`` mode and keyword arguments the batched form
+    takes qualifies; everything else (DQN, bandits without a batched form, per-user deciders, custom agents)
+    keeps the per-request path.
+    """
+    from orchlib.agents.catalogue import PAPER_DEFAULTS, _ucb_defaults, make_agent
+
+    if spec.deciders != "central" or env.observation_mode != "discrete" or env.accuracy_mode != "mask":
+        return None
+    kwargs = dict(spec.agent_kwargs)
+    masks = discrete_state_masks(env.system, env.bandwidth_edges_mbps, env.edge_load_edges)
+    if spec.agent == "q_learning":
+        return (
+            BatchQLearning(masks, **{**PAPER_DEFAULTS, **kwargs})
+            if set(kwargs) <= set(PAPER_DEFAULTS)
+            else None
+        )
+    if spec.agent == "ucb1":
+        return BatchUCB1(masks, **{**_ucb_defaults(env), **kwargs}) if set(kwargs) <= {"c"} else None
+    if spec.agent in _FIXED_POLICIES:
+        agent = make_agent(spec.agent, env, **kwargs)
+        try:
+            policy = [agent.act(state, masks[state], {}) for state in range(masks.shape[0])]
+        except ValueError:  # the agent refuses some state's mask: the per-request path reports where
+            return None
+        return BatchFixedPolicy(np.array(policy), masks)
+    return None
+
+
+def _batch_group_key(spec: RunSpec) -> str:
+    """Specs with equal keys differ only in their replicate, so they can be played as one batch."""
+    return spec.replace(replicate=0).to_json()
+
+
+def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tuple[str, pd.DataFrame, dict]]:
+    """Play replicates of one (scenario, agent, options) together: the per-request table of each, as
+    :func:`_play` records it.
+
+    Each replicate's system draws from the generator the per-request path's ``env.reset`` would give it,
+    so its requests are the per-request path's (and a fixed policy's whole table is bit for bit the same);
+    a learner's exploration draws from the replicate's agent stream in the batched agent's own order (equal in
+    distribution; see :mod:`orchlib.study.batch`).
+    """
+    started = time.perf_counter()
+    first = specs[0]
+    system, found = system_for(first.scenario)
+    if fingerprint is not None and found != fingerprint:
+        raise RuntimeError(
+            f"the data files of scenario {first.scenario.name!r} changed while the sweep ran; rerun the sweep"
+        )
+    env = OrchestrationEnv(system, **dict(first.env_kwargs))
+    agent = batch_agent(first, env)
+    if agent is None:
+        raise ValueError(f"agent {first.agent!r} with these options has no batched form")
+    seeds = [spec.seed_sequences() for spec in specs]
+    # the generator OrchestrationEnv.reset(seed=...) gives the per-request path's simulator
+    sim_rngs = [
+        gym_seeding.np_random(int(env_seq.generate_state(1, np.uint64)[0]))[0] for env_seq, _ in seeds
+    ]
+    sim = BatchSimulator(
+        system,
+        len(specs),
+        sim_rngs,
+        bandwidth_edges_mbps=env.bandwidth_edges_mbps,
+        edge_load_edges=env.edge_load_edges,
+    )
+    agent.reset(len(specs), [np.random.default_rng(agent_seq) for _, agent_seq in seeds])
+    n, b = first.scenario.n_requests, len(specs)
+    record = {name: np.empty((n, b)) for name in (*_SERVED, *(_ORACLE if env.oracle else ()))}
+    rewards, states = np.empty((n, b)), np.empty((n, b), dtype=np.int64)
+    accuracy = system.top1_pct
+    requests = sim.next_requests()
+    state = sim.observe(requests)
+    for i in range(n):
+        action = agent.act(state)
+        if env.oracle:
+            totals = sim.evaluate(requests)
+            totals[~sim.state_masks[state]] = np.inf
+            record["oracle_latency_ms"][i] = totals.min(axis=1)
+        breakdown = sim.serve(requests, action)
+        tier, variant = np.divmod(action, system.n_variants)
+        record["served_user"][i] = requests.user
+        record["served_time_ms"][i] = requests.time_ms
+        record["served_requirement_class"][i] = requests.requirement_class
+        record["tier"][i], record["variant"][i] = tier, variant
+        record["accuracy_pct"][i] = accuracy[variant]
+        record["met_requirement"][i] = True  # batched agents act within the state's mask
+        for name in _BREAKDOWN[:-1]:
+            record[name][i] = getattr(breakdown, name)
+        record["latency_ms"][i] = breakdown.total_ms
+        if env.oracle:
+            record["regret_ms"][i] = breakdown.total_ms - record["oracle_latency_ms"][i]
+        rewards[i] = -breakdown.total_ms / 1e3 * env.reward_scale
+        states[i] = state
+        requests = sim.next_requests()
+        next_state = sim.observe(requests)
+        agent.learn(state, action, rewards[i], next_state)
+        state = next_state
+    out = []
+    for k, spec in enumerate(specs):
+        column = {name: values[:, k] for name, values in record.items()}
+        frame = _request_frame(spec, system, column, rewards[:, k].copy(), states[:, k].copy())
+        extra = _result_extra(spec, system, found, frame, started)
+        extra["summary"]["wall_time_s"] /= b  # the batch's time, shared by its replicates
+        out.append((spec.key(found), frame, extra))
+    return out
 
 
 def run_one(spec: RunSpec, factory: AgentFactory | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -512,10 +662,34 @@ def _torch_single_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _task(spec: RunSpec, factory: AgentFactory | None, fingerprint: str) -> tuple[str, pd.DataFrame, dict]:
+def _task(
+    specs: Sequence[RunSpec], factory: AgentFactory | None, fingerprint: str, batched: bool
+) -> list[tuple[str, pd.DataFrame, dict]]:
+    """One run on the per-request path, or replicates of one agent on the batched path."""
+    if batched:
+        return _play_batched(specs, fingerprint)
+    spec = specs[0]
     with _torch_single_thread():
         frame, extra = _play(spec, factory, fingerprint)
-    return spec.key(fingerprint), frame, extra
+    return [(spec.key(fingerprint), frame, extra)]
+
+
+def _batches(
+    missing: Sequence[tuple[RunSpec, str]], factory: AgentFactory | None, batched: bool
+) -> list[tuple[list[RunSpec], str, bool]]:
+    """The missing runs as ``(specs, fingerprint, batched)`` tasks: replicates of an agent with a batched form
+    together (a group of one replicate too: its numbers do not depend on the group), the others one each."""
+    if factory is not None or not batched:
+        return [([spec], fp, False) for spec, fp in missing]
+    groups: dict[str, tuple[list[RunSpec], str, bool]] = {}
+    tasks: list[tuple[list[RunSpec], str, bool]] = []
+    for spec, fp in missing:
+        system = system_for(spec.scenario)[0]
+        if batch_agent(spec, OrchestrationEnv(system, **dict(spec.env_kwargs))) is None:
+            tasks.append(([spec], fp, False))
+            continue
+        groups.setdefault(_batch_group_key(spec), ([], fp, True))[0].append(spec)
+    return list(groups.values()) + tasks
 
 
 @dataclass(frozen=True)
@@ -557,8 +731,13 @@ def run_sweep(
     n_jobs: int | None = None,
     progress: bool = True,
     factory: AgentFactory | None = None,
+    batched: bool = True,
 ) -> SweepResult:
     """Run every spec not already cached in ``out_dir``, then return all results.
+
+    Replicates of a catalogue agent with a batched form (:func:`batch_agent`: tabular Q-learning, UCB1,
+    the fixed baselines) run together on the batched engine, one task per group; the others one run per
+    task on the per-request path. Both record the same table; see :func:`_play_batched` for what is equal.
 
     Args:
         specs: the runs (see :func:`grid`). Each (label, scenario name, replicate) must be unique.
@@ -567,7 +746,9 @@ def run_sweep(
             under ``parallel_config(backend="dask")`` every core of the cluster is used.
         progress: show a ``tqdm.auto`` bar (terminal or notebook) over the runs computed.
         factory: ``factory(env) -> Agent`` used for every spec instead of the catalogue; it must be
-            picklable (a module-level function or class) when runs go to other processes.
+            picklable (a module-level function or class) when runs go to other processes. Its runs take the
+            per-request path.
+        batched: False plays every run on the per-request path.
 
     Returns:
         A :class:`SweepResult`; identical numbers whether runs were computed serially, in parallel, on Dask
@@ -596,12 +777,14 @@ def run_sweep(
         # Results are saved here, in the calling process, as they arrive: a remote Dask worker needs no access
         # to out_dir, and runs finished before an interruption stay saved.
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
-        jobs = (joblib.delayed(_task)(spec, factory, fp) for spec, fp in missing)
+        tasks = _batches(missing, factory, batched)
+        jobs = (joblib.delayed(_task)(group, factory, fp, is_batch) for group, fp, is_batch in tasks)
         by_key = {spec.key(fp): spec for spec, fp in missing}
         with tqdm(total=len(missing), desc="orchlib runs", unit="run", disable=not progress) as bar:
-            for key, frame, extra in parallel(jobs):
-                _save(out, key, by_key[key], frame, extra)
-                bar.update()
+            for results in parallel(jobs):
+                for key, frame, extra in results:
+                    _save(out, key, by_key[key], frame, extra)
+                    bar.update()
     return _load(out, specs, keys, n_computed=len(missing))
 
 

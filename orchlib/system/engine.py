@@ -55,12 +55,18 @@ _DONE_CAPACITY = 16
 
 
 def replicate_generators(
-    rng: np.random.Generator | np.random.SeedSequence | int | None, n_replicates: int
+    rng: np.random.Generator | np.random.SeedSequence | int | Sequence[np.random.Generator] | None,
+    n_replicates: int,
 ) -> list[np.random.Generator]:
-    """One independent generator per replicate: ``SeedSequence(seed).spawn(n)`` (or ``generator.spawn(n)``).
+    """One independent generator per replicate: ``SeedSequence(seed).spawn(n)`` (or ``generator.spawn(n)``;
+    a list of ``n`` generators is taken as it is).
 
     Replicate ``i``'s generator does not depend on ``n_replicates`` (``spawn`` numbers its children).
     """
+    if isinstance(rng, list | tuple):  # already one generator per replicate
+        if len(rng) != n_replicates or not all(isinstance(g, np.random.Generator) for g in rng):
+            raise ValueError(f"a list of generators must hold one Generator per replicate ({n_replicates})")
+        return list(rng)
     if isinstance(rng, np.random.Generator):
         return rng.spawn(n_replicates)
     sequence = rng if isinstance(rng, np.random.SeedSequence) else np.random.SeedSequence(rng)
