@@ -140,3 +140,18 @@ def test_in_system_counts_stay_exact_beyond_the_initial_capacity(toy_scenario) -
         breakdown = sim.serve(request, system.encode_action(EDGE, 1))
         done.append(t + breakdown.total_ms - breakdown.download_ms - system.access_rtt_ms / 2)
     assert sum(d > 30.0 for d in done) > 16  # more than the initial capacity were in the system at once
+
+
+@pytest.mark.parametrize("which", sorted(SCENARIOS))
+def test_drawing_ahead_in_the_serve_call_changes_no_number(which) -> None:
+    system = build_system(SCENARIOS[which]())
+    plain, ahead = Simulator(system, rng=8), Simulator(system, rng=8, evaluate_ahead=True)
+    actions = np.random.default_rng(2).integers(system.n_actions, size=1100)  # more than one block of draws
+    for action in actions:
+        requests = [sim.next_request() for sim in (plain, ahead)]
+        assert requests[0] == requests[1]
+        assert plain.snapshot(requests[0]) == ahead.snapshot(requests[1])
+        np.testing.assert_array_equal(plain.evaluate(requests[0]), ahead.evaluate(requests[1]))
+        assert plain.serve(requests[0], int(action)) == ahead.serve(requests[1], int(action))
+    with pytest.raises(RuntimeError, match="evaluate_ahead"):
+        ahead.make_request(1e9, user=0)

@@ -374,6 +374,34 @@ def _next_observed(
         )
 
 
+@numba.njit(cache=True)
+def _serve_then_next(
+    first, actions, time_ms, user, z, payload_bits,
+    device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
+    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+    next_arrival, closed_loop, gaps, gap_position, mean_gap_ms, serve_out,
+    poisson, uniforms, normals, position, class_cdf, input_bits, requirement_class,
+    with_evaluate, snapshot_out, evaluate_out,
+):
+    """:func:`_serve_batch`, then :func:`_next_observed`, in one call (the per-request path's step)."""
+    failed = _serve_batch(
+        first, actions, time_ms, user, z, payload_bits,
+        device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
+        median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+        next_arrival, closed_loop, gaps, gap_position, mean_gap_ms, serve_out,
+    )
+    if failed >= 0:
+        return failed
+    _next_observed(
+        next_arrival, poisson, gaps, uniforms, normals, position, mean_gap_ms, class_cdf, input_bits,
+        time_ms, user, requirement_class, z, payload_bits,
+        device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
+        median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+        with_evaluate, snapshot_out, evaluate_out,
+    )
+    return -1
+
+
 # fmt: on
 
 
@@ -616,34 +644,45 @@ class Engine:
             self._evaluate_fresh = True
         return self._out_evaluate
 
-    def serve(self, actions: np.ndarray) -> np.ndarray:
+    def serve(self, actions: np.ndarray, then_next: bool = False, with_evaluate: bool = False) -> np.ndarray:
         """Serve every replicate's request with its action (int64, shape (B,)); update the state.
+
+        With ``then_next``, also :meth:`next_requests` (``with_evaluate`` as there) in the same compiled call:
+        the same draws in the same order, one call instead of two.
 
         Returns the parts and total of each response time, shape (B, 7), columns :data:`BREAKDOWN_COLUMNS`
         (reused by the next call).
         """
         closed_loop = not self.poisson
-        if closed_loop and self._position[0] >= BLOCK:
+        position = self._position
+        # each block is refilled before the call that reads from it, in the order the separate calls would
+        if position[0] >= BLOCK and (closed_loop or then_next):
             self._refill_gaps()
-        gaps, gap_position = (self._gaps, int(self._position[0])) if closed_loop else (self._no_gaps, 0)
+        if then_next and position[1] >= BLOCK:
+            self._refill_draws()
+        gaps, gap_position = (self._gaps, int(position[0])) if closed_loop else (self._no_gaps, 0)
+        tail = (closed_loop, gaps, gap_position, self.mean_gap_ms, self._out_serve)
         self._snapshot_fresh = self._evaluate_fresh = False
-        first = _serve_batch(
-            0, actions, *self._serve_args, closed_loop, gaps, gap_position, self.mean_gap_ms, self._out_serve
-        )
-        while first >= 0:
+        first = 0
+        while True:
+            if then_next:
+                # the next request's gap comes from the gap block at its position (Poisson arrivals)
+                first = _serve_then_next(
+                    first, actions, *self._serve_args, closed_loop, self._gaps, int(position[0]),
+                    self.mean_gap_ms, self._out_serve, self.poisson, self._uniforms, self._normals, position,
+                    self.class_cdf, self.input_bits, self.request_class,
+                    with_evaluate, self._out_snapshot, self._out_evaluate,
+                )  # fmt: skip
+            else:
+                first = _serve_batch(first, actions, *self._serve_args, *tail)
+            if first < 0:
+                break
             self._grow_done_lists()
-            first = _serve_batch(
-                first,
-                actions,
-                *self._serve_args,
-                closed_loop,
-                gaps,
-                gap_position,
-                self.mean_gap_ms,
-                self._out_serve,
-            )
-        if closed_loop:
-            self._position[0] += 1
+        if closed_loop or then_next:
+            position[0] += 1
+        if then_next:
+            position[1] += 1
+            self._snapshot_fresh, self._evaluate_fresh = True, with_evaluate
         return self._out_serve
 
     def _grow_done_lists(self) -> None:

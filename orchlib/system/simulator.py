@@ -243,8 +243,9 @@ class Simulator:
         rng: seed or generator for arrivals, requirements and compute noise (the engine's replicate generator;
             replicate ``i`` of a batch seeded with ``seed`` is ``Simulator(system,
             engine.replicate_generators(seed, n)[i])``).
-        evaluate_ahead: compute :meth:`evaluate` with :meth:`next_request` (same numbers, less overhead when
-            every request is evaluated).
+        evaluate_ahead: draw the next request, its snapshot and its evaluation in the same compiled call as
+            :meth:`serve` (same numbers, less overhead when every request is evaluated, as the env's oracle
+            does); scripted :meth:`make_request` is then refused.
     """
 
     def __init__(
@@ -268,6 +269,7 @@ class Simulator:
         self._clear()
 
     def _clear(self) -> None:
+        self._drawn = False  # the engine holds the next request already (drawn with the last serve)
         self.n_served = 0
         self._pending: Request | None = None
         self._last_time_ms = 0.0
@@ -277,7 +279,10 @@ class Simulator:
         if self._pending is not None:
             raise RuntimeError("serve() the current request before asking for the next one")
         engine = self._engine
-        engine.next_requests(self.evaluate_ahead)
+        if self._drawn:  # serve() drew it already (evaluate_ahead)
+            self._drawn = False
+        else:
+            engine.next_requests(self.evaluate_ahead)
         k = int(engine.request_class[0])
         z = engine.request_z[0].tolist()
         request = Request(
@@ -305,6 +310,11 @@ class Simulator:
         """
         if self._pending is not None:
             raise RuntimeError("serve() the current request before making another")
+        if self.evaluate_ahead:
+            raise RuntimeError(
+                "make_request() needs a Simulator with evaluate_ahead=False (with it, serve() draws the next "
+                "request at once)"
+            )
         if time_ms < self._last_time_ms:
             raise ValueError(f"time_ms must not go back in time: {time_ms} < {self._last_time_ms}")
         if not 0 <= user < self.system.scenario.n_users:
@@ -364,7 +374,9 @@ class Simulator:
         if not 0 <= action < n_actions:
             raise ValueError(f"action must be in [0, {n_actions}), got {action}")
         self._action[0] = action
-        parts = self._engine.serve(self._action)[0].tolist()
+        ahead = self.evaluate_ahead
+        parts = self._engine.serve(self._action, then_next=ahead, with_evaluate=ahead)[0].tolist()
+        self._drawn = ahead
         self.n_served += 1
         self._pending = None
         return Breakdown(*parts)
