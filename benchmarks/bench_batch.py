@@ -7,8 +7,8 @@ is one request decided, served and learnt from in one replicate, so aggregate ag
 
 Equivalence: the same agent through the reference path (the Gymnasium loop, one run per seed) and through the
 fast path (one run of B replicates); per run, the mean response time of the last requests; compared with a
-two-sample Kolmogorov-Smirnov test (shapes) and Welch's t-test (means). Bit-for-bit equality of the rules on scripted requests is
-``tests/test_batch.py``'s job.
+two-sample Kolmogorov-Smirnov test (shapes) and Welch's t-test (means). The simulator is the same engine on both
+paths (bit for bit equal per replicate, ``tests/test_engine.py``); the learners' exploration draws differ in order.
 """
 
 from __future__ import annotations
@@ -69,13 +69,14 @@ def run(config: Config) -> Section:
     section = Section(
         "2. Fast path for sweeps (`orchlib.study.batch`)",
         intro=(
-            "B independent replicates (seeds) of the `paper` scenario advanced in lockstep with NumPy "
-            "(`run_batch(..., record=False)`), with batched tabular agents acting on the env's discrete state. "
+            "B independent replicates (seeds) of the `paper` scenario advanced in lockstep by the engine's "
+            "compiled kernels (`orchlib.system.engine`; `run_batch(..., record=False)`), with batched tabular "
+            "agents (NumPy) acting on the env's discrete state. "
             f"One timed call = {n_requests:,} requests in each of B replicates; {repeats} repeats after one "
-            "warm-up call; aggregate agent-steps/s = B × requests / time. Randomness: one generator for the whole "
-            "batch drawing (B,) arrays, so results are identical to the reference path *in distribution*, not "
-            "bitwise (see the equivalence table and `tests/test_batch.py`, which also checks the rules bit for "
-            "bit on scripted requests)."
+            "warm-up call; aggregate agent-steps/s = B × requests / time. Randomness: one generator per replicate, "
+            "so a replicate's requests and latencies equal the per-request path's bit for bit "
+            "(`tests/test_engine.py`); the batched learners draw their exploration in another order, so their "
+            "choices equal the per-request learners' *in distribution* (the equivalence table)."
         ),
     )
     rows = []
@@ -92,10 +93,10 @@ def run(config: Config) -> Section:
             cause = ""
             if not met:
                 cause = (
-                    f"{fmt(1e6 * b / timing.wall.median)} µs per lockstep step of {b:,} replicates: about 150 NumPy "
-                    "calls on (B,) and (B, A) arrays (request draws, trace-link integration, queues, Q-row "
-                    "gathers, argmaxes with random tie-breaking), each with a fixed cost of about a microsecond "
-                    "plus a cost per element"
+                    f"{fmt(1e6 * b / timing.wall.median)} µs per lockstep step of {b:,} replicates: the engine's "
+                    "compiled step, the state encoding and the agent's NumPy calls on (B,) and (B, A) arrays "
+                    "(Q-row gathers, argmaxes with random tie-breaking), each with a fixed cost of about a "
+                    "microsecond plus a cost per element"
                 )
                 if timing.cpu.median >= TARGET_STEPS_PER_S:
                     cause += (

@@ -504,8 +504,10 @@ def test_batched_sweeps_record_what_the_per_request_path_records(scenario, tmp_p
     from orchlib.study.runner import batch_agent
 
     env = OrchestrationEnv(scenario)
-    specs = grid([scenario], ["edge_fastest", "q_learning", "ucb1", "random"], n_replicates=3, seed=4)
-    assert [batch_agent(spec, env) is not None for spec in specs[::3]] == [True, True, True, False]
+    specs = grid(
+        [scenario], ["edge_fastest", "oracle", "q_learning", "ucb1", "random"], n_replicates=3, seed=4
+    )
+    assert [batch_agent(spec, env) is not None for spec in specs[::3]] == [True, True, True, True, False]
     fast = run_sweep(specs, tmp_path / "fast", progress=False)
     slow = run_sweep(specs, tmp_path / "slow", progress=False, batched=False)
     assert fast.keys == slow.keys
@@ -518,8 +520,10 @@ def test_batched_sweeps_record_what_the_per_request_path_records(scenario, tmp_p
             strict=True,
         )
     }
-    # a fixed policy meets the very same requests and takes the very same actions: the same table, bit for bit
+    # a fixed policy (and the oracle) meets the very same requests and takes the very same actions: the same
+    # table, bit for bit
     pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["edge_fastest"]))
+    pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["oracle"]))
     pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["random"]))
     for name in ("q_learning", "ucb1"):
         f, s = (t.reset_index(drop=True) for t in by_agent[name])

@@ -443,12 +443,28 @@ _FIXED_POLICIES = (
 )
 
 
-def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | None:
+class _BatchOracle:
+    """:class:`~orchlib.agents.oracle.OracleAgent`'s batched form: in each replicate the valid action of least
+    evaluated response time (the first on ties, as ``OrchestrationEnv.oracle_action``); :func:`_play_batched`
+    gives it the evaluations."""
+
+    def __init__(self, state_masks: np.ndarray) -> None:
+        self.state_masks = state_masks
+
+    def reset(self, n_replicates: int, rng: Any = None) -> None:
+        """Nothing to forget."""
+
+    def learn(self, *args: Any) -> None:
+        """Learn nothing."""
+
+
+def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOracle | None:
     """The batched form of the spec's catalogue agent in ``env``, or None when it has none.
 
     Batched forms (:mod:`orchlib.study.batch`): ``q_learning`` (:class:`BatchQLearning`, the catalogue's
-    defaults), ``ucb1`` (:class:`BatchUCB1`, the catalogue's ``c``) and the fixed baselines of
-    :data:`_FIXED_POLICIES` (:class:`BatchFixedPolicy`, the scalar agent's choice in every state). Only a
+    defaults), ``ucb1`` (:class:`BatchUCB1`, the catalogue's ``c``), the fixed baselines of
+    :data:`_FIXED_POLICIES` (:class:`BatchFixedPolicy`, the scalar agent's choice in every state) and the
+    ``oracle`` (the argmin of the vectorised evaluation). Only a
     central decider with the discrete observation in ``"mask"`` mode and keyword arguments the batched form
     takes qualifies; everything else (DQN, bandits without a batched form, per-user deciders, custom agents)
     keeps the per-request path.
@@ -467,6 +483,8 @@ def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | None:
         )
     if spec.agent == "ucb1":
         return BatchUCB1(masks, **{**_ucb_defaults(env), **kwargs}) if set(kwargs) <= {"c"} else None
+    if spec.agent == "oracle":
+        return _BatchOracle(masks) if not kwargs else None
     if spec.agent in _FIXED_POLICIES:
         agent = make_agent(spec.agent, env, **kwargs)
         try:
@@ -521,12 +539,16 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
     accuracy = system.top1_pct
     requests = sim.next_requests()
     state = sim.observe(requests)
+    is_oracle = isinstance(agent, _BatchOracle)
+    rows = np.arange(b)
     for i in range(n):
-        action = agent.act(state)
-        if env.oracle:
+        if env.oracle or is_oracle:
             totals = sim.evaluate(requests)
             totals[~sim.state_masks[state]] = np.inf
-            record["oracle_latency_ms"][i] = totals.min(axis=1)
+            best = totals.argmin(axis=1)
+        action = best if is_oracle else agent.act(state)
+        if env.oracle:
+            record["oracle_latency_ms"][i] = totals[rows, best]
         breakdown = sim.serve(requests, action)
         tier, variant = np.divmod(action, system.n_variants)
         record["served_user"][i] = requests.user
