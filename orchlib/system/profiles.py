@@ -190,13 +190,18 @@ def _check_field_counts(path: Path, lines: list[str]) -> None:
     pandas reads such a file without complaint when the *first* data row is the long one (it takes the
     extra leading fields as an index), so the counts are checked here.
     """
-    rows = csv.reader(line for line in lines if line.strip() and not line.startswith("#"))
-    header = next(rows, [])
-    for number, fields in enumerate(rows, start=1):
+    numbered = [
+        (n, line) for n, line in enumerate(lines, start=1) if line.strip() and not line.startswith("#")
+    ]
+    parsed = list(csv.reader(line for _, line in numbered))
+    if not parsed:
+        return
+    header = parsed[0]
+    for row, ((line_number, _), fields) in enumerate(zip(numbered[1:], parsed[1:], strict=True), start=1):
         if len(fields) > len(header):
             raise DataError(
-                f"{path}, row {number}: {len(fields)} fields but the header has {len(header)} "
-                f"({', '.join(h.strip() for h in header)}); remove the extra fields (a stray comma?)"
+                f"{path}, row {row} (line {line_number}): {len(fields)} fields but the header has "
+                f"{len(header)} ({', '.join(h.strip() for h in header)}); remove the extra fields (a stray comma?)"
             )
 
 
@@ -210,7 +215,8 @@ def _read_table(path: Path, columns: dict[str, type], key: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty (expected a header with columns {list(columns)})") from None
     except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: not a valid CSV ({exc})") from None
+        _check_field_counts(path, lines)  # the usual cause, named by data row
+        raise DataError(f"{path}: not a valid CSV ({str(exc).strip()})") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; required columns are {list(columns)}")
