@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "Simulator": "orchlib.system.simulator",
     "build_system": "orchlib.system.simulator",
     "OrchestrationEnv": "orchlib.envs.orchestration",
+    "OrchestrationParallelEnv": "orchlib.envs.parallel",
     "Agent": "orchlib.agents.base",
     "AGENT_NAMES": "orchlib.agents.catalogue",
     "make_agent": "orchlib.agents.catalogue",
@@ -48,6 +49,7 @@ __all__ = [
     "AGENT_NAMES",
     "Agent",
     "OrchestrationEnv",
+    "OrchestrationParallelEnv",
     "Scenario",
     "Simulator",
     "System",
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
     from orchlib.agents.base import Agent
     from orchlib.agents.catalogue import AGENT_NAMES, make_agent
     from orchlib.envs.orchestration import OrchestrationEnv
+    from orchlib.envs.parallel import OrchestrationParallelEnv
     from orchlib.study.runner import grid, run_sweep
     from orchlib.system.scenario import Scenario, paper, preset
     from orchlib.system.simulator import Simulator, System, build_system
