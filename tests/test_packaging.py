@@ -86,3 +86,25 @@ def test_the_wheel_carries_the_data_and_runs_from_another_folder(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     count, first_file = result.stdout.split()
     assert count == "100" and Path(first_file).is_relative_to(target)
+
+
+def test_citation_file_describes_this_version_and_cites_the_paper() -> None:
+    import yaml
+
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    for key in ("cff-version", "message", "title", "authors", "version", "references"):
+        assert citation.get(key), f"CITATION.cff lacks {key!r}"
+    assert citation["cff-version"] == "1.2.0" and citation["type"] == "software"
+    assert str(citation["version"]) == PYPROJECT["project"]["version"]
+    assert citation["license"] == PYPROJECT["project"]["license"]
+    paper = citation["references"][0]
+    assert paper["doi"] == "10.1145/3520129" and paper["year"] == 2022
+    assert "doi     = {10.1145/3520129}" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_changelog_has_this_version_and_the_rule_on_published_numbers() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert "## [Unreleased]" in text
+    assert f"## [{PYPROJECT['project']['version']}] - " in text
+    assert "**Moves published numbers:**" in text  # the rule every entry follows
+    assert "`orchlib.scenario`" in text and "`orchlib.system.scenario`" in text  # the layer move
