@@ -283,3 +283,30 @@ def test_results_of_an_older_format_are_ignored_with_one_message(
     assert f"2 of format {runner.RESULT_FORMAT - 1}" in messages[0] and str(tmp_path) in messages[0]
     assert after.n_computed == 2 and not set(after.keys) & set(before.keys)
     pd.testing.assert_frame_equal(after.requests, before.requests)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.pop("seed"), r"missing field\(s\) \['seed'\]"),
+        (lambda d: d.update(sede=1), r"unknown field\(s\) \['sede'\]"),
+        (lambda d: d["scenario"].pop("wan"), r"scenario: missing field\(s\) \['wan'\]"),
+        (lambda d: d.update(seed=-1), "RunSpec.seed must be an integer >= 0"),
+    ],
+)
+def test_a_saved_run_spec_with_a_bad_field_names_it(edit, message: str) -> None:
+    data = json.loads(RunSpec(scenario=tiny(), agent="random", seed=0, replicate=0).to_json())
+    edit(data)
+    with pytest.raises(ValueError, match=message):
+        RunSpec.from_dict(data)
+
+
+def test_a_checkout_that_was_never_installed_finds_the_data_beside_the_package(monkeypatch) -> None:
+    from orchlib.system import profiles
+
+    def not_installed(package: str):
+        raise ModuleNotFoundError(f"No module named {package!r}")
+
+    monkeypatch.setattr(profiles.importlib.resources, "files", not_installed)
+    assert profiles.data_dir() == Path(profiles.__file__).resolve().parents[2] / "data"
+    assert (profiles.data_dir() / "models" / "mobilenet_v1.csv").is_file()

@@ -181,7 +181,23 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: not a mapping, or a missing or unknown field (named, with the valid ones); the
+                scenario's own fields as :meth:`Scenario.from_dict`.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"spec: expected an object with the fields of RunSpec, got {data!r}")
+        fields = [f.name for f in dataclasses.fields(cls)]
+        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        unknown = sorted(set(data) - set(fields))
+        missing = [name for name in required if name not in data]
+        if unknown or missing:
+            raise ValueError(
+                f"spec: unknown field(s) {unknown} and missing field(s) {missing}; RunSpec has fields {fields} "
+                f"and requires {required}"
+            )
         data = dict(data)
         data["scenario"] = Scenario.from_dict(data["scenario"])
         return cls(**data)
