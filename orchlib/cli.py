@@ -247,7 +247,9 @@ def _add_notebooks(subparsers: argparse._SubParsersAction) -> None:
         "OUT/runs, and write the executed copies (with outputs) to OUT/notebooks.",
     )
     parser.add_argument("--quick", action="store_true", help="run the notebooks at their tiny size")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    parser.add_argument(
+        "--out", type=_folder_to_write, default=Path("results"), help="results folder (default: results)"
+    )
     parser.add_argument(
         "--jobs", type=_int_at_least(1), default=min(2, os.cpu_count() or 1), help="notebooks at a time"
     )
@@ -257,8 +259,6 @@ def _add_notebooks(subparsers: argparse._SubParsersAction) -> None:
 def _run_notebooks(args: argparse.Namespace) -> int:
     from orchlib.study.reproduce import execute_notebooks
 
-    if args.out.exists() and not args.out.is_dir():
-        args.parser.error(f"--out: {args.out} exists and is not a folder")
     written = execute_notebooks(args.out, quick=args.quick, n_jobs=args.jobs)
     print(f"executed {len(written)} notebooks into {args.out / 'notebooks'}", file=sys.stderr)
     return 0

@@ -170,6 +170,7 @@ CLI_CASES = [
     (["reproduce", "--out", "{file}/inside"], "--out"),
     (["reproduce", "--jobs", "0"], "--jobs"),
     (["reproduce", "--jobs", "two"], "--jobs"),
+    (["notebooks", "--out", "{file}/inside"], "--out"),
     (["sanity", "--out", "folder.csv"], "--out"),
     (["sanity", "--out", "missing/s.md"], "--out"),
     (["sanity", "--requests", "10", "--out", "s.md"], "--requests"),
