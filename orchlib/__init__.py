@@ -13,11 +13,19 @@ The names most code needs are re-exported here and imported on first use, so ``i
 (it does not import torch)::
 
     from orchlib import Scenario, make_agent, run_sweep, OrchestrationEnv
+
+Gymnasium ids (one per scenario preset, e.g. ``orchlib/Orchestration-paper-v0``; see
+:mod:`orchlib.envs.registration`) are registered as soon as both ``orchlib`` and ``gymnasium`` are imported,
+in either order, so ``import orchlib; gymnasium.make("orchlib/Orchestration-tiny-v0")`` works with no other
+call. ``import orchlib`` itself imports neither gymnasium nor torch.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 #: public name -> the module that defines it (imported lazily, PEP 562).
@@ -29,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "Simulator": "orchlib.system.simulator",
     "build_system": "orchlib.system.simulator",
     "OrchestrationEnv": "orchlib.envs.orchestration",
+    "OrchestrationParallelEnv": "orchlib.envs.parallel",
     "Agent": "orchlib.agents.base",
     "AGENT_NAMES": "orchlib.agents.catalogue",
     "make_agent": "orchlib.agents.catalogue",
@@ -40,6 +49,7 @@ __all__ = [
     "AGENT_NAMES",
     "Agent",
     "OrchestrationEnv",
+    "OrchestrationParallelEnv",
     "Scenario",
     "Simulator",
     "System",
@@ -55,12 +65,16 @@ if TYPE_CHECKING:
     from orchlib.agents.base import Agent
     from orchlib.agents.catalogue import AGENT_NAMES, make_agent
     from orchlib.envs.orchestration import OrchestrationEnv
+    from orchlib.envs.parallel import OrchestrationParallelEnv
     from orchlib.study.runner import grid, run_sweep
     from orchlib.system.scenario import Scenario, paper, preset
     from orchlib.system.simulator import Simulator, System, build_system
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
@@ -69,4 +83,60 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | {"__version__"})
+
+
+def _version() -> str:
+    """The installed distribution's version; for a checkout that was never installed, its pyproject's."""
+    # importlib.metadata is imported here, on first use of __version__, to keep `import orchlib` cheap.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("orchlib")
+    except PackageNotFoundError:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        if pyproject.is_file():
+            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+            if project.get("name") == "orchlib" and "version" in project:
+                return f"{project['version']}+checkout"
+        return "0+unknown"
+
+
+# --- Gymnasium registration --------------------------------------------------------------------------------
+# Gymnasium 1.x has no plugin entry point: packages register their ids when imported. Importing gymnasium here
+# would make `import orchlib` about 30 times slower (numpy and gymnasium for code that may never use them), so
+# the ids are registered the moment gymnasium is imported (or at once, if it already is).
+
+
+def _register_environments() -> None:
+    from orchlib.envs.registration import register
+
+    register()
+
+
+class _RegisterWhenGymnasiumLoads:
+    """A ``sys.meta_path`` finder that lets gymnasium load normally, then registers orchlib's ids once."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "gymnasium":
+            return None
+        sys.meta_path.remove(self)  # the real finders locate gymnasium; this hook fires once
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            load(module)
+            _register_environments()
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+if "gymnasium" in sys.modules:
+    _register_environments()
+elif not any(isinstance(finder, _RegisterWhenGymnasiumLoads) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWhenGymnasiumLoads())
