@@ -14,17 +14,15 @@ The names most code needs are re-exported here and imported on first use, so ``i
 
     from orchlib import Scenario, make_agent, run_sweep, OrchestrationEnv
 
-Gymnasium ids (one per scenario preset, e.g. ``orchlib/Orchestration-paper-v0``; see
-:mod:`orchlib.envs.registration`) are registered as soon as both ``orchlib`` and ``gymnasium`` are imported,
-in either order, so ``import orchlib; gymnasium.make("orchlib/Orchestration-tiny-v0")`` works with no other
-call. ``import orchlib`` itself imports neither gymnasium nor torch.
+``import orchlib`` registers the Gymnasium ids (one per scenario preset, e.g.
+``orchlib/Orchestration-paper-v0``; see :mod:`orchlib.envs.registration`), so
+``import orchlib; gymnasium.make("orchlib/Orchestration-tiny-v0")`` works with no other call. It imports
+gymnasium for that, but not torch.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,38 +103,8 @@ def _version() -> str:
 
 
 # --- Gymnasium registration --------------------------------------------------------------------------------
-# Gymnasium 1.x has no plugin entry point: packages register their ids when imported. Importing gymnasium here
-# would make `import orchlib` about 30 times slower (numpy and gymnasium for code that may never use them), so
-# the ids are registered the moment gymnasium is imported (or at once, if it already is).
+# Gymnasium 1.x has no plugin entry point: packages register their ids when imported, as this does. It imports
+# gymnasium (a few hundred ms, with numpy) but not the environment itself: entry points are strings.
+from orchlib.envs.registration import register as _register  # noqa: E402
 
-
-def _register_environments() -> None:
-    from orchlib.envs.registration import register
-
-    register()
-
-
-class _RegisterWhenGymnasiumLoads:
-    """A ``sys.meta_path`` finder that lets gymnasium load normally, then registers orchlib's ids once."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != "gymnasium":
-            return None
-        sys.meta_path.remove(self)  # the real finders locate gymnasium; this hook fires once
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        load = spec.loader.exec_module
-
-        def exec_module(module: Any) -> None:
-            load(module)
-            _register_environments()
-
-        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec
-
-
-if "gymnasium" in sys.modules:
-    _register_environments()
-elif not any(isinstance(finder, _RegisterWhenGymnasiumLoads) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterWhenGymnasiumLoads())
+_register()
