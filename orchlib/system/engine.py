@@ -250,21 +250,21 @@ def _next_request(b, next_arrival, poisson, gap_ms):
 
 @numba.njit(cache=True)
 def _next_requests(
-    next_arrival, poisson, gaps, uniforms, normals, position, mean_gap_ms, class_cdf, input_bits,
+    next_arrival, poisson, gaps, uniforms, normals, gap_column, draw_column, mean_gap_ms, class_cdf, input_bits,
     time_ms, user, requirement_class, z, payload_bits,
 ):
-    """Draw every replicate's next request into the request arrays (``position``: column of the draw blocks)."""
+    """Draw every replicate's next request into the request arrays (from the given columns of the blocks)."""
     for b in range(time_ms.size):
-        t, u = _next_request(b, next_arrival, poisson, gaps[b, position[0]] * mean_gap_ms)
+        t, u = _next_request(b, next_arrival, poisson, gaps[b, gap_column] * mean_gap_ms)
         time_ms[b] = t
         user[b] = u
         # the class: first k with uniform < cdf[k], else the last
-        draw = uniforms[b, position[1]]
+        draw = uniforms[b, draw_column]
         k = 0
         while k < class_cdf.size - 1 and draw >= class_cdf[k]:
             k += 1
         requirement_class[b] = k
-        z[b] = normals[b, position[1]]
+        z[b] = normals[b, draw_column]
         payload_bits[b] = input_bits
 
 
@@ -351,7 +351,7 @@ def _serve_batch(
     return -1
 @numba.njit(cache=True)
 def _next_observed(
-    next_arrival, poisson, gaps, uniforms, normals, position, mean_gap_ms, class_cdf, input_bits,
+    next_arrival, poisson, gaps, uniforms, normals, gap_column, draw_column, mean_gap_ms, class_cdf, input_bits,
     time_ms, user, requirement_class, z, payload_bits,
     device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
     median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
@@ -360,7 +360,7 @@ def _next_observed(
     """:func:`_next_requests`, then :func:`_snapshot_batch` and optionally :func:`_evaluate_batch` of the new
     requests, in one call (the state does not change between them; one call costs one dispatch)."""
     _next_requests(
-        next_arrival, poisson, gaps, uniforms, normals, position, mean_gap_ms, class_cdf, input_bits,
+        next_arrival, poisson, gaps, uniforms, normals, gap_column, draw_column, mean_gap_ms, class_cdf, input_bits,
         time_ms, user, requirement_class, z, payload_bits,
     )
     _snapshot_batch(
@@ -379,8 +379,8 @@ def _serve_then_next(
     first, actions, time_ms, user, z, payload_bits,
     device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
     median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
-    next_arrival, closed_loop, gaps, gap_position, mean_gap_ms, serve_out,
-    poisson, uniforms, normals, position, class_cdf, input_bits, requirement_class,
+    next_arrival, closed_loop, gaps, gap_column, mean_gap_ms, serve_out,
+    poisson, uniforms, normals, draw_column, class_cdf, input_bits, requirement_class,
     with_evaluate, snapshot_out, evaluate_out,
 ):
     """:func:`_serve_batch`, then :func:`_next_observed`, in one call (the per-request path's step)."""
@@ -388,12 +388,12 @@ def _serve_then_next(
         first, actions, time_ms, user, z, payload_bits,
         device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
         median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
-        next_arrival, closed_loop, gaps, gap_position, mean_gap_ms, serve_out,
+        next_arrival, closed_loop, gaps, gap_column, mean_gap_ms, serve_out,
     )
     if failed >= 0:
         return failed
     _next_observed(
-        next_arrival, poisson, gaps, uniforms, normals, position, mean_gap_ms, class_cdf, input_bits,
+        next_arrival, poisson, gaps, uniforms, normals, gap_column, draw_column, mean_gap_ms, class_cdf, input_bits,
         time_ms, user, requirement_class, z, payload_bits,
         device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
         median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
@@ -505,7 +505,7 @@ class Engine:
         self._gaps = np.empty((b, BLOCK))
         self._uniforms = np.empty((b, BLOCK))
         self._normals = np.empty((b, BLOCK, 3))
-        self._position = np.array([BLOCK, BLOCK], dtype=np.int64)  # next unread column: gaps, request draws
+        self._gap_column = self._draw_column = BLOCK  # next unread column of each block (BLOCK: empty)
         for user in range(n_users):
             self.next_arrival_ms[:, user] = self._take_gaps() * self.mean_gap_ms
         self._out_serve = np.empty((b, 7))
@@ -518,19 +518,19 @@ class Engine:
     def _refill_gaps(self) -> None:
         for b, rng in enumerate(self.rngs):
             self._gaps[b] = rng.standard_exponential(BLOCK)
-        self._position[0] = 0
+        self._gap_column = 0
 
     def _refill_draws(self) -> None:
         for b, rng in enumerate(self.rngs):
             self._uniforms[b] = rng.random(BLOCK)
             self._normals[b] = rng.standard_normal((BLOCK, 3))
-        self._position[1] = 0
+        self._draw_column = 0
 
     def _take_gaps(self) -> np.ndarray:
-        if self._position[0] >= BLOCK:
+        if self._gap_column >= BLOCK:
             self._refill_gaps()
-        self._position[0] += 1
-        return self._gaps[:, self._position[0] - 1]
+        self._gap_column += 1
+        return self._gaps[:, self._gap_column - 1]
 
     def _bind(self) -> None:
         """The kernels' argument tuples (the arrays are updated in place; rebuilt when one is replaced)."""
@@ -552,13 +552,9 @@ class Engine:
             self.half_access_rtt,
             self.half_wan_rtt,
         )
+        # the draw columns go between these two parts
+        self._draw_blocks = (self.next_arrival_ms, self.poisson, self._gaps, self._uniforms, self._normals)
         self._draw_args = (
-            self.next_arrival_ms,
-            self.poisson,
-            self._gaps,
-            self._uniforms,
-            self._normals,
-            self._position,
             self.mean_gap_ms,
             self.class_cdf,
             self.input_bits,
@@ -602,18 +598,18 @@ class Engine:
 
         Its :meth:`snapshot` (and, if ``with_evaluate``, its :meth:`evaluate`) is computed in the same call.
         """
-        position = self._position
-        if self.poisson and position[0] >= BLOCK:
+        if self.poisson and self._gap_column >= BLOCK:
             self._refill_gaps()
-        if position[1] >= BLOCK:
+        if self._draw_column >= BLOCK:
             self._refill_draws()
         _next_observed(
-            *self._draw_args, *self._observe_args, with_evaluate, self._out_snapshot, self._out_evaluate
-        )
+            *self._draw_blocks, self._gap_column, self._draw_column, *self._draw_args, *self._observe_args,
+            with_evaluate, self._out_snapshot, self._out_evaluate,
+        )  # fmt: skip
         self._snapshot_fresh, self._evaluate_fresh = True, with_evaluate
         if self.poisson:
-            position[0] += 1
-        position[1] += 1
+            self._gap_column += 1
+        self._draw_column += 1
 
     def set_requests(self, time_ms, user, requirement_class, z) -> None:
         """Make scripted requests the current ones (arguments broadcast to (B,), z to (B, 3); not validated)."""
@@ -654,34 +650,34 @@ class Engine:
         (reused by the next call).
         """
         closed_loop = not self.poisson
-        position = self._position
         # each block is refilled before the call that reads from it, in the order the separate calls would
-        if position[0] >= BLOCK and (closed_loop or then_next):
+        if self._gap_column >= BLOCK and (closed_loop or then_next):
             self._refill_gaps()
-        if then_next and position[1] >= BLOCK:
+        if then_next and self._draw_column >= BLOCK:
             self._refill_draws()
-        gaps, gap_position = (self._gaps, int(position[0])) if closed_loop else (self._no_gaps, 0)
-        tail = (closed_loop, gaps, gap_position, self.mean_gap_ms, self._out_serve)
         self._snapshot_fresh = self._evaluate_fresh = False
         first = 0
         while True:
             if then_next:
-                # the next request's gap comes from the gap block at its position (Poisson arrivals)
                 first = _serve_then_next(
-                    first, actions, *self._serve_args, closed_loop, self._gaps, int(position[0]),
-                    self.mean_gap_ms, self._out_serve, self.poisson, self._uniforms, self._normals, position,
-                    self.class_cdf, self.input_bits, self.request_class,
+                    first, actions, *self._serve_args, closed_loop, self._gaps, self._gap_column,
+                    self.mean_gap_ms, self._out_serve, self.poisson, self._uniforms, self._normals,
+                    self._draw_column, self.class_cdf, self.input_bits, self.request_class,
                     with_evaluate, self._out_snapshot, self._out_evaluate,
                 )  # fmt: skip
             else:
-                first = _serve_batch(first, actions, *self._serve_args, *tail)
+                gaps = self._gaps if closed_loop else self._no_gaps
+                first = _serve_batch(
+                    first, actions, *self._serve_args, closed_loop, gaps, self._gap_column if closed_loop else 0,
+                    self.mean_gap_ms, self._out_serve,
+                )  # fmt: skip
             if first < 0:
                 break
             self._grow_done_lists()
-        if closed_loop or then_next:
-            position[0] += 1
+        if closed_loop or then_next:  # a think time (closed loop) or the next gap (Poisson) was read
+            self._gap_column += 1
         if then_next:
-            position[1] += 1
+            self._draw_column += 1
             self._snapshot_fresh, self._evaluate_fresh = True, with_evaluate
         return self._out_serve
 
