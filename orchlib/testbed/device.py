@@ -11,7 +11,8 @@ stdout, in completion order, matched by ``id``:
   inference time (the real run, then a sleep for the rest). ``edge``/``cloud``: the variant's payload
   (:mod:`orchlib.testbed.wire`) is posted to the server over a kept-alive HTTP connection (httpx).
 * ``{"id": i, "op": "bulk", "tier": T, "n_bytes": N}``: one bulk upload to the server's ``/sink``.
-* ``{"id": i, "op": "echo", "tier": T, "n": K}``: ``K`` sequential ``GET /echo`` round trips.
+* ``{"id": i, "op": "echo", "tier": T, "n": K}``: ``K`` pairs of sequential round trips, ``GET /echo`` (with the
+  server's added delay, ``rtt_ms``) and ``GET /ping`` (without, ``base_ms``).
 
 Every answer carries CLOCK_MONOTONIC times in seconds (the clock is shared by every process on the machine,
 whatever its network namespace). A failed request answers ``{"id": i, "ok": false, "error": REASON}``; every
@@ -185,12 +186,13 @@ class Device:
             response.raise_for_status()
             return {"ok": True, "sent_s": sent, **response.json()}
         if op == "echo":
-            samples = []
+            samples: dict[str, list[float]] = {"/echo": [], "/ping": []}
             for _ in range(int(command.get("n", 1))):
-                start = time.monotonic()
-                (await client.get("/echo")).raise_for_status()
-                samples.append((time.monotonic() - start) * 1e3)
-            return {"ok": True, "rtt_ms": samples}
+                for path, values in samples.items():
+                    start = time.monotonic()
+                    (await client.get(path)).raise_for_status()
+                    values.append((time.monotonic() - start) * 1e3)
+            return {"ok": True, "rtt_ms": samples["/echo"], "base_ms": samples["/ping"]}
         return {"ok": False, "error": f"unknown command op={op!r} tier={tier!r}"}
 
     async def answer(self, command: dict[str, Any]) -> None:

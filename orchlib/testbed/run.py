@@ -165,7 +165,7 @@ def request_stream(system: System, seed: int, duration_s: float) -> list[Request
     With Poisson arrivals the stream does not depend on the actions, so serving every request with action 0
     only advances the simulator.
     """
-    sim = Simulator(system, rng=_env_rng(seed))
+    sim = Simulator(system, rng=stream_rng(seed))
     out = []
     for _ in range(system.scenario.n_requests):
         request = sim.next_request()
@@ -176,7 +176,7 @@ def request_stream(system: System, seed: int, duration_s: float) -> list[Request
     return out
 
 
-def _env_rng(seed: int) -> np.random.Generator:
+def stream_rng(seed: int) -> np.random.Generator:
     """The environment generator of the runner's replicate 0 (``OrchestrationEnv.reset`` seeds it this way)."""
     env_seq, _ = np.random.SeedSequence(seed, spawn_key=(0,)).spawn(2)
     from gymnasium.utils import seeding
@@ -316,8 +316,7 @@ class Testbed:
                 seed=self.seed,
             )
             servers[tier] = await self._spawn(tier, tier, "orchlib.testbed.server", config.to_json())
-        for tier, process in servers.items():
-            await self._wait_ready(f"{tier} server", process, deadline)
+        # Devices start alongside the servers (they connect only when the first request comes).
         devices = []
         for user in range(s.n_users):
             config = DeviceConfig(
@@ -332,6 +331,8 @@ class Testbed:
             devices.append(
                 await self._spawn(f"device{user}", "user", "orchlib.testbed.device", config.to_json())
             )
+        for tier, process in servers.items():
+            await self._wait_ready(f"{tier} server", process, deadline)
         for user, process in enumerate(devices):
             await self._wait_ready(f"device {user}", process, deadline)
             self._readers.append(asyncio.create_task(self._read(process)))

@@ -12,7 +12,7 @@ Endpoints:
   headers of :data:`orchlib.testbed.wire.TIMING_HEADERS`, among them the queue length the server had when
   the request arrived. ``n_workers`` inferences run at once (a thread pool); the others wait in FIFO order.
 * ``POST /sink``: reads and discards up to :data:`MAX_SINK_BYTES` (the bulk-throughput check of the links).
-* ``GET /echo``: answers at once after the propagation delay (the RTT check).
+* ``GET /echo``: answers after the propagation delay; ``GET /ping`` at once (together: the RTT check).
 
 Propagation delay is added here, in user space (the kernel has no ``netem``): ``propagation_ms / 2`` after the
 body is received and again before the response is sent. In loopback mode the server also plays the links of
@@ -271,6 +271,11 @@ def create_app(config: ServerConfig, models: dict[str, Any]) -> FastAPI:
         for link in links_up + links_down:
             link.trace_start_s = t
         return JSONResponse({"trace_start_s": t})
+
+    @app.get("/ping")
+    async def ping() -> Response:
+        # the same round trip as /echo without the added delay: the baseline the RTT check subtracts
+        return JSONResponse({"queue_length": state["in_system"], "propagation_ms": 0.0})
 
     @app.get("/echo")
     async def echo() -> Response:
