@@ -171,6 +171,12 @@ def _add_reproduce(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-notebooks", action="store_true", help="skip executing the notebooks")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--testbed",
+        action="store_true",
+        help="also run the live testbed against the simulator at 1, 2 and 4 users (about 5 minutes; quick: "
+        "1 user, 10 s) into OUT/testbed and draw OUT/figures/fig9_sim_vs_real",
+    )
     parser.set_defaults(handler=_run_reproduce, parser=parser)
 
 
@@ -191,6 +197,8 @@ def _run_reproduce(args: argparse.Namespace) -> int:
             notebooks=not args.no_notebooks,
             progress=not args.no_progress,
         )
+        if args.testbed:
+            _reproduce_testbed(args.out, quick=args.quick, progress=not args.no_progress)
     except KeyboardInterrupt:
         print(
             "\ninterrupted: every finished run is cached in OUT/runs and is reused by the next call",
@@ -198,6 +206,23 @@ def _run_reproduce(args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED
     return 0
+
+
+def _reproduce_testbed(out: Path, quick: bool, progress: bool) -> None:
+    """The optional step of ``reproduce --testbed``: simulator against the live testbed, table and figure."""
+    from orchlib.study import plots
+    from orchlib.testbed.compare import run_comparison
+    from orchlib.testbed.run import QUICK_VARIANTS
+
+    table, _ = run_comparison(
+        out / "testbed",
+        users=(1,) if quick else (1, 2, 4),
+        duration_s=10.0 if quick else 60.0,
+        variants=QUICK_VARIANTS if quick else None,
+        progress=progress,
+    )
+    plots.save(plots.plot_sim_vs_real(table), out / "figures", "fig9_sim_vs_real")
+    print(f"simulator vs testbed: {out / 'testbed' / 'sim_vs_real.csv'}", file=sys.stderr)
 
 
 # --- sanity --------------------------------------------------------------------------------------------

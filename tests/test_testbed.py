@@ -323,3 +323,22 @@ def test_a_run_with_the_edge_killed_keeps_every_request_and_feeds_failures_to_th
     assert len(simulated) == len(frame)
     table = sim_vs_real(frame, simulated, n_users=1)
     assert {"median_error_pct", "p95_error_pct", "real_upload_ms", "sim_upload_ms"} <= set(table.columns)
+
+
+def test_cli_refuses_a_bad_scenario_or_duration_before_anything_starts(tmp_path, capsys):
+    from orchlib.cli import main
+
+    base = ["testbed", "--users", "1", "--agent", "random", "--out", str(tmp_path / "out")]
+    for extra, message in (
+        (["--scenario", "nope", "--duration", "5"], "unknown scenario preset 'nope'"),
+        (["--scenario", "testbed", "--duration", "0"], "--duration: must be a finite number > 0"),
+        (
+            ["--scenario", "paper", "--duration", "5", "--variants", "mobilenet_v1_0.25_128_quant"],
+            "cannot be met",
+        ),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            main(base + extra)
+        assert stopped.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
