@@ -654,6 +654,8 @@ async def _run(
         "n_requests_planned": len(stream),
         "interrupted": False,
         "edge_killed_at_s": None,
+        # the machine's load: the testbed's numbers include every other process on the shared cores
+        "load_average_start": os.getloadavg()[0],
         "config": _jsonable(dataclasses.asdict(config) | {"scenario": config.scenario.to_dict()}),
     }
     task = asyncio.current_task()
@@ -692,6 +694,7 @@ async def _run(
             loop.remove_signal_handler(signal.SIGTERM)
         await asyncio.shield(testbed.close())
         info["wall_time_s"] = time.monotonic() - started
+        info["load_average_end"] = os.getloadavg()[0]
         frame = _table(rows, system, config, mode)
         info["n_requests"] = len(frame)
         info["n_failed"] = int((frame["status"] == "failed").sum())
