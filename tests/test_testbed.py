@@ -289,7 +289,7 @@ def test_a_run_with_the_edge_killed_keeps_every_request_and_feeds_failures_to_th
     scenario = _scenario(n_users=1, variants=QUICK_VARIANTS)
     config = testbed_run.TestbedConfig(
         scenario=scenario,
-        agent="q_learning",
+        agent="edge_fastest",  # every request to the edge, so requests certainly meet the dead server
         duration_s=4.0,
         kill_edge_at_s=2.0,
         request_timeout_s=3.0,
@@ -303,15 +303,16 @@ def test_a_run_with_the_edge_killed_keeps_every_request_and_feeds_failures_to_th
     assert list(frame.columns) == [*REQUEST_COLUMNS, *EXTRA_COLUMNS]
     planned = request_stream(build_system(scenario), 0, 4.0)
     assert len(frame) == len(planned) == result.info["n_requests_planned"]  # nothing lost
-    assert set(frame["tier"].astype(str)) == {"end", "edge", "cloud"}
+    assert set(frame["tier"].astype(str)) == {"edge"}
     killed_at = result.info["edge_killed_at_s"]
     after = frame[(frame["tier"] == "edge") & (frame["time_s"] > killed_at + 0.1)]
     assert len(after) and (after["status"] == "failed").all()
     assert after["error"].str.len().gt(0).all()
-    assert (after["reward"] == -config.request_timeout_s).all()  # the failure is in the reward
+    # the failure is in the reward the agent learns from (the row keeps the value passed to learn())
+    assert (after["reward"] == -config.request_timeout_s).all()
     assert after["latency_ms"].isna().all()
     done = frame[frame["status"] == "ok"]
-    assert len(done) > len(frame) // 2
+    assert len(done) and (done["time_s"] < killed_at).all()  # answered before the kill, none lost
     parts = done[["network_wait_ms", "upload_ms", "propagation_ms", "queue_ms", "compute_ms", "download_ms"]]
     assert np.allclose(parts.sum(axis=1), done["latency_ms"])
     saved = pd.read_parquet(tmp_path / "requests.parquet")
