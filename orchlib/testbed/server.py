@@ -42,6 +42,9 @@ from orchlib.testbed import wire
 #: Largest body ``POST /sink`` accepts, bytes (a bulk transfer of a few seconds at tens of Mbit/s).
 MAX_SINK_BYTES = 32 * 1024 * 1024
 
+#: seconds an idle client connection is kept (devices); the server keeps them longer.
+KEEPALIVE_S = 60.0
+
 #: Exit code when the address or port cannot be bound (taken, or not allowed).
 EXIT_BIND = 3
 
@@ -304,7 +307,16 @@ async def _serve(config: ServerConfig) -> None:
     models = build_models(config.variants, config.threads, config.seed)
     app = create_app(config, models)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+            # longer than the devices keep idle connections (device.KEEPALIVE_S), so a device never sends on a
+            # connection the server is closing (uvicorn's default of 5 s raced with requests a few seconds apart)
+            timeout_keep_alive=KEEPALIVE_S + 30,
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
