@@ -620,11 +620,11 @@ async def _run(
 ) -> TestbedResult:
     from tqdm.auto import tqdm
 
-    if progress:
-        print(
-            f"orchlib testbed: {mode} mode, {system.scenario.n_users} users, agent {config.agent}",
-            file=sys.stderr,
-        )
+    # said even without progress: loopback numbers are not namespace numbers
+    print(
+        f"orchlib testbed: {mode} mode, {system.scenario.n_users} users, agent {config.agent}",
+        file=sys.stderr,
+    )
     calibration = pd.DataFrame(
         calibrate(
             system.variant_names,
@@ -662,7 +662,10 @@ async def _run(
     loop = asyncio.get_running_loop()
     signals = threading.current_thread() is threading.main_thread()
     if signals and task is not None:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        # Ctrl-C and SIGTERM both cancel the run, which then tears down and writes what finished (SIGINT is
+        # set here too because a shell starts background jobs with SIGINT ignored).
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, task.cancel)
     controller_task = None
     started = time.monotonic()
     try:
@@ -691,7 +694,8 @@ async def _run(
         if controller_task is not None:
             controller_task.cancel()
         if signals:
-            loop.remove_signal_handler(signal.SIGTERM)
+            for number in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(number)
         await asyncio.shield(testbed.close())
         info["wall_time_s"] = time.monotonic() - started
         info["load_average_end"] = os.getloadavg()[0]
