@@ -343,3 +343,37 @@ def test_cli_refuses_a_bad_scenario_or_duration_before_anything_starts(tmp_path,
         assert stopped.value.code == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_sim_vs_real_table_and_its_figure_from_paired_requests():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from orchlib.study import plots
+
+    parts = ["network_wait_ms", "upload_ms", "propagation_ms", "queue_ms", "compute_ms", "download_ms"]
+    rng = np.random.default_rng(0)
+    n = 40
+    real = pd.DataFrame(
+        {
+            "request": np.arange(n),
+            "tier": np.repeat(["edge", "cloud"], n // 2),
+            "variant": "v",
+            "status": ["ok"] * (n - 1) + ["failed"],
+            **{p: rng.uniform(1, 10, n) for p in parts},
+        }
+    )
+    real["latency_ms"] = real[parts].sum(axis=1)
+    simulated = real.copy()
+    simulated[parts] = simulated[parts] * 1.1  # every part 10% longer in the simulator
+    simulated["latency_ms"] = simulated[parts].sum(axis=1)
+    table = sim_vs_real(real, simulated, n_users=3)
+    assert list(table["tier"]) == ["cloud", "edge"]
+    assert table["n_requests"].tolist() == [19, 20]  # the failed request is left out
+    assert np.allclose(table["median_error_pct"], 10.0) and np.allclose(table["p95_error_pct"], 10.0)
+    fig = plots.plot_sim_vs_real(table)
+    assert len(fig.axes) == 3
+    with pytest.raises(ValueError, match="lacks column"):
+        plots.plot_sim_vs_real(table.drop(columns="sim_p95_ms"))
+    fig = plots.plot_testbed_choices(real.assign(time_s=np.arange(n) * 0.1))
+    assert len(fig.axes) == 2

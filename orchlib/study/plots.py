@@ -553,7 +553,7 @@ def plot_testbed_choices(requests: pd.DataFrame) -> Figure:
         ok = df["status"] == "ok"
         for tier in TIERS:
             rows = df[(df["tier"] == tier) & ok]
-            y = TIERS.index(tier) + rows["variant"].map(offset)
+            y = TIERS.index(tier) + rows["variant"].map(offset).astype(float)
             top.scatter(rows["time_s"], y, s=10, color=TIER_COLORS[tier])
             bottom.scatter(rows["time_s"], rows["latency_ms"], s=10, color=TIER_COLORS[tier], label=tier)
         failed = df[~ok]
