@@ -63,9 +63,14 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--variants", nargs="+", type=_variant_name, default=None, metavar="NAME", help="default: all 32"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs (default 0)")
     parser.add_argument(
-        "--machine", default=None, help="generic machine description for the metadata (never the host name)"
+        "--seed", type=_int_at_least(0), default=0, help="seed for weights and inputs (>= 0, default 0)"
+    )
+    parser.add_argument(
+        "--machine",
+        type=_one_line_text,
+        default=None,
+        help="generic machine description for the metadata (never the host name)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
@@ -139,12 +144,40 @@ def _variant_name(text: str) -> str:
     return text
 
 
+def _one_line_text(text: str) -> str:
+    if not text.strip() or "\n" in text or "\r" in text:
+        raise argparse.ArgumentTypeError(f"must be a non-empty text on one line, got {text!r}")
+    return text
+
+
 def _csv_path(text: str) -> Path:
     path = Path(text)
     if path.suffix != ".csv":
         raise argparse.ArgumentTypeError(f"must end in .csv, got {text!r}")
+    return _file_to_write(text)
+
+
+def _file_to_write(text: str) -> Path:
+    """A file path whose folder exists and is writable, and which is not itself a folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name inside it")
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"folder {str(path.parent)!r} does not exist (create it first)")
+    if not os.access(path.parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"folder {str(path.parent)!r} is not writable")
+    return path
+
+
+def _folder_to_write(text: str) -> Path:
+    """A folder that exists or can be created (its nearest existing ancestor is a writable folder)."""
+    path = Path(text)
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        what = "exists and is not a folder" if existing == path else f"is inside {str(existing)!r}, a file"
+        raise argparse.ArgumentTypeError(f"{text!r} {what}")
+    if not os.access(existing, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{str(existing)!r} is not writable")
     return path
 
 
@@ -163,7 +196,9 @@ def _add_reproduce(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="tiny budget (about a minute); not for conclusions"
     )
-    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
+    parser.add_argument(
+        "--out", type=_folder_to_write, default=Path("results"), help="output folder (default: results)"
+    )
     parser.add_argument(
         "--jobs",
         type=_int_at_least(1),
@@ -187,8 +222,6 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     from orchlib.study.notebooks import QUICK_ENV, RESULTS_ENV
     from orchlib.study.reproduce import reproduce
 
-    if args.out.exists() and not args.out.is_dir():
-        args.parser.error(f"--out: {args.out} exists and is not a folder")
     # The notebooks executed at the end read the runs cached by this call.
     os.environ[RESULTS_ENV] = str(args.out.resolve())
     os.environ[QUICK_ENV] = "1" if args.quick else "0"
@@ -239,7 +272,9 @@ def _add_notebooks(subparsers: argparse._SubParsersAction) -> None:
         "OUT/runs, and write the executed copies (with outputs) to OUT/notebooks.",
     )
     parser.add_argument("--quick", action="store_true", help="run the notebooks at their tiny size")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    parser.add_argument(
+        "--out", type=_folder_to_write, default=Path("results"), help="results folder (default: results)"
+    )
     parser.add_argument(
         "--jobs", type=_int_at_least(1), default=min(2, os.cpu_count() or 1), help="notebooks at a time"
     )
@@ -249,8 +284,6 @@ def _add_notebooks(subparsers: argparse._SubParsersAction) -> None:
 def _run_notebooks(args: argparse.Namespace) -> int:
     from orchlib.study.reproduce import execute_notebooks
 
-    if args.out.exists() and not args.out.is_dir():
-        args.parser.error(f"--out: {args.out} exists and is not a folder")
     written = execute_notebooks(args.out, quick=args.quick, n_jobs=args.jobs)
     print(f"executed {len(written)} notebooks into {args.out / 'notebooks'}", file=sys.stderr)
     return 0
@@ -269,15 +302,15 @@ def _add_sanity(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--requests", type=_int_at_least(100), default=1000, help="requests per cell (default 1000)"
     )
-    parser.add_argument("--out", type=Path, required=True, help="Markdown file to write, e.g. docs/sanity.md")
+    parser.add_argument(
+        "--out", type=_file_to_write, required=True, help="Markdown file to write, e.g. docs/sanity.md"
+    )
     parser.set_defaults(handler=_run_sanity, parser=parser)
 
 
 def _run_sanity(args: argparse.Namespace) -> int:
     from orchlib.study.experiments import sanity_markdown
 
-    if not args.out.parent.is_dir():
-        args.parser.error(f"--out: folder {args.out.parent} does not exist")
     text = sanity_markdown(n_requests=args.requests)
     from orchlib.study.runner import atomic_write
 

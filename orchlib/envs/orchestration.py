@@ -9,10 +9,11 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
+from orchlib.envs.registration import ENV_ID, register
 from orchlib.system.scenario import TIERS, Scenario, preset
 from orchlib.system.simulator import Breakdown, Request, Simulator, Snapshot, System, build_system
 
-ENV_ID = "orchlib/Orchestration-v0"
+__all__ = ["BOX_FEATURES", "ENV_ID", "PRIVATE_INFO_KEYS", "OrchestrationEnv", "public_info", "register"]
 
 #: info keys that reveal what a real orchestrator could not know; only ``privileged`` agents receive them.
 PRIVATE_INFO_KEYS: frozenset[str] = frozenset({"oracle_latency_ms", "oracle_action", "regret_ms"})
@@ -74,9 +75,9 @@ class OrchestrationEnv(gym.Env):
     the per-request clairvoyant optimum ``oracle_latency_ms``, ``oracle_action`` and ``regret_ms``
     (private: see :data:`PRIVATE_INFO_KEYS`).
 
-    **Episode end.** Serving requests is a continuing task: the environment never terminates; the
-    ``TimeLimit`` set at registration truncates it (``gym.make(ENV_ID)`` gives the scenario's
-    ``n_requests`` steps). A direct instance truncates after ``max_steps`` (default ``n_requests``).
+    **Episode end.** Serving requests is a continuing task: the environment never terminates; it truncates
+    after ``max_steps`` requests (default: the scenario's ``n_requests``), also when made with
+    ``gym.make("orchlib/Orchestration-<preset>-v0")`` (ids in :mod:`orchlib.envs.registration`).
 
     **Arguments.**
         scenario: a :class:`Scenario`, a preset name, or a prebuilt :class:`System`.
@@ -284,14 +285,3 @@ class OrchestrationEnv(gym.Env):
     @property
     def tier_names(self) -> tuple[str, ...]:
         return TIERS
-
-
-def register() -> None:
-    """Register :data:`ENV_ID` (the ``paper`` scenario, 20,000 requests per episode) if not yet registered."""
-    if ENV_ID not in gym.registry:
-        gym.register(
-            id=ENV_ID,
-            entry_point="orchlib.envs.orchestration:OrchestrationEnv",
-            max_episode_steps=20_000,
-            kwargs={"scenario": "paper"},
-        )
