@@ -177,6 +177,15 @@ class OrchestrationEnv(gym.Env):
 
     def _observe(self, request: Request) -> tuple[int | np.ndarray, Snapshot]:
         snap = self.sim.snapshot(request)
+        return self.observation(snap, request.requirement_pct, request.requirement_class), snap
+
+    def observation(self, snap: Snapshot, requirement_pct: float, requirement_class: int) -> int | np.ndarray:
+        """The observation of a request with requirement ``requirement_pct`` (class ``requirement_class``)
+        given the measurements ``snap``: a discrete state index or the Box features (see the class docstring).
+
+        Public so that a real deployment (``orchlib.testbed``) builds its agents' observations from its own
+        measurements with exactly the rule the simulator uses.
+        """
         if self.observation_mode == "box":
             values = np.array(
                 [
@@ -186,20 +195,18 @@ class OrchestrationEnv(gym.Env):
                     snap.device_backlog_ms / 1e3,
                     snap.edge_in_system,
                     snap.cloud_in_system,
-                    request.requirement_pct / 100.0,
+                    requirement_pct / 100.0,
                 ],
                 dtype=np.float32,
             )
             # log(1 + x) / log(1 + high): every feature in [0, 1], with resolution where the values live
             # (a few Mbit/s to Gbit/s; a few ms to seconds of backlog), as MLPs and LinUCB need.
-            return (np.log1p(np.minimum(values, _BOX_HIGH)) * _BOX_SCALE).astype(np.float32), snap
+            return (np.log1p(np.minimum(values, _BOX_HIGH)) * _BOX_SCALE).astype(np.float32)
         b = bisect.bisect_right(self.bandwidth_edges_mbps, snap.access_mbps)
         load = bisect.bisect_right(self.edge_load_edges, snap.edge_in_system)
         s = self.state_shape
         # mixed-radix encode inlined (same as encode()) because it runs on every request
-        return ((b * s[1] + load) * s[2] + (snap.access_backlog_ms > 0)) * s[
-            3
-        ] + request.requirement_class, snap
+        return ((b * s[1] + load) * s[2] + (snap.access_backlog_ms > 0)) * s[3] + requirement_class
 
     def _request_info(self, request: Request, snap: Snapshot) -> dict[str, Any]:
         # a dict literal rather than Snapshot._asdict(): this runs on every request

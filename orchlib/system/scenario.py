@@ -5,7 +5,7 @@ the links between them, how requests arrive and what accuracy they need. It hold
 :func:`orchlib.system.simulator.build_system` reads the files it names. Every value of the ``paper`` preset that the
 public paper does not give is a reconstruction, numbered in ``docs/assumptions.md``.
 
-Presets: :func:`paper`, :func:`tiny` (for tests), and the three motivation settings
+Presets: :func:`paper`, :func:`tiny` (for tests), :func:`testbed` (the live testbed's size), and the three motivation settings
 :func:`motivation_network`, :func:`motivation_users`, :func:`motivation_accuracy`. ``PRESETS`` maps names to
 the zero-argument ones.
 """
@@ -396,6 +396,23 @@ def tiny() -> Scenario:
     )
 
 
+def testbed() -> Scenario:
+    """The paper's links and end device at a size one 2-core machine can serve for real (assumptions T1-T3).
+
+    Used by the live testbed (``orchlib.testbed``) and its simulator check: 2 users (vary ``n_users``), the
+    tiny preset's four variants, edge and cloud each one worker on this project's 1-thread x86 profile, and no
+    accuracy requirement so that every (tier, variant) pair is exercised.
+    """
+    return paper().replace(
+        name="testbed",
+        n_users=2,
+        edge=TierSpec("x86_1thread", n_workers=1),  # T1
+        cloud=TierSpec("x86_1thread", n_workers=1),  # T1
+        variant_subset=tiny().variant_subset,  # T2
+        accuracy=AccuracyRequirement(),  # T3
+    )
+
+
 #: MobileNetV1 1.0/224 float32, the variant the motivation experiments serve.
 MOTIVATION_VARIANT = "mobilenet_v1_1.0_224"
 
@@ -430,6 +447,7 @@ def motivation_accuracy(requirement_pct: float = 0.0, level: str = "4g_good") ->
 PRESETS: dict[str, Callable[[], Scenario]] = {
     "paper": paper,
     "tiny": tiny,
+    "testbed": testbed,
     "motivation_network": motivation_network,
     "motivation_users": motivation_users,
     "motivation_accuracy": motivation_accuracy,
