@@ -12,6 +12,15 @@ requirements and compute noise (common random numbers; with Poisson arrivals, th
 which is what lets :func:`orchlib.study.metrics.compare_to_baseline` pair them by replicate. Results do not depend on the order runs are executed in, nor on the process: serial,
 loky or Dask give the same numbers.
 
+Fast path. Replicates of a catalogue agent that has a batched form (:func:`batch_agent`: tabular Q-learning,
+UCB1, the fixed tier baselines and the oracle) run together, one task per group, on the batched engine
+(:class:`orchlib.study.batch.BatchSimulator`), which records the same per-request table. Each replicate's
+simulator draws from the generator ``OrchestrationEnv.reset`` would give it, so its requests are the per-request
+path's, and the fixed policies' and the oracle's tables are bit for bit the per-request path's; the batched
+learners draw their exploration from the replicate's agent stream in their own order, so their numbers equal the
+per-request learners' in distribution only. A replicate's numbers do not depend on the other replicates of its
+group. ``run_sweep(..., batched=False)`` plays everything on the per-request path.
+
 Parallelism. :func:`run_sweep` uses the backend of the active ``joblib.parallel_config`` (loky processes by
 default), so ``with joblib.parallel_config(backend="dask"):`` sends the same sweep to a Dask cluster. Each
 run is single-threaded work; to avoid oversubscription, loky caps BLAS/OpenMP threads in its workers at
