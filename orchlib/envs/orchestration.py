@@ -150,7 +150,9 @@ class OrchestrationEnv(gym.Env):
         self.sim = Simulator(self.system, rng=0, evaluate_ahead=oracle)
         self._n_variants = self.system.n_variants
         self._top1_pct = self.system.top1_pct.tolist()
-        self._invalid = ~self.system.masks  # actions each requirement class forbids
+        # 0 for the actions each requirement class allows, inf for those it forbids (added to the evaluation)
+        self._forbidden = np.where(self.system.masks, 0.0, np.inf)
+        self._n_actions = self.system.n_actions
         self._request: Request | None = None
         self._totals_for: Request | None = None  # the request whose evaluation _totals holds
         self._totals = np.empty(0)
@@ -239,8 +241,8 @@ class OrchestrationEnv(gym.Env):
         if self._request is None:
             raise RuntimeError("call reset() before step()")
         a = int(action)
-        if not 0 <= a < self.system.n_actions:
-            raise ValueError(f"action must be in [0, {self.system.n_actions}), got {action!r}")
+        if not 0 <= a < self._n_actions:
+            raise ValueError(f"action must be in [0, {self._n_actions}), got {action!r}")
         request = self._request
         mask = self.system.masks[request.requirement_class]
         info: dict[str, Any] = {}
@@ -295,7 +297,7 @@ class OrchestrationEnv(gym.Env):
         request = self._request
         if self._totals_for is not request:
             self._totals = self.sim.evaluate(request)  # a fresh array: masked in place
-            self._totals[self._invalid[request.requirement_class]] = np.inf
+            self._totals += self._forbidden[request.requirement_class]
             self._totals_for = request
         return self._totals
 
