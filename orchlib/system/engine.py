@@ -5,11 +5,12 @@
 (numbered in ``docs/assumptions.md``, section "Latency model") are written once, as scalar-style
 ``numba.njit`` functions of one replicate ``b``:
 
+* :func:`_uplink` -- the request's slot on the shared FIFO access uplink (one upload at a time);
 * :func:`_respond` -- what one action would give replicate ``b``'s current request: the six parts of the
   response time and the times at which the resources it uses become free, **without changing the state**;
-  the per-user device (one inference at a time), the shared FIFO access uplink with exact trace integration
-  (:func:`orchlib.system.latency.link_transfer_ms`), the edge and cloud FIFO servers with ``n_workers``
-  workers, and the WAN leg are each written here and nowhere else;
+  the per-user device (one inference at a time), the edge and cloud FIFO servers with ``n_workers``
+  workers and the WAN leg are each written here and nowhere else; transfers follow the link's rate over time
+  exactly (:func:`orchlib.system.latency.link_transfer_ms`, the one trace integration);
 * :func:`_commit` -- the effect of a served action on the state (device, uplinks, worker, in-system list);
 * :func:`_snapshot` -- what an orchestrator can measure at a request's arrival;
 * :func:`_next_request` -- the next request in time order over the users of one replicate.
@@ -27,7 +28,7 @@ therefore depend only on its generator, never on the batch size: ``B`` replicate
 bit for bit the numbers of ``B`` engines of one replicate each (``tests/test_engine.py``). Compared with the
 simulator before the engine (commit 71433da) the per-request draws are the same, but the compute noise
 ``median * exp(sigma * z)`` is evaluated with the compiled ``exp`` (it may differ in the last bit), and result
-downloads are integrated exactly in the oracle's evaluation as in serving (assumption L11 in
+downloads are integrated exactly in the oracle's evaluation as in serving (assumptions L3 and L10 in
 ``docs/assumptions.md``).
 
 Extension points (for per-user device classes, per-request payloads and hidden conditions): the compute
