@@ -55,6 +55,19 @@ def _bisect_right(table: np.ndarray, row: int, n: int, x: float) -> int:
 
 
 @numba.njit(cache=True, inline="always")
+def _bisect_left(table: np.ndarray, row: int, n: int, x: float) -> int:
+    """``bisect.bisect_left(table[row, :n], x)``: how many of the row's first ``n`` entries are < ``x``."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if table[row, mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True, inline="always")
 def _segment(table: np.ndarray, row: int, n: int, x: float, hint: int) -> int:
     """``min(bisect_right(table[row, :n], x) - 1, n - 2)``: the segment of ``x`` among the row's ``n``
     breakpoints. ``hint`` (or -1) is a guess, checked first: consecutive lookups of a transfer usually fall in
@@ -88,11 +101,18 @@ def _cumulative(table: np.ndarray, n_prefix: int, n_tail: int, x: float, x_rows:
     if n_prefix > 1 and x <= x_end:
         i = _segment(table, x_rows, n_prefix, x, -2 - hint)
         y0, x0 = table[y_rows, i], table[x_rows, i]
+        if x_rows == PREFIX_B and x0 == x:  # on a breakpoint (or a flat run of them, an outage): the earliest time
+            return table[y_rows, _bisect_left(table, x_rows, n_prefix, x)], -2 - i
         return y0 + (table[y_rows, i + 1] - y0) * (x - x0) / (table[x_rows, i + 1] - x0), -2 - i
     # whole periods since the prefix ended, and the position in the current one
     n, r = _divmod(x - x_end, table[x_tail, n_tail - 1])
+    if x_rows == PREFIX_B and r == 0 and n > 0 and table[x_tail, n_tail - 2] == table[x_tail, n_tail - 1]:
+        n, r = n - 1, table[x_tail, n_tail - 1]  # the period ends in an outage: the bits were reached before it
     i = _segment(table, x_tail, n_tail, r, hint)
     y0, x0 = table[y_tail, i], table[x_tail, i]
+    if x_rows == PREFIX_B and x0 == r:  # on a breakpoint (or a flat run of them, an outage): the earliest time
+        first = _bisect_left(table, x_tail, n_tail, r)
+        return table[y_rows, n_prefix - 1] + n * table[y_tail, n_tail - 1] + table[y_tail, first], i
     dy = (table[y_tail, i + 1] - y0) * (r - x0) / (table[x_tail, i + 1] - x0)
     # added in this order (prefix total, whole periods, segment start, part segment) as the original code
     return table[y_rows, n_prefix - 1] + n * table[y_tail, n_tail - 1] + y0 + dy, i
@@ -207,8 +227,18 @@ class RateFunction:
         """Cumulative bits the link can carry from time 0 to ``t_s`` (scalar)."""
         return float(link_bits_until(self.table, self.n_prefix, self.n_tail, float(t_s)))
 
+    @property
+    def has_outages(self) -> bool:
+        """True if the rate is zero somewhere (an outage: transfers wait until the link comes back)."""
+        return bool(np.any(np.diff(self.prefix_bits) == 0) or np.any(self.tail_mbps == 0))
+
     def time_of_bits(self, bits: float) -> float:
-        """The time (s) at which the cumulative carried bits reach ``bits`` (inverse of :meth:`bits_until`)."""
+        """The earliest time (s) at which the cumulative carried bits reach ``bits`` (inverse of :meth:`bits_until`).
+
+        Where the rate is zero (an outage) the cumulative bits are flat; the earliest time is taken, so a
+        transfer that completes exactly when an outage starts ends then, and one that needs more bits waits
+        for the end of the outage.
+        """
         return float(link_time_of_bits(self.table, self.n_prefix, self.n_tail, float(bits)))
 
     def _map(self, what: int, x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
@@ -252,7 +282,7 @@ def trace_rate(
     Args:
         times_s: strictly increasing sample times (s); sample ``i`` holds from ``times_s[i]`` to the next one.
             The last sample holds for the median sampling interval, then the trace loops.
-        mbps: throughput samples, Mbit/s, each finite and > 0.
+        mbps: throughput samples, Mbit/s, each finite and >= 0 (0 = an outage), at least one > 0.
         offset_s: start replaying the trace at this point of it (s), so users or seeds can see different parts.
         scale: multiply every sample by this factor (> 0).
         changes: ``(time_s, factor)`` pairs, time increasing: from ``time_s`` on, the trace is multiplied by
@@ -267,8 +297,10 @@ def trace_rate(
         raise ValueError("trace times and rates must be 1-D arrays of the same non-zero length")
     if np.any(np.diff(times_s) <= 0):
         raise ValueError("trace times must be strictly increasing")
-    if not (np.all(np.isfinite(mbps)) and np.all(mbps > 0)) or not scale > 0:
-        raise ValueError("trace rates (times scale) must be finite and > 0 Mbit/s")
+    if not (np.all(np.isfinite(mbps)) and np.all(mbps >= 0)) or not scale > 0:
+        raise ValueError("trace rates (times scale) must be finite and >= 0 Mbit/s, and scale > 0")
+    if not np.any(mbps > 0):
+        raise ValueError("every trace rate is 0 Mbit/s: a link needs at least one sample > 0")
     last_interval = float(np.median(np.diff(times_s))) if times_s.size > 1 else 1.0
     period_times = np.append(times_s - times_s[0], times_s[-1] - times_s[0] + last_interval)
     period = float(period_times[-1])
