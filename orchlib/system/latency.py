@@ -101,16 +101,19 @@ def _cumulative(table: np.ndarray, n_prefix: int, n_tail: int, x: float, x_rows:
     if n_prefix > 1 and x <= x_end:
         i = _segment(table, x_rows, n_prefix, x, -2 - hint)
         y0, x0 = table[y_rows, i], table[x_rows, i]
-        if x_rows == PREFIX_B and x0 == x:  # on a breakpoint (or a flat run of them, an outage): the earliest time
+        # on a breakpoint (or a flat run of them, an outage): the earliest time
+        if x_rows == PREFIX_B and x0 == x:
             return table[y_rows, _bisect_left(table, x_rows, n_prefix, x)], -2 - i
         return y0 + (table[y_rows, i + 1] - y0) * (x - x0) / (table[x_rows, i + 1] - x0), -2 - i
     # whole periods since the prefix ended, and the position in the current one
     n, r = _divmod(x - x_end, table[x_tail, n_tail - 1])
     if x_rows == PREFIX_B and r == 0 and n > 0 and table[x_tail, n_tail - 2] == table[x_tail, n_tail - 1]:
-        n, r = n - 1, table[x_tail, n_tail - 1]  # the period ends in an outage: the bits were reached before it
+        # the period ends in an outage: the bits were reached before it
+        n, r = n - 1, table[x_tail, n_tail - 1]
     i = _segment(table, x_tail, n_tail, r, hint)
     y0, x0 = table[y_tail, i], table[x_tail, i]
-    if x_rows == PREFIX_B and x0 == r:  # on a breakpoint (or a flat run of them, an outage): the earliest time
+    # on a breakpoint (or a flat run of them, an outage): the earliest time
+    if x_rows == PREFIX_B and x0 == r:
         first = _bisect_left(table, x_tail, n_tail, r)
         return table[y_rows, n_prefix - 1] + n * table[y_tail, n_tail - 1] + table[y_tail, first], i
     dy = (table[y_tail, i + 1] - y0) * (r - x0) / (table[x_tail, i + 1] - x0)
