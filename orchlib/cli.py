@@ -118,6 +118,46 @@ def _run_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_profile_decode(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "profile-decode",
+        help="measure JPEG decoding of the payload samples on this CPU (the serving tier's extra compute)",
+        description="Decode each sample JPEG of data/payloads/samples (one per resolution and quality) and "
+        "write the median, p10 and p90 decode time per (resolution, quality) to a CSV.",
+    )
+    parser.add_argument("--repeats", type=_int_at_least(MIN_REPEATS), default=200, help="timed runs (default 200)")
+    parser.add_argument("--warmup", type=_int_at_least(0), default=20, help="untimed runs first (default 20)")
+    parser.add_argument(
+        "--machine", default=None, help="generic machine description for the metadata (never the host name)"
+    )
+    parser.add_argument("--out", type=_csv_path, required=True, help="e.g. data/profiles/x86_jpeg_decode.csv")
+    parser.set_defaults(handler=_run_profile_decode, parser=parser)
+
+
+def _run_profile_decode(args: argparse.Namespace) -> int:
+    from orchlib.profiling.profiler import load_payload_samples, profile_decode, write_decode_profile
+    from orchlib.system.profiles import DATA_DIR
+
+    table = profile_decode(load_payload_samples(DATA_DIR / "payloads" / "samples"), args.repeats, args.warmup)
+    command = ["python", "-m", "orchlib", "profile-decode", "--repeats", args.repeats, "--warmup", args.warmup]
+    if args.machine is not None:
+        command += ["--machine", args.machine]
+    command += ["--out", args.out.as_posix()]
+    base = profile_metadata(
+        name=args.out.stem, threads=1, command=shlex.join(str(part) for part in command), machine=args.machine
+    )
+    metadata = {
+        **base,
+        "kind": "measured",
+        "framework": "Pillow JPEG decode + numpy conversion to float32 CHW (orchlib.profiling.profiler."
+        "decode_to_tensor)",
+        "quantization_backend": "n/a",
+    }
+    write_decode_profile(args.out, table, metadata)
+    print(f"wrote {len(table)} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
 def _int_at_least(low: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -230,4 +270,9 @@ def _run_sanity(args: argparse.Namespace) -> int:
     return 0
 
 
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_profile, _add_reproduce, _add_sanity]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_profile,
+    _add_profile_decode,
+    _add_reproduce,
+    _add_sanity,
+]

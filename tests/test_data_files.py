@@ -246,11 +246,18 @@ def test_trace_based_levels_are_pooled_medians(levels: pd.DataFrame) -> None:
 
 
 # Measured profiles (written by the orchlib profiler, not by build_data.py) share data/profiles/.
-SCRIPT_PROFILES = {"profiles/pixel3_cpu4.csv", "profiles/rpi4_cpu4.csv"}
+SCRIPT_PROFILES = {
+    "profiles/pixel3_cpu4.csv",
+    "profiles/rpi4_cpu4.csv",
+    "profiles/pixel3_gpu.csv",
+    "profiles/pixel3_nnapi.csv",
+    "profiles/rpi4_tflite115.csv",
+    "profiles/cloud_gpu_int8.csv",
+}
 
 
 def _committed_outputs() -> set[str]:
-    folders = ("models", "profiles", "traces", "network")
+    folders = ("models", "profiles", "traces", "network", "payloads")
     found = {p.relative_to(DATA).as_posix() for f in folders for p in (DATA / f).rglob("*") if p.is_file()}
     return {p for p in found if not p.startswith("profiles/") or p in SCRIPT_PROFILES}
 

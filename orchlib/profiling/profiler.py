@@ -442,3 +442,96 @@ def _running_under_hypervisor() -> bool:
             return any(line.startswith("flags") and " hypervisor" in line for line in file)
     except OSError:
         return False
+
+
+# --- JPEG decoding on the serving tier ----------------------------------------------------------------------
+
+#: CSV columns of a decode profile (``data/profiles/*_jpeg_decode.csv``), in this order.
+DECODE_COLUMNS: tuple[str, ...] = ("resolution", "quality", "median_ms", "p10_ms", "p90_ms", "n_repeats")
+
+
+def decode_to_tensor(jpeg: bytes) -> np.ndarray:
+    """What a server does with a received JPEG before inference: decode, to float32 CHW in [0, 1].
+
+    The device already resized the image to the model's resolution (the payload table encodes it at that
+    size), so no resize is needed here; the conversion to the model's input layout is included.
+    """
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1)) / 255.0
+
+
+def measure_decode_ms(jpeg: bytes, repeats: int, warmup: int) -> np.ndarray:
+    """Time ``repeats`` calls of :func:`decode_to_tensor` (one thread) after ``warmup`` untimed ones, ms.
+
+    Raises:
+        ValueError: ``repeats`` < :data:`MIN_REPEATS`, ``warmup`` < 0, or bytes that are not a JPEG.
+    """
+    _check_int("repeats", repeats, MIN_REPEATS)
+    _check_int("warmup", warmup, 0)
+    try:
+        decode_to_tensor(jpeg)
+    except Exception as exc:  # Pillow raises several types for bad data; one clear message for all
+        raise ValueError(f"not a decodable JPEG ({type(exc).__name__}: {exc})") from None
+    for _ in range(warmup):
+        decode_to_tensor(jpeg)
+    timer = benchmark.Timer(stmt="decode(data)", globals={"decode": decode_to_tensor, "data": jpeg}, num_threads=1)
+    return np.asarray([timer.timeit(number=1).times[0] for _ in range(repeats)], dtype=float) * 1e3
+
+
+def profile_decode(samples: Mapping[tuple[int, int], bytes], repeats: int, warmup: int) -> pd.DataFrame:
+    """Decode cost of one sample JPEG per (resolution, quality): a table with :data:`DECODE_COLUMNS`.
+
+    Args:
+        samples: ``{(resolution, quality): jpeg bytes}``, e.g. from :func:`load_payload_samples`.
+        repeats, warmup: as :func:`measure_decode_ms`.
+    """
+    rows = []
+    for (resolution, quality), jpeg in sorted(samples.items()):
+        times = measure_decode_ms(jpeg, repeats, warmup)
+        rows.append(
+            {
+                "resolution": int(resolution),
+                "quality": int(quality),
+                "median_ms": round(float(np.median(times)), 4),
+                "p10_ms": round(float(np.percentile(times, 10)), 4),
+                "p90_ms": round(float(np.percentile(times, 90)), 4),
+                "n_repeats": int(repeats),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(DECODE_COLUMNS))
+
+
+def load_payload_samples(folder: str | os.PathLike[str]) -> dict[tuple[int, int], bytes]:
+    """The sample JPEGs ``r<resolution>_q<quality>.jpg`` written by ``data/build_data.py``.
+
+    Raises:
+        ValueError: the folder has no such files (names the folder).
+    """
+    folder = Path(folder)
+    samples = {}
+    for path in sorted(folder.glob("r*_q*.jpg")):
+        resolution, quality = path.stem[1:].split("_q")
+        samples[(int(resolution), int(quality))] = path.read_bytes()
+    if not samples:
+        raise ValueError(f"{folder}: no sample JPEGs named r<resolution>_q<quality>.jpg (run data/build_data.py)")
+    return samples
+
+
+def write_decode_profile(path: str | os.PathLike[str], table: pd.DataFrame, metadata: Mapping[str, str]) -> Path:
+    """Write a decode profile atomically: ``# key: value`` metadata lines, then the CSV."""
+    out = _check_output_path(path)
+    text = "".join(f"# {k}: {v}\n" for k, v in metadata.items()) + table.to_csv(index=False, lineterminator="\n")
+    handle, temp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temp, out)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return out
