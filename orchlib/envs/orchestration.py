@@ -65,9 +65,24 @@ class OrchestrationEnv(gym.Env):
     agent that does not); an action outside it is still served and reported with ``met_requirement`` False.
 
     **Info.** After ``reset`` and ``step``: ``action_mask``, ``user``, ``time_ms``, ``requirement_pct``,
-    ``requirement_class`` and the measurements of :class:`~orchlib.system.simulator.Snapshot` (``access_mbps``,
-    ``wan_mbps``, ``access_backlog_ms``, ``device_backlog_ms``, ``edge_in_system``, ``cloud_in_system``)
-    describe the *next* request (the one the observation is about). After ``step``
+    ``requirement_class`` and the measurements of :class:`~orchlib.system.simulator.Snapshot` describe the
+    *next* request (the one the observation is about). They are what a real orchestrator measures:
+
+    - ``access_mbps``: the access-link rate; with ``Scenario.bandwidth_estimate`` (the ``paper`` preset) the
+      harmonic mean of the throughputs of the last completed uploads, *not* the true current rate;
+    - ``wan_mbps``: the operator's own edge-cloud link rate;
+    - ``access_backlog_ms``, ``device_backlog_ms``: queued work on the shared uplink and on the user's device;
+    - ``edge_in_system``, ``cloud_in_system``: the queue lengths of edge and cloud (orchlib's own requests);
+    - ``device_class``: the requesting user's device class, an index into ``system.device_classes``;
+    - ``user_recent_latency_ms``: mean response time of the user's last (up to 5) finished requests;
+    - ``device_slowdown_estimate``: the user's last finished on-device compute time over its profile median
+      (a device-load tracker).
+
+    ``action_mask`` depends on the requirement *and* on the user's device (a GPU-delegate phone cannot run
+    8-bit variants, an NNAPI phone cannot run float ones, the int8 cloud accelerator runs no float variant).
+    Hidden factors (the true access rate under a bandwidth estimate, the thermal state, background and
+    co-tenant load) are never in the observation or in ``info``; the oracle reads the truth through the
+    simulator (``sim.evaluate``, ``sim.hidden_state``). After ``step``
     also, about the request just served: ``latency_ms`` and its parts (``network_wait_ms``, ``upload_ms``,
     ``propagation_ms``, ``queue_ms``, ``compute_ms``, ``download_ms``), ``tier``, ``variant``,
     ``accuracy_pct``, ``met_requirement``, ``served_user``, ``served_time_ms``, and, when ``oracle=True``,
@@ -200,7 +215,7 @@ class OrchestrationEnv(gym.Env):
     def _request_info(self, request: Request, snap: Snapshot) -> dict[str, Any]:
         info = snap._asdict()
         info.update(
-            action_mask=self.system.masks[request.requirement_class].copy(),
+            action_mask=self.sim.mask(request).copy(),
             user=request.user,
             time_ms=request.time_ms,
             requirement_pct=request.requirement_pct,
@@ -226,7 +241,7 @@ class OrchestrationEnv(gym.Env):
         if not 0 <= a < self.system.n_actions:
             raise ValueError(f"action must be in [0, {self.system.n_actions}), got {action!r}")
         request = self._request
-        mask = self.system.masks[request.requirement_class]
+        mask = self.sim.mask(request)
         info: dict[str, Any] = {}
         if self.oracle:
             totals = self._masked_totals()
@@ -269,7 +284,7 @@ class OrchestrationEnv(gym.Env):
         """Response time of every action for the current request (inf where masked), computed once per request."""
         request = self._request
         if self._totals_for is not request:
-            mask = self.system.masks[request.requirement_class]
+            mask = self.sim.mask(request)
             self._totals = np.where(mask, self.sim.evaluate(request), np.inf)
             self._totals_for = request
         return self._totals
