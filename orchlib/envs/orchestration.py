@@ -26,9 +26,12 @@ BOX_FEATURES: tuple[str, ...] = (
     "edge_in_system",
     "cloud_in_system",
     "requirement_fraction",
+    "user_recent_latency_s",
+    "device_slowdown_estimate",
 )
-#: raw upper bounds of the Box features (Mbit/s, Mbit/s, s, s, requests, requests, fraction); larger values clip.
-_BOX_HIGH = np.array([1000.0, 10000.0, 100.0, 100.0, 10000.0, 10000.0, 1.0])
+#: raw upper bounds of the Box features (Mbit/s, Mbit/s, s, s, requests, requests, fraction, s, ratio); larger
+#: values clip.
+_BOX_HIGH = np.array([1000.0, 10000.0, 100.0, 100.0, 10000.0, 10000.0, 1.0, 100.0, 10.0])
 _BOX_SCALE = 1.0 / np.log1p(_BOX_HIGH)
 
 
@@ -53,7 +56,8 @@ class OrchestrationEnv(gym.Env):
     :meth:`encode` gives to (access-bandwidth level, edge-load level, uplink busy, accuracy-requirement
     class), with the level edges ``bandwidth_edges_mbps`` and ``edge_load_edges``.
     :meth:`decode` inverts it. ``observation="box"``: ``Box(0, 1)`` of float32 features :data:`BOX_FEATURES`
-    (Mbit/s, seconds of backlog, request counts, requirement as a fraction), each mapped to [0, 1] as
+    (Mbit/s, seconds of backlog, request counts, requirement as a fraction, the user's recent response time
+    in seconds, the device-load tracker), each mapped to [0, 1] as
     ``log(1 + x) / log(1 + high)`` with ``high`` the feature's clip value, for function approximation.
     The raw measurements are in ``info`` (see below).
     Both are measurements a real orchestrator has; see ``docs/assumptions.md``.
@@ -198,6 +202,8 @@ class OrchestrationEnv(gym.Env):
                     snap.edge_in_system,
                     snap.cloud_in_system,
                     request.requirement_pct / 100.0,
+                    snap.user_recent_latency_ms / 1e3,
+                    snap.device_slowdown_estimate,
                 ],
                 dtype=np.float32,
             )

@@ -288,9 +288,9 @@ class CoTenant:
     #: edge workers a co-tenant job occupies while on (<= the edge's n_workers).
     n_workers_occupied: int = 1
     #: mean length of a co-tenant busy period, s.
-    mean_on_s: float = 2.0
+    mean_on_s: float = 0.1
     #: mean length of a period without co-tenant work, s.
-    mean_off_s: float = 3.0
+    mean_off_s: float = 0.15
 
     def __post_init__(self) -> None:
         _check(
