@@ -114,6 +114,9 @@ FCC_SOURCE = "FCC Measuring Broadband America 2016 raw data as cooked by hongzim
 # How many traces of each kind to keep, and the shortest acceptable trace (s).
 N_TRACES_PER_3G_KIND = 2
 N_TRACES_FCC = 4
+#: FCC traces with outages (zero-throughput samples), kept apart so the subset above stays as it was.
+FCC_OUTAGE_KIND = "broadband_fcc_outages"
+N_TRACES_FCC_OUTAGES = 2
 MIN_TRACE_DURATION_S = 200.0
 
 # --- Published Raspberry Pi 4 measurement (google/XNNPACK README, "Performance > Raspberry Pi") -------
@@ -496,7 +499,9 @@ def build_pixel3_accelerator_profile(models: pd.DataFrame, tflite: pd.DataFrame,
     chosen = models[models["quantized"].to_numpy(dtype=bool) == want_quant]
     values = tflite.set_index("model")[column].reindex(chosen["model"]).astype(float)
     if values.isna().any() or (values <= 0).any():
-        raise ValueError(f"{TFLITE_FILE}: {column} missing or not positive for {list(values[values.isna()].index)}")
+        raise ValueError(
+            f"{TFLITE_FILE}: {column} missing or not positive for {list(values[values.isna()].index)}"
+        )
     return _profile(chosen["model"], values.to_numpy())
 
 
@@ -555,7 +560,7 @@ def _square_crops(image: np.ndarray) -> list[np.ndarray]:
     h, w = image.shape[:2]
     side = min(h, w)
     crops = [image[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]]
-    small = int(round(side * PAYLOAD_CROP_FRACTION))
+    small = round(side * PAYLOAD_CROP_FRACTION)
     for top, left in ((0, 0), (0, w - small), (h - small, 0), (h - small, w - small)):
         crops.append(image[top : top + small, left : left + small])
     return crops
@@ -616,8 +621,9 @@ def trace_table(traces: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
     Returns:
         Columns :data:`INDEX_COLUMNS` plus ``loadable``: whether every throughput sample is > 0 and the
-        time stamps strictly increase, which ``orchlib.system.profiles.load_trace`` requires (a few FCC traces
-        hold zero-throughput samples).
+        time stamps strictly increase (what the trace loader required before issue 12; a few FCC traces hold
+        zero-throughput samples), and ``outages``: time stamps increase, some samples are 0 but not all
+        (what the loader accepts since issue 12, as outages).
     """
     rows = []
     for name, table in traces.items():
@@ -626,10 +632,24 @@ def trace_table(traces: dict[str, pd.DataFrame]) -> pd.DataFrame:
         loadable = bool(
             (table["throughput_mbps"] > 0).all() and (np.diff(table["time_s"].to_numpy()) > 0).all()
         )
-        rows.append(
-            {"file": name, "kind": kind, "source": source, **trace_stats(table), "loadable": loadable}
+        rate = table["throughput_mbps"]
+        outages = bool(
+            (rate == 0).any()
+            and (rate > 0).any()
+            and (rate >= 0).all()
+            and (np.diff(table["time_s"].to_numpy()) > 0).all()
         )
-    return pd.DataFrame(rows, columns=[*INDEX_COLUMNS, "loadable"])
+        rows.append(
+            {
+                "file": name,
+                "kind": kind,
+                "source": source,
+                **trace_stats(table),
+                "loadable": loadable,
+                "outages": outages,
+            }
+        )
+    return pd.DataFrame(rows, columns=[*INDEX_COLUMNS, "loadable", "outages"])
 
 
 def select_traces(stats: pd.DataFrame) -> pd.DataFrame:
@@ -651,11 +671,15 @@ def select_traces(stats: pd.DataFrame) -> pd.DataFrame:
     """
     wanted = {f"3g_{mode}": N_TRACES_PER_3G_KIND for mode in THREEG_KINDS}
     wanted[FCC_KIND] = N_TRACES_FCC
+    wanted[FCC_OUTAGE_KIND] = N_TRACES_FCC_OUTAGES
+    # FCC traces with outages form their own kind, picked by the same rule among those with outages.
+    stats = stats.assign(
+        kind=np.where((stats["kind"] == FCC_KIND) & stats["outages"], FCC_OUTAGE_KIND, stats["kind"])
+    )
     picked: list[pd.DataFrame] = []
     for kind, n_pick in wanted.items():
-        eligible = stats[
-            (stats["kind"] == kind) & (stats["duration_s"] >= MIN_TRACE_DURATION_S) & stats["loadable"]
-        ]
+        usable = stats["outages"] if kind == FCC_OUTAGE_KIND else stats["loadable"]
+        eligible = stats[(stats["kind"] == kind) & (stats["duration_s"] >= MIN_TRACE_DURATION_S) & usable]
         eligible = eligible.sort_values("file")
         if len(eligible) < n_pick:
             raise ValueError(
@@ -977,9 +1001,9 @@ def compute_outputs(reference: Path) -> Outputs:
                 "files: copied byte for byte; two whitespace-separated columns per line: time_s and "
                 "throughput_mbps (measured as DOWNLOAD throughput; orchlib also uses them for the uplink)",
                 f"selection: per kind {N_TRACES_PER_3G_KIND} (3G modes) or {N_TRACES_FCC} (FCC) traces at "
-                f"least {MIN_TRACE_DURATION_S:g} s long with every throughput sample > 0 (orchlib's trace "
-                "loader rejects zeros) whose mean throughput is nearest the (j + 0.5) / k quantiles of the "
-                "eligible traces' means",
+                f"least {MIN_TRACE_DURATION_S:g} s long with every throughput sample > 0, and "
+                f"{N_TRACES_FCC_OUTAGES} FCC traces with outages (some samples 0; kind {FCC_OUTAGE_KIND}), "
+                "whose mean throughput is nearest the (j + 0.5) / k quantiles of the eligible traces' means",
                 "columns: duration_s = last minus first time stamp (s); n_samples = lines; mean/median/p10/p90 "
                 "of throughput_mbps (Mbit/s; numpy linear-interpolation percentiles)",
                 derived,

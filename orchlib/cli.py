@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from orchlib.profiling.mobilenet import parse_variant, variant_names
-from orchlib.profiling.profiler import MIN_REPEATS, ProfileRow, profile_metadata, profile_to_csv
+from orchlib.profiling.profiler import MIN_REPEATS, ProfileRow, check_device, profile_metadata, profile_to_csv
 
 #: Exit code of a run stopped with Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -65,6 +65,12 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs (default 0)")
     parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where to run: cpu (default) or cuda, a GPU when torch sees one (float variants only)",
+    )
+    parser.add_argument(
         "--machine", default=None, help="generic machine description for the metadata (never the host name)"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -83,9 +89,15 @@ def _run_profile(args: argparse.Namespace) -> int:
     variants = args.variants if args.variants is not None else variant_names()
     if len(set(variants)) != len(variants):
         args.parser.error("argument --variants: names must not repeat")
+    try:
+        check_device(args.device, variants)
+    except ValueError as exc:
+        args.parser.error(f"argument --device: {exc}")
     # Record a command that reproduces the file exactly: every setting explicit, defaults included.
     command = ["python", "-m", "orchlib", "profile", "--threads", args.threads, "--repeats", args.repeats]
     command += ["--warmup", args.warmup, "--seed", args.seed]
+    if args.device != "cpu":
+        command += ["--device", args.device]
     if args.variants is not None:
         command += ["--variants", *args.variants]
     if args.machine is not None:
@@ -97,6 +109,8 @@ def _run_profile(args: argparse.Namespace) -> int:
         command=shlex.join(str(part) for part in command),
         machine=args.machine,
     )
+    if args.device != "cpu":  # a CPU profile keeps the file format it always had
+        metadata["device"] = args.device
     finished: list[ProfileRow] = []
     try:
         profile_to_csv(
@@ -109,6 +123,7 @@ def _run_profile(args: argparse.Namespace) -> int:
             rng=args.seed,
             progress=not args.no_progress,
             on_row=finished.append,
+            device=args.device,
         )
     except KeyboardInterrupt:
         kept = f"{args.out} holds them" if finished else f"{args.out} left unchanged"
@@ -125,7 +140,9 @@ def _add_profile_decode(subparsers: argparse._SubParsersAction) -> None:
         description="Decode each sample JPEG of data/payloads/samples (one per resolution and quality) and "
         "write the median, p10 and p90 decode time per (resolution, quality) to a CSV.",
     )
-    parser.add_argument("--repeats", type=_int_at_least(MIN_REPEATS), default=200, help="timed runs (default 200)")
+    parser.add_argument(
+        "--repeats", type=_int_at_least(MIN_REPEATS), default=200, help="timed runs (default 200)"
+    )
     parser.add_argument("--warmup", type=_int_at_least(0), default=20, help="untimed runs first (default 20)")
     parser.add_argument(
         "--machine", default=None, help="generic machine description for the metadata (never the host name)"
@@ -139,7 +156,16 @@ def _run_profile_decode(args: argparse.Namespace) -> int:
     from orchlib.system.profiles import DATA_DIR
 
     table = profile_decode(load_payload_samples(DATA_DIR / "payloads" / "samples"), args.repeats, args.warmup)
-    command = ["python", "-m", "orchlib", "profile-decode", "--repeats", args.repeats, "--warmup", args.warmup]
+    command = [
+        "python",
+        "-m",
+        "orchlib",
+        "profile-decode",
+        "--repeats",
+        args.repeats,
+        "--warmup",
+        args.warmup,
+    ]
     if args.machine is not None:
         command += ["--machine", args.machine]
     command += ["--out", args.out.as_posix()]

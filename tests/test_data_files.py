@@ -180,7 +180,7 @@ def test_trace_index_lists_exactly_the_trace_files(index: pd.DataFrame) -> None:
 
 def test_trace_selection_counts(index: pd.DataFrame) -> None:
     counts = index["kind"].value_counts().to_dict()
-    assert counts == {**dict.fromkeys(THREEG_KINDS, 2), "broadband_fcc": 4}
+    assert counts == {**dict.fromkeys(THREEG_KINDS, 2), "broadband_fcc": 4, "broadband_fcc_outages": 2}
     assert (index["duration_s"] >= 200).all()
     assert index["source"].str.len().gt(0).all()
 
@@ -319,3 +319,13 @@ def test_bad_trace_file_is_a_clear_error(tmp_path: Path) -> None:
         build_data.read_trace(path)
     with pytest.raises(ValueError, match="unknown trace family"):
         build_data.trace_kind("wifi.home.log")
+
+
+def test_outage_traces_have_outages_and_load(index: pd.DataFrame) -> None:
+    from orchlib.system.profiles import load_trace
+
+    for name in index.loc[index["kind"] == "broadband_fcc_outages", "file"]:
+        trace = load_trace(DATA / "traces" / name)
+        assert (trace.mbps == 0).any() and (trace.mbps > 0).any(), name
+    for name in index.loc[index["kind"] != "broadband_fcc_outages", "file"]:
+        assert (load_trace(DATA / "traces" / name).mbps > 0).all(), name

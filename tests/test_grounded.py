@@ -160,7 +160,9 @@ def test_the_mask_follows_the_users_device() -> None:
     for _, info, _ in _rollout(env, 500):
         mask, device = info["action_mask"], system.device_classes[info["device_class"]]
         seen.add(device)
-        np.testing.assert_array_equal(mask, system.device_masks[info["device_class"], info["requirement_class"]])
+        np.testing.assert_array_equal(
+            mask, system.device_masks[info["device_class"], info["requirement_class"]]
+        )
         end = mask[:v]
         if device == "pixel3_gpu":
             assert not end[quant].any()  # the GPU delegate runs no 8-bit variant
@@ -253,7 +255,9 @@ def test_on_off_process_and_cotenant_gate_by_hand() -> None:
 
 
 def test_cotenant_makes_an_edge_request_wait_for_the_end_of_its_job(toy_scenario) -> None:
-    sim = Simulator(build_system(toy_scenario.replace(cotenant=CoTenant(mean_on_s=1.0, mean_off_s=1.0))), rng=0)
+    sim = Simulator(
+        build_system(toy_scenario.replace(cotenant=CoTenant(mean_on_s=1.0, mean_off_s=1.0))), rng=0
+    )
     switches = sim._cotenant.covering(10_000.0)
     on_start, on_end = switches[0], switches[1]
     # a request whose input reaches the edge inside the first co-tenant job waits for its end
@@ -390,18 +394,24 @@ PAYLOAD_HEADER = "resolution,quality,median_bytes,p10_bytes,p90_bytes,n_images\n
 
 
 @pytest.mark.parametrize(
-    ("body", "match"),
+    ("text", "match"),
     [
-        ("128,75,100,50\n", "missing column|not a valid CSV|expected a number"),
-        ("128,75,100,50,90,3\n", r"row 1 .*needs p10_bytes <= median_bytes <= p90_bytes"),
-        ("128,75,100,50,150,3\n128,75,100,50,150,3\n", r"row 2: duplicate \(resolution, quality\)"),
-        ("128,75,-1,50,150,3\n", "column 'median_bytes'.*must be > 0"),
-        ("128,seventy,100,50,150,3\n", "column 'quality': expected a number"),
+        (
+            "resolution,quality,median_bytes,p10_bytes\n128,75,100,50\n",
+            r"missing column\(s\) \['p90_bytes', 'n_images'\]",
+        ),
+        (PAYLOAD_HEADER + "128,75,100,50,90,3\n", r"row 1 .*needs p10_bytes <= median_bytes <= p90_bytes"),
+        (
+            PAYLOAD_HEADER + "128,75,100,50,150,3\n128,75,100,50,150,3\n",
+            r"row 2: duplicate \(resolution, quality\)",
+        ),
+        (PAYLOAD_HEADER + "128,75,-1,50,150,3\n", r"column 'median_bytes'.*must be > 0"),
+        (PAYLOAD_HEADER + "128,seventy,100,50,150,3\n", r"column 'quality': expected a number"),
     ],
 )
-def test_malformed_payload_table_names_file_row_and_field(tmp_path: Path, body: str, match: str) -> None:
+def test_malformed_payload_table_names_file_row_and_field(tmp_path: Path, text: str, match: str) -> None:
     path = tmp_path / "sizes.csv"
-    path.write_text(("resolution,quality,median_bytes,p10_bytes\n" if "50\n" == body[-3:] else PAYLOAD_HEADER) + body)
+    path.write_text(text)
     with pytest.raises(DataError, match=match) as info:
         load_payload_table(path)
     assert str(path) in str(info.value)
@@ -417,7 +427,7 @@ def test_device_without_a_runnable_valid_variant_is_refused(tmp_path: Path) -> N
     )
     system = build_system(scenario)  # the edge can still serve it: valid, but the end tier is masked
     assert not system.device_masks[0, 0, :1].any() and system.device_masks[0, 0, 1]
-    with pytest.raises(DataError, match="cannot be met|no runnable variant"):
+    with pytest.raises(DataError, match=r"device class 'pixel3_nnapi' .* has no runnable variant"):
         build_system(scenario.replace(edge=TierSpec("pixel3_nnapi"), cloud=TierSpec("pixel3_nnapi")))
 
 

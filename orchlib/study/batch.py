@@ -339,7 +339,11 @@ class BatchSimulator:
                 f"{scenario.name!r}); use orchlib.system.simulator.Simulator (the runner's serial path), or "
                 "Scenario.without_grounding() for the ideal world"
             )
-        outage_links = [name for name in ("access_up", "access_down", "wan_up", "wan_down") if getattr(system, name).has_outages]
+        outage_links = [
+            name
+            for name in ("access_up", "access_down", "wan_up", "wan_down")
+            if getattr(system, name).has_outages
+        ]
         if outage_links:
             raise NotImplementedError(
                 f"BatchSimulator does not model link outages (zero-rate trace samples on {outage_links}); use "

@@ -117,29 +117,77 @@ def motivation(
     requirement_level: str = "4g_good",
     n_requests: int = 2000,
     rng: np.random.Generator | int | None = 0,
+    devices: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The three motivation experiments: steady-state response time of end / edge / cloud execution
 
     (1) versus network level (one user, ``variant``), (2) versus number of users sharing the access link and
     edge (``users_level``, ``variant``), (3) versus accuracy requirement (one user, ``requirement_level``; on
     each tier the fastest variant meeting the requirement that the tier can run, as its profile says).
-    Every user has ``base.end``'s device (no fleet draw, so the settings differ only in the swept factor);
-    the other features of ``base`` (payloads, accelerator, hidden conditions) stay as they are.
+    Every user has the same device (no fleet draw, so the settings differ only in the swept factor): each of
+    ``devices`` (profile names) in turn, default ``base.end``'s; the other features of ``base`` (payloads,
+    accelerator, hidden conditions) stay as they are.
 
     The first half of each setting's requests is a warm-up and is dropped, so the numbers are steady-state
     ones; a setting whose :func:`offered_load` is ``>= 1`` has no steady state and is flagged ``overloaded``
     (its latencies are still reported, but they grow with the run length and mean nothing on their own).
     A tier that can run no variant meeting the requirement has ``variant`` None and no latency.
 
-    Returns a tidy table: ``panel`` (network/users/accuracy), ``x`` (level name, user count or requirement),
+    Returns a tidy table: ``device``, ``panel`` (network/users/accuracy), ``x`` (level name, user count or requirement),
     ``tier``, ``variant``, ``mean_latency_ms``, ``p95_latency_ms``, ``offered_load``, ``overloaded``,
     ``n_requests`` (requests measured, after the warm-up).
     """
-    seeds = iter(
-        np.random.SeedSequence(np.random.default_rng(rng).integers(2**63)).spawn(
-            len(levels) + len(users) + len(requirements_pct)
-        )
-    )
+    devices = tuple(devices) if devices is not None else (base.end.profile,)
+    root = np.random.SeedSequence(np.random.default_rng(rng).integers(2**63))
+    return pd.concat(
+        [
+            _motivation_one_device(
+                base.replace(end=dataclasses.replace(base.end, profile=device)),
+                variant,
+                levels,
+                users,
+                users_level,
+                requirements_pct,
+                requirement_level,
+                n_requests,
+                # the same seeds for every device, so devices differ only in the device
+                iter(root.spawn(len(levels) + len(users) + len(requirements_pct))),
+            ).assign(device=device)
+            for device in devices
+        ],
+        ignore_index=True,
+    )[["device", *MOTIVATION_COLUMNS]]
+
+
+#: end devices of figure 1: the ``paper`` preset's default class (S2) and the slow measured class (F1),
+#: between which the fastest tier changes.
+MOTIVATION_DEVICES: tuple[str, ...] = ("rpi4_cpu4", "rpi4_tflite115")
+
+#: columns of :func:`motivation` after ``device``.
+MOTIVATION_COLUMNS = (
+    "panel",
+    "x",
+    "tier",
+    "variant",
+    "mean_latency_ms",
+    "p95_latency_ms",
+    "offered_load",
+    "overloaded",
+    "n_requests",
+)
+
+
+def _motivation_one_device(
+    base: Scenario,
+    variant: str,
+    levels: Sequence[str],
+    users: Sequence[int],
+    users_level: str,
+    requirements_pct: Sequence[float],
+    requirement_level: str,
+    n_requests: int,
+    seeds,
+) -> pd.DataFrame:
     one = base.replace(
         n_users=1, accuracy=AccuracyRequirement(), n_requests=n_requests, variant_subset=None, fleet=None
     )
@@ -188,11 +236,12 @@ def motivation(
 
 
 def fastest_steady_tier(table: pd.DataFrame) -> pd.DataFrame:
-    """From :func:`motivation`: per (panel, x) the fastest tier among those not overloaded ("none" if all are)."""
+    """From :func:`motivation`: per (device, panel, x) the fastest tier not overloaded ("none" if all are)."""
+    cells = ["device", "panel", "x"]
     usable = table[~table["overloaded"].astype(bool) & table["mean_latency_ms"].notna()]
-    best = usable.loc[usable.groupby(["panel", "x"], sort=False)["mean_latency_ms"].idxmin(), ["panel", "x", "tier"]]
-    keys = table[["panel", "x"]].drop_duplicates()
-    return keys.merge(best, on=["panel", "x"], how="left").fillna({"tier": "none"}).rename(columns={"tier": "fastest"})
+    best = usable.loc[usable.groupby(cells, sort=False)["mean_latency_ms"].idxmin(), [*cells, "tier"]]
+    keys = table[cells].drop_duplicates()
+    return keys.merge(best, on=cells, how="left").fillna({"tier": "none"}).rename(columns={"tier": "fastest"})
 
 
 def with_profiles(scenario: Scenario, **profiles: str) -> Scenario:

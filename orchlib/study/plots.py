@@ -86,18 +86,26 @@ def plot_motivation(table: pd.DataFrame) -> Figure:
         table: from :func:`orchlib.study.experiments.motivation` (panel, x, tier, variant, mean_latency_ms,
             offered_load, overloaded).
     """
-    _require(table, ["panel", "x", "tier", "mean_latency_ms", "overloaded"], "plot_motivation")
+    _require(table, ["device", "panel", "x", "tier", "mean_latency_ms", "overloaded"], "plot_motivation")
     table = _plain(table)
+    devices = list(dict.fromkeys(table["device"]))
     panels = [
         ("network", "access network level", "(a) network condition"),
         ("users", "users sharing access link and edge", "(b) number of users"),
         ("accuracy", "accuracy requirement, top-1 %", "(c) accuracy requirement"),
     ]
-    winners_all = []
+    winners_by_device: dict[str, list[str]] = {device: [] for device in devices}
     with _style():
-        fig, axes = plt.subplots(1, 3, figsize=(14, 4.6), constrained_layout=True)
-        for ax, (panel, xlabel, title) in zip(axes, panels, strict=True):
-            part = table[table["panel"] == panel]
+        fig, grid = plt.subplots(
+            len(devices), 3, figsize=(14, 4.4 * len(devices)), constrained_layout=True, squeeze=False
+        )
+        cells = [
+            (row, device, ax, panel_spec)
+            for row, device in enumerate(devices)
+            for ax, panel_spec in zip(grid[row], panels, strict=True)
+        ]
+        for device_row, device, ax, (panel, xlabel, title) in cells:
+            part = table[(table["panel"] == panel) & (table["device"] == device)]
             order = list(dict.fromkeys(part["x"]))
             pos = np.arange(len(order))
             width = 0.8 / len(TIERS)
@@ -129,24 +137,31 @@ def plot_motivation(table: pd.DataFrame) -> Figure:
             fastest = []
             for x in order:
                 cell = steady[steady["x"] == x]
-                fastest.append(cell.loc[cell["mean_latency_ms"].idxmin(), "tier"] if not cell.empty else "none")
-            winners_all += fastest
+                fastest.append(
+                    cell.loc[cell["mean_latency_ms"].idxmin(), "tier"] if not cell.empty else "none"
+                )
+            winners_by_device[device] += fastest
             labels = [f"{x:g}" if isinstance(x, float) else str(x) for x in order]
             ax.set_xticks(pos, [f"{label}\n{w}" for label, w in zip(labels, fastest, strict=True)])
             ax.set_yscale("log")
             ax.set_ylim(top=top)
-            ax.set_xlabel(f"{xlabel}\n(second line: fastest tier with a steady state)")
+            ax.set_xlabel(
+                f"{xlabel}\n(second line: fastest tier with a steady state)"
+                if device_row == len(devices) - 1
+                else ""
+            )
             ax.set_ylabel("steady-state mean response time (ms, log)")
-            ax.set_title(title)
-        axes[0].legend(title="runs on", loc="upper left")
-        winners = sorted(set(winners_all) - {"none"})
-        headline = (
-            f"Motivation: {winners[0]} is fastest in every setting (see the note)"
-            if len(winners) == 1
-            else "Motivation: the fastest place to run depends on network, users and accuracy "
-            f"({', '.join(winners)} each win somewhere)"
-        )
-        fig.suptitle(headline)
+            ax.set_title(f"{title}, end device {device}")
+        grid[0][0].legend(title="runs on", loc="upper left")
+        parts = []
+        for device, winners in winners_by_device.items():
+            won = sorted(set(winners) - {"none"})
+            parts.append(
+                f"{device}: {won[0]} fastest in every setting"
+                if len(won) == 1
+                else f"{device}: {', '.join(won)} each fastest somewhere"
+            )
+        fig.suptitle("Motivation, fastest tier with a steady state. " + "; ".join(parts))
         _note(fig)
     return fig
 

@@ -65,7 +65,9 @@ def harmonic_mean_mbps(throughputs_mbps: np.ndarray, axis: int = -1) -> np.ndarr
 class OnOffSchedule:
     """One on/off process, extended on demand from its own generator (so evaluation order cannot change it)."""
 
-    def __init__(self, rng: np.random.Generator, mean_off_ms: float, mean_on_ms: float, block: int = 64) -> None:
+    def __init__(
+        self, rng: np.random.Generator, mean_off_ms: float, mean_on_ms: float, block: int = 64
+    ) -> None:
         self._rng = rng
         self._mean = (mean_off_ms, mean_on_ms)
         self._block = block
@@ -74,6 +76,8 @@ class OnOffSchedule:
     def covering(self, t_ms: float) -> np.ndarray:
         """The switch times, extended until they reach past ``t_ms``."""
         while self.switch_times_ms[-1] <= t_ms:
-            more = on_off_switch_times_ms(self._rng, *self._mean, self._block, start_ms=float(self.switch_times_ms[-1]))
+            more = on_off_switch_times_ms(
+                self._rng, *self._mean, self._block, start_ms=float(self.switch_times_ms[-1])
+            )
             self.switch_times_ms = np.concatenate((self.switch_times_ms, more))
         return self.switch_times_ms

@@ -223,7 +223,9 @@ class Fleet:
             all(isinstance(c, str) and c for c in self.classes),
             f"Fleet.classes must be profile names, got {self.classes!r}",
         )
-        _check(len(set(self.classes)) == len(self.classes), f"Fleet.classes must not repeat, got {self.classes}")
+        _check(
+            len(set(self.classes)) == len(self.classes), f"Fleet.classes must not repeat, got {self.classes}"
+        )
         _check(
             len(self.classes) == len(self.probabilities),
             f"Fleet: {len(self.classes)} classes but {len(self.probabilities)} probabilities",
@@ -251,7 +253,9 @@ class Thermal:
 
     def __post_init__(self) -> None:
         _check(
-            isinstance(self.max_slowdown, int | float) and math.isfinite(self.max_slowdown) and self.max_slowdown >= 1,
+            isinstance(self.max_slowdown, int | float)
+            and math.isfinite(self.max_slowdown)
+            and self.max_slowdown >= 1,
             f"Thermal.max_slowdown must be a finite number >= 1, got {self.max_slowdown!r}",
         )
         _finite_positive("Thermal.heat_time_constant_s", self.heat_time_constant_s)

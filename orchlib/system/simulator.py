@@ -258,7 +258,9 @@ def build_system(scenario: Scenario) -> System:
     )
 
 
-def _jpeg_payloads(scenario: Scenario, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Path]]:
+def _jpeg_payloads(
+    scenario: Scenario, frame: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Path]]:
     """Median bytes, log-normal sigma and decode ms of each variant's JPEG payload (P1-P3)."""
     payload = scenario.payload
     table = load_payload_table(payload.table)
