@@ -186,7 +186,7 @@ def test_serve_agrees_with_evaluate_in_the_grounded_world() -> None:
     sim = Simulator(system, rng=9)
     rng = np.random.default_rng(0)
     errors = []
-    for _ in range(1500):
+    for _ in range(800):
         request = sim.next_request()
         predicted = sim.evaluate(request)
         action = int(rng.choice(np.flatnonzero(sim.mask(request))))
