@@ -245,10 +245,19 @@ def fastest_steady_tier(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_profiles(scenario: Scenario, **profiles: str) -> Scenario:
-    """``scenario`` with other device profiles per tier, e.g. ``with_profiles(s, end="pixel3_cpu4")``."""
-    return scenario.replace(
-        **{tier: dataclasses.replace(getattr(scenario, tier), profile=p) for tier, p in profiles.items()}
-    )
+    """``scenario`` with other device profiles per tier, e.g. ``with_profiles(s, end="pixel3_cpu4")``.
+
+    ``end`` gives every user that device (a fleet is dropped); ``cloud`` replaces the cloud tier (an
+    accelerated cloud is dropped), so the profile named is the one that serves.
+    """
+    changes: dict = {
+        tier: dataclasses.replace(getattr(scenario, tier), profile=p) for tier, p in profiles.items()
+    }
+    if "end" in profiles:
+        changes["fleet"] = None
+    if "cloud" in profiles:
+        changes["cloud_accelerator"] = None
+    return scenario.replace(**changes)
 
 
 # ----------------------------------------------------------------------------------------------------------
