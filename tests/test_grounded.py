@@ -207,7 +207,7 @@ def test_same_seed_same_numbers_in_the_grounded_world() -> None:
 def test_runner_gives_the_same_numbers_serial_and_parallel(tmp_path: Path) -> None:
     from orchlib.study.runner import grid, run_sweep
 
-    specs = grid([paper().replace(n_requests=300)], ["greedy_profiles", "q_learning"], n_replicates=2, seed=1)
+    specs = grid([paper().replace(n_requests=200)], ["greedy_profiles", "q_learning"], n_replicates=2, seed=1)
     serial = run_sweep(specs, tmp_path / "serial", n_jobs=1, progress=False).requests
     parallel = run_sweep(specs, tmp_path / "parallel", n_jobs=2, progress=False).requests
     sort = ["agent", "replicate", "request"]
