@@ -138,6 +138,13 @@ class BatchSimulator:
         bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
         edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
     ) -> None:
+        scenario = system.scenario
+        if scenario.grounded_features:
+            raise NotImplementedError(
+                f"BatchSimulator does not model {', '.join(scenario.grounded_features)} (scenario "
+                f"{scenario.name!r}); use orchlib.system.simulator.Simulator (the runner's serial path), or "
+                "Scenario.without_grounding() for the ideal world"
+            )
         if (
             isinstance(n_replicates, bool)
             or not isinstance(n_replicates, int | np.integer)
@@ -276,7 +283,7 @@ class BatchSimulator:
             z = np.asarray(z, dtype=float)
             if z.shape != (b,):
                 raise ValueError(f"z must have shape ({b},), got {z.shape}")
-            self.engine.request_z[self._rows, actions // system.n_variants] = z
+            self.engine.set_noise(actions // system.n_variants, z)
         parts = self.engine.serve(actions).T.copy()
         self.n_served += 1
         self._pending = None

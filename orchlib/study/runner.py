@@ -494,14 +494,19 @@ def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOrac
     Batched forms (:mod:`orchlib.study.batch`): ``q_learning`` (:class:`BatchQLearning`, the catalogue's
     defaults), ``ucb1`` (:class:`BatchUCB1`, the catalogue's ``c``), the fixed baselines of
     :data:`_FIXED_POLICIES` (:class:`BatchFixedPolicy`, the scalar agent's choice in every state) and the
-    ``oracle`` (the argmin of the vectorised evaluation). Only a
-    central decider with the discrete observation in ``"mask"`` mode and keyword arguments the batched form
+    ``oracle`` (the argmin of the vectorised evaluation). Only a scenario without grounded features
+    (``Scenario.grounded_features`` empty) and a central decider with the discrete observation in ``"mask"`` mode and keyword arguments the batched form
     takes qualifies; everything else (DQN, bandits without a batched form, per-user deciders, custom agents)
     keeps the per-request path.
     """
     from orchlib.agents.catalogue import PAPER_DEFAULTS, _ucb_defaults, make_agent
 
     if spec.deciders != "central" or env.observation_mode != "discrete" or env.accuracy_mode != "mask":
+        return None
+    if env.system.scenario.grounded_features:
+        # BatchSimulator refuses the grounded world (issue 12: per-device masks are not a function of the
+        # discrete state, and the hidden conditions' schedules are per replicate): the per-request path,
+        # which runs on the same engine, plays it
         return None
     kwargs = dict(spec.agent_kwargs)
     masks = discrete_state_masks(env.system, env.bandwidth_edges_mbps, env.edge_load_edges)

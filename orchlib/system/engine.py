@@ -25,16 +25,18 @@ with ``SeedSequence``), in blocks of :data:`BLOCK` draws and a fixed order: inte
 from one block of standard exponentials, and per request one uniform (requirement class) and three standard
 normals (compute noise per tier) from another; each block is refilled when it runs out. A replicate's numbers
 therefore depend only on its generator, never on the batch size: ``B`` replicates in one engine give
-bit for bit the numbers of ``B`` engines of one replicate each (``tests/test_engine.py``). Compared with the
-simulator before the engine (commit 71433da) the per-request draws are the same, but the compute noise
-``median * exp(sigma * z)`` is evaluated with the compiled ``exp`` (it may differ in the last bit), and result
-downloads are integrated exactly in the oracle's evaluation as in serving (assumptions L3 and L10 in
-``docs/assumptions.md``).
+bit for bit the numbers of ``B`` engines of one replicate each (``tests/test_engine.py``). The compute-noise
+factor ``exp(sigma * z)`` is evaluated by NumPy when the draws are made (:meth:`Engine._fill_noise`), so the per-request numbers equal
+those of the simulator before the engine bit for bit (the ``ideal`` world's SHA-256 in
+``tests/test_grounded.py``); result downloads are integrated exactly in the oracle's evaluation as in serving
+(assumptions L3, L9 and L10 in ``docs/assumptions.md``).
 
-Extension points (for per-user device classes, per-request payloads and hidden conditions): the compute
-time's median and log-normal sigma are per user (shape (n_users, 3 tiers, n_variants)), the upload size is per
-request (``request_payload_bits``, shape (B, n_variants)), and new per-replicate state is one more array with a
-leading ``B`` axis passed to the kernels.
+The grounded world (issue 12) is in the same rules: per-request JPEG payloads (a block of sizes drawn from the
+replicate's payload generator), per-user device medians and sigmas (shape (B, n_users, 3, n_variants)),
+thermal throttling and background load on the device (:func:`_device_factor`), co-tenant jobs on the edge
+(:func:`_server_start`) and outages in the trace integration. Each replicate's generator spawns the world's
+own generators as issue 12's simulator did (fleet, payload, co-tenant, one per user), so the arrival and noise
+stream stays the ideal world's.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
+from orchlib.system import dynamics, payloads
 from orchlib.system.latency import BITS_PER_BYTE, link_rate_mbps, link_transfer_ms
 
 END, EDGE, CLOUD = 0, 1, 2
@@ -51,6 +54,8 @@ END, EDGE, CLOUD = 0, 1, 2
 BLOCK = 1024
 #: link order in the packed link arrays.
 ACCESS_UP, ACCESS_DOWN, WAN_UP, WAN_DOWN = range(4)
+#: draw columns whose compute-noise factors are evaluated at a time (memory: B x this x classes x 3 x variants).
+_NOISE_COLUMNS = 64
 #: initial capacity of the per-replicate lists of completion times (they double when full).
 _DONE_CAPACITY = 16
 
@@ -96,17 +101,67 @@ def _earliest(free_ms):
 
 
 @numba.njit(cache=True, inline="always")
-def _compute(median, sigma, user, tier, v, z):
-    """Compute time (ms) of variant ``v`` on ``tier`` for ``user``: log-normal, ``median * exp(sigma * z)``."""
-    return median[user, tier, v] * np.exp(sigma[user, tier, v] * z)
+def _compute(median, noise, user, tier, v):
+    """Compute time (ms) of variant ``v`` on ``tier`` for ``user``: log-normal, ``median * exp(sigma * z)`` (L7),
+    with ``noise`` = the request's ``exp(sigma * z)`` (3, n_variants), evaluated by NumPy when the draws are
+    made (:meth:`Engine._fill_noise`), so the numbers are NumPy's ``exp`` bit for bit (``ideal`` reproduces the
+    pre-engine simulator exactly). Without hidden conditions (see :func:`_device_factor`)."""
+    return median[user, tier, v] * noise[tier, v]
 
 
-@numba.njit(cache=True)
-def _compute_table(median, sigma, user, z, out):
-    """:func:`_compute` of every (tier, variant) into ``out`` (3, n_variants)."""
-    for tier in range(out.shape[0]):
-        for v in range(out.shape[1]):
-            out[tier, v] = _compute(median, sigma, user, tier, v, z[tier])
+@numba.njit(cache=True, inline="always")
+def _switches_until(row, n, t, need):
+    """How many of an on/off process's first ``n`` switch times are <= ``t`` (H2, H3).
+
+    A time at or past the last known switch sets ``need`` (flag, latest such time): the caller extends the
+    schedule from its own generator and computes again (the schedule's stream does not depend on how far
+    it has been extended, so the result is the same as with a longer schedule from the start).
+    """
+    if t >= row[n - 1]:
+        need[0] = 1.0
+        need[1] = max(need[1], t)
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if t < row[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@numba.njit(cache=True, inline="always")
+def _device_factor(b, u, start, device_free, world):
+    """Compute-time multiplier on user ``u``'s device for an inference starting at ``start`` (H1 thermal
+    throttling, H2 background load), and the device's heat then."""
+    heat, thermal, bg_switch, bg_count, bg_slowdown, need = world[0], world[1], world[2], world[3], world[4], world[8]
+    factor, h = 1.0, 0.0
+    if thermal[0] > 0:  # [max_slowdown, heating tau ms, cooling tau ms]; 0: no throttling
+        h = dynamics.cooled_heat(heat[b, u], start - device_free[b, u], thermal[2])
+        factor *= dynamics.thermal_slowdown(h, thermal[0])
+    n = bg_count[b, u]
+    if n > 0 and _switches_until(bg_switch[b, u], n, start, need) % 2 == 1:
+        factor *= bg_slowdown[0]
+    return factor, h
+
+
+@numba.njit(cache=True, inline="always")
+def _server_start(arrive, workers, occupied, cot_switch, cot_n, need):
+    """``(worker, start)``: the FIFO server's earliest start for an input arriving at ``arrive``; the first
+    ``occupied`` workers wait for the end of a co-tenant job that is running then (H3; 0 without one)."""
+    if occupied == 0:
+        w = _earliest(workers)
+        return w, max(arrive, workers[w])
+    best_w, best = 0, np.inf
+    for w in range(workers.size):
+        start = max(arrive, workers[w])
+        if w < occupied:
+            i = _switches_until(cot_switch, cot_n, start, need)
+            if i % 2 == 1:  # a co-tenant job is running: wait for its end
+                start = cot_switch[min(i, cot_n - 1)]
+        if start < best:
+            best_w, best = w, start
+    return best_w, best
 
 
 @numba.njit(cache=True, inline="always")
@@ -120,30 +175,32 @@ def _uplink(payload, t, access_free, links, link_sizes, link_constant):
 @numba.njit(cache=True, inline="always")
 def _respond(
     tier, compute, payload, result, t, link_start, upload,
-    device_free, wan_free, edge_free, cloud_free,
+    device_free, wan_free, edge_row, cloud_row, cot_switch, cot_n, occupied, need,
     links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
 ):
     """What serving a request that arrives at ``t`` on ``tier`` would give; a pure function, no state change.
 
     Args: the tier, the compute time (ms), the upload and result sizes (bits), the request's access-uplink
     slot from :func:`_uplink` (unused on the end tier), and when the resources are free (ms): the user's
-    device, the WAN uplink, the earliest edge and cloud workers.
+    device, the WAN uplink, each edge and cloud worker (rows), and the edge's co-tenant schedule (H3).
 
     Returns ``(network_wait, upload, propagation, queue, compute, download, device_done, uploaded,
-    wan_uploaded, server_done)``, ms; the last four are the resources' new free times (``nan`` where unused).
+    wan_uploaded, server_done, worker)``, ms; then the resources' new free times (``nan`` where unused) and
+    the server's worker that takes the request (-1 on the end tier).
     """
     nan = np.nan
     if tier == END:
         # the user's own device runs one inference at a time
         start = max(t, device_free)
-        return 0.0, 0.0, 0.0, start - t, compute, 0.0, start + compute, nan, nan, nan
+        return 0.0, 0.0, 0.0, start - t, compute, 0.0, start + compute, nan, nan, nan, -1
     uploaded = link_start + upload
     at_edge = uploaded + half_access_rtt
     wait = link_start - t
     propagation = 2 * half_access_rtt
     wan_uploaded = nan
     if tier == EDGE:
-        arrive, free = at_edge, edge_free
+        arrive = at_edge
+        w, start = _server_start(arrive, edge_row, occupied, cot_switch, cot_n, need)
     else:
         # the WAN leg: the edge forwards the input over the shared WAN uplink, also FIFO
         wan_start = max(at_edge, wan_free)
@@ -152,9 +209,9 @@ def _respond(
         wait += wan_start - at_edge
         upload += wan_upload
         propagation += 2 * half_wan_rtt
-        arrive, free = wan_uploaded + half_wan_rtt, cloud_free
+        arrive = wan_uploaded + half_wan_rtt
+        w, start = _server_start(arrive, cloud_row, 0, cot_switch, cot_n, need)
     # FIFO servers: the request waits for the earliest free worker
-    start = max(arrive, free)
     done = start + compute
     if tier == EDGE:
         download = _transfer(links, link_sizes, link_constant, ACCESS_DOWN, result, done)
@@ -162,7 +219,7 @@ def _respond(
         wan_back = _transfer(links, link_sizes, link_constant, WAN_DOWN, result, done)
         back_at_edge = done + wan_back + half_wan_rtt
         download = wan_back + _transfer(links, link_sizes, link_constant, ACCESS_DOWN, result, back_at_edge)
-    return wait, upload, propagation, start - arrive, compute, download, nan, uploaded, wan_uploaded, done
+    return wait, upload, propagation, start - arrive, compute, download, nan, uploaded, wan_uploaded, done, w
 
 
 @numba.njit(cache=True, inline="always")
@@ -182,7 +239,7 @@ def _free_slot(done_ms, t):
 
 @numba.njit(cache=True, inline="always")
 def _commit(
-    b, tier, t, user, device_done, uploaded, wan_uploaded, server_done,
+    b, tier, t, user, device_done, uploaded, wan_uploaded, server_done, worker,
     device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
 ):
     """Apply a served action's effect (the free times :func:`_respond` returned) to replicate ``b``'s state.
@@ -200,10 +257,10 @@ def _commit(
     done_list[slot] = server_done
     access_free[b] = uploaded
     if tier == EDGE:
-        edge_workers[b, _earliest(edge_workers[b])] = server_done
+        edge_workers[b, worker] = server_done
     else:
         wan_free[b] = wan_uploaded
-        cloud_workers[b, _earliest(cloud_workers[b])] = server_done
+        cloud_workers[b, worker] = server_done
     return True
 
 
@@ -254,7 +311,15 @@ def _next_requests(
     next_arrival, poisson, gaps, uniforms, normals, gap_column, draw_column, mean_gap_ms, class_cdf, input_bits,
     time_ms, user, requirement_class, z, payload_bits,
 ):
-    """Draw every replicate's next request into the request arrays (from the given columns of the blocks)."""
+    """Draw every replicate's next request into the request arrays (from the given columns of the blocks).
+
+    ``input_bits`` holds ``(payload_block, noise, noise_offset, sigma_class, request_noise)``: the block of
+    payload sizes (B, BLOCK or 1, n_variants), bits, per request (JPEG payloads, P2) or one row for every
+    request (raw tensors); the compute-noise factors ``exp(sigma * z)`` of the block's columns from
+    ``noise_offset[0]`` on (B, columns, sigma classes, 3, n_variants); each user's sigma class (B, U); and
+    the current requests' factors (B, 3, n_variants), filled here.
+    """
+    payload_block, noise, noise_offset, sigma_class, request_noise = input_bits
     for b in range(time_ms.size):
         t, u = _next_request(b, next_arrival, poisson, gaps[b, gap_column] * mean_gap_ms)
         time_ms[b] = t
@@ -266,7 +331,8 @@ def _next_requests(
             k += 1
         requirement_class[b] = k
         z[b] = normals[b, draw_column]
-        payload_bits[b] = input_bits
+        payload_bits[b] = payload_block[b, draw_column if payload_block.shape[1] > 1 else 0]
+        request_noise[b] = noise[b, draw_column - noise_offset[0], sigma_class[b, u]]
 
 
 @numba.njit(cache=True)
@@ -286,14 +352,14 @@ def _snapshot_batch(
 def _evaluate_batch(
     time_ms, user, z, payload_bits,
     device_free, access_free, wan_free, edge_workers, cloud_workers,
-    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, out,
+    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world, out,
 ):
     """Response time (ms) of every action for every replicate's request, into ``out`` (B, n_actions)."""
     n_variants = result_bits.size
+    cot_switch, cot_count, occupied, need = world[5], world[6], world[7], world[8]
     for b in range(time_ms.size):
         t, u = time_ms[b], user[b]
-        edge_free = edge_workers[b, _earliest(edge_workers[b])]
-        cloud_free = cloud_workers[b, _earliest(cloud_workers[b])]
+        factor = _device_factor(b, u, max(t, device_free[b, u]), device_free, world)[0]
         last_payload, link_start, upload = -1.0, 0.0, 0.0
         for v in range(n_variants):
             # the access upload is the same for the edge and the cloud, and for variants of equal payload
@@ -302,9 +368,16 @@ def _evaluate_batch(
                 link_start, upload = _uplink(payload, t, access_free[b], links, link_sizes, link_constant)
                 last_payload = payload
             for tier in range(3):
+                compute = _compute(median[b], sigma[b], u, tier, v)
+                if tier == END and factor != 1.0:
+                    compute *= factor
+                if compute == np.inf:  # the tier or device cannot run this variant
+                    out[b, tier * n_variants + v] = np.inf
+                    continue
                 parts = _respond(
-                    tier, _compute(median, sigma, u, tier, v, z[b, tier]), payload, result_bits[v], t,
-                    link_start, upload, device_free[b, u], wan_free[b], edge_free, cloud_free,
+                    tier, compute, payload, result_bits[v], t,
+                    link_start, upload, device_free[b, u], wan_free[b], edge_workers[b], cloud_workers[b],
+                    cot_switch[b], cot_count[b], occupied[0], need,
                     links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
                 )
                 out[b, tier * n_variants + v] = _total(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5])
@@ -314,15 +387,20 @@ def _evaluate_batch(
 def _serve_batch(
     first, actions, time_ms, user, z, payload_bits,
     device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
-    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
     next_arrival, closed_loop, gaps, gap_position, mean_gap_ms, out,
 ):
     """Serve replicates ``first..B-1`` (respond, then commit); parts and total into ``out`` (B, 7).
 
-    Returns the first replicate whose completion-time list is full (nothing of it changed), or -1 when all
-    were served. In a closed loop the user's next request comes a think time after the response.
+    Returns the first replicate whose completion-time list is full or whose on/off schedules must be
+    extended first (nothing of it changed), or -1 when all were served. In a closed loop the user's next
+    request comes a think time after the response. Out of ``world``, the served on-device inference heats
+    the device (H1) and ``served`` (B, 3) records the upload's start and end (the bandwidth estimator, H4)
+    and the observed on-device slowdown.
     """
     n_variants = result_bits.size
+    heat, thermal = world[0], world[1]
+    cot_switch, cot_count, occupied, need, served = world[5], world[6], world[7], world[8], world[9]
     for b in range(first, time_ms.size):
         t, u, action = time_ms[b], user[b], actions[b]
         tier = action // n_variants
@@ -331,31 +409,48 @@ def _serve_batch(
         link_start, upload = t, 0.0
         if tier != END:
             link_start, upload = _uplink(payload, t, access_free[b], links, link_sizes, link_constant)
+        compute = _compute(median[b], sigma[b], u, tier, v)
+        heat_at = 0.0
+        if tier == END:
+            factor, heat_at = _device_factor(b, u, max(t, device_free[b, u]), device_free, world)
+            if factor != 1.0:
+                compute *= factor
         parts = _respond(
-            tier, _compute(median, sigma, u, tier, v, z[b, tier]), payload, result_bits[v], t,
-            link_start, upload, device_free[b, u], wan_free[b],
-            edge_workers[b, _earliest(edge_workers[b])], cloud_workers[b, _earliest(cloud_workers[b])],
+            tier, compute, payload, result_bits[v], t,
+            link_start, upload, device_free[b, u], wan_free[b], edge_workers[b], cloud_workers[b],
+            cot_switch[b], cot_count[b], occupied[0], need,
             links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
         )
+        if need[0] > 0:  # an on/off schedule is too short: extend it, then serve from here
+            return b
         committed = _commit(
-            b, tier, t, u, parts[6], parts[7], parts[8], parts[9],
+            b, tier, t, u, parts[6], parts[7], parts[8], parts[9], parts[10],
             device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
         )
         if not committed:
             return b
+        if tier == END:
+            if thermal[0] > 0:
+                heat[b, u] = dynamics.heated(heat_at, compute, thermal[1])
+            served[b, 0], served[b, 1] = np.nan, np.nan
+            served[b, 2] = compute / median[b, u, END, v]
+        else:
+            served[b, 0], served[b, 1], served[b, 2] = link_start, upload, 0.0
         total = _total(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5])
-        for k in range(6):
-            out[b, k] = parts[k]
+        out[b, 0], out[b, 1], out[b, 2] = parts[0], parts[1], parts[2]
+        out[b, 3], out[b, 4], out[b, 5] = parts[3], parts[4], parts[5]
         out[b, 6] = total
         if closed_loop:
             next_arrival[b, u] = t + total + gaps[b, gap_position] * mean_gap_ms
     return -1
+
+
 @numba.njit(cache=True)
 def _next_observed(
     next_arrival, poisson, gaps, uniforms, normals, gap_column, draw_column, mean_gap_ms, class_cdf, input_bits,
     time_ms, user, requirement_class, z, payload_bits,
     device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
-    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
     with_evaluate, snapshot_out, evaluate_out,
 ):
     """:func:`_next_requests`, then :func:`_snapshot_batch` and optionally :func:`_evaluate_batch` of the new
@@ -371,7 +466,8 @@ def _next_observed(
         _evaluate_batch(
             time_ms, user, z, payload_bits,
             device_free, access_free, wan_free, edge_workers, cloud_workers,
-            median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, evaluate_out,
+            median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
+            evaluate_out,
         )
 
 
@@ -379,7 +475,7 @@ def _next_observed(
 def _serve_then_next(
     first, actions, time_ms, user, z, payload_bits,
     device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
-    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
     next_arrival, closed_loop, gaps, gap_column, mean_gap_ms, serve_out,
     poisson, uniforms, normals, draw_column, class_cdf, input_bits, requirement_class,
     with_evaluate, snapshot_out, evaluate_out,
@@ -388,7 +484,7 @@ def _serve_then_next(
     failed = _serve_batch(
         first, actions, time_ms, user, z, payload_bits,
         device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
-        median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+        median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
         next_arrival, closed_loop, gaps, gap_column, mean_gap_ms, serve_out,
     )
     if failed >= 0:
@@ -397,7 +493,7 @@ def _serve_then_next(
         next_arrival, poisson, gaps, uniforms, normals, gap_column, draw_column, mean_gap_ms, class_cdf, input_bits,
         time_ms, user, requirement_class, z, payload_bits,
         device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
-        median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+        median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
         with_evaluate, snapshot_out, evaluate_out,
     )
     return -1
@@ -432,9 +528,7 @@ SNAPSHOT_COLUMNS = (
 
 def engine_compute_ms(engine: Engine, user: int, z: np.ndarray) -> np.ndarray:
     """Compute time (ms) of every (tier, variant) for ``user`` with noise ``z`` (3,), shape (3, n_variants)."""
-    out = np.empty(engine.median_ms.shape[1:])
-    _compute_table(engine.median_ms, engine.sigma, int(user), z, out)
-    return out
+    return engine.median_ms[0, user] * np.exp(engine.sigma[0, user] * np.asarray(z, dtype=float)[:, None])
 
 
 class Engine:
@@ -458,12 +552,24 @@ class Engine:
         s = system.scenario
         self.poisson = s.arrivals.process == "poisson"
         self.mean_gap_ms = 1e3 / s.arrivals.rate_per_s if self.poisson else s.arrivals.think_time_ms
-        n_users = s.n_users
-        # compute-time median and sigma per user (one row per user: device classes may differ), ms
-        self.median_ms = np.ascontiguousarray(
-            np.broadcast_to(system.median_ms, (n_users, *system.median_ms.shape))
+        self.grounded = bool(s.grounded_features)
+        self.jpeg = s.payload.kind == "jpeg"
+        # hidden conditions (H1-H3) as the kernels read them; zeros / ones switch a condition off
+        self.thermal = (
+            np.array(
+                [
+                    s.thermal.max_slowdown,
+                    s.thermal.heat_time_constant_s * 1e3,
+                    s.thermal.cool_time_constant_s * 1e3,
+                ]
+            )
+            if s.thermal is not None
+            else np.zeros(3)
         )
-        self.sigma = np.ascontiguousarray(np.broadcast_to(system.sigma, (n_users, *system.sigma.shape)))
+        self.bg_slowdown = np.array([s.background.slowdown if s.background is not None else 1.0])
+        self.occupied = np.array(
+            [s.cotenant.n_workers_occupied if s.cotenant is not None else 0], dtype=np.int64
+        )
         self.input_bits = system.input_bytes * BITS_PER_BYTE
         self.result_bits = system.result_bytes * BITS_PER_BYTE
         rates = (system.access_up, system.access_down, system.wan_up, system.wan_down)
@@ -486,6 +592,12 @@ class Engine:
             raise ValueError(f"need one generator per replicate ({b}), got {len(rngs)}")
         self.rngs = list(rngs)
         n_users = s.n_users
+        system = self.system
+        # compute-time median and sigma per replicate and user (device classes differ), ms: (B, U, 3, V)
+        self.median_ms = np.empty((b, n_users, *system.median_ms.shape))
+        self.median_ms[:] = system.median_ms
+        self.sigma = np.empty_like(self.median_ms)
+        self.sigma[:] = system.sigma
         self.device_free_ms = np.zeros((b, n_users))  # when each user's device finishes its queued inferences
         self.access_free_ms = np.zeros(b)  # when the shared access uplink has sent the queued uploads
         self.wan_free_ms = np.zeros(b)  # when the WAN uplink has sent the queued uploads
@@ -509,10 +621,122 @@ class Engine:
         self._gap_column = self._draw_column = BLOCK  # next unread column of each block (BLOCK: empty)
         for user in range(n_users):
             self.next_arrival_ms[:, user] = self._take_gaps() * self.mean_gap_ms
+        self._reset_world()
         self._out_serve = np.empty((b, 7))
         self._out_snapshot = np.empty((b, 6))
         self._out_evaluate = np.empty((b, self.system.n_actions))
         self._no_gaps = np.zeros((b, 1))
+        self._bind()
+
+    def _reset_world(self) -> None:
+        """The grounded world's per-replicate parts: device classes, payload draws, hidden conditions."""
+        b, s, system = self.n_replicates, self.system.scenario, self.system
+        n_users = s.n_users
+        #: each replicate's users' device classes (all 0 without a fleet; no random number is drawn then).
+        self.user_class = np.zeros((b, n_users), dtype=np.int64)
+        self._payload_rngs: list[np.random.Generator | None] = [None] * b
+        self.background: list[list[dynamics.OnOffSchedule | None]] = [[None] * n_users for _ in range(b)]
+        self.cotenant: list[dynamics.OnOffSchedule | None] = [None] * b
+        if self.grounded:
+            for i, rng in enumerate(self.rngs):
+                # The world's own streams are spawned (issue 12's order), so the arrival and noise stream stays
+                # that of the ideal world, and each hidden process has its own generator (evaluation order
+                # cannot change it).
+                try:
+                    spawned = rng.spawn(3 + n_users)
+                except TypeError:  # a generator without a seed sequence
+                    spawned = [np.random.default_rng(x) for x in rng.integers(2**63, size=3 + n_users)]
+                fleet_rng, self._payload_rngs[i], cotenant_rng, *user_rngs = spawned
+                if s.fleet is not None:
+                    self.user_class[i] = fleet_rng.choice(
+                        len(s.fleet.classes), size=n_users, p=system.device_probabilities
+                    )
+                    self.median_ms[i, :, END] = system.device_median_ms[self.user_class[i]]
+                    self.sigma[i, :, END] = system.device_sigma[self.user_class[i]]
+                if s.background is not None:
+                    for user in range(n_users):
+                        if system.device_classes[self.user_class[i, user]] in s.background.applies_to:
+                            self.background[i][user] = dynamics.OnOffSchedule(
+                                user_rngs[user], s.background.mean_off_s * 1e3, s.background.mean_on_s * 1e3
+                            )
+                if s.cotenant is not None:
+                    self.cotenant[i] = dynamics.OnOffSchedule(
+                        cotenant_rng, s.cotenant.mean_off_s * 1e3, s.cotenant.mean_on_s * 1e3
+                    )
+        self._payload_z = np.zeros((b, BLOCK))  # the payload-size draws behind the block (P2)
+        if self.jpeg:
+            self._payload_block = np.empty((b, BLOCK, self.input_bits.size))
+        else:
+            self._payload_block = np.tile(self.input_bits, (b, 1, 1))
+        self.heat = np.zeros((b, n_users))  # each device's heat when its last inference ended (H1)
+        self._need = np.zeros(2)  # set by the kernels when an on/off schedule is too short
+        #: per replicate, of the last served request: upload start and duration, ms (nan on the end tier),
+        #: observed / profiled on-device compute time (0 off the device).
+        self.served = np.zeros((b, 3))
+        # compute noise: each user's sigma class (its device class with a fleet, else 0) and the classes' sigma
+        if s.fleet is not None and self.grounded:
+            self._sigma_classes = np.repeat(system.sigma[None], len(system.device_classes), axis=0)
+            self._sigma_classes[:, END] = system.device_sigma
+            self._sigma_class = self.user_class.copy()
+        else:
+            self._sigma_classes = system.sigma[None].copy()
+            self._sigma_class = np.zeros((b, n_users), dtype=np.int64)
+        self.request_noise = np.ones((b, 3, self.input_bits.size))  # the current requests' exp(sigma * z)
+        self._noise = np.ones((b, _NOISE_COLUMNS, *self._sigma_classes.shape))
+        self._noise_offset = np.array([-_NOISE_COLUMNS], dtype=np.int64)  # no column filled yet
+        self._draws = (
+            self._payload_block,
+            self._noise,
+            self._noise_offset,
+            self._sigma_class,
+            self.request_noise,
+        )
+        self._pack_schedules()
+
+    def _fill_noise(self) -> None:
+        """``exp(sigma * z)`` of the next :data:`_NOISE_COLUMNS` draw columns for every sigma class, by NumPy
+        (as the simulator before the engine computed it, so the numbers are the same bit for bit)."""
+        column = self._draw_column
+        if 0 <= column - self._noise_offset[0] < _NOISE_COLUMNS:
+            return
+        z = self._normals[:, column : column + _NOISE_COLUMNS]  # (B, n, 3)
+        n = z.shape[1]
+        self._noise[:, :n] = np.exp(self._sigma_classes[None, None] * z[:, :, None, :, None])
+        self._noise_offset[0] = column
+
+    def _pack_schedules(self) -> None:
+        """The on/off schedules as the kernels read them (padded with inf)."""
+        b, n_users = self.user_class.shape
+        k = max([len(x.switch_times_ms) for row in self.background for x in row if x is not None], default=1)
+        self.bg_switch = np.full((b, n_users, k), np.inf)
+        self.bg_count = np.zeros((b, n_users), dtype=np.int64)
+        for i, row in enumerate(self.background):
+            for user, schedule in enumerate(row):
+                if schedule is not None:
+                    n = len(schedule.switch_times_ms)
+                    self.bg_switch[i, user, :n] = schedule.switch_times_ms
+                    self.bg_count[i, user] = n
+        k = max([len(x.switch_times_ms) for x in self.cotenant if x is not None], default=1)
+        self.cot_switch = np.full((b, k), np.inf)
+        self.cot_count = np.zeros(b, dtype=np.int64)
+        for i, schedule in enumerate(self.cotenant):
+            if schedule is not None:
+                n = len(schedule.switch_times_ms)
+                self.cot_switch[i, :n] = schedule.switch_times_ms
+                self.cot_count[i] = n
+        self.world = (
+            self.heat, self.thermal, self.bg_switch, self.bg_count, self.bg_slowdown,
+            self.cot_switch, self.cot_count, self.occupied, self._need, self.served,
+        )  # fmt: skip
+
+    def _extend_schedules(self) -> None:
+        """Extend every on/off schedule past the latest time a kernel asked about, then compute again."""
+        t = float(self._need[1])
+        for schedule in [x for row in self.background for x in row] + self.cotenant:
+            if schedule is not None:
+                schedule.covering(t)
+        self._need[:] = 0.0
+        self._pack_schedules()
         self._bind()
 
     # -- randomness: each replicate's blocks refilled from its own generator, in the order they run out
@@ -525,7 +749,16 @@ class Engine:
         for b, rng in enumerate(self.rngs):
             self._uniforms[b] = rng.random(BLOCK)
             self._normals[b] = rng.standard_normal((BLOCK, 3))
+        if self.jpeg:  # one payload draw per request, from the replicate's own payload generator (P2)
+            for b, rng in enumerate(self._payload_rngs):
+                z = rng.standard_normal(BLOCK)
+                self._payload_z[b] = z
+                self._payload_block[b] = (
+                    payloads.payload_bytes(self.system.input_bytes, self.system.payload_sigma, z[:, None])
+                    * BITS_PER_BYTE
+                )
         self._draw_column = 0
+        self._noise_offset[0] = -_NOISE_COLUMNS  # new normals: their factors are not evaluated yet
 
     def _take_gaps(self) -> np.ndarray:
         if self._gap_column >= BLOCK:
@@ -545,20 +778,21 @@ class Engine:
         )
         rules = (
             self.median_ms,
-            self.sigma,
+            self.request_noise,
             self.result_bits,
             self.links,
             self.link_sizes,
             self.link_constant,
             self.half_access_rtt,
             self.half_wan_rtt,
+            self.world,
         )
         # the draw columns go between these two parts
         self._draw_blocks = (self.next_arrival_ms, self.poisson, self._gaps, self._uniforms, self._normals)
         self._draw_args = (
             self.mean_gap_ms,
             self.class_cdf,
-            self.input_bits,
+            self._draws,
             self.request_time_ms,
             self.request_user,
             self.request_class,
@@ -603,23 +837,53 @@ class Engine:
             self._refill_gaps()
         if self._draw_column >= BLOCK:
             self._refill_draws()
+        self._fill_noise()
+        self._need[:] = 0.0
         _next_observed(
             *self._draw_blocks, self._gap_column, self._draw_column, *self._draw_args, *self._observe_args,
             with_evaluate, self._out_snapshot, self._out_evaluate,
         )  # fmt: skip
         self._snapshot_fresh, self._evaluate_fresh = True, with_evaluate
+        if with_evaluate and self._need[0] > 0:  # the evaluation met the end of a schedule: once more, longer
+            self._evaluate_fresh = False
+            self.evaluate()
         if self.poisson:
             self._gap_column += 1
         self._draw_column += 1
 
-    def set_requests(self, time_ms, user, requirement_class, z) -> None:
-        """Make scripted requests the current ones (arguments broadcast to (B,), z to (B, 3); not validated)."""
+    @property
+    def payload_z(self) -> np.ndarray:
+        """The payload-size draw of each replicate's current (drawn) request, shape (B,) (P2)."""
+        return self._payload_z[:, self._draw_column - 1]
+
+    def set_requests(self, time_ms, user, requirement_class, z, payload_z=0.0) -> None:
+        """Make scripted requests the current ones (arguments broadcast to (B,), z to (B, 3); not validated).
+
+        ``payload_z`` is the payload-size draw (JPEG payloads only, P2; 0 = the median size).
+        """
         self.request_time_ms[:] = time_ms
         self.request_user[:] = user
         self.request_class[:] = requirement_class
         self.request_z[:] = z
-        self.request_payload_bits[:] = self.input_bits
+        for b in range(self.n_replicates):
+            self.request_noise[b] = np.exp(self.sigma[b, self.request_user[b]] * self.request_z[b][:, None])
+        if self.jpeg:
+            z_payload = np.broadcast_to(np.asarray(payload_z, dtype=float), (self.n_replicates,))[:, None]
+            self.request_payload_bits[:] = (
+                payloads.payload_bytes(self.system.input_bytes, self.system.payload_sigma, z_payload)
+                * BITS_PER_BYTE
+            )
+        else:
+            self.request_payload_bits[:] = self.input_bits
         self._snapshot_fresh = self._evaluate_fresh = False
+
+    def set_noise(self, tiers: np.ndarray, z: np.ndarray) -> None:
+        """Replace each replicate's compute-noise draw on one tier (``tiers``, ``z``: shape (B,))."""
+        rows = np.arange(self.n_replicates)
+        self.request_z[rows, tiers] = z
+        sigma = self.sigma[rows, self.request_user, tiers]  # (B, n_variants)
+        self.request_noise[rows, tiers] = np.exp(sigma * np.asarray(z, dtype=float)[:, None])
+        self._evaluate_fresh = False
 
     def snapshot(self) -> np.ndarray:
         """Measurements at every replicate's request, shape (B, 6), columns :data:`SNAPSHOT_COLUMNS`.
@@ -636,9 +900,13 @@ class Engine:
 
         No state changes; the returned array is reused by later calls.
         """
-        if not self._evaluate_fresh:
+        while not self._evaluate_fresh:
+            self._need[:] = 0.0
             _evaluate_batch(*self._evaluate_args)
-            self._evaluate_fresh = True
+            if self._need[0] > 0:  # an on/off schedule is too short: extend it and evaluate again
+                self._extend_schedules()
+            else:
+                self._evaluate_fresh = True
         return self._out_evaluate
 
     def serve(self, actions: np.ndarray, then_next: bool = False, with_evaluate: bool = False) -> np.ndarray:
@@ -656,14 +924,17 @@ class Engine:
             self._refill_gaps()
         if then_next and self._draw_column >= BLOCK:
             self._refill_draws()
+        if then_next:
+            self._fill_noise()
         self._snapshot_fresh = self._evaluate_fresh = False
         first = 0
         while True:
+            self._need[:] = 0.0
             if then_next:
                 first = _serve_then_next(
                     first, actions, *self._serve_args, closed_loop, self._gaps, self._gap_column,
                     self.mean_gap_ms, self._out_serve, self.poisson, self._uniforms, self._normals,
-                    self._draw_column, self.class_cdf, self.input_bits, self.request_class,
+                    self._draw_column, self.class_cdf, self._draws, self.request_class,
                     with_evaluate, self._out_snapshot, self._out_evaluate,
                 )  # fmt: skip
             else:
@@ -674,12 +945,18 @@ class Engine:
                 )  # fmt: skip
             if first < 0:
                 break
-            self._grow_done_lists()
+            if self._need[0] > 0:  # an on/off schedule is too short: extend it, then serve on from ``first``
+                self._extend_schedules()
+            else:
+                self._grow_done_lists()
         if closed_loop or then_next:  # a think time (closed loop) or the next gap (Poisson) was read
             self._gap_column += 1
         if then_next:
             self._draw_column += 1
             self._snapshot_fresh, self._evaluate_fresh = True, with_evaluate
+            if with_evaluate and self._need[0] > 0:  # the next request's evaluation met a schedule's end
+                self._evaluate_fresh = False
+                self.evaluate()
         return self._out_serve
 
     def _grow_done_lists(self) -> None:

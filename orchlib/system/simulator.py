@@ -23,6 +23,7 @@ The model (each rule is numbered in ``docs/assumptions.md``, section "Latency mo
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,12 +31,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
-from orchlib.system import latency
-from orchlib.system.engine import CLOUD, EDGE, END, Engine, engine_compute_ms  # noqa: F401 - tier indices re-exported
+from orchlib.system import dynamics, latency, payloads
+from orchlib.system.engine import CLOUD, EDGE, END, Engine, engine_compute_ms
 from orchlib.system.profiles import (
     DataError,
+    load_decode_profile,
     load_network_levels,
+    load_payload_table,
     load_profile,
     load_trace,
     load_variants,
@@ -70,9 +74,24 @@ class System:
     requirement_pct: np.ndarray
     requirement_cdf: np.ndarray
     #: action mask per requirement class, shape (n_classes, 3 * n_variants); action = tier * n_variants + variant.
+    #: It combines the requirement with what each tier can run (for the end tier: ``scenario.end``'s device).
     masks: np.ndarray
     #: the data files this system was built from (their contents fingerprint cached results).
     data_files: tuple[Path, ...]
+    #: end-device classes (profile names): the fleet's, or ``(scenario.end.profile,)`` without a fleet.
+    device_classes: tuple[str, ...] = ()
+    #: probability of each device class.
+    device_probabilities: np.ndarray = None  # type: ignore[assignment]
+    #: median compute time of each device class, ms, shape (n_device_classes, n_variants); inf = cannot run.
+    device_median_ms: np.ndarray = None  # type: ignore[assignment]
+    #: log-normal sigma per device class and variant (0 without jitter or where it cannot run).
+    device_sigma: np.ndarray = None  # type: ignore[assignment]
+    #: action mask per device class and requirement class, shape (n_device_classes, n_classes, n_actions).
+    device_masks: np.ndarray = None  # type: ignore[assignment]
+    #: log-normal sigma of each variant's payload bytes (0 for raw tensors: every request alike).
+    payload_sigma: np.ndarray = None  # type: ignore[assignment]
+    #: decoding cost on edge and cloud, ms per variant (already included in ``median_ms``; 0 for raw).
+    decode_ms: np.ndarray = None  # type: ignore[assignment]
 
     @property
     def n_variants(self) -> int:
@@ -141,20 +160,35 @@ def build_system(scenario: Scenario) -> System:
         names = tuple(scenario.variant_subset)
     frame = table.frame.loc[list(names)]
     files = [table.path]
-    medians, sigmas = [], []
-    for tier in TIERS:
+    medians, sigmas, runnable = [], [], []
+    tier_specs = {
+        "end": scenario.end,
+        "edge": scenario.edge,
+        "cloud": scenario.cloud_accelerator or scenario.cloud,
+    }
+
+    def profile_arrays(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Validate names against the whole table, but require rows only for the offered variants, so a
-        # profile of a few variants (e.g. a quick profiler run) works with a matching variant_subset.
-        profile = load_profile(getattr(scenario, tier).profile)
+        # profile of a few variants (e.g. a quick profiler run) works with a matching variant_subset; a
+        # profile that declares '# variants:' may omit the variants its device cannot run (masked out).
+        profile = load_profile(name)
         unknown = sorted(set(profile.frame["model"]) - set(table.names))
         if unknown:
             raise DataError(
                 f"{profile.path}: unknown variant name(s) {unknown}; valid names are those of {table.path}"
             )
-        median, p10, p90 = profile.aligned(names)
-        medians.append(median)
-        sigmas.append(latency.lognormal_sigma(p10, p90) if scenario.compute_jitter else np.zeros_like(median))
+        median, p10, p90, can_run = profile.available(names)
+        sigma = np.zeros_like(median)
+        if scenario.compute_jitter:
+            sigma[can_run] = latency.lognormal_sigma(p10[can_run], p90[can_run])
         files.append(profile.path)
+        return median, sigma, can_run
+
+    for tier in TIERS:
+        median, sigma, can_run = profile_arrays(tier_specs[tier].profile)
+        medians.append(median)
+        sigmas.append(sigma)
+        runnable.append(can_run)
     access_up, access_down, trace_files = _link_rates(scenario.access, "Scenario.access")
     wan_up, wan_down, wan_files = _link_rates(scenario.wan, "Scenario.wan")
     if scenario.access.level or scenario.wan.level:
@@ -169,11 +203,34 @@ def build_system(scenario: Scenario) -> System:
             f"Scenario.accuracy.levels_pct: requirement(s) {unmet.tolist()} % top-1 cannot be met by any offered "
             f"variant (best is {top1.max()} %); lower them or offer more variants"
         )
+    input_bytes = frame["input_bytes"].to_numpy(float)
+    payload_sigma = np.zeros(len(names))
+    decode_ms = np.zeros(len(names))
+    if scenario.payload.kind == "jpeg":
+        input_bytes, payload_sigma, decode_ms, payload_files = _jpeg_payloads(scenario, frame)
+        files.extend(payload_files)
+        for tier in (EDGE, CLOUD):
+            medians[tier] = medians[tier] + decode_ms
+    classes = scenario.fleet.classes if scenario.fleet is not None else (scenario.end.profile,)
+    probabilities = scenario.fleet.probabilities if scenario.fleet is not None else (1.0,)
+    if scenario.fleet is None:
+        device = [(medians[END], sigmas[END], runnable[END])]
+    else:
+        device = [profile_arrays(name) for name in classes]
+    masks = np.concatenate([variant_ok & runnable[tier] for tier in range(len(TIERS))], axis=1)
+    device_masks = np.repeat(masks[None], len(classes), axis=0)
+    for c, (_, _, can_run) in enumerate(device):
+        device_masks[c, :, : len(names)] = variant_ok & can_run
+    for c, k in zip(*np.nonzero(~device_masks.any(axis=2)), strict=True):
+        raise DataError(
+            f"Scenario: device class {classes[c]!r} with requirement {levels[k]} % top-1 has no runnable variant "
+            "on any tier; offer more variants or lower the requirement"
+        )
     return System(
         scenario=scenario,
         variant_names=names,
         top1_pct=top1,
-        input_bytes=frame["input_bytes"].to_numpy(float),
+        input_bytes=input_bytes,
         result_bytes=frame["result_bytes"].to_numpy(float),
         median_ms=np.vstack(medians),
         sigma=np.vstack(sigmas),
@@ -185,9 +242,44 @@ def build_system(scenario: Scenario) -> System:
         wan_rtt_ms=scenario.wan.rtt_ms,
         requirement_pct=levels,
         requirement_cdf=np.cumsum(scenario.accuracy.probabilities),
-        masks=np.tile(variant_ok, (1, len(TIERS))),
+        masks=masks,
         data_files=tuple(dict.fromkeys(files + trace_files + wan_files)),
+        device_classes=tuple(classes),
+        device_probabilities=np.array(probabilities),
+        device_median_ms=np.vstack([d[0] for d in device]),
+        device_sigma=np.vstack([d[1] for d in device]),
+        device_masks=device_masks,
+        payload_sigma=payload_sigma,
+        decode_ms=decode_ms,
     )
+
+
+def _jpeg_payloads(
+    scenario: Scenario, frame: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Path]]:
+    """Median bytes, log-normal sigma and decode ms of each variant's JPEG payload (P1-P3)."""
+    payload = scenario.payload
+    table = load_payload_table(payload.table)
+    decode = load_decode_profile(payload.decode_profile)
+    resolutions = frame["resolution"].to_numpy(int)
+    out = []
+    for what, source, columns in (
+        ("payload table", table, ("median_bytes", "p10_bytes", "p90_bytes")),
+        ("decode profile", decode, ("median_ms", "p10_ms", "p90_ms")),
+    ):
+        rows = source[source["quality"] == payload.quality].set_index("resolution")
+        missing = sorted(set(resolutions.tolist()) - set(rows.index.tolist()))
+        if missing:
+            name = payload.table if what == "payload table" else payload.decode_profile
+            raise DataError(
+                f"Scenario.payload: {what} {name!r} has no row for quality {payload.quality} at resolution(s) "
+                f"{missing}; available (resolution, quality): "
+                f"{sorted(zip(source['resolution'].tolist(), source['quality'].tolist(), strict=True))}"
+            )
+        out.append(rows.loc[resolutions, list(columns)].to_numpy(float))
+    sizes, decode_ms = out
+    files = [resolve(payload.table, "payloads"), resolve(payload.decode_profile, "profiles")]
+    return sizes[:, 0], payloads.jpeg_sigma(sizes[:, 1], sizes[:, 2]), decode_ms[:, 0], files
 
 
 class Request(NamedTuple):
@@ -200,6 +292,8 @@ class Request(NamedTuple):
     requirement_pct: float
     #: standard-normal compute-noise draw per tier (end, edge, cloud): compute = median * exp(sigma * z).
     z: tuple[float, float, float]
+    #: standard-normal draw of the payload size (JPEG payloads only): bytes = median * exp(sigma * payload_z).
+    payload_z: float = 0.0
 
 
 class Breakdown(NamedTuple):
@@ -215,9 +309,10 @@ class Breakdown(NamedTuple):
 
 
 class Snapshot(NamedTuple):
-    """What the orchestrator can measure when a request arrives (see ``docs/assumptions.md``)."""
+    """What the orchestrator can measure when a request arrives (see ``docs/assumptions.md``, L8 and H4)."""
 
-    #: current access-link rate (the device's bandwidth estimate), Mbit/s.
+    #: access-link rate, Mbit/s: the true current rate, or with ``Scenario.bandwidth_estimate`` the harmonic
+    #: mean of the throughputs of the last completed uploads (the scenario's nominal uplink before any).
     access_mbps: float
     #: current WAN rate, Mbit/s.
     wan_mbps: float
@@ -229,6 +324,13 @@ class Snapshot(NamedTuple):
     edge_in_system: int
     #: requests assigned to the cloud server and not yet finished.
     cloud_in_system: int
+    #: the requesting user's device class (index into ``System.device_classes``); public (F1).
+    device_class: int = 0
+    #: mean response time of the user's last (up to 5) requests that had finished by now, ms (0: none yet).
+    user_recent_latency_ms: float = 0.0
+    #: the user's last finished on-device compute time divided by its profile median (1: none yet); a
+    #: device-load tracker that sees thermal throttling and background load only through their effect.
+    device_slowdown_estimate: float = 1.0
 
 
 class Simulator:
@@ -273,6 +375,18 @@ class Simulator:
         self.n_served = 0
         self._pending: Request | None = None
         self._last_time_ms = 0.0
+        n_users = self.system.scenario.n_users
+        #: each user's device class (the engine draws it; all 0 without a fleet).
+        self.user_class = self._engine.user_class[0].tolist()
+        # the orchestrator's own measurements (H4, H5): completed access uploads and served responses
+        self._upload_done_ms: list[float] = []  # completion times of access uploads (FIFO, so increasing)
+        self._upload_mbps: list[float] = []  # their observed throughputs
+        self._history: list[list[tuple[float, float, float]]] = [[] for _ in range(n_users)]
+
+    @property
+    def _cotenant(self) -> dynamics.OnOffSchedule | None:
+        """The edge's co-tenant schedule (H3; privileged, for the oracle and tests)."""
+        return self._engine.cotenant[0]
 
     def next_request(self) -> Request:
         """Advance to the next request (in time order over all users) and return it."""
@@ -292,6 +406,7 @@ class Simulator:
             k,
             self._requirement_pct[k],
             (z[0], z[1], z[2]),
+            float(engine.payload_z[0]) if engine.jpeg else 0.0,
         )
         self._pending = request
         return request
@@ -302,6 +417,7 @@ class Simulator:
         user: int,
         requirement_class: int = 0,
         z: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        payload_z: float = 0.0,
     ) -> Request:
         """Make a scripted request the current one, bypassing the arrival process (for exact cases and what-ifs).
 
@@ -321,7 +437,7 @@ class Simulator:
             raise ValueError(f"user must be in [0, {self.system.scenario.n_users}), got {user}")
         if not 0 <= requirement_class < self._n_classes:
             raise ValueError(f"requirement_class must be in [0, {self._n_classes}), got {requirement_class}")
-        self._engine.set_requests(time_ms, user, requirement_class, z)
+        self._engine.set_requests(time_ms, user, requirement_class, z, payload_z)
         request = Request(
             self.n_served,
             user,
@@ -329,6 +445,7 @@ class Simulator:
             requirement_class,
             self._requirement_pct[requirement_class],
             tuple(float(x) for x in z),
+            float(payload_z),
         )
         self._pending = request
         self._last_time_ms = float(time_ms)
@@ -339,14 +456,82 @@ class Simulator:
             raise RuntimeError(f"{what}() must be given the request returned by the last next_request()")
 
     def mask(self, request: Request) -> np.ndarray:
-        """Actions whose variant meets the request's accuracy requirement (bool, length n_actions)."""
-        return self.system.masks[request.requirement_class]
+        """Actions valid for this request (bool, length n_actions): the variant meets its accuracy requirement
+        and the tier can run it; on the end tier that depends on the user's device class."""
+        if self.system.scenario.fleet is None:
+            return self.system.masks[request.requirement_class]
+        return self.system.device_masks[self.user_class[request.user], request.requirement_class]
 
     def snapshot(self, request: Request) -> Snapshot:
-        """Measurements available to an orchestrator at the (current) request's arrival."""
+        """Measurements available to an orchestrator at the (current) request's arrival (L8, H4, H5)."""
         self._check_current(request, "snapshot")
         row = self._engine.snapshot()[0].tolist()
-        return Snapshot(row[0], row[1], row[2], row[3], int(row[4]), int(row[5]))
+        t, user = request.time_ms, request.user
+        access_mbps = (
+            row[0] if self.system.scenario.bandwidth_estimate is None else self.access_estimate_mbps(t)
+        )
+        finished = [entry for entry in self._history[user][-16:] if entry[0] <= t]
+        recent = [entry[1] for entry in finished[-5:]]
+        slowdowns = [entry[2] for entry in finished if entry[2] > 0]
+        return Snapshot(
+            access_mbps,
+            row[1],
+            row[2],
+            row[3],
+            int(row[4]),
+            int(row[5]),
+            device_class=self.user_class[user],
+            user_recent_latency_ms=sum(recent) / len(recent) if recent else 0.0,
+            device_slowdown_estimate=slowdowns[-1] if slowdowns else 1.0,
+        )
+
+    def access_estimate_mbps(self, t_ms: float) -> float:
+        """The access-link rate the orchestrator sees at ``t_ms`` (the true rate without H4)."""
+        spec = self.system.scenario.bandwidth_estimate
+        if spec is None:
+            return self.system.access_up.rate_mbps(t_ms / 1e3)
+        j = bisect.bisect_right(self._upload_done_ms, t_ms)
+        if j == 0:
+            return float(self.system.scenario.access.uplink_mbps)
+        return float(dynamics.harmonic_mean_mbps(np.array(self._upload_mbps[max(0, j - spec.window) : j])))
+
+    def hidden_state(self, request: Request) -> dict[str, float]:
+        """The conditions a real orchestrator cannot observe, at the request's arrival (for the oracle and tests).
+
+        Keys: ``true_access_mbps``, ``device_heat`` (0..1), ``background_on``, ``cotenant_on``.
+        """
+        engine, t, user = self._engine, request.time_ms, request.user
+        device_free = float(engine.device_free_ms[0, user])
+        start = max(t, device_free)
+        thermal = self.system.scenario.thermal
+        heat = (
+            float(
+                dynamics.cooled_heat(
+                    engine.heat[0, user], start - device_free, thermal.cool_time_constant_s * 1e3
+                )
+            )
+            if thermal is not None
+            else 0.0
+        )
+        background, cotenant = engine.background[0][user], engine.cotenant[0]
+        return {
+            "true_access_mbps": self.system.access_up.rate_mbps(t / 1e3),
+            "device_heat": heat,
+            "background_on": bool(
+                background is not None and dynamics.is_on(background.covering(start), start)
+            ),
+            "cotenant_on": bool(cotenant is not None and dynamics.is_on(cotenant.covering(t), t)),
+        }
+
+    def _record(self, request: Request, action: int, parts: list[float], payload_bits: float) -> None:
+        """The orchestrator's measurements of a served request: the upload's throughput (H4), the response
+        time and the on-device slowdown (H5), from what the engine recorded when it served it."""
+        link_start, upload, slowdown = self._engine.served[0].tolist()
+        if action >= self.system.n_variants and upload > 0:  # off the device: an access upload finished
+            self._upload_done_ms.append(link_start + upload)
+            self._upload_mbps.append(payload_bits / (upload * 1e3))
+        total = parts[6]
+        self._history[request.user].append((request.time_ms + total, total, slowdown))
 
     def compute_ms(self, request: Request) -> np.ndarray:
         """This request's compute time for every (tier, variant), shape (3, n_variants)."""
@@ -356,7 +541,8 @@ class Simulator:
         """Response time (ms) every action would give the current request, without serving it.
 
         Shape (n_actions,), action = tier * n_variants + variant. This is the clairvoyant oracle's view: the
-        engine's rules for every action in one compiled call (the same kernel :meth:`serve` uses).
+        engine's rules for every action in one compiled call (the same kernel :meth:`serve` uses). Actions a
+        tier or device cannot run give ``inf``.
         """
         self._check_current(request, "evaluate")
         return self._engine.evaluate()[0].copy()
@@ -374,9 +560,12 @@ class Simulator:
         if not 0 <= action < n_actions:
             raise ValueError(f"action must be in [0, {n_actions}), got {action}")
         self._action[0] = action
+        # the payload this request sends (the engine's request arrays hold the next request after the call)
+        payload_bits = float(self._engine.request_payload_bits[0, action % self.system.n_variants])
         ahead = self.evaluate_ahead
         parts = self._engine.serve(self._action, then_next=ahead, with_evaluate=ahead)[0].tolist()
         self._drawn = ahead
+        self._record(request, action, parts, payload_bits)
         self.n_served += 1
         self._pending = None
         return Breakdown(*parts)
