@@ -90,9 +90,11 @@ TEXTBOOK_DEFAULTS: dict[str, float | None] = {
 ADAPTIVE_BETA = 0.05
 
 #: ProfileHybrid's prior strength (pseudo-requests), spread of one log residual and optimism multiplier.
-#: Choices: 3 real requests outweigh the model for a pair; sigma 0.3 is about the spread of log(observed /
-#: estimated) of the greedy rule on `paper` (queue and bandwidth estimation errors); kappa 1 makes an untried
-#: action look at most exp(0.3 / sqrt(3)) = 1.19 times faster than its estimate.
+#: Choices (docs/assumptions.md, A7): 3 real requests outweigh the model for a pair; sigma 0.3 is a prior for
+#: worlds with hidden conditions, about log(1.28 to 1.35), the size of the throughput change from ambient
+#: temperature alone in Benoit-Cattin et al. (arXiv 2010.06291: up to 27.7%); on the full-information `paper`
+#: world the measured spread of log(observed / estimated) under the greedy rule is 0.003 (the model is exact).
+#: kappa 1 makes an untried action look at most exp(0.3 / sqrt(3)) = 1.19 times faster than its estimate.
 HYBRID_DEFAULTS: dict[str, float] = {"prior_count": 3.0, "sigma": 0.3, "kappa": 1.0}
 
 #: Dyna-Q's planning updates per real request (reconstruction; the companion paper's value is not public).

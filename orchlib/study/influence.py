@@ -24,8 +24,8 @@ import copy
 import numpy as np
 import pandas as pd
 
-from orchlib.agents.baselines import GreedyProfiles
 from orchlib.agents.base import check_int
+from orchlib.agents.baselines import GreedyProfiles
 from orchlib.envs.orchestration import OrchestrationEnv, public_info
 from orchlib.system.scenario import Scenario
 
