@@ -218,9 +218,13 @@ def test_panel_sliders_update_only_on_release_and_output_has_fixed_height() -> N
 
 def test_setting_a_control_marks_stale_without_running_and_run_redraws(monkeypatch) -> None:
     panel = SensitivityPanel(SMALL)
-    panel.run()
+    requests = panel.run()
     first_png = panel.output_png()
     assert first_png is not None and panel.status.value.startswith("fresh")
+    # the status line says how far the studied agent is from the oracle, computed from the run shown
+    ratio = widgets.distance_from_oracle(requests, SMALL.agent)
+    assert ratio >= 1.0 - 1e-9
+    assert panel.status.value.endswith(f"{SMALL.agent} at {ratio:.2f}x the oracle's mean response time")
 
     calls = []
     real_simulate = widgets.simulate
@@ -265,3 +269,11 @@ def test_run_button_reports_errors_in_the_status_line(monkeypatch) -> None:
     panel.run_button.click()
     assert panel.status.value == "error: no such profile"
     assert panel.results is None and panel.output_png() is None
+
+
+def test_panel_default_agent_is_the_hybrid_and_distance_needs_oracle_latencies() -> None:
+    assert widgets.SensitivitySettings().agent == "hybrid"
+    with pytest.raises(ValueError, match="no requests of agent"):
+        widgets.distance_from_oracle(
+            pd.DataFrame({"agent": ["x"], "latency_ms": [1.0], "oracle_latency_ms": [0.0]}), "x"
+        )
