@@ -5,8 +5,8 @@ numbers mean nothing), ``--skip-reproduce`` (skip the ``make reproduce`` timings
 the results; default ``benchmarks/RESULTS.md``). Exit code 1 if a benchmark raised (its section says why).
 
 Sections: 1 env + agent throughput (bench_env), 2 fast path (bench_batch), 3 decision latency (bench_latency),
-4 orchlib vs MABWiser (bench_mabwiser), 5 scaling with users and horizon (bench_scaling), 6 reproduce wall time
-(bench_reproduce).
+4 orchlib vs MABWiser (bench_mabwiser), 5 scaling with users and horizon (bench_scaling), 6 learning targets
+(bench_learners), 7 reproduce wall time (bench_reproduce, last: its time is reported apart).
 """
 
 from __future__ import annotations
@@ -26,7 +26,15 @@ DEFAULT_OUT = ROOT / "benchmarks" / "RESULTS.md"
 #: the issue's limit on ``make bench``, seconds.
 TIME_LIMIT_S = 600
 #: the benchmark modules, in section order (imported after the arguments are parsed: they import orchlib).
-MODULES = ("bench_env", "bench_batch", "bench_latency", "bench_mabwiser", "bench_scaling", "bench_reproduce")
+MODULES = (
+    "bench_env",
+    "bench_batch",
+    "bench_latency",
+    "bench_mabwiser",
+    "bench_scaling",
+    "bench_learners",
+    "bench_reproduce",
+)
 
 
 def _run_section(module, config: Config) -> tuple[Section, float, bool]:
@@ -55,7 +63,7 @@ def render(
         cause = ""
     elif without_reproduce <= TIME_LIMIT_S:
         cause = (
-            f"the two `reproduce` runs take {fmt(reproduce_s)} s of it (section 6); the benchmarks themselves "
+            f"the two `reproduce` runs take {fmt(reproduce_s)} s of it (section 7); the benchmarks themselves "
             f"take {fmt(without_reproduce)} s (`--skip-reproduce` stays within the limit)"
         )
     else:

@@ -20,7 +20,8 @@ SECTIONS = (
     "## 3. Decision latency per agent",
     "## 4. orchlib vs MABWiser on the identical reward stream",
     "## 5. How cost grows: users and horizon",
-    "## 6. `make reproduce` wall time",
+    "## 6. Learning targets (issue 13)",
+    "## 7. `make reproduce` wall time",
     "## Commands to rerun",
 )
 
