@@ -176,24 +176,30 @@ def measure_targets(
             )
 
         steady = req[req["scenario"].astype(str) == variants["steady"].name]
-        acc = aggregates.acceleration(steady, "hybrid", reference="q_learning", window=window, rng=gen).iloc[
-            0
-        ]
-        add(
-            world_name,
-            f"hybrid's acceleration over Q-learning (x), steady link, windows of {window}",
-            ">= 100x",
-            acc["acceleration"],
-            acc["acceleration_low"],
-            acc["acceleration_high"],
-            bool(acc["reached"] and acc["acceleration"] >= 100),
-            (
-                "lower bound: the hybrid is at Q-learning's level from its first window; "
-                if acc["lower_bound"]
-                else ""
+        # The count is resolved to one window, so an agent at the level from its start gives only a lower bound
+        # (Q-learning's count / one window); a window a fifth as long resolves five times larger ratios.
+        for acc_window in (window, max(1, window // 5)):
+            acc = aggregates.acceleration(
+                steady, "hybrid", reference="q_learning", window=acc_window, rng=gen
+            ).iloc[0]
+            add(
+                world_name,
+                f"hybrid's acceleration over Q-learning (x), steady link, windows of {acc_window}",
+                ">= 100x",
+                acc["acceleration"],
+                acc["acceleration_low"],
+                acc["acceleration_high"],
+                # a lower bound below 100x neither meets nor misses the target: undetermined (None)
+                True
+                if acc["reached"] and acc["acceleration"] >= 100
+                else (None if acc["lower_bound"] else False),
+                (
+                    "lower bound: the hybrid is at Q-learning's level from its first window; "
+                    if acc["lower_bound"]
+                    else ""
+                )
+                + f"Q-learning needs {acc['reference_requests']:.0f} requests, the hybrid {acc['agent_requests']:.0f}",
             )
-            + f"Q-learning needs {acc['reference_requests']:.0f} requests, the hybrid {acc['agent_requests']:.0f}",
-        )
 
         drop = req[req["scenario"].astype(str) == variants["drop"].name]
         change_s = variants["drop"].access.changes[0][0]
