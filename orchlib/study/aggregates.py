@@ -24,7 +24,7 @@ import pandas as pd
 from rliable import metrics as rly
 from scipy import stats
 
-from orchlib.study.metrics import RUN_KEYS, _check_window, _require, requests_to_reach
+from orchlib.study.metrics import RUN_KEYS, _check_window, _require
 
 
 def run_scores(requests: pd.DataFrame, from_request: int = 0) -> pd.DataFrame:
@@ -171,6 +171,25 @@ def performance_profile(
     return pd.DataFrame(rows)
 
 
+def _window_matrix(requests: pd.DataFrame, window: int) -> np.ndarray:
+    """Mean latency per run (rows, by replicate) and full window of ``window`` requests (columns), ms."""
+    position = requests["request"].to_numpy() // window
+    frame = requests.assign(window=position)
+    sizes = frame.groupby(["replicate", "window"])["latency_ms"].transform("size")
+    frame = frame[sizes.to_numpy() == window]
+    return frame.pivot_table(
+        index="replicate", columns="window", values="latency_ms", aggfunc="mean"
+    ).to_numpy()
+
+
+def _settled_window(curve: np.ndarray, limit: float) -> int | None:
+    """First window index from which every entry of ``curve`` is ``<= limit`` (None if the last is above)."""
+    above = np.flatnonzero(curve > limit)
+    if above.size == 0:
+        return 0
+    return None if above[-1] == curve.size - 1 else int(above[-1]) + 1
+
+
 def acceleration(
     requests: pd.DataFrame,
     agent: str,
@@ -178,26 +197,32 @@ def acceleration(
     tolerance: float = 0.05,
     window: int = 500,
     final_fraction: float = 0.2,
-    n_resamples: int = 2000,
+    n_resamples: int = 1000,
     rng: np.random.Generator | int | None = 0,
 ) -> pd.DataFrame:
     """Learning acceleration of ``agent`` over ``reference`` (the companion paper's measure), per scenario.
 
-    Target: the *converged level of the reference*, the mean latency of its runs over their last
-    ``final_fraction`` of requests, pooled. Each run's count is the requests it needs to reach and stay within
-    ``tolerance`` of the target (:func:`~orchlib.study.metrics.requests_to_reach`, windows of ``window``
-    requests). Counts are measured in windows, so a run that is within the target from its first window is
-    counted as one window (``window`` requests), the resolution of the measure; the acceleration is then a
-    lower bound (``lower_bound`` True). ``acceleration = mean reference count / mean agent count``, with a
-    percentile bootstrap interval over runs. A run that never reaches the target makes the row NaN with
-    ``reached`` False.
+    Definitions. The *learning curve* of an agent is its mean latency per window of ``window`` requests,
+    averaged over its runs (the mean over runs, not each run: a single run's windows move by several percent
+    on their own, which would make "stays within 5%" a test of noise). The *target* is the reference's
+    converged level: its mean latency over the last ``final_fraction`` of its requests. An agent's *count* is
+    the first request from which its curve stays at or below ``(1 + tolerance) * target`` to the end of the
+    run. ``acceleration = reference count / agent count``. Counts are resolved to one window: a curve within
+    the target from its first window is counted as one window (``window`` requests), and the acceleration is
+    then a lower bound (``lower_bound`` True). The 95% interval resamples each agent's runs with replacement
+    (percentile bootstrap; resamples in which a curve never settles are dropped, and counted in
+    ``settled_share``).
 
     Returns:
         One row per scenario: ``scenario``, ``target_latency_ms``, ``reference_requests``, ``agent_requests``,
-        ``acceleration``, ``acceleration_low``, ``acceleration_high``, ``lower_bound``, ``reached``.
+        ``acceleration``, ``acceleration_low``, ``acceleration_high``, ``lower_bound``, ``reached``,
+        ``settled_share``.
+
+    Raises:
+        ValueError: missing columns, a bad ``window``, or an agent without runs.
     """
     _check_window(window)
-    _require(requests, [*RUN_KEYS, "request", "latency_ms", "oracle_latency_ms"], "requests")
+    _require(requests, [*RUN_KEYS, "request", "latency_ms"], "requests")
     labels = requests["agent"].astype(str)
     for name in (agent, reference):
         if not (labels == name).any():
@@ -205,40 +230,48 @@ def acceleration(
     gen = np.random.default_rng(rng)
     rows = []
     for scenario, part in requests.groupby("scenario", observed=True):
-        ref = part[part["agent"].astype(str) == reference]
-        n = ref.groupby("replicate")["request"].transform("size")
-        target = float(ref.loc[ref["request"] >= (1 - final_fraction) * n, "latency_ms"].mean())
-        counts = {}
-        for name in (reference, agent):
-            reach = requests_to_reach(
-                part[part["agent"].astype(str) == name], target, window=window, tolerance=tolerance
+        ref = _window_matrix(part[part["agent"].astype(str) == reference], window)
+        mine = _window_matrix(part[part["agent"].astype(str) == agent], window)
+        n_final = max(1, round(final_fraction * ref.shape[1]))
+
+        def counts(
+            ref_rows: np.ndarray, agent_rows: np.ndarray, n_final: int = n_final
+        ) -> tuple[float, int | None, int | None]:
+            target = float(ref_rows[:, -n_final:].mean())
+            limit = (1 + tolerance) * target
+            return (
+                target,
+                _settled_window(ref_rows.mean(axis=0), limit),
+                _settled_window(agent_rows.mean(axis=0), limit),
             )
-            counts[name] = reach["requests_to_reach"].to_numpy(dtype=float)
-        reached = not (np.isnan(counts[reference]).any() or np.isnan(counts[agent]).any())
+
+        target, k_ref, k_agent = counts(ref, mine)
+        reached = k_ref is not None and k_agent is not None
         row = {
             "scenario": str(scenario),
             "target_latency_ms": target,
-            "reference_requests": float(np.nanmean(counts[reference])),
-            "agent_requests": float(np.nanmean(counts[agent])),
+            "reference_requests": np.nan if k_ref is None else float(k_ref * window),
+            "agent_requests": np.nan if k_agent is None else float(k_agent * window),
             "acceleration": np.nan,
             "acceleration_low": np.nan,
             "acceleration_high": np.nan,
-            "lower_bound": False,
+            "lower_bound": bool(k_agent == 0),
             "reached": reached,
+            "settled_share": np.nan,
         }
         if reached:
-            ref_n, agent_n = np.maximum(counts[reference], window), np.maximum(counts[agent], window)
-            row["lower_bound"] = bool((counts[agent] < window).any())
-            row["acceleration"] = ref_n.mean() / agent_n.mean()
-            if min(ref_n.size, agent_n.size) >= 2 and np.ptp(np.concatenate([ref_n, agent_n])) > 0:
-                ci = stats.bootstrap(
-                    (ref_n, agent_n),
-                    lambda a, b, axis=-1: np.mean(a, axis=axis) / np.mean(b, axis=axis),
-                    n_resamples=n_resamples,
-                    method="percentile",
-                    vectorized=True,
-                    random_state=gen,
-                ).confidence_interval
-                row["acceleration_low"], row["acceleration_high"] = float(ci.low), float(ci.high)
+            row["acceleration"] = max(k_ref, 1) / max(k_agent, 1)
+            ratios = []
+            for _ in range(n_resamples):
+                r_rows = ref[gen.integers(ref.shape[0], size=ref.shape[0])]
+                a_rows = mine[gen.integers(mine.shape[0], size=mine.shape[0])]
+                _, kr, ka = counts(r_rows, a_rows)
+                if kr is not None and ka is not None:
+                    ratios.append(max(kr, 1) / max(ka, 1))
+            row["settled_share"] = len(ratios) / n_resamples
+            if ratios:
+                row["acceleration_low"], row["acceleration_high"] = (
+                    float(q) for q in np.percentile(ratios, [2.5, 97.5])
+                )
         rows.append(row)
     return pd.DataFrame(rows)
