@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.orchlib-installed
 OUT ?= results
 
-.PHONY: venv reproduce reproduce-quick test lab bench browser-test lint clean
+.PHONY: venv reproduce reproduce-quick notebooks test lab bench browser-test lint clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,10 @@ reproduce: $(STAMP)
 
 reproduce-quick: $(STAMP)
 	$(PY) -m orchlib reproduce --quick --out $(OUT)/quick
+
+# Executed copies of the notebooks (with outputs) in $(OUT)/notebooks, reusing the runs `make reproduce` cached.
+notebooks: $(STAMP)
+	$(PY) -m orchlib notebooks --out $(OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -m "not browser"

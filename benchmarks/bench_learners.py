@@ -1,4 +1,4 @@
-"""Item 6: the learning targets of issue 13 (quality, not speed): Q-learning, the hybrid and the baselines.
+"""Item 8: the learning targets of issue 13 (quality, not speed): Q-learning, the hybrid and the baselines.
 
 Runs :func:`orchlib.study.targets.measure_targets` (10 runs x 20,000 requests per agent and world, seed 2022;
 the cached runs in ``results/runs`` are reused, so after ``make reproduce`` this costs nothing; from scratch it
@@ -15,7 +15,7 @@ from harness import ROOT, Config, Section, Target
 
 from orchlib.study.targets import markdown_table, measure_targets
 
-TITLE = "6. Learning targets (issue 13)"
+TITLE = "8. Learning targets (issue 13)"
 
 
 def _measured(value: float, low: float, high: float) -> str:

@@ -1,4 +1,4 @@
-"""Item 7: wall time of ``make reproduce`` (full) and ``make reproduce-quick``.
+"""Item 6: wall time of ``make reproduce`` (full) and ``make reproduce-quick``.
 
 Runs ``python -m orchlib reproduce --quick --out <tmp>`` and ``python -m orchlib reproduce --out <tmp>`` (what the
 Makefile targets run) once each into temporary folders. If the ``reproduce`` subcommand does not exist yet, the
@@ -47,7 +47,7 @@ def _timed(config: Config, extra: list[str], out: Path) -> tuple[str, str]:
 
 def run(config: Config) -> Section:
     section = Section(
-        "7. `make reproduce` wall time",
+        "6. `make reproduce` wall time",
         intro="One run each into a temporary folder (the full reproduction is too long to repeat).",
     )
     header = ("command", "wall time, s", "status")

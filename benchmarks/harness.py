@@ -34,6 +34,8 @@ class Config:
     reproduce_timeout_s: float
     #: the interpreter that runs subprocess workers (the project's virtual environment).
     python: str = sys.executable
+    #: a commit to measure side by side with this checkout (section 7); None skips that section.
+    baseline: str | None = None
 
     def size(self, full: int, quick: int) -> int:
         """``full`` normally, ``quick`` in quick mode."""

@@ -155,9 +155,10 @@ def _csv_path(text: str) -> Path:
 def _add_reproduce(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "reproduce",
-        help="regenerate every figure, the summary table and executed notebooks",
+        help="regenerate every figure and the summary table",
         description="Run every experiment (cached in OUT/runs), draw every figure to OUT/figures (PNG and PDF), "
-        "write OUT/summary.md and OUT/summary.csv, and executed copies of the notebooks to OUT/notebooks.",
+        "and write OUT/summary.md and OUT/summary.csv. With --notebooks, also write executed copies of the "
+        "notebooks to OUT/notebooks (the 'notebooks' subcommand does that step alone).",
     )
     parser.add_argument(
         "--quick", action="store_true", help="tiny budget (about a minute); not for conclusions"
@@ -169,7 +170,9 @@ def _add_reproduce(subparsers: argparse._SubParsersAction) -> None:
         default=min(2, os.cpu_count() or 1),
         help="parallel runs (default: 2)",
     )
-    parser.add_argument("--no-notebooks", action="store_true", help="skip executing the notebooks")
+    parser.add_argument(
+        "--notebooks", action="store_true", help="also execute every notebook into OUT/notebooks"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(handler=_run_reproduce, parser=parser)
 
@@ -188,7 +191,7 @@ def _run_reproduce(args: argparse.Namespace) -> int:
             args.out,
             quick=args.quick,
             n_jobs=args.jobs,
-            notebooks=not args.no_notebooks,
+            notebooks=args.notebooks,
             progress=not args.no_progress,
         )
     except KeyboardInterrupt:
@@ -197,6 +200,34 @@ def _run_reproduce(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    return 0
+
+
+# --- notebooks -----------------------------------------------------------------------------------------
+
+
+def _add_notebooks(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "notebooks",
+        help="execute every notebook against the cached runs in OUT",
+        description="Execute every notebook in a fresh kernel, reusing the runs that 'reproduce' cached in "
+        "OUT/runs, and write the executed copies (with outputs) to OUT/notebooks.",
+    )
+    parser.add_argument("--quick", action="store_true", help="run the notebooks at their tiny size")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    parser.add_argument(
+        "--jobs", type=_int_at_least(1), default=min(2, os.cpu_count() or 1), help="notebooks at a time"
+    )
+    parser.set_defaults(handler=_run_notebooks, parser=parser)
+
+
+def _run_notebooks(args: argparse.Namespace) -> int:
+    from orchlib.study.reproduce import execute_notebooks
+
+    if args.out.exists() and not args.out.is_dir():
+        args.parser.error(f"--out: {args.out} exists and is not a folder")
+    written = execute_notebooks(args.out, quick=args.quick, n_jobs=args.jobs)
+    print(f"executed {len(written)} notebooks into {args.out / 'notebooks'}", file=sys.stderr)
     return 0
 
 
@@ -230,4 +261,9 @@ def _run_sanity(args: argparse.Namespace) -> int:
     return 0
 
 
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_profile, _add_reproduce, _add_sanity]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_profile,
+    _add_reproduce,
+    _add_notebooks,
+    _add_sanity,
+]

@@ -20,8 +20,9 @@ SECTIONS = (
     "## 3. Decision latency per agent",
     "## 4. orchlib vs MABWiser on the identical reward stream",
     "## 5. How cost grows: users and horizon",
-    "## 6. Learning targets (issue 13)",
-    "## 7. `make reproduce` wall time",
+    "## 6. `make reproduce` wall time",
+    "## 7. Side by side with a baseline commit",
+    "## 8. Learning targets (issue 13)",
     "## Commands to rerun",
 )
 
@@ -103,3 +104,35 @@ def test_bad_option_is_refused() -> None:
     )
     assert done.returncode == 2
     assert "--no-such-option" in done.stderr
+
+
+#: the commit issue 14's ratios are measured against (the last one with the flat layout).
+BASELINE = "71433da"
+
+
+@pytest.mark.slow
+def test_side_by_side_runs_old_and_new_layout(tmp_path: Path) -> None:
+    """Section 7 checks out the baseline (flat layout) and HEAD and measures an env step on both."""
+    known = subprocess.run(["git", "cat-file", "-e", f"{BASELINE}^{{commit}}"], cwd=ROOT, check=False)
+    if known.returncode != 0:
+        pytest.skip(f"commit {BASELINE} is not in this clone's history (shallow clone)")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench_vs_baseline.py",
+            "--baseline",
+            BASELINE,
+            "--quick",
+            "--skip-reproduce",
+        ],
+        cwd=ROOT / "benchmarks",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| env step with oracle info"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1].endswith("steps/s") and cells[2].endswith("steps/s"), row
+    assert float(cells[3].rstrip("x").replace(",", "")) > 0, row

@@ -6,7 +6,8 @@ Output layout (``out``, default ``results/``)::
     tables/*.csv            the tidy data behind each figure
     runs/                   cached runs (reused by later calls and by the notebooks)
     summary.md, summary.csv our headline numbers with 95% CIs beside the paper's
-    notebooks/*.ipynb       executed copies of notebooks/ (with outputs; not committed)
+    notebooks/*.ipynb       executed copies of notebooks/ (with outputs; not committed), only with
+                            ``notebooks=True`` or from :func:`execute_notebooks` (``make notebooks``)
 """
 
 from __future__ import annotations
@@ -232,11 +233,12 @@ def reproduce(
     out: str | Path = "results",
     quick: bool = False,
     n_jobs: int | None = 2,
-    notebooks: bool = True,
+    notebooks: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, float]:
-    """Regenerate every figure, the summary and (optionally) executed notebooks. Returns wall times (s)."""
+    """Regenerate every figure and the summary; with ``notebooks``, also executed copies of the notebooks
+    (:func:`execute_notebooks`; ``make notebooks`` runs that step alone). Returns wall times (s)."""
     out = Path(out)
     budget = experiments.QUICK if quick else experiments.FULL
     runs_dir = str(out / "runs")
@@ -323,19 +325,29 @@ def reproduce(
     plt.close("all")
     if notebooks:
         done = step("executed notebooks")
-        from joblib import Parallel, delayed
-
-        from orchlib.study.notebooks import execute_notebook, notebook_paths
-
-        # Kernels are separate processes, so two notebooks at a time use both cores.
-        Parallel(n_jobs=n_jobs or 1)(
-            delayed(execute_notebook)(
-                path, out / "notebooks" / path.name, quick=quick, timeout_s=600, results=out
-            )
-            for path in notebook_paths()
-        )
+        execute_notebooks(out, quick=quick, n_jobs=n_jobs)
         done()
     timings["total"] = time.perf_counter() - start_all
     _atomic_text(out / "summary.md", _markdown(summary, budget, timings, quick))
     log(f"[orchlib reproduce] done in {timings['total']:.0f} s: {out / 'summary.md'}")
     return timings
+
+
+def execute_notebooks(out: str | Path = "results", quick: bool = False, n_jobs: int | None = 2) -> list[Path]:
+    """Execute every notebook against the runs cached in ``out/runs`` and write the executed copies to
+    ``out/notebooks/`` (atomically). Runs that ``reproduce`` cached are reused, so after it this takes about as
+    long as reading them; without them, each notebook computes its own. Returns the written paths."""
+    from joblib import Parallel, delayed
+
+    from orchlib.study.notebooks import execute_notebook, notebook_paths
+
+    out = Path(out)
+    paths = notebook_paths()
+    # Kernels are separate processes, so two notebooks at a time use both cores.
+    Parallel(n_jobs=n_jobs or 1)(
+        delayed(execute_notebook)(
+            path, out / "notebooks" / path.name, quick=quick, timeout_s=600, results=out
+        )
+        for path in paths
+    )
+    return [out / "notebooks" / path.name for path in paths]
