@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchlib.study import experiments, metrics, plots, targets
+from orchlib.study import experiments, metrics, plots, targets, tuning
 from orchlib.study.runner import atomic_write
 from orchlib.system.scenario import paper
 
@@ -39,6 +39,7 @@ FIGURES: dict[str, str] = {
     "fig6_tradeoff": "Trade-off: response-time reduction vs accuracy loss as the tolerance varies",
     "fig7_hybrid": "Hybrid learning: real requests to converge vs planning steps",
     "fig8_nonstationary": "Non-stationary network: abrupt bandwidth drop and recovery",
+    "fig9_q_sensitivity": "Q-learning's sensitivity to gamma, step size, exploration and state resolution",
 }
 
 
@@ -302,6 +303,19 @@ def reproduce(
     _atomic_csv(tables / "fig8_recovery.csv", recovery)
     rec = recovery.groupby("agent", observed=True, as_index=False)["recovery_s"].median()
     plots.save(plots.plot_nonstationary(ns_curves, change_s, rec), figures, "fig8_nonstationary")
+    done()
+
+    done = step("fig9 Q-learning sensitivity sweep")
+    q_sens = tuning.q_learning_sensitivity(
+        runs_dir,
+        n_requests=budget.n_requests if not quick else budget.sweep_requests,
+        n_replicates=budget.sweep_replicates,
+        seed=budget.seed,
+        n_jobs=n_jobs,
+        progress=progress,
+    )
+    _atomic_csv(tables / "fig9_q_sensitivity.csv", q_sens)
+    plots.save(plots.plot_q_sensitivity(q_sens), figures, "fig9_q_sensitivity")
     done()
 
     done = step("learning targets (issue 13)")
