@@ -63,9 +63,14 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--variants", nargs="+", type=_variant_name, default=None, metavar="NAME", help="default: all 32"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights and inputs (default 0)")
     parser.add_argument(
-        "--machine", default=None, help="generic machine description for the metadata (never the host name)"
+        "--seed", type=_int_at_least(0), default=0, help="seed for weights and inputs (>= 0, default 0)"
+    )
+    parser.add_argument(
+        "--machine",
+        type=_one_line_text,
+        default=None,
+        help="generic machine description for the metadata (never the host name)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
@@ -139,12 +144,40 @@ def _variant_name(text: str) -> str:
     return text
 
 
+def _one_line_text(text: str) -> str:
+    if not text.strip() or "\n" in text or "\r" in text:
+        raise argparse.ArgumentTypeError(f"must be a non-empty text on one line, got {text!r}")
+    return text
+
+
 def _csv_path(text: str) -> Path:
     path = Path(text)
     if path.suffix != ".csv":
         raise argparse.ArgumentTypeError(f"must end in .csv, got {text!r}")
+    return _file_to_write(text)
+
+
+def _file_to_write(text: str) -> Path:
+    """A file path whose folder exists and is writable, and which is not itself a folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name inside it")
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"folder {str(path.parent)!r} does not exist (create it first)")
+    if not os.access(path.parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"folder {str(path.parent)!r} is not writable")
+    return path
+
+
+def _folder_to_write(text: str) -> Path:
+    """A folder that exists or can be created (its nearest existing ancestor is a writable folder)."""
+    path = Path(text)
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        what = "exists and is not a folder" if existing == path else f"is inside {str(existing)!r}, a file"
+        raise argparse.ArgumentTypeError(f"{text!r} {what}")
+    if not os.access(existing, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{str(existing)!r} is not writable")
     return path
 
 
@@ -163,7 +196,9 @@ def _add_reproduce(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="tiny budget (about a minute); not for conclusions"
     )
-    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
+    parser.add_argument(
+        "--out", type=_folder_to_write, default=Path("results"), help="output folder (default: results)"
+    )
     parser.add_argument(
         "--jobs",
         type=_int_at_least(1),
@@ -174,6 +209,12 @@ def _add_reproduce(subparsers: argparse._SubParsersAction) -> None:
         "--notebooks", action="store_true", help="also execute every notebook into OUT/notebooks"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--testbed",
+        action="store_true",
+        help="also run the live testbed against the simulator at 1, 2 and 4 users (about 5 minutes; quick: "
+        "1 user, 10 s) into OUT/testbed and draw OUT/figures/fig9_sim_vs_real",
+    )
     parser.set_defaults(handler=_run_reproduce, parser=parser)
 
 
@@ -181,8 +222,6 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     from orchlib.study.notebooks import QUICK_ENV, RESULTS_ENV
     from orchlib.study.reproduce import reproduce
 
-    if args.out.exists() and not args.out.is_dir():
-        args.parser.error(f"--out: {args.out} exists and is not a folder")
     # The notebooks executed at the end read the runs cached by this call.
     os.environ[RESULTS_ENV] = str(args.out.resolve())
     os.environ[QUICK_ENV] = "1" if args.quick else "0"
@@ -194,6 +233,8 @@ def _run_reproduce(args: argparse.Namespace) -> int:
             notebooks=args.notebooks,
             progress=not args.no_progress,
         )
+        if args.testbed:
+            _reproduce_testbed(args.out, quick=args.quick, progress=not args.no_progress)
     except KeyboardInterrupt:
         print(
             "\ninterrupted: every finished run is cached in OUT/runs and is reused by the next call",
@@ -201,6 +242,23 @@ def _run_reproduce(args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED
     return 0
+
+
+def _reproduce_testbed(out: Path, quick: bool, progress: bool) -> None:
+    """The optional step of ``reproduce --testbed``: simulator against the live testbed, table and figure."""
+    from orchlib.study import plots
+    from orchlib.testbed.compare import run_comparison
+    from orchlib.testbed.run import QUICK_VARIANTS
+
+    table, _ = run_comparison(
+        out / "testbed",
+        users=(1,) if quick else (1, 2, 4),
+        duration_s=10.0 if quick else 60.0,
+        variants=QUICK_VARIANTS if quick else None,
+        progress=progress,
+    )
+    plots.save(plots.plot_sim_vs_real(table), out / "figures", "fig9_sim_vs_real")
+    print(f"simulator vs testbed: {out / 'testbed' / 'sim_vs_real.csv'}", file=sys.stderr)
 
 
 # --- notebooks -----------------------------------------------------------------------------------------
@@ -214,7 +272,9 @@ def _add_notebooks(subparsers: argparse._SubParsersAction) -> None:
         "OUT/runs, and write the executed copies (with outputs) to OUT/notebooks.",
     )
     parser.add_argument("--quick", action="store_true", help="run the notebooks at their tiny size")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    parser.add_argument(
+        "--out", type=_folder_to_write, default=Path("results"), help="results folder (default: results)"
+    )
     parser.add_argument(
         "--jobs", type=_int_at_least(1), default=min(2, os.cpu_count() or 1), help="notebooks at a time"
     )
@@ -224,8 +284,6 @@ def _add_notebooks(subparsers: argparse._SubParsersAction) -> None:
 def _run_notebooks(args: argparse.Namespace) -> int:
     from orchlib.study.reproduce import execute_notebooks
 
-    if args.out.exists() and not args.out.is_dir():
-        args.parser.error(f"--out: {args.out} exists and is not a folder")
     written = execute_notebooks(args.out, quick=args.quick, n_jobs=args.jobs)
     print(f"executed {len(written)} notebooks into {args.out / 'notebooks'}", file=sys.stderr)
     return 0
@@ -244,15 +302,15 @@ def _add_sanity(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--requests", type=_int_at_least(100), default=1000, help="requests per cell (default 1000)"
     )
-    parser.add_argument("--out", type=Path, required=True, help="Markdown file to write, e.g. docs/sanity.md")
+    parser.add_argument(
+        "--out", type=_file_to_write, required=True, help="Markdown file to write, e.g. docs/sanity.md"
+    )
     parser.set_defaults(handler=_run_sanity, parser=parser)
 
 
 def _run_sanity(args: argparse.Namespace) -> int:
     from orchlib.study.experiments import sanity_markdown
 
-    if not args.out.parent.is_dir():
-        args.parser.error(f"--out: folder {args.out.parent} does not exist")
     text = sanity_markdown(n_requests=args.requests)
     from orchlib.study.runner import atomic_write
 
@@ -261,9 +319,109 @@ def _run_sanity(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- testbed -------------------------------------------------------------------------------------------
+
+
+def _add_testbed(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "testbed",
+        help="serve real requests: edge and cloud servers, device processes, shaped links, an agent deciding",
+        description="Run the live testbed: real MobileNetV1 servers and devices behind shaped links "
+        "(network namespaces when run as root, else loopback), every request decided by a catalogue agent. "
+        "Writes OUT/requests.parquet (the simulator runner's request table), OUT/calibration.csv and "
+        "OUT/run.json. Ctrl-C stops cleanly and keeps every finished request.",
+    )
+    parser.add_argument("--scenario", required=True, help="scenario preset name, e.g. paper or testbed")
+    parser.add_argument("--users", type=_int_at_least(1), required=True, help="number of users (devices)")
+    parser.add_argument("--agent", required=True, help="catalogue agent name, e.g. random or q_learning")
+    parser.add_argument("--duration", type=_positive_float, required=True, help="seconds of requests")
+    parser.add_argument("--out", type=Path, required=True, help="results folder")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        type=_variant_name,
+        default=None,
+        metavar="NAME",
+        help="variants the servers offer (default: the scenario's subset)",
+    )
+    parser.add_argument("--mode", choices=("auto", "netns", "loopback"), default="auto", help="default: auto")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the request stream and agent (default 0)"
+    )
+    parser.add_argument(
+        "--kill-edge-at",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="kill the edge server S seconds into the run (fault test)",
+    )
+    parser.add_argument(
+        "--ports",
+        type=_int_at_least(1024),
+        nargs=2,
+        default=(18080, 18081),
+        metavar=("EDGE", "CLOUD"),
+        help="server ports (default 18080 18081)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(handler=_run_testbed, parser=parser)
+
+
+def _run_testbed(args: argparse.Namespace) -> int:
+    from orchlib.system.profiles import DataError
+    from orchlib.system.scenario import preset
+    from orchlib.testbed.links import NetworkError
+    from orchlib.testbed.run import TestbedConfig, TestbedError, run_testbed
+
+    if args.out.exists() and not args.out.is_dir():
+        args.parser.error(f"argument --out: {args.out} exists and is not a folder")
+    try:
+        scenario = preset(args.scenario).replace(n_users=args.users)
+        if args.variants is not None:
+            scenario = scenario.replace(variant_subset=tuple(args.variants))
+        config = TestbedConfig(
+            scenario=scenario,
+            agent=args.agent,
+            duration_s=args.duration,
+            mode=args.mode,
+            seed=args.seed,
+            kill_edge_at_s=args.kill_edge_at,
+            ports=tuple(args.ports),
+        )
+        result = run_testbed(config, out_dir=args.out, progress=not args.no_progress)
+    except (ValueError, TypeError, DataError) as error:
+        args.parser.error(str(error))
+    except (TestbedError, NetworkError) as error:
+        print(f"orchlib testbed: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: every process and namespace removed; finished requests in {args.out}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    info = result.info
+    print(
+        f"{info['n_requests']} requests ({info['n_failed']} failed) in {info['mode']} mode; results in {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_profile,
     _add_reproduce,
     _add_notebooks,
     _add_sanity,
+    _add_testbed,
 ]

@@ -13,12 +13,10 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from orchlib.envs.orchestration import ENV_ID, PRIVATE_INFO_KEYS, OrchestrationEnv, register
+from orchlib.envs.orchestration import ENV_ID, PRIVATE_INFO_KEYS, OrchestrationEnv
 from orchlib.system.profiles import load_variants
 from orchlib.system.scenario import tiny
 from orchlib.system.simulator import Simulator
-
-register()
 
 Policy = Callable[[dict[str, Any], np.random.Generator], int]
 

@@ -9,10 +9,11 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
+from orchlib.envs.registration import ENV_ID, register
 from orchlib.system.scenario import TIERS, Scenario, preset
 from orchlib.system.simulator import Breakdown, Request, Simulator, Snapshot, System, build_system
 
-ENV_ID = "orchlib/Orchestration-v0"
+__all__ = ["BOX_FEATURES", "ENV_ID", "PRIVATE_INFO_KEYS", "OrchestrationEnv", "public_info", "register"]
 
 #: info keys that reveal what a real orchestrator could not know; only ``privileged`` agents receive them.
 PRIVATE_INFO_KEYS: frozenset[str] = frozenset({"oracle_latency_ms", "oracle_action", "regret_ms"})
@@ -74,9 +75,9 @@ class OrchestrationEnv(gym.Env):
     the per-request clairvoyant optimum ``oracle_latency_ms``, ``oracle_action`` and ``regret_ms``
     (private: see :data:`PRIVATE_INFO_KEYS`).
 
-    **Episode end.** Serving requests is a continuing task: the environment never terminates; the
-    ``TimeLimit`` set at registration truncates it (``gym.make(ENV_ID)`` gives the scenario's
-    ``n_requests`` steps). A direct instance truncates after ``max_steps`` (default ``n_requests``).
+    **Episode end.** Serving requests is a continuing task: the environment never terminates; it truncates
+    after ``max_steps`` requests (default: the scenario's ``n_requests``), also when made with
+    ``gym.make("orchlib/Orchestration-<preset>-v0")`` (ids in :mod:`orchlib.envs.registration`).
 
     **Arguments.**
         scenario: a :class:`Scenario`, a preset name, or a prebuilt :class:`System`.
@@ -173,6 +174,15 @@ class OrchestrationEnv(gym.Env):
 
     def _observe(self, request: Request) -> tuple[int | np.ndarray, Snapshot]:
         snap = self.sim.snapshot(request)
+        return self.observation(snap, request.requirement_pct, request.requirement_class), snap
+
+    def observation(self, snap: Snapshot, requirement_pct: float, requirement_class: int) -> int | np.ndarray:
+        """The observation of a request with requirement ``requirement_pct`` (class ``requirement_class``)
+        given the measurements ``snap``: a discrete state index or the Box features (see the class docstring).
+
+        Public so that a real deployment (``orchlib.testbed``) builds its agents' observations from its own
+        measurements with exactly the rule the simulator uses.
+        """
         if self.observation_mode == "box":
             values = np.array(
                 [
@@ -182,20 +192,18 @@ class OrchestrationEnv(gym.Env):
                     snap.device_backlog_ms / 1e3,
                     snap.edge_in_system,
                     snap.cloud_in_system,
-                    request.requirement_pct / 100.0,
+                    requirement_pct / 100.0,
                 ],
                 dtype=np.float32,
             )
             # log(1 + x) / log(1 + high): every feature in [0, 1], with resolution where the values live
             # (a few Mbit/s to Gbit/s; a few ms to seconds of backlog), as MLPs and LinUCB need.
-            return (np.log1p(np.minimum(values, _BOX_HIGH)) * _BOX_SCALE).astype(np.float32), snap
+            return (np.log1p(np.minimum(values, _BOX_HIGH)) * _BOX_SCALE).astype(np.float32)
         b = bisect.bisect_right(self.bandwidth_edges_mbps, snap.access_mbps)
         load = bisect.bisect_right(self.edge_load_edges, snap.edge_in_system)
         s = self.state_shape
         # mixed-radix encode inlined (same as encode()) because it runs on every request
-        return ((b * s[1] + load) * s[2] + (snap.access_backlog_ms > 0)) * s[
-            3
-        ] + request.requirement_class, snap
+        return ((b * s[1] + load) * s[2] + (snap.access_backlog_ms > 0)) * s[3] + requirement_class
 
     def _request_info(self, request: Request, snap: Snapshot) -> dict[str, Any]:
         info = snap._asdict()
@@ -277,14 +285,3 @@ class OrchestrationEnv(gym.Env):
     @property
     def tier_names(self) -> tuple[str, ...]:
         return TIERS
-
-
-def register() -> None:
-    """Register :data:`ENV_ID` (the ``paper`` scenario, 20,000 requests per episode) if not yet registered."""
-    if ENV_ID not in gym.registry:
-        gym.register(
-            id=ENV_ID,
-            entry_point="orchlib.envs.orchestration:OrchestrationEnv",
-            max_episode_steps=20_000,
-            kwargs={"scenario": "paper"},
-        )

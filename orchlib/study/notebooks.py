@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from traitlets.config import Config
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 #: environment variable the notebooks read to run at a tiny size (set by the tests).
@@ -62,10 +64,22 @@ def execute_notebook(
     previous = {key: os.environ.get(key) for key in settings}
     os.environ.update(settings)  # the kernel inherits this process's environment
     try:
-        client = NotebookClient(
-            nb, timeout=timeout_s, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-        )
-        client.execute()
+        # Local kernels talk over Unix sockets where there are any: over TCP every kernel prints a warning
+        # that its traffic is unencrypted (true, and irrelevant on one machine), ten copies per reproduce.
+        # The sockets live beside the connection file, in a folder removed afterwards.
+        with tempfile.TemporaryDirectory(prefix="orchlib-kernel-") as runtime:
+            kernel = {
+                "transport": "ipc" if os.name == "posix" else "tcp",
+                "connection_file": os.path.join(runtime, "kernel.json"),
+            }
+            client = NotebookClient(
+                nb,
+                config=Config(KernelManager=kernel),
+                timeout=timeout_s,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(path.parent)}},
+            )
+            client.execute()
     finally:
         for key, value in previous.items():
             if value is None:

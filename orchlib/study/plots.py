@@ -488,3 +488,119 @@ def plot_q_sensitivity(table: pd.DataFrame) -> Figure:
         fig.tight_layout()
         _note(fig)
     return fig
+
+
+#: response-time parts a real serving path can measure, in stacking order (the request table's names).
+_PARTS = ("network_wait_ms", "upload_ms", "propagation_ms", "queue_ms", "compute_ms", "download_ms")
+
+
+def plot_sim_vs_real(table: pd.DataFrame) -> Figure:
+    """Simulated against real response time per tier, variant and user count, and the parts behind them.
+
+    Args:
+        table: :func:`orchlib.testbed.compare.sim_vs_real` rows (one per user count, tier and variant) with
+            ``real_/sim_median_ms``, ``real_/sim_p95_ms`` and ``real_/sim_<part>`` medians.
+
+    Left: each (tier, variant, users) as a point, real on x and simulated on y, for the median (circles) and
+    the p95 (triangles), with the identity and the issue's goals (median within 10%, p95 within 20%) shaded.
+    Right, one panel per tier: the median of each part, real against simulated, summed over the tier's rows
+    (the mean over variants and user counts), which shows which part of the model is off.
+    """
+    needed = ["n_users", "tier", "variant", "real_median_ms", "sim_median_ms", "real_p95_ms", "sim_p95_ms"]
+    _require(table, needed + [f"{s}_{p}" for s in ("real", "sim") for p in _PARTS], "plot_sim_vs_real")
+    df = _plain(table)
+    tiers = [t for t in TIERS if t in set(df["tier"])]
+    with _style():
+        fig, axes = plt.subplots(
+            1,
+            1 + len(tiers),
+            figsize=(4.6 + 3.2 * len(tiers), 4.4),
+            gridspec_kw={"width_ratios": [1.5] + [1] * len(tiers)},
+        )
+        ax = axes[0]
+        values = np.concatenate([df[c].to_numpy(float) for c in needed[3:]])
+        low, high = np.nanmin(values) * 0.7, np.nanmax(values) * 1.4
+        grid = np.geomspace(low, high, 50)
+        ax.fill_between(grid, grid * 0.8, grid * 1.2, color="0.92", label="±20% (p95 goal)")
+        ax.fill_between(grid, grid * 0.9, grid * 1.1, color="0.82", label="±10% (median goal)")
+        ax.plot(grid, grid, color="0.3", lw=0.8)
+        for tier in tiers:
+            rows = df[df["tier"] == tier]
+            for stat, marker, face in (("median", "o", TIER_COLORS[tier]), ("p95", "^", "none")):
+                ax.scatter(
+                    rows[f"real_{stat}_ms"],
+                    rows[f"sim_{stat}_ms"],
+                    marker=marker,
+                    s=28,
+                    edgecolors=TIER_COLORS[tier],
+                    facecolors=face,
+                    label=f"{tier} {stat}",
+                )
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlim=(low, high),
+            ylim=(low, high),
+            xlabel="real response time (ms)",
+            ylabel="simulated response time (ms)",
+            title="simulator vs testbed",
+        )
+        ax.legend(loc="upper left", fontsize=7, ncol=2)
+        for ax, tier in zip(axes[1:], tiers, strict=True):
+            rows = df[df["tier"] == tier]
+            real = [rows[f"real_{p}"].mean() for p in _PARTS]
+            sim = [rows[f"sim_{p}"].mean() for p in _PARTS]
+            y = np.arange(len(_PARTS))
+            ax.barh(y - 0.2, real, height=0.4, color=TIER_COLORS[tier], label="real")
+            ax.barh(y + 0.2, sim, height=0.4, color=TIER_COLORS[tier], alpha=0.45, label="simulated")
+            ax.set_yticks(y, [p.removesuffix("_ms").replace("_", " ") for p in _PARTS])
+            ax.invert_yaxis()
+            ax.set(xlabel="median part (ms)", title=f"{tier}: where the time goes")
+            ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        _note(
+            fig,
+            "orchlib live testbed on one shared machine; simulator with this machine's profile "
+            "(docs/assumptions.md, T1-T10)",
+        )
+    return fig
+
+
+def plot_testbed_choices(requests: pd.DataFrame) -> Figure:
+    """An agent's decisions on the live testbed over time, and the response times they got.
+
+    Args:
+        requests: a testbed request table (:func:`orchlib.testbed.run.run_testbed`): ``time_s``, ``tier``,
+            ``variant``, ``latency_ms``, ``status``.
+
+    Top: the tier chosen for each request (jittered by variant), failed requests as black crosses. Bottom: the
+    measured response time of each answered request, coloured by tier.
+    """
+    _require(requests, ["time_s", "tier", "variant", "latency_ms", "status"], "plot_testbed_choices")
+    df = _plain(requests)
+    variants = sorted(set(df["variant"]))
+    offset = {v: (i - (len(variants) - 1) / 2) * 0.12 for i, v in enumerate(variants)}
+    with _style():
+        fig, (top, bottom) = plt.subplots(
+            2, 1, figsize=(9, 5.2), sharex=True, gridspec_kw={"height_ratios": [1, 1.3]}
+        )
+        ok = df["status"] == "ok"
+        for tier in TIERS:
+            rows = df[(df["tier"] == tier) & ok]
+            y = TIERS.index(tier) + rows["variant"].map(offset).astype(float)
+            top.scatter(rows["time_s"], y, s=10, color=TIER_COLORS[tier])
+            bottom.scatter(rows["time_s"], rows["latency_ms"], s=10, color=TIER_COLORS[tier], label=tier)
+        failed = df[~ok]
+        if len(failed):
+            top.scatter(
+                failed["time_s"], failed["tier"].map(TIERS.index), marker="x", color="k", s=20, label="failed"
+            )
+            top.legend(loc="upper right", fontsize=8)
+        top.set_yticks(range(len(TIERS)), TIERS)
+        top.set(
+            ylabel="tier chosen", title="decisions on the live testbed (variants side by side in each row)"
+        )
+        bottom.set(xlabel="request time (s)", ylabel="response time (ms)", yscale="log")
+        bottom.legend(fontsize=8, loc="upper right")
+        fig.tight_layout()
+    return fig

@@ -23,8 +23,12 @@ Cache. ``out_dir`` holds, per run, ``<key>.parquet`` (the per-request table) and
 its scenario, the data fingerprint, the data files and the summary). Both are written atomically (temporary
 file in the same folder, fsync, ``os.replace``), the JSON last, so a run counts as done only when both are
 complete; a killed sweep leaves at most hidden ``.*.tmp`` files, never a partial result, and rerunning it
-computes only the missing runs. The key covers the spec and the contents of the data files, *not* the code:
-after changing an agent's or the simulator's code, use a new ``out_dir`` (or bump :data:`RESULT_FORMAT`).
+computes only the missing runs. A cached run that cannot be used (truncated or corrupted Parquet or JSON,
+a table of the wrong shape) is recomputed over, with a :class:`CacheWarning` naming the file; results of an
+older :data:`RESULT_FORMAT` are never reused (the format is part of the key), and a sweep that finds some says
+so once, also with a :class:`CacheWarning`. The key covers the spec and the contents of the data files, *not*
+the code: after changing an agent's or the simulator's code, use a new ``out_dir`` (or bump
+:data:`RESULT_FORMAT`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +183,23 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: not a mapping, or a missing or unknown field (named, with the valid ones); the
+                scenario's own fields as :meth:`Scenario.from_dict`.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"spec: expected an object with the fields of RunSpec, got {data!r}")
+        fields = [f.name for f in dataclasses.fields(cls)]
+        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        unknown = sorted(set(data) - set(fields))
+        missing = [name for name in required if name not in data]
+        if unknown or missing:
+            raise ValueError(
+                f"spec: unknown field(s) {unknown} and missing field(s) {missing}; RunSpec has fields {fields} "
+                f"and requires {required}"
+            )
         data = dict(data)
         data["scenario"] = Scenario.from_dict(data["scenario"])
         return cls(**data)
@@ -495,8 +516,75 @@ def _save(out_dir: Path, key: str, spec: RunSpec, frame: pd.DataFrame, extra: di
     atomic_write(out_dir / f"{key}.json", text.encode())
 
 
-def _is_done(out_dir: Path, key: str) -> bool:
-    return (out_dir / f"{key}.json").is_file() and (out_dir / f"{key}.parquet").is_file()
+class CacheWarning(UserWarning):
+    """A cached result in a sweep's ``out_dir`` could not be used (corrupted, or an older result format)."""
+
+
+#: a cached run: its per-request table and its summary.
+Cached = tuple[pd.DataFrame, dict[str, Any]]
+
+
+def _read_cached(out_dir: Path, key: str) -> Cached | None:
+    """The cached result ``key``, or None if it is absent or unusable (then a :class:`CacheWarning` names
+    the file and why, and the run is recomputed over it)."""
+    json_path, parquet_path = out_dir / f"{key}.json", out_dir / f"{key}.parquet"
+    if not (json_path.is_file() and parquet_path.is_file()):
+        return None
+
+    def unusable(path: Path, why: str) -> None:
+        warnings.warn(f"{path}: {why}; recomputing this run", CacheWarning, stacklevel=4)
+
+    try:
+        record = json.loads(json_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return unusable(json_path, f"cached result is not valid JSON ({error})")
+    summary = record.get("summary") if isinstance(record, dict) else None
+    if not isinstance(summary, dict) or record.get("key") != key:
+        return unusable(json_path, "cached result lacks its summary or key (an incomplete or foreign file)")
+    if record.get("format") != RESULT_FORMAT:
+        return unusable(
+            json_path,
+            f"written by result format {record.get('format')!r}, this orchlib writes {RESULT_FORMAT}",
+        )
+    try:
+        frame = pd.read_parquet(parquet_path)
+    except Exception as error:  # pyarrow raises ArrowInvalid, OSError or others on a damaged file
+        return unusable(parquet_path, f"cached table cannot be read ({type(error).__name__}: {error})")
+    if list(frame.columns) != list(REQUEST_COLUMNS) or len(frame) != summary.get("n_requests"):
+        return unusable(
+            parquet_path,
+            f"cached table has {len(frame)} rows and columns {list(frame.columns)}; expected "
+            f"{summary.get('n_requests')} rows and columns {list(REQUEST_COLUMNS)}",
+        )
+    return frame, summary
+
+
+def _report_older_formats(out_dir: Path) -> None:
+    """One :class:`CacheWarning` if ``out_dir`` holds results of another result format (never reused: the
+    format is part of every key), so that a sweep that recomputes everything says why."""
+    if out_dir in _REPORTED_FORMATS:
+        return
+    formats: dict[Any, int] = {}
+    for path in out_dir.glob("*.json"):
+        try:
+            found = json.loads(path.read_text(encoding="utf-8")).get("format")
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            continue  # a damaged file is reported by _read_cached if a spec asks for it
+        if found != RESULT_FORMAT:
+            formats[found] = formats.get(found, 0) + 1
+    if formats:
+        _REPORTED_FORMATS.add(out_dir)
+        counts = ", ".join(f"{n} of format {f!r}" for f, n in sorted(formats.items(), key=str))
+        warnings.warn(
+            f"{out_dir}: ignoring cached results written by an older orchlib ({counts}; this orchlib writes "
+            f"result format {RESULT_FORMAT}); their runs are recomputed. Delete those files to free the space.",
+            CacheWarning,
+            stacklevel=3,
+        )
+
+
+#: result folders whose older-format files were already reported in this process.
+_REPORTED_FORMATS: set[Path] = set()
 
 
 @contextlib.contextmanager
@@ -593,8 +681,10 @@ def run_sweep(
     }
     pairs = [(spec, fingerprints[spec.scenario.to_json()]) for spec in specs]
     keys = tuple(spec.key(fp) for spec, fp in pairs)
-    missing = [(spec, fp) for (spec, fp), key in zip(pairs, keys, strict=True) if not _is_done(out, key)]
+    cached = {key: entry for key in keys if (entry := _read_cached(out, key)) is not None}
+    missing = [(spec, fp) for (spec, fp), key in zip(pairs, keys, strict=True) if key not in cached]
     if missing:
+        _report_older_formats(out)
         # Results are saved here, in the calling process, as they arrive: a remote Dask worker needs no access
         # to out_dir, and runs finished before an interruption stay saved.
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
@@ -604,7 +694,13 @@ def run_sweep(
             for key, frame, extra in parallel(jobs):
                 _save(out, key, by_key[key], frame, extra)
                 bar.update()
-    return _load(out, specs, keys, n_computed=len(missing))
+    for key in keys:
+        if key not in cached:  # read back what was just saved, so computed and cached runs load alike
+            entry = _read_cached(out, key)
+            if entry is None:
+                raise RuntimeError(f"{out}: the result {key} just written cannot be read back")
+            cached[key] = entry
+    return _load(out, specs, keys, cached, n_computed=len(missing))
 
 
 #: columns of ``SweepResult.runs``, in order (the summary of :func:`run_one`).
@@ -641,11 +737,13 @@ _SUMMARY_FLOATS = (
 )
 
 
-def _load(out: Path, specs: tuple[RunSpec, ...], keys: tuple[str, ...], n_computed: int) -> SweepResult:
+def _load(
+    out: Path, specs: tuple[RunSpec, ...], keys: tuple[str, ...], cached: dict[str, Cached], n_computed: int
+) -> SweepResult:
     frames, summaries = [], []
     for key in keys:
-        frames.append(pd.read_parquet(out / f"{key}.parquet"))
-        saved = json.loads((out / f"{key}.json").read_text())["summary"]
+        frame, saved = cached[key]
+        frames.append(frame)
         summaries.append({column: saved.get(column) for column in RUN_COLUMNS})
     labels = [s.display_label for s in specs]
     names = [s.scenario.name for s in specs]

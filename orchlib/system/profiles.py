@@ -6,6 +6,9 @@ is valid. Nothing here computes latencies; see :mod:`orchlib.system.latency`.
 
 from __future__ import annotations
 
+import csv
+import importlib.resources
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,12 +16,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: The project's data folder (the package is used from a clone; see README).
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
-
 
 class DataError(ValueError):
     """A data file (or a value read from one) is missing, malformed or out of range."""
+
+
+def data_dir() -> Path:
+    """The folder of orchlib's own data files (the repository's ``data/``, shipped as ``orchlib.data``).
+
+    The wheel maps ``data/`` to the package ``orchlib.data`` (``pyproject.toml``, ``package-dir``), so
+    :func:`importlib.resources.files` finds it in a normal install, in an editable install, and in a checkout
+    whose folder is on ``sys.path`` with the package installed editable. A bare checkout that was never
+    installed has no ``orchlib.data`` package; there the ``data/`` folder beside ``orchlib/`` is the same
+    files.
+
+    Raises:
+        DataError: the package is imported from somewhere that is not a folder (e.g. a zip file).
+    """
+    try:
+        root = importlib.resources.files("orchlib.data")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "data"
+    if not isinstance(root, Path):
+        raise DataError(
+            f"orchlib's data ({root}) is not in a folder; install orchlib normally (pip install) rather than "
+            "importing it from a zip file"
+        )
+    return root
+
+
+#: orchlib's data folder (see :func:`data_dir`); a user's own files are read by path instead.
+DATA_DIR = data_dir()
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,10 +145,10 @@ def resolve(name_or_path: str | Path, subdir: str, suffix: str = ".csv") -> Path
     path = Path(name_or_path)
     if path.is_file():
         return path
-    candidate = DATA_DIR / subdir / (path.name if path.suffix else f"{path.name}{suffix}")
+    candidate = data_dir() / subdir / (path.name if path.suffix else f"{path.name}{suffix}")
     if candidate.is_file():
         return candidate
-    folder = DATA_DIR / subdir
+    folder = data_dir() / subdir
     available = (
         sorted(p.stem if suffix else p.name for p in folder.glob("*") if p.is_file())
         if folder.is_dir()
@@ -130,31 +158,69 @@ def resolve(name_or_path: str | Path, subdir: str, suffix: str = ".csv") -> Path
 
 
 def read_metadata(path: Path) -> dict[str, str]:
-    """The ``# key: value`` lines at the top of a CSV (comment lines without a colon are provenance text)."""
+    """The ``# key: value`` lines at the top of a CSV (comment lines without a colon are provenance text).
+
+    Raises:
+        DataError: the file is not UTF-8 text.
+    """
     meta: dict[str, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.startswith("#"):
-                break
-            key, sep, value = line[1:].partition(":")
-            if sep and key.strip() and " " not in key.strip():
-                meta[key.strip()] = value.strip()
+    for line in _text_lines(path):
+        if not line.startswith("#"):
+            break
+        key, sep, value = line[1:].partition(":")
+        if sep and key.strip() and " " not in key.strip():
+            meta[key.strip()] = value.strip()
     return meta
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file (a byte-order mark is dropped), or DataError if it is not text."""
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not a UTF-8 text file (byte {exc.start} is {exc.object[exc.start : exc.start + 1]!r}); "
+            "expected a text file with comma- or whitespace-separated columns"
+        ) from None
+
+
+def _check_field_counts(path: Path, lines: list[str]) -> None:
+    """DataError naming the first data row that has more fields than the header.
+
+    pandas reads such a file without complaint when the *first* data row is the long one (it takes the
+    extra leading fields as an index), so the counts are checked here.
+    """
+    numbered = [
+        (n, line) for n, line in enumerate(lines, start=1) if line.strip() and not line.startswith("#")
+    ]
+    parsed = list(csv.reader(line for _, line in numbered))
+    if not parsed:
+        return
+    header = parsed[0]
+    for row, ((line_number, _), fields) in enumerate(zip(numbered[1:], parsed[1:], strict=True), start=1):
+        if len(fields) > len(header):
+            raise DataError(
+                f"{path}, row {row} (line {line_number}): {len(fields)} fields but the header has "
+                f"{len(header)} ({', '.join(h.strip() for h in header)}); remove the extra fields (a stray comma?)"
+            )
 
 
 def _read_table(path: Path, columns: dict[str, type], key: str) -> pd.DataFrame:
     """Read a commented CSV and check columns, types, emptiness and duplicate keys."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    lines = _text_lines(path)
     try:
-        frame = pd.read_csv(path, comment="#", skipinitialspace=True)
+        frame = pd.read_csv(io.StringIO("\n".join(lines)), comment="#", skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty (expected a header with columns {list(columns)})") from None
     except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: not a valid CSV ({exc})") from None
+        _check_field_counts(path, lines)  # the usual cause, named by data row
+        raise DataError(f"{path}: not a valid CSV ({str(exc).strip()})") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; required columns are {list(columns)}")
+    _check_field_counts(path, lines)
     if frame.empty:
         raise DataError(f"{path}: has a header but no rows")
     for column, kind in columns.items():
@@ -274,27 +340,24 @@ def load_trace(name_or_path: str | Path) -> Trace:
     path = resolve(name_or_path, "traces", suffix="")
     times: list[float] = []
     rates: list[float] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip() or line.startswith("#"):
-                continue
-            parts = line.split()
-            try:
-                t, r = float(parts[0]), float(parts[1])
-            except (IndexError, ValueError):
-                raise DataError(
-                    f"{path}, line {number}: expected two numbers 'time_s throughput_mbps', got {line.strip()!r}"
-                ) from None
-            if not (math.isfinite(r) and r > 0):
-                raise DataError(
-                    f"{path}, line {number}: throughput must be a finite number > 0 Mbit/s, got {r}"
-                )
-            if not math.isfinite(t) or (times and t <= times[-1]):
-                raise DataError(
-                    f"{path}, line {number}: time {t} s is not after the previous time {times[-1] if times else None} s; times must increase"
-                )
-            times.append(t)
-            rates.append(r)
+    for number, line in enumerate(_text_lines(path), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split()
+        try:
+            t, r = float(parts[0]), float(parts[1])
+        except (IndexError, ValueError):
+            raise DataError(
+                f"{path}, line {number}: expected two numbers 'time_s throughput_mbps', got {line.strip()!r}"
+            ) from None
+        if not (math.isfinite(r) and r > 0):
+            raise DataError(f"{path}, line {number}: throughput must be a finite number > 0 Mbit/s, got {r}")
+        if not math.isfinite(t) or (times and t <= times[-1]):
+            raise DataError(
+                f"{path}, line {number}: time {t} s is not after the previous time {times[-1] if times else None} s; times must increase"
+            )
+        times.append(t)
+        rates.append(r)
     if not times:
         raise DataError(f"{path}: trace is empty (expected lines 'time_s throughput_mbps')")
     return Trace(path=path, times_s=np.array(times), mbps=np.array(rates))

@@ -5,7 +5,7 @@ the links between them, how requests arrive and what accuracy they need. It hold
 :func:`orchlib.system.simulator.build_system` reads the files it names. Every value of the ``paper`` preset that the
 public paper does not give is a reconstruction, numbered in ``docs/assumptions.md``.
 
-Presets: :func:`paper`, :func:`tiny` (for tests), and the three motivation settings
+Presets: :func:`paper`, :func:`tiny` (for tests), :func:`testbed` (the live testbed's size), and the three motivation settings
 :func:`motivation_network`, :func:`motivation_users`, :func:`motivation_accuracy`. ``PRESETS`` maps names to
 the zero-argument ones.
 """
@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -242,21 +244,110 @@ class Scenario:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scenario:
-        """Inverse of :meth:`to_dict`."""
-        data = dict(data)
-        for key, kind in (
-            ("end", TierSpec),
-            ("edge", TierSpec),
-            ("cloud", TierSpec),
-            ("access", LinkSpec),
-            ("wan", LinkSpec),
-        ):
-            data[key] = kind(**data[key])
-        data["arrivals"] = Arrivals(**data["arrivals"])
-        data["accuracy"] = AccuracyRequirement(**data["accuracy"])
-        if data.get("variant_subset") is not None:
-            data["variant_subset"] = tuple(data["variant_subset"])
-        return cls(**data)
+        """Inverse of :meth:`to_dict`; also reads hand-written JSON (lists for tuples, whole numbers for floats).
+
+        Raises:
+            ValueError: a missing, unknown or wrong-typed field; the message gives its path (for example
+                ``scenario.access.rtt_ms``) and what is valid there.
+        """
+        return _from_plain(cls, data, "scenario")
+
+
+def _describe(kind: Any) -> str:
+    """A type annotation in words, for error messages."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in args)
+    if origin is tuple:
+        inner = _describe(args[0]) if len(args) == 2 and args[1] is Ellipsis else None
+        return (
+            f"a list of {inner}"
+            if inner
+            else f"a list of {len(args)} items ({', '.join(map(_describe, args))})"
+        )
+    if dataclasses.is_dataclass(kind):
+        return f"an object with fields {[f.name for f in dataclasses.fields(kind)]}"
+    return {
+        type(None): "null",
+        bool: "true or false",
+        int: "a whole number",
+        float: "a number",
+        str: "a text",
+    }.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def _from_plain(kind: Any, value: Any, where: str) -> Any:
+    """``value`` (parsed JSON) checked against annotation ``kind`` and converted (dataclasses built, lists to
+    tuples); ValueError naming ``where`` and what is valid on the first mismatch. Annotations it does not know
+    pass through unchecked (the dataclasses' own ``__post_init__`` checks still apply)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+
+    def wrong() -> ValueError:
+        return ValueError(f"{where}: expected {_describe(kind)}, got {value!r}")
+
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise wrong()
+        hints = typing.get_type_hints(kind)
+        fields = {f.name: f for f in dataclasses.fields(kind) if f.init}
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown field(s) {unknown}; valid fields of {kind.__name__}: {list(fields)}"
+            )
+        required = [
+            name
+            for name, f in fields.items()
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if name not in value]
+        if missing:
+            raise ValueError(f"{where}: missing field(s) {missing}; {kind.__name__} requires {required}")
+        converted = {name: _from_plain(hints[name], item, f"{where}.{name}") for name, item in value.items()}
+        try:
+            return kind(**converted)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{where}: {error}") from None
+    if origin is Literal:
+        if value not in args or isinstance(value, bool):
+            raise wrong()
+        return value
+    if origin in (types.UnionType, typing.Union):
+        for option in args:
+            try:
+                return _from_plain(option, value, where)
+            except ValueError:
+                continue
+        raise wrong()
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise wrong()
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_plain(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
+        if len(value) != len(args):
+            raise wrong()
+        return tuple(
+            _from_plain(a, item, f"{where}[{i}]") for i, (a, item) in enumerate(zip(args, value, strict=True))
+        )
+    if kind is type(None):
+        if value is not None:
+            raise wrong()
+        return value
+    if kind is bool or kind is str:
+        if not isinstance(value, kind):
+            raise wrong()
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong()
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise wrong()
+        return float(value)
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -305,6 +396,23 @@ def tiny() -> Scenario:
     )
 
 
+def testbed() -> Scenario:
+    """The paper's links and end device at a size one 2-core machine can serve for real (assumptions T1-T3).
+
+    Used by the live testbed (``orchlib.testbed``) and its simulator check: 2 users (vary ``n_users``), the
+    tiny preset's four variants, edge and cloud each one worker on this project's 1-thread x86 profile, and no
+    accuracy requirement so that every (tier, variant) pair is exercised.
+    """
+    return paper().replace(
+        name="testbed",
+        n_users=2,
+        edge=TierSpec("x86_1thread", n_workers=1),  # T1
+        cloud=TierSpec("x86_1thread", n_workers=1),  # T1
+        variant_subset=tiny().variant_subset,  # T2
+        accuracy=AccuracyRequirement(),  # T3
+    )
+
+
 #: MobileNetV1 1.0/224 float32, the variant the motivation experiments serve.
 MOTIVATION_VARIANT = "mobilenet_v1_1.0_224"
 
@@ -339,6 +447,7 @@ def motivation_accuracy(requirement_pct: float = 0.0, level: str = "4g_good") ->
 PRESETS: dict[str, Callable[[], Scenario]] = {
     "paper": paper,
     "tiny": tiny,
+    "testbed": testbed,
     "motivation_network": motivation_network,
     "motivation_users": motivation_users,
     "motivation_accuracy": motivation_accuracy,
