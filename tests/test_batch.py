@@ -197,9 +197,9 @@ def test_ucb1_statistics_equal_the_reference(tiny_system) -> None:
 # ------------------------------------------------------------------ (b) distributions
 
 
-def _reference_runs(system, make_agent, n_requests: int, seeds, last: int) -> np.ndarray:
+def _reference_runs(system, make_agent, n_requests: int, seeds, last: int, **env_kwargs) -> np.ndarray:
     """The Gymnasium loop act -> step -> learn; per seed, the mean latency of the last ``last`` requests."""
-    env = OrchestrationEnv(system, oracle=False)
+    env = OrchestrationEnv(system, oracle=False, **env_kwargs)
     out = []
     for seed in seeds:
         agent = make_agent(env)
@@ -216,8 +216,10 @@ def _reference_runs(system, make_agent, n_requests: int, seeds, last: int) -> np
     return np.array(out)
 
 
-def _batch_runs(system, agent, n_requests: int, n_replicates: int, seed: int, last: int) -> np.ndarray:
-    result = run_batch(system, agent, n_requests, n_replicates, rng=seed)
+def _batch_runs(
+    system, agent, n_requests: int, n_replicates: int, seed: int, last: int, **state_kwargs
+) -> np.ndarray:
+    result = run_batch(system, agent, n_requests, n_replicates, rng=seed, **state_kwargs)
     return result.latency_ms[:, -last:].mean(axis=1)
 
 
@@ -253,18 +255,26 @@ def _random_valid_policy(masks: np.ndarray, seed: int) -> np.ndarray:
 
 
 def test_fixed_policy_latency_distribution_matches_the_reference(paper_system) -> None:
-    masks = discrete_state_masks(paper_system)
+    # The state resolution this test was written for (3 bandwidth levels, the environment's default before
+    # issue 13): the random policy below, and so the power of the rejection check, depend on it.
+    edges = {"bandwidth_edges_mbps": (5.0, 15.0)}
+    masks = discrete_state_masks(paper_system, **edges)
     policy = _random_valid_policy(masks, seed=5)
     n_requests, last = 400, 100
-    reference = _reference_runs(paper_system, lambda env: _TablePolicy(policy), n_requests, range(150), last)
-    batch = _batch_runs(paper_system, BatchFixedPolicy(policy, masks), n_requests, 2000, seed=0, last=last)
+    reference = _reference_runs(
+        paper_system, lambda env: _TablePolicy(policy), n_requests, range(150), last, **edges
+    )
+    batch = _batch_runs(
+        paper_system, BatchFixedPolicy(policy, masks), n_requests, 2000, seed=0, last=last, **edges
+    )
     _assert_same_distribution(reference, batch)
     # The same comparison rejects a system whose access RTT is 5% longer (about 1 ms more per offload).
     scenario = paper_system.scenario
     access = dataclasses.replace(scenario.access, rtt_ms=scenario.access.rtt_ms * 1.05)
     slower = build_system(scenario.replace(access=access))
     _assert_different_distribution(
-        reference, _batch_runs(slower, BatchFixedPolicy(policy, masks), n_requests, 2000, seed=0, last=last)
+        reference,
+        _batch_runs(slower, BatchFixedPolicy(policy, masks), n_requests, 2000, seed=0, last=last, **edges),
     )
 
 
