@@ -19,6 +19,7 @@ import pytest
 from scipy.stats import ks_2samp
 
 from orchlib.agents.bandits import UCB1
+from orchlib.agents.catalogue import PAPER_DEFAULTS
 from orchlib.agents.qlearning import QLearning
 from orchlib.envs.orchestration import OrchestrationEnv
 from orchlib.study import batch as batch_module
@@ -293,6 +294,28 @@ def test_batched_q_learning_matches_q_learning_on_tiny(tiny_system) -> None:
     # A learner that explores twice as long is told apart.
     slower = _batch_runs(tiny_system, BatchQLearning(masks, epsilon_decay=0.9995), n_requests, 1000, 1, last)
     _assert_different_distribution(reference, slower)
+
+
+def test_batched_q_learning_with_the_catalogue_defaults_matches_on_tiny(tiny_system) -> None:
+    """The per-state exploration term and the per-visit step size (the catalogue's Q-learning) in both paths."""
+    masks = discrete_state_masks(tiny_system)
+    n_requests, last = 1500, 500
+    reference = _reference_runs(
+        tiny_system,
+        lambda env: QLearning(env.observation_space, env.action_space, **PAPER_DEFAULTS),
+        n_requests,
+        range(60),
+        last,
+    )
+    batch = _batch_runs(
+        tiny_system, BatchQLearning(masks, **PAPER_DEFAULTS), n_requests, 1000, seed=2, last=last
+    )
+    _assert_same_distribution(reference, batch)
+    # Exploring 30 times more per valid action is told apart.
+    louder = {**PAPER_DEFAULTS, "explore_per_action": 30 * PAPER_DEFAULTS["explore_per_action"]}
+    _assert_different_distribution(
+        reference, _batch_runs(tiny_system, BatchQLearning(masks, **louder), n_requests, 1000, 2, last)
+    )
 
 
 def test_batched_ucb1_matches_ucb1_on_tiny(tiny_system) -> None:
