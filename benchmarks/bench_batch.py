@@ -1,7 +1,7 @@
 """Item 2: the fast path for sweeps (``orchlib.study.batch``): aggregate agent-steps per second, and evidence that it
 gives the reference path's results in distribution.
 
-Throughput: ``run_batch(system, agent, n_requests, B, record=False)`` on the ``paper`` scenario with the
+Throughput: ``run_batch(system, agent, n_requests, B, record=False)`` on the ``ideal`` scenario with the
 catalogue's hyperparameters (Q-learning: ``PAPER_DEFAULTS``; UCB1: ``c`` from ``reward_scales``). One agent-step
 is one request decided, served and learnt from in one replicate, so aggregate agent-steps/s = B x n / time.
 
@@ -22,12 +22,12 @@ from scipy.stats import ks_2samp, ttest_ind
 from orchlib.agents.catalogue import PAPER_DEFAULTS, make_agent, reward_scales
 from orchlib.envs.orchestration import OrchestrationEnv
 from orchlib.study.batch import BatchQLearning, BatchUCB1, discrete_state_masks, run_batch
-from orchlib.system.scenario import paper
+from orchlib.system.scenario import ideal
 
 #: the issue's target: aggregate agent-steps per second of the fast path for tabular agents.
 TARGET_STEPS_PER_S = 1_000_000
 #: "same distribution" if neither the KS test nor Welch's t-test rejects at this level. (Per-run means of the
-#: paper scenario are skewed and vary by ~10% between runs, so a fixed tolerance on the mean would test the
+#: ideal scenario are skewed and vary by ~10% between runs, so a fixed tolerance on the mean would test the
 #: number of reference runs rather than the fast path.)
 TEST_LEVEL = 0.01
 
@@ -54,7 +54,7 @@ def _reference(
 
 
 def run(config: Config) -> Section:
-    scenario = paper()
+    scenario = ideal()
     env = OrchestrationEnv(scenario, oracle=False)
     system = env.system
     masks = discrete_state_masks(system)
@@ -69,7 +69,7 @@ def run(config: Config) -> Section:
     section = Section(
         "2. Fast path for sweeps (`orchlib.study.batch`)",
         intro=(
-            "B independent replicates (seeds) of the `paper` scenario advanced in lockstep with NumPy "
+            "B independent replicates (seeds) of the `ideal` scenario advanced in lockstep with NumPy "
             "(`run_batch(..., record=False)`), with batched tabular agents acting on the env's discrete state. "
             f"One timed call = {n_requests:,} requests in each of B replicates; {repeats} repeats after one "
             "warm-up call; aggregate agent-steps/s = B × requests / time. Randomness: one generator for the whole "

@@ -1,4 +1,4 @@
-"""Item 1: environment + agent steps per second through the Gymnasium API (paper scenario).
+"""Item 1: environment + agent steps per second through the Gymnasium API (ideal scenario, the pre-issue-12 `paper`).
 
 The loop is the plain Gymnasium one a user writes (``oracle=False``: no per-request clairvoyant evaluation)::
 
@@ -19,7 +19,7 @@ from harness import Config, Section, Target, fmt, measure
 
 from orchlib.agents.catalogue import make_agent
 from orchlib.envs.orchestration import OrchestrationEnv
-from orchlib.system.scenario import paper
+from orchlib.system.scenario import ideal
 
 #: the issue's target, environment + agent steps per second on this machine.
 TARGET_STEPS_PER_S = 50_000
@@ -75,14 +75,14 @@ def _agent_only(env: OrchestrationEnv, agent, n_steps: int) -> Callable[[], None
 
 
 def run(config: Config) -> Section:
-    scenario = paper()
+    scenario = ideal()
     n_steps = config.size(scenario.n_requests, 500)
     repeats = config.size(5, 2)
     env = OrchestrationEnv(scenario, oracle=False)
     section = Section(
         "1. Environment + agent throughput (Gymnasium API)",
         intro=(
-            f"`paper` scenario ({scenario.n_users} users, {env.system.n_actions} actions, {env.n_states} discrete "
+            f"`ideal` scenario ({scenario.n_users} users, {env.system.n_actions} actions, {env.n_states} discrete "
             f"states), `OrchestrationEnv(oracle=False)`, catalogue agents (`orchlib.agents.catalogue.make_agent`). One timed "
             f"call = reset + {n_steps:,} steps; {repeats} repeats after one warm-up call; median (min–max). Targets are "
             "judged on wall-clock time; the CPU-time column (this process's CPU seconds) shows how much of a "

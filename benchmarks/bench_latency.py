@@ -1,4 +1,4 @@
-"""Item 3: decision latency per agent, in microseconds (every agent of the catalogue, `paper` scenario).
+"""Item 3: decision latency per agent, in microseconds (every agent of the catalogue, `ideal` scenario).
 
 Each agent first plays a warm-up run of the Gymnasium loop (so that its tables or networks are in a realistic,
 partly trained state), then a recorded run. Timed, over the recorded requests: ``act`` alone (the decision),
@@ -14,7 +14,7 @@ from harness import Config, Section, Stats, Target, fmt, measure
 
 from orchlib.agents.catalogue import AGENT_NAMES, make_agent, observation_for
 from orchlib.envs.orchestration import OrchestrationEnv, public_info
-from orchlib.system.scenario import paper
+from orchlib.system.scenario import ideal
 
 #: the issue's target for tabular agents, microseconds per decision.
 TARGET_US = 10.0
@@ -70,7 +70,7 @@ def _live_act_seconds(env: OrchestrationEnv, agent, n_steps: int, seed: int) -> 
 
 
 def run(config: Config) -> Section:
-    scenario = paper()
+    scenario = ideal()
     n_warmup = config.size(2_000, 50)
     n_record = config.size(2_000, 50)
     repeats = config.size(5, 2)
@@ -78,7 +78,7 @@ def run(config: Config) -> Section:
     section = Section(
         "3. Decision latency per agent",
         intro=(
-            f"`paper` scenario; each agent (catalogue defaults) plays {n_warmup:,} warm-up requests, then "
+            f"`ideal` scenario; each agent (catalogue defaults) plays {n_warmup:,} warm-up requests, then "
             f"{n_record:,} recorded ones; timed over the recorded requests, {repeats} repeats after one warm-up "
             "pass; median (min–max) µs per request. *decision* = `act`; *decision + update* = `act` + `learn`. The "
             "oracle reads the env's current request, so its `act` is timed call by call inside live runs."

@@ -1,6 +1,6 @@
 """Item 4: orchlib's UCB1 and LinUCB against MABWiser's, side by side on the identical reward stream.
 
-The stream is recorded once from the ``paper`` scenario: the simulator serves each request with the clairvoyant
+The stream is recorded once from the ``ideal`` scenario: the simulator serves each request with the clairvoyant
 per-request optimum (so queues and the link trace evolve as in a well-run system), and for every request it
 records the response time *every* action would have had (``Simulator.evaluate``) and a context. Both libraries
 then play the same stream: same arms (all actions of the scenario; MABWiser has no action masks, so the
@@ -24,7 +24,7 @@ from mabwiser.mab import MAB, LearningPolicy
 from orchlib.agents.bandits import UCB1, LinUCB
 from orchlib.agents.catalogue import reward_scales
 from orchlib.envs.orchestration import OrchestrationEnv
-from orchlib.system.scenario import paper
+from orchlib.system.scenario import ideal
 from orchlib.system.simulator import Simulator
 
 #: the issue's target: orchlib's decisions per second over MABWiser's.
@@ -102,14 +102,14 @@ def _regrets(rewards: np.ndarray, actions: np.ndarray) -> tuple[float, float]:
 
 
 def run(config: Config) -> Section:
-    env = OrchestrationEnv(paper(), oracle=False)
+    env = OrchestrationEnv(ideal(), oracle=False)
     width = reward_scales(env)[0]
     seeds = range(config.size(3, 1))
     horizons = {"UCB1": config.size(3_000, 60), "LinUCB": config.size(1_000, 30)}
     section = Section(
         "4. orchlib vs MABWiser on the identical reward stream",
         intro=(
-            f"`paper` scenario, {env.system.n_actions} arms (every action), horizon {horizons['UCB1']:,} requests "
+            f"`ideal` scenario, {env.system.n_actions} arms (every action), horizon {horizons['UCB1']:,} requests "
             f"for UCB1 and {horizons['LinUCB']:,} for LinUCB (MABWiser's LinUCB takes milliseconds per decision), "
             f"seeds {list(seeds)}; exploration width c = alpha = {fmt(width)} s (orchlib's catalogue value). "
             "Median (min–max) over seeds; regret in seconds of response time summed over the horizon."

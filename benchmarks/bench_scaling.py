@@ -1,6 +1,6 @@
 """Item 5: how cost grows with the number of users and the horizon (time and peak memory).
 
-Workload: the Gymnasium loop with catalogue Q-learning on the ``paper`` scenario (``oracle=False``), with
+Workload: the Gymnasium loop with catalogue Q-learning on the ``ideal`` scenario (``oracle=False``), with
 ``n_users`` and the horizon varied one at a time. Each configuration runs in its own Python process (this file
 with ``--worker``), so that its peak memory is its own: after a warm-up run the process resets its resident-set
 high-water mark (``/proc/self/clear_refs``), runs the timed repeats, and reports the growth of the high-water mark
@@ -42,9 +42,9 @@ def worker(n_users: int, horizon: int, repeats: int) -> dict:
     """Time ``repeats`` runs of ``horizon`` requests with ``n_users`` users; measure the peak memory growth."""
     from orchlib.agents.catalogue import make_agent
     from orchlib.envs.orchestration import OrchestrationEnv
-    from orchlib.system.scenario import paper
+    from orchlib.system.scenario import ideal
 
-    env = OrchestrationEnv(paper().replace(n_users=n_users, n_requests=horizon), oracle=False)
+    env = OrchestrationEnv(ideal().replace(n_users=n_users, n_requests=horizon), oracle=False)
     agent = make_agent("q_learning", env)
 
     def episode(n_steps: int, seed: int) -> float:
@@ -94,7 +94,7 @@ def run(config: Config) -> Section:
     section = Section(
         "5. How cost grows: users and horizon",
         intro=(
-            "Gymnasium loop with catalogue Q-learning on the `paper` scenario, one process per configuration; "
+            "Gymnasium loop with catalogue Q-learning on the `ideal` scenario, one process per configuration; "
             f"{repeats} timed runs after a warm-up run; median (min–max). Peak memory = growth of the resident-set "
             "high-water mark during the timed runs over the resident set before them."
         ),

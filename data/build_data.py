@@ -29,7 +29,7 @@ import argparse
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,18 @@ TFSLIM_COLUMNS = (
     "top1",
     "top5",
 )
-TFLITE_COLUMNS = ("model", "family", "width_multiplier", "resolution", "quantized", "top1", "top5", "cpu4_ms")
+TFLITE_COLUMNS = (
+    "model",
+    "family",
+    "width_multiplier",
+    "resolution",
+    "quantized",
+    "top1",
+    "top5",
+    "cpu4_ms",
+    "gpu_ms",
+    "nnapi_ms",
+)
 MODEL_COLUMNS = (
     "model",
     "width_multiplier",
@@ -81,6 +92,7 @@ INDEX_COLUMNS = (
     "p90_mbps",
 )
 LEVEL_COLUMNS = ("name", "uplink_mbps", "downlink_mbps", "rtt_ms", "source")
+PAYLOAD_COLUMNS = ("resolution", "quality", "median_bytes", "p10_bytes", "p90_bytes", "n_images")
 
 N_VARIANTS = 32
 # The payload is the raw 8-bit RGB input tensor at the model's own resolution: the device resizes
@@ -102,6 +114,9 @@ FCC_SOURCE = "FCC Measuring Broadband America 2016 raw data as cooked by hongzim
 # How many traces of each kind to keep, and the shortest acceptable trace (s).
 N_TRACES_PER_3G_KIND = 2
 N_TRACES_FCC = 4
+#: FCC traces with outages (zero-throughput samples), kept apart so the subset above stays as it was.
+FCC_OUTAGE_KIND = "broadband_fcc_outages"
+N_TRACES_FCC_OUTAGES = 2
 MIN_TRACE_DURATION_S = 200.0
 
 # --- Published Raspberry Pi 4 measurement (google/XNNPACK README, "Performance > Raspberry Pi") -------
@@ -116,6 +131,63 @@ RPI4_FP32_MOBILENET_V1_32BIT_MS = 72.0  # same table, 32-bit Raspbian column (re
 RPI4_INT8_MOBILENET_V1_32BIT_MS = 29.0  # same table, 32-bit Raspbian column (reported, not used)
 RPI4_REFERENCE_FLOAT = "mobilenet_v1_1.0_224"
 RPI4_REFERENCE_QUANT = "mobilenet_v1_1.0_224_quant"
+
+# --- MLPerf Inference v0.5 results (mlcommons/inference_results_v0.5, commit f5acb8be3da3) -------------
+MLPERF_V05 = "mlcommons/inference_results_v0.5 (commit f5acb8be3da3ebc13cf6ba783cce371f96d275ac)"
+# Open division, dividiti, system "rpi4-tflite-v1.15" (Raspberry Pi 4, 4x Cortex-A72 at 1.5 GHz, TFLite
+# v1.15.0-rc2, 32-bit Raspbian Buster; open/dividiti/systems/rpi4-tflite-v1.15.json), SingleStream, one
+# directory per variant: open/dividiti/results/rpi4-tflite-v1.15/mobilenet-v1-<width>-<resolution>[-quantized]/
+# singlestream/performance/run_1/mlperf_log_summary.txt, lines "50.00 percentile latency (ns)" and
+# "90.00 percentile latency (ns)". Copied from those files by a script, not typed.
+MLPERF_RPI4_TFLITE115_NS = {  # model: (p50 ns, p90 ns), performance/run_1/mlperf_log_summary.txt
+    "mobilenet_v1_0.25_128": (17643169, 22215820),
+    "mobilenet_v1_0.25_128_quant": (11632931, 11743001),
+    "mobilenet_v1_0.25_160": (28777403, 33006254),
+    "mobilenet_v1_0.25_160_quant": (18035552, 18338414),
+    "mobilenet_v1_0.25_192": (38065216, 44268092),
+    "mobilenet_v1_0.25_192_quant": (25135783, 26404675),
+    "mobilenet_v1_0.25_224": (53450738, 61970130),
+    "mobilenet_v1_0.25_224_quant": (34510042, 37981116),
+    "mobilenet_v1_0.50_128": (50306169, 56765577),
+    "mobilenet_v1_0.50_128_quant": (27160169, 29271774),
+    "mobilenet_v1_0.50_160": (73816396, 81892183),
+    "mobilenet_v1_0.50_160_quant": (43033285, 51467895),
+    "mobilenet_v1_0.50_192": (110817974, 127635583),
+    "mobilenet_v1_0.50_192_quant": (60260664, 71101125),
+    "mobilenet_v1_0.50_224": (144369961, 159875071),
+    "mobilenet_v1_0.50_224_quant": (81654505, 96162314),
+    "mobilenet_v1_0.75_128": (103735214, 113677839),
+    "mobilenet_v1_0.75_128_quant": (49068817, 58146673),
+    "mobilenet_v1_0.75_160": (142129559, 153687997),
+    "mobilenet_v1_0.75_160_quant": (77316478, 90400015),
+    "mobilenet_v1_0.75_192": (178330785, 193162356),
+    "mobilenet_v1_0.75_192_quant": (108057837, 125479302),
+    "mobilenet_v1_0.75_224": (231014819, 245996069),
+    "mobilenet_v1_0.75_224_quant": (148666754, 166375960),
+    "mobilenet_v1_1.0_128": (169017893, 184357742),
+    "mobilenet_v1_1.0_128_quant": (76257206, 89956381),
+    "mobilenet_v1_1.0_160": (219849196, 243050060),
+    "mobilenet_v1_1.0_160_quant": (120478841, 137936197),
+    "mobilenet_v1_1.0_192": (292478633, 312331932),
+    "mobilenet_v1_1.0_192_quant": (168172591, 185245525),
+    "mobilenet_v1_1.0_224": (376554636, 394599296),
+    "mobilenet_v1_1.0_224_quant": (239154985, 254926877),
+}
+# Closed division, NVIDIA, system "Xavier" (Jetson AGX Xavier, TensorRT, int8), benchmark "mobilenet"
+# (MobileNetV1 1.0/224), SingleStream: closed/NVIDIA/results/Xavier/mobilenet/SingleStream/performance/run_1/
+# mlperf_log_summary.txt, "50.00 percentile latency (ns) : 571933", "90.00 percentile latency (ns) : 584509".
+XAVIER_INT8_MOBILENET_V1_P50_NS = 571933
+XAVIER_INT8_MOBILENET_V1_P90_NS = 584509
+XAVIER_REFERENCE = "mobilenet_v1_1.0_224_quant"
+
+# --- Payload photographs (scikit-image sample data, encoded with Pillow) -----------------------------
+#: natural colour photographs shipped inside scikit-image (no download); see data/README.md.
+PAYLOAD_IMAGES = ("astronaut", "chelsea", "coffee", "rocket")
+#: square crops per image: the largest centred square and four corner squares of 80 % of the short side.
+PAYLOAD_CROP_FRACTION = 0.8
+#: JPEG qualities: Pillow's default (75) and a high-quality setting (90).
+PAYLOAD_QUALITIES = (75, 90)
+PAYLOAD_RESOLUTIONS = (128, 160, 192, 224)
 
 # --- Published network figures used for levels that the traces cannot give --------------------------
 OOKLA_SEP2020 = (
@@ -159,6 +231,8 @@ class Outputs:
 
     csv_files: dict[str, str]
     copies: dict[str, Path]
+    #: relative output path -> bytes computed by the script (the sample JPEG payloads).
+    binary_files: dict[str, bytes] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -412,6 +486,131 @@ def _profile(names: pd.Series, median_ms: np.ndarray) -> pd.DataFrame:
     )
 
 
+def build_pixel3_accelerator_profile(models: pd.DataFrame, tflite: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Pixel 3 profile on an accelerator: only the variants the published column reports.
+
+    ``gpu_ms`` (GPU delegate) lists float variants only and ``nnapi_ms`` is used for the 8-bit variants only
+    (the issue's device classes): a variant without a row cannot run on that class and is masked out.
+
+    Raises:
+        ValueError: a variant of the chosen precision has no positive value in the column.
+    """
+    want_quant = column == "nnapi_ms"
+    chosen = models[models["quantized"].to_numpy(dtype=bool) == want_quant]
+    values = tflite.set_index("model")[column].reindex(chosen["model"]).astype(float)
+    if values.isna().any() or (values <= 0).any():
+        raise ValueError(
+            f"{TFLITE_FILE}: {column} missing or not positive for {list(values[values.isna()].index)}"
+        )
+    return _profile(chosen["model"], values.to_numpy())
+
+
+def build_mlperf_rpi4_profile(models: pd.DataFrame) -> pd.DataFrame:
+    """Raspberry Pi 4 with TFLite 1.15 (MLPerf v0.5 open, dividiti): measured p50 and p90 per variant.
+
+    The summaries give p50 and p90 but no p10; p10 is the log-normal mirror ``p50**2 / p90`` (the compute-time
+    noise model of the latency model, assumption L7).
+    """
+    missing = sorted(set(models["model"]) - set(MLPERF_RPI4_TFLITE115_NS))
+    if missing:
+        raise ValueError(f"MLPERF_RPI4_TFLITE115_NS lacks {missing}")
+    p50 = np.array([MLPERF_RPI4_TFLITE115_NS[m][0] for m in models["model"]], dtype=float) / 1e6
+    p90 = np.array([MLPERF_RPI4_TFLITE115_NS[m][1] for m in models["model"]], dtype=float) / 1e6
+    median = np.round(p50, MS_DECIMALS)
+    return pd.DataFrame(
+        {
+            "model": models["model"].to_numpy(),
+            "median_ms": median,
+            "p10_ms": np.round(p50**2 / p90, MS_DECIMALS),
+            "p90_ms": np.round(p90, MS_DECIMALS),
+            "n_repeats": np.zeros(len(median), dtype=int),
+        }
+    )
+
+
+def build_cloud_accelerator_profile(models: pd.DataFrame, tflite: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """A server accelerator for the 8-bit variants, anchored at MLPerf v0.5's Jetson AGX Xavier result.
+
+    Only MobileNetV1 1.0/224 int8 was measured (0.572 ms median). The other 8-bit variants keep the
+    per-variant *shape* of the Pixel 3 NNAPI column (a published accelerator's fixed overhead plus per-MAC
+    cost), scaled so 1.0/224 equals the Xavier median: ``median = nnapi_ms * (xavier / nnapi_1.0_224)``.
+    Float variants have no accelerator measurement and are not offered on this tier.
+
+    Returns:
+        (profile, scale factor).
+    """
+    nnapi = build_pixel3_accelerator_profile(models, tflite, "nnapi_ms").set_index("model", drop=False)
+    scale = XAVIER_INT8_MOBILENET_V1_P50_NS / 1e6 / float(nnapi.loc[XAVIER_REFERENCE, "median_ms"])
+    p90_ratio = XAVIER_INT8_MOBILENET_V1_P90_NS / XAVIER_INT8_MOBILENET_V1_P50_NS
+    median = np.round(nnapi["median_ms"].to_numpy(float) * scale, MS_DECIMALS + 1)
+    profile = pd.DataFrame(
+        {
+            "model": nnapi["model"].to_numpy(),
+            "median_ms": median,
+            "p10_ms": np.round(median / p90_ratio, MS_DECIMALS + 1),
+            "p90_ms": np.round(median * p90_ratio, MS_DECIMALS + 1),
+            "n_repeats": np.zeros(len(median), dtype=int),
+        }
+    )
+    return profile, scale
+
+
+def _square_crops(image: np.ndarray) -> list[np.ndarray]:
+    """The centred largest square and the four corner squares of PAYLOAD_CROP_FRACTION of the short side."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    crops = [image[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]]
+    small = round(side * PAYLOAD_CROP_FRACTION)
+    for top, left in ((0, 0), (0, w - small), (h - small, 0), (h - small, w - small)):
+        crops.append(image[top : top + small, left : left + small])
+    return crops
+
+
+def build_payloads() -> tuple[pd.DataFrame, dict[str, bytes]]:
+    """JPEG sizes of real photographs at each model resolution and quality, and one sample file per cell.
+
+    Each of :data:`PAYLOAD_IMAGES` (scikit-image's bundled sample photographs) gives five square crops; each
+    crop is resized with Pillow's bicubic filter to the model's resolution and encoded with Pillow's JPEG
+    encoder (4:2:0 chroma subsampling, Pillow's default). The table gives the median, p10 and p90 of the
+    byte counts (numpy linear-interpolation percentiles); the sample is the encoding whose size is nearest
+    the median (used by ``orchlib profile-decode`` to measure decoding).
+
+    Raises:
+        ImportError: scikit-image or Pillow is not installed (``pip install -e .[test]``).
+    """
+    import io
+
+    from PIL import Image
+    from skimage import data as skdata
+
+    crops = [crop for name in PAYLOAD_IMAGES for crop in _square_crops(getattr(skdata, name)())]
+    rows, samples = [], {}
+    for resolution in PAYLOAD_RESOLUTIONS:
+        for quality in PAYLOAD_QUALITIES:
+            encoded = []
+            for crop in crops:
+                image = Image.fromarray(np.ascontiguousarray(crop[..., :3])).convert("RGB")
+                image = image.resize((resolution, resolution), Image.Resampling.BICUBIC)
+                buffer = io.BytesIO()
+                image.save(buffer, format="JPEG", quality=quality)
+                encoded.append(buffer.getvalue())
+            sizes = np.array([len(b) for b in encoded], dtype=float)
+            median = float(np.median(sizes))
+            rows.append(
+                {
+                    "resolution": resolution,
+                    "quality": quality,
+                    "median_bytes": round(median, 1),
+                    "p10_bytes": round(float(np.percentile(sizes, 10)), 1),
+                    "p90_bytes": round(float(np.percentile(sizes, 90)), 1),
+                    "n_images": len(sizes),
+                }
+            )
+            nearest = int(np.argmin(np.abs(sizes - median)))
+            samples[f"payloads/samples/r{resolution}_q{quality}.jpg"] = encoded[nearest]
+    return pd.DataFrame(rows, columns=list(PAYLOAD_COLUMNS)), samples
+
+
 # ----------------------------------------------------------------------------------------------------
 # Traces and network levels
 # ----------------------------------------------------------------------------------------------------
@@ -422,8 +621,9 @@ def trace_table(traces: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
     Returns:
         Columns :data:`INDEX_COLUMNS` plus ``loadable``: whether every throughput sample is > 0 and the
-        time stamps strictly increase, which ``orchlib.system.profiles.load_trace`` requires (a few FCC traces
-        hold zero-throughput samples).
+        time stamps strictly increase (what the trace loader required before issue 12; a few FCC traces hold
+        zero-throughput samples), and ``outages``: time stamps increase, some samples are 0 but not all
+        (what the loader accepts since issue 12, as outages).
     """
     rows = []
     for name, table in traces.items():
@@ -432,10 +632,24 @@ def trace_table(traces: dict[str, pd.DataFrame]) -> pd.DataFrame:
         loadable = bool(
             (table["throughput_mbps"] > 0).all() and (np.diff(table["time_s"].to_numpy()) > 0).all()
         )
-        rows.append(
-            {"file": name, "kind": kind, "source": source, **trace_stats(table), "loadable": loadable}
+        rate = table["throughput_mbps"]
+        outages = bool(
+            (rate == 0).any()
+            and (rate > 0).any()
+            and (rate >= 0).all()
+            and (np.diff(table["time_s"].to_numpy()) > 0).all()
         )
-    return pd.DataFrame(rows, columns=[*INDEX_COLUMNS, "loadable"])
+        rows.append(
+            {
+                "file": name,
+                "kind": kind,
+                "source": source,
+                **trace_stats(table),
+                "loadable": loadable,
+                "outages": outages,
+            }
+        )
+    return pd.DataFrame(rows, columns=[*INDEX_COLUMNS, "loadable", "outages"])
 
 
 def select_traces(stats: pd.DataFrame) -> pd.DataFrame:
@@ -457,11 +671,15 @@ def select_traces(stats: pd.DataFrame) -> pd.DataFrame:
     """
     wanted = {f"3g_{mode}": N_TRACES_PER_3G_KIND for mode in THREEG_KINDS}
     wanted[FCC_KIND] = N_TRACES_FCC
+    wanted[FCC_OUTAGE_KIND] = N_TRACES_FCC_OUTAGES
+    # FCC traces with outages form their own kind, picked by the same rule among those with outages.
+    stats = stats.assign(
+        kind=np.where((stats["kind"] == FCC_KIND) & stats["outages"], FCC_OUTAGE_KIND, stats["kind"])
+    )
     picked: list[pd.DataFrame] = []
     for kind, n_pick in wanted.items():
-        eligible = stats[
-            (stats["kind"] == kind) & (stats["duration_s"] >= MIN_TRACE_DURATION_S) & stats["loadable"]
-        ]
+        usable = stats["outages"] if kind == FCC_OUTAGE_KIND else stats["loadable"]
+        eligible = stats[(stats["kind"] == kind) & (stats["duration_s"] >= MIN_TRACE_DURATION_S) & usable]
         eligible = eligible.sort_values("file")
         if len(eligible) < n_pick:
             raise ValueError(
@@ -611,6 +829,11 @@ def compute_outputs(reference: Path) -> Outputs:
     rpi4 = build_rpi4_profile(models, pixel3)
     ratio_float, ratio_int8 = rpi4_ratios(pixel3)
     pixel3_median = pixel3.set_index("model")["median_ms"]
+    pixel3_gpu = build_pixel3_accelerator_profile(models, tflite, "gpu_ms")
+    pixel3_nnapi = build_pixel3_accelerator_profile(models, tflite, "nnapi_ms")
+    rpi4_old = build_mlperf_rpi4_profile(models)
+    cloud_gpu, cloud_scale = build_cloud_accelerator_profile(models, tflite)
+    payloads, payload_samples = build_payloads()
     stats = trace_table(traces)
     selected = select_traces(stats)
     levels = build_levels(traces)
@@ -681,15 +904,106 @@ def compute_outputs(reference: Path) -> Outputs:
             ],
             rpi4,
         ),
+        "profiles/pixel3_gpu.csv": render_csv(
+            [
+                "name: pixel3_gpu",
+                "kind: published",
+                "machine: Google Pixel 3 (Snapdragon 845 Adreno 630 GPU, Android 10), TFLite GPU delegate",
+                "framework: TensorFlow Lite GPU delegate",
+                "threads: gpu",
+                "date: as published in hosted_models.md",
+                'source: tensorflow/tensorflow tensorflow/lite/g3doc/guide/hosted_models.md, column "GPU"',
+                "variants: float only (the table has no GPU figure for 8-bit models); a variant without a row "
+                "cannot run on this device class and is masked out",
+                "spread: not published; p10_ms = p90_ms = median_ms (compute time treated as deterministic)",
+                "n_repeats: 0 means not published",
+                f"reference_file: {TFLITE_FILE} column gpu_ms",
+                derived,
+            ],
+            pixel3_gpu,
+        ),
+        "profiles/pixel3_nnapi.csv": render_csv(
+            [
+                "name: pixel3_nnapi",
+                "kind: published",
+                "machine: Google Pixel 3 (Snapdragon 845, Android 10), Android NNAPI (Hexagon DSP for 8-bit)",
+                "framework: TensorFlow Lite NNAPI delegate",
+                "threads: nnapi",
+                "date: as published in hosted_models.md",
+                'source: tensorflow/tensorflow tensorflow/lite/g3doc/guide/hosted_models.md, column "NNAPI"',
+                "variants: 8-bit only (issue 12: the NNAPI class runs the quantized variants); a variant "
+                "without a row cannot run on this device class and is masked out",
+                "spread: not published; p10_ms = p90_ms = median_ms (compute time treated as deterministic)",
+                "n_repeats: 0 means not published",
+                f"reference_file: {TFLITE_FILE} column nnapi_ms",
+                derived,
+            ],
+            pixel3_nnapi,
+        ),
+        "profiles/rpi4_tflite115.csv": render_csv(
+            [
+                "name: rpi4_tflite115",
+                "kind: published",
+                "machine: Raspberry Pi 4 (4x Cortex-A72 at 1.5 GHz, 4 GiB, Armor case), 32-bit Raspbian "
+                "Buster, CPU",
+                "framework: TensorFlow Lite v1.15.0-rc2 (the 2019 software stack: slower than XNNPACK)",
+                "threads: 4",
+                "date: MLPerf Inference v0.5 (2019)",
+                f"source: {MLPERF_V05} open/dividiti/results/rpi4-tflite-v1.15/mobilenet-v1-*/singlestream/"
+                "performance/run_1/mlperf_log_summary.txt (SingleStream p50 and p90)",
+                "spread: median_ms = p50 and p90_ms = p90 as measured; p10_ms = p50^2 / p90 (log-normal "
+                "mirror; the summaries give no p10)",
+                "n_repeats: 0 means not published (MLPerf ran at least 1024 queries per variant)",
+                derived,
+            ],
+            rpi4_old,
+        ),
+        "profiles/cloud_gpu_int8.csv": render_csv(
+            [
+                "name: cloud_gpu_int8",
+                "kind: derived",
+                "machine: a server accelerator at least as fast as an NVIDIA Jetson AGX Xavier (TensorRT int8)",
+                "framework: TensorRT int8 (MLPerf v0.5 closed NVIDIA Xavier)",
+                "threads: gpu",
+                "date: MLPerf Inference v0.5 (2019)",
+                f"source: {MLPERF_V05} closed/NVIDIA/results/Xavier/mobilenet/SingleStream/performance/run_1/"
+                f"mlperf_log_summary.txt: MobileNetV1 1.0/224 int8 p50 {XAVIER_INT8_MOBILENET_V1_P50_NS} ns, "
+                f"p90 {XAVIER_INT8_MOBILENET_V1_P90_NS} ns",
+                f"derivation: median_ms = pixel3_nnapi median_ms * {cloud_scale:.6f} (Xavier p50 / Pixel 3 "
+                "NNAPI 1.0/224 int8): only 1.0/224 was measured, so the per-variant shape (fixed overhead plus "
+                "per-MAC cost) is the published Pixel 3 NNAPI column's; p10/p90 = median / * the Xavier p90/p50 "
+                "ratio",
+                "variants: 8-bit only; no float measurement on this accelerator exists, so float variants are "
+                "not offered on this tier",
+                "n_repeats: 0 means not published",
+                derived,
+            ],
+            cloud_gpu,
+        ),
+        "payloads/jpeg_sizes.csv": render_csv(
+            [
+                "source: scikit-image sample photographs "
+                + ", ".join(f"skimage.data.{name}()" for name in PAYLOAD_IMAGES)
+                + "; five square crops each (centred, and four corners at "
+                f"{PAYLOAD_CROP_FRACTION:g} of the short side)",
+                "encoding: Pillow, resize to resolution x resolution (bicubic), JPEG at the given quality "
+                "(Pillow defaults otherwise: 4:2:0 subsampling, baseline)",
+                "columns: median/p10/p90 of the encoded sizes in bytes over the n_images crops (numpy "
+                "linear-interpolation percentiles); samples/r<resolution>_q<quality>.jpg = the encoding "
+                "nearest the median (decoded by orchlib profile-decode)",
+                derived,
+            ],
+            payloads,
+        ),
         "traces/index.csv": render_csv(
             [
                 f"source: {TRACES_DIR}/ of the reference folder ({THREEG_SOURCE}; {FCC_SOURCE}; MIT license)",
                 "files: copied byte for byte; two whitespace-separated columns per line: time_s and "
                 "throughput_mbps (measured as DOWNLOAD throughput; orchlib also uses them for the uplink)",
                 f"selection: per kind {N_TRACES_PER_3G_KIND} (3G modes) or {N_TRACES_FCC} (FCC) traces at "
-                f"least {MIN_TRACE_DURATION_S:g} s long with every throughput sample > 0 (orchlib's trace "
-                "loader rejects zeros) whose mean throughput is nearest the (j + 0.5) / k quantiles of the "
-                "eligible traces' means",
+                f"least {MIN_TRACE_DURATION_S:g} s long with every throughput sample > 0, and "
+                f"{N_TRACES_FCC_OUTAGES} FCC traces with outages (some samples 0; kind {FCC_OUTAGE_KIND}), "
+                "whose mean throughput is nearest the (j + 0.5) / k quantiles of the eligible traces' means",
                 "columns: duration_s = last minus first time stamp (s); n_samples = lines; mean/median/p10/p90 "
                 "of throughput_mbps (Mbit/s; numpy linear-interpolation percentiles)",
                 derived,
@@ -707,7 +1021,7 @@ def compute_outputs(reference: Path) -> Outputs:
         ),
     }
     copies = {f"traces/{name}": reference / TRACES_DIR / name for name in selected["file"]}
-    return Outputs(csv_files=csv_files, copies=copies)
+    return Outputs(csv_files=csv_files, copies=copies, binary_files=payload_samples)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -739,6 +1053,9 @@ def write_outputs(outputs: Outputs, out: Path) -> list[Path]:
         written.append(out / relative)
     for relative, source in outputs.copies.items():
         _write_atomic(out / relative, source.read_bytes())
+        written.append(out / relative)
+    for relative, data in outputs.binary_files.items():
+        _write_atomic(out / relative, data)
         written.append(out / relative)
     return written
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from orchlib.profiling.mobilenet import parse_variant, variant_names
-from orchlib.profiling.profiler import MIN_REPEATS, ProfileRow, profile_metadata, profile_to_csv
+from orchlib.profiling.profiler import MIN_REPEATS, ProfileRow, check_device, profile_metadata, profile_to_csv
 
 #: Exit code of a run stopped with Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -67,6 +67,12 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=_int_at_least(0), default=0, help="seed for weights and inputs (>= 0, default 0)"
     )
     parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where to run: cpu (default) or cuda, a GPU when torch sees one (float variants only)",
+    )
+    parser.add_argument(
         "--machine",
         type=_one_line_text,
         default=None,
@@ -88,9 +94,15 @@ def _run_profile(args: argparse.Namespace) -> int:
     variants = args.variants if args.variants is not None else variant_names()
     if len(set(variants)) != len(variants):
         args.parser.error("argument --variants: names must not repeat")
+    try:
+        check_device(args.device, variants)
+    except ValueError as exc:
+        args.parser.error(f"argument --device: {exc}")
     # Record a command that reproduces the file exactly: every setting explicit, defaults included.
     command = ["python", "-m", "orchlib", "profile", "--threads", args.threads, "--repeats", args.repeats]
     command += ["--warmup", args.warmup, "--seed", args.seed]
+    if args.device != "cpu":
+        command += ["--device", args.device]
     if args.variants is not None:
         command += ["--variants", *args.variants]
     if args.machine is not None:
@@ -102,6 +114,8 @@ def _run_profile(args: argparse.Namespace) -> int:
         command=shlex.join(str(part) for part in command),
         machine=args.machine,
     )
+    if args.device != "cpu":  # a CPU profile keeps the file format it always had
+        metadata["device"] = args.device
     finished: list[ProfileRow] = []
     try:
         profile_to_csv(
@@ -114,12 +128,67 @@ def _run_profile(args: argparse.Namespace) -> int:
             rng=args.seed,
             progress=not args.no_progress,
             on_row=finished.append,
+            device=args.device,
         )
     except KeyboardInterrupt:
         kept = f"{args.out} holds them" if finished else f"{args.out} left unchanged"
         print(f"\ninterrupted: {len(finished)} of {len(variants)} variants finished; {kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"wrote {len(finished)} variants to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _add_profile_decode(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "profile-decode",
+        help="measure JPEG decoding of the payload samples on this CPU (the serving tier's extra compute)",
+        description="Decode each sample JPEG of data/payloads/samples (one per resolution and quality) and "
+        "write the median, p10 and p90 decode time per (resolution, quality) to a CSV.",
+    )
+    parser.add_argument(
+        "--repeats", type=_int_at_least(MIN_REPEATS), default=200, help="timed runs (default 200)"
+    )
+    parser.add_argument("--warmup", type=_int_at_least(0), default=20, help="untimed runs first (default 20)")
+    parser.add_argument(
+        "--machine",
+        type=_one_line_text,
+        default=None,
+        help="generic machine description for the metadata (never the host name)",
+    )
+    parser.add_argument("--out", type=_csv_path, required=True, help="e.g. data/profiles/x86_jpeg_decode.csv")
+    parser.set_defaults(handler=_run_profile_decode, parser=parser)
+
+
+def _run_profile_decode(args: argparse.Namespace) -> int:
+    from orchlib.profiling.profiler import load_payload_samples, profile_decode, write_decode_profile
+    from orchlib.system.profiles import DATA_DIR
+
+    table = profile_decode(load_payload_samples(DATA_DIR / "payloads" / "samples"), args.repeats, args.warmup)
+    command = [
+        "python",
+        "-m",
+        "orchlib",
+        "profile-decode",
+        "--repeats",
+        args.repeats,
+        "--warmup",
+        args.warmup,
+    ]
+    if args.machine is not None:
+        command += ["--machine", args.machine]
+    command += ["--out", args.out.as_posix()]
+    base = profile_metadata(
+        name=args.out.stem, threads=1, command=shlex.join(str(part) for part in command), machine=args.machine
+    )
+    metadata = {
+        **base,
+        "kind": "measured",
+        "framework": "Pillow JPEG decode + numpy conversion to float32 CHW (orchlib.profiling.profiler."
+        "decode_to_tensor)",
+        "quantization_backend": "n/a",
+    }
+    write_decode_profile(args.out, table, metadata)
+    print(f"wrote {len(table)} rows to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -420,6 +489,7 @@ def _positive_float(text: str) -> float:
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_profile,
+    _add_profile_decode,
     _add_reproduce,
     _add_notebooks,
     _add_sanity,

@@ -180,7 +180,7 @@ def test_trace_index_lists_exactly_the_trace_files(index: pd.DataFrame) -> None:
 
 def test_trace_selection_counts(index: pd.DataFrame) -> None:
     counts = index["kind"].value_counts().to_dict()
-    assert counts == {**dict.fromkeys(THREEG_KINDS, 2), "broadband_fcc": 4}
+    assert counts == {**dict.fromkeys(THREEG_KINDS, 2), "broadband_fcc": 4, "broadband_fcc_outages": 2}
     assert (index["duration_s"] >= 200).all()
     assert index["source"].str.len().gt(0).all()
 
@@ -196,7 +196,10 @@ def test_trace_index_statistics_recompute(index: pd.DataFrame) -> None:
         assert row.median_mbps == pytest.approx(np.median(rate), abs=1e-6)
         assert row.p10_mbps == pytest.approx(np.percentile(rate, 10), abs=1e-6)
         assert row.p90_mbps == pytest.approx(np.percentile(rate, 90), abs=1e-6)
-        assert row.kind == build_data.trace_kind(row.file)
+        if row.kind == build_data.FCC_OUTAGE_KIND:  # an FCC trace with outages, kept as its own kind
+            assert build_data.trace_kind(row.file) == build_data.FCC_KIND and (rate == 0).any(), row.file
+        else:
+            assert row.kind == build_data.trace_kind(row.file)
 
 
 @needs_reference
@@ -246,11 +249,18 @@ def test_trace_based_levels_are_pooled_medians(levels: pd.DataFrame) -> None:
 
 
 # Measured profiles (written by the orchlib profiler, not by build_data.py) share data/profiles/.
-SCRIPT_PROFILES = {"profiles/pixel3_cpu4.csv", "profiles/rpi4_cpu4.csv"}
+SCRIPT_PROFILES = {
+    "profiles/pixel3_cpu4.csv",
+    "profiles/rpi4_cpu4.csv",
+    "profiles/pixel3_gpu.csv",
+    "profiles/pixel3_nnapi.csv",
+    "profiles/rpi4_tflite115.csv",
+    "profiles/cloud_gpu_int8.csv",
+}
 
 
 def _committed_outputs() -> set[str]:
-    folders = ("models", "profiles", "traces", "network")
+    folders = ("models", "profiles", "traces", "network", "payloads")
     found = {p.relative_to(DATA).as_posix() for f in folders for p in (DATA / f).rglob("*") if p.is_file()}
     return {p for p in found if not p.startswith("profiles/") or p in SCRIPT_PROFILES}
 
@@ -312,3 +322,13 @@ def test_bad_trace_file_is_a_clear_error(tmp_path: Path) -> None:
         build_data.read_trace(path)
     with pytest.raises(ValueError, match="unknown trace family"):
         build_data.trace_kind("wifi.home.log")
+
+
+def test_outage_traces_have_outages_and_load(index: pd.DataFrame) -> None:
+    from orchlib.system.profiles import load_trace
+
+    for name in index.loc[index["kind"] == "broadband_fcc_outages", "file"]:
+        trace = load_trace(DATA / "traces" / name)
+        assert (trace.mbps == 0).any() and (trace.mbps > 0).any(), name
+    for name in index.loc[index["kind"] != "broadband_fcc_outages", "file"]:
+        assert (load_trace(DATA / "traces" / name).mbps > 0).all(), name

@@ -88,8 +88,10 @@ TRACE_CASES = [
     ("0.0 1.0\n1.0 fast\n", "line 2: expected two numbers"),
     ("0.0 1.0\n1.0 2.0\n1.0 3.0\n", "line 3: time 1.0 s is not after"),
     ("0.0 1.0\n2.0 2.0\n1.0 3.0\n", "times must increase"),
-    ("0.0 1.0\n1.0 0.0\n", "line 2: throughput must be a finite number > 0"),
-    ("0.0 1.0\n1.0 nan\n", "throughput must be a finite number > 0"),
+    # zero samples are outages and load (issue 12); negative ones and an all-zero trace do not
+    ("0.0 1.0\n1.0 -2.0\n", "line 2: throughput must be a finite number >= 0"),
+    ("0.0 1.0\n1.0 nan\n", "throughput must be a finite number >= 0"),
+    ("0.0 0.0\n1.0 0\n", "every throughput sample is 0"),
 ]
 
 

@@ -55,7 +55,7 @@ def test_a_fresh_interpreter_can_make_the_env_after_import(order: str) -> None:
         print(type(env.unwrapped).__name__, sorted(k for k in gym.registry if k.startswith("orchlib/"))[0])
         """
     )
-    assert out == "OrchestrationEnv orchlib/Orchestration-motivation_accuracy-v0"
+    assert out == "OrchestrationEnv orchlib/Orchestration-ideal-v0"
 
 
 def test_import_orchlib_registers_without_importing_torch_or_the_environment() -> None:

@@ -58,6 +58,7 @@ def profile_latency_ms(
     device_backlog_ms: float = 0.0,
     edge_in_system: int = 0,
     cloud_in_system: int = 0,
+    device_class: int = 0,
 ) -> np.ndarray:
     """Estimated response time of every action from the profiles and a few measurements (Neurosurgeon-style).
 
@@ -82,6 +83,8 @@ def profile_latency_ms(
         access_backlog_ms: time until the shared uplink has sent the uploads queued on it, ms.
         device_backlog_ms: time until the requesting device has finished its queued inferences, ms.
         edge_in_system, cloud_in_system: requests at the edge / cloud server not yet finished.
+        device_class: the requesting user's device class (index into ``system.device_classes``), whose
+            profile gives the end tier's medians.
 
     Returns:
         Estimated response time of every action, ms, shape ``(system.n_actions,)`` (action = tier * V + v).
@@ -110,9 +113,11 @@ def profile_latency_ms(
 
     def wait(tier: int, n_in_system: int, travel_ms: np.ndarray, n_workers: int) -> np.ndarray:
         ahead = max(0, n_in_system - n_workers + 1)
+        if ahead == 0:  # also keeps 0 * inf (a variant the tier cannot run) from becoming NaN
+            return np.zeros_like(median[tier])
         return np.maximum(0.0, ahead * median[tier] / n_workers - travel_ms)
 
-    end = device_backlog_ms + median[END]
+    end = device_backlog_ms + system.device_median_ms[int(device_class)]
     at_edge = access_backlog_ms + input_bits / (access_mbps * bits_per_ms) + half_access
     edge = (
         at_edge
@@ -153,6 +158,12 @@ class _OnTier(Agent):
         """Nothing to learn; keeps an ``rng_`` for the interface."""
         self.rng_ = np.random.default_rng(rng)
 
+    def _median_for(self, info: Mapping[str, Any]) -> np.ndarray:
+        """Profiled medians on this tier; on the end tier those of the requesting user's device class (public)."""
+        if self.tier == END:
+            return self.system.device_median_ms[int(info.get("device_class", 0))]
+        return self._median
+
     def _tier_mask(self, mask: np.ndarray) -> np.ndarray:
         """Which variants the mask allows on this tier (raises if none)."""
         on_tier = np.asarray(mask, dtype=bool)[
@@ -161,6 +172,19 @@ class _OnTier(Agent):
         if on_tier.shape != (self._n_variants,) or not on_tier.any():
             raise ValueError(f"{self.name}: the mask allows no variant on tier {self.tier}")
         return on_tier
+
+    def _fallback(self, mask: np.ndarray, info: Mapping[str, Any]) -> int | None:
+        """When this tier can run no valid variant for the request (a device without the kernels the
+        requirement needs), the fastest valid variant on the first tier after it that has one; else None."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask[self.tier * self._n_variants : (self.tier + 1) * self._n_variants].any():
+            return None
+        for tier in [t for t in (END, EDGE, CLOUD) if t != self.tier]:
+            on_tier = mask[tier * self._n_variants : (tier + 1) * self._n_variants]
+            if on_tier.any():
+                median = self.system.median_ms[tier] if tier != END else self._median_for(info)
+                return tier * self._n_variants + int(np.argmin(np.where(on_tier, median, np.inf)))
+        raise ValueError(f"{self.name}: the mask allows no action")
 
 
 class _MostAccurateOnTier(_OnTier):
@@ -176,14 +200,22 @@ class _MostAccurateOnTier(_OnTier):
         self._action = system.encode_action(self.tier, best)
 
     def act(self, obs: Observation, mask: np.ndarray, info: Mapping[str, Any]) -> int:
-        """Always the same action (it meets every requirement the environment can pose).
+        """The most accurate variant on the tier; where the mask forbids it (a device or tier that cannot run
+        it), the most accurate variant the mask allows.
 
         Raises:
-            ValueError: the mask forbids it.
+            ValueError: the mask allows no variant on the tier.
         """
-        if not self._tier_mask(mask)[self._variant]:
-            raise ValueError(f"{self.name}: the mask forbids the most accurate variant")
-        return self._action
+        fallback = self._fallback(mask, info)
+        if fallback is not None:
+            return fallback
+        on_tier = self._tier_mask(mask)
+        if on_tier[self._variant]:
+            return self._action
+        # This device or tier cannot run the most accurate variant: the most accurate one it can run.
+        median = np.where(on_tier, self._median_for(info), np.inf)
+        accuracy = np.where(on_tier, self.system.top1_pct, -np.inf)
+        return self.tier * self._n_variants + int(np.lexsort((median, -accuracy))[0])
 
 
 class _FastestOnTier(_OnTier):
@@ -191,12 +223,19 @@ class _FastestOnTier(_OnTier):
 
     def act(self, obs: Observation, mask: np.ndarray, info: Mapping[str, Any]) -> int:
         """Fastest valid variant on the tier (ties: lowest index)."""
-        variant = int(np.argmin(np.where(self._tier_mask(mask), self._median, np.inf)))
+        fallback = self._fallback(mask, info)
+        if fallback is not None:
+            return fallback
+        variant = int(np.argmin(np.where(self._tier_mask(mask), self._median_for(info), np.inf)))
         return self.tier * self._n_variants + variant
 
 
 class LocalMostAccurate(_MostAccurateOnTier):
-    """Always on the user's own device, with the most accurate variant. Not privileged."""
+    """Always on the user's own device, with the most accurate variant. Not privileged.
+
+    Where the user's device can run no variant meeting the request's requirement, the fastest valid variant
+    on the edge (then the cloud) is used, as a local-first application would fall back.
+    """
 
     tier = END
 
@@ -214,7 +253,10 @@ class CloudMostAccurate(_MostAccurateOnTier):
 
 
 class LocalFastest(_FastestOnTier):
-    """Always on the user's own device, with the fastest (by profile) variant meeting the requirement. Not privileged."""
+    """Always on the user's own device, with the fastest (by profile) variant meeting the requirement. Not privileged.
+
+    Where the device can run no valid variant, the fastest valid variant on the edge (then the cloud).
+    """
 
     tier = END
 
@@ -294,7 +336,11 @@ class GreedyProfiles(Agent):
         missing = [key for key in GREEDY_INFO_KEYS if key not in info]
         if missing:
             raise KeyError(f"GreedyProfiles needs info keys {missing} (it reads {list(GREEDY_INFO_KEYS)})")
-        return profile_latency_ms(self.system, *(info[key] for key in GREEDY_INFO_KEYS))
+        return profile_latency_ms(
+            self.system,
+            *(info[key] for key in GREEDY_INFO_KEYS),
+            device_class=int(info.get("device_class", 0)),
+        )
 
     def act(self, obs: Observation, mask: np.ndarray, info: Mapping[str, Any]) -> int:
         """The valid action of lowest estimated response time."""

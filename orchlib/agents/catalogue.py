@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import gymnasium as gym
+import numpy as np
 
 from orchlib.agents.bandits import (
     UCB1,
@@ -165,15 +166,21 @@ def reward_scales(env: gym.Env) -> tuple[float, float]:
 
     Both are :func:`~orchlib.agents.baselines.profile_latency_ms` with empty queues at the access and WAN rates the
     links have at time 0, over every action, converted to seconds and multiplied by the env's
-    ``reward_scale``. A spread of 0 (a single action) falls back to the maximum.
+    ``reward_scale``, over every device class of the fleet and the actions that can run. A spread of 0 (a
+    single action) falls back to the maximum.
     """
     inner = _unwrap(env)
     system = inner.system
-    idle_s = (
-        profile_latency_ms(system, system.access_up.rate_mbps(0.0), system.wan_up.rate_mbps(0.0))
-        / 1e3
-        * inner.reward_scale
+    estimates = np.concatenate(
+        [
+            profile_latency_ms(
+                system, system.access_up.rate_mbps(0.0), system.wan_up.rate_mbps(0.0), device_class=c
+            )
+            for c in range(len(system.device_classes))
+        ]
     )
+    # actions a tier or device cannot run have an infinite estimate: they are never taken
+    idle_s = estimates[np.isfinite(estimates)] / 1e3 * inner.reward_scale
     high = float(idle_s.max())
     spread = float(idle_s.max() - idle_s.min())
     return (spread if spread > 0 else high), high

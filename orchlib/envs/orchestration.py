@@ -27,9 +27,12 @@ BOX_FEATURES: tuple[str, ...] = (
     "edge_in_system",
     "cloud_in_system",
     "requirement_fraction",
+    "user_recent_latency_s",
+    "device_slowdown_estimate",
 )
-#: raw upper bounds of the Box features (Mbit/s, Mbit/s, s, s, requests, requests, fraction); larger values clip.
-_BOX_HIGH = np.array([1000.0, 10000.0, 100.0, 100.0, 10000.0, 10000.0, 1.0])
+#: raw upper bounds of the Box features (Mbit/s, Mbit/s, s, s, requests, requests, fraction, s, ratio); larger
+#: values clip.
+_BOX_HIGH = np.array([1000.0, 10000.0, 100.0, 100.0, 10000.0, 10000.0, 1.0, 100.0, 10.0])
 _BOX_SCALE = 1.0 / np.log1p(_BOX_HIGH)
 
 
@@ -54,7 +57,8 @@ class OrchestrationEnv(gym.Env):
     :meth:`encode` gives to (access-bandwidth level, edge-load level, uplink busy, accuracy-requirement
     class), with the level edges ``bandwidth_edges_mbps`` and ``edge_load_edges``.
     :meth:`decode` inverts it. ``observation="box"``: ``Box(0, 1)`` of float32 features :data:`BOX_FEATURES`
-    (Mbit/s, seconds of backlog, request counts, requirement as a fraction), each mapped to [0, 1] as
+    (Mbit/s, seconds of backlog, request counts, requirement as a fraction, the user's recent response time
+    in seconds, the device-load tracker), each mapped to [0, 1] as
     ``log(1 + x) / log(1 + high)`` with ``high`` the feature's clip value, for function approximation.
     The raw measurements are in ``info`` (see below).
     Both are measurements a real orchestrator has; see ``docs/assumptions.md``.
@@ -66,9 +70,24 @@ class OrchestrationEnv(gym.Env):
     agent that does not); an action outside it is still served and reported with ``met_requirement`` False.
 
     **Info.** After ``reset`` and ``step``: ``action_mask``, ``user``, ``time_ms``, ``requirement_pct``,
-    ``requirement_class`` and the measurements of :class:`~orchlib.system.simulator.Snapshot` (``access_mbps``,
-    ``wan_mbps``, ``access_backlog_ms``, ``device_backlog_ms``, ``edge_in_system``, ``cloud_in_system``)
-    describe the *next* request (the one the observation is about). After ``step``
+    ``requirement_class`` and the measurements of :class:`~orchlib.system.simulator.Snapshot` describe the
+    *next* request (the one the observation is about). They are what a real orchestrator measures:
+
+    - ``access_mbps``: the access-link rate; with ``Scenario.bandwidth_estimate`` (the ``paper`` preset) the
+      harmonic mean of the throughputs of the last completed uploads, *not* the true current rate;
+    - ``wan_mbps``: the operator's own edge-cloud link rate;
+    - ``access_backlog_ms``, ``device_backlog_ms``: queued work on the shared uplink and on the user's device;
+    - ``edge_in_system``, ``cloud_in_system``: the queue lengths of edge and cloud (orchlib's own requests);
+    - ``device_class``: the requesting user's device class, an index into ``system.device_classes``;
+    - ``user_recent_latency_ms``: mean response time of the user's last (up to 5) finished requests;
+    - ``device_slowdown_estimate``: the user's last finished on-device compute time over its profile median
+      (a device-load tracker).
+
+    ``action_mask`` depends on the requirement *and* on the user's device (a GPU-delegate phone cannot run
+    8-bit variants, an NNAPI phone cannot run float ones, the int8 cloud accelerator runs no float variant).
+    Hidden factors (the true access rate under a bandwidth estimate, the thermal state, background and
+    co-tenant load) are never in the observation or in ``info``; the oracle reads the truth through the
+    simulator (``sim.evaluate``, ``sim.hidden_state``). After ``step``
     also, about the request just served: ``latency_ms`` and its parts (``network_wait_ms``, ``upload_ms``,
     ``propagation_ms``, ``queue_ms``, ``compute_ms``, ``download_ms``), ``tier``, ``variant``,
     ``accuracy_pct``, ``met_requirement``, ``served_user``, ``served_time_ms``, and, when ``oracle=True``,
@@ -193,6 +212,8 @@ class OrchestrationEnv(gym.Env):
                     snap.edge_in_system,
                     snap.cloud_in_system,
                     requirement_pct / 100.0,
+                    snap.user_recent_latency_ms / 1e3,
+                    snap.device_slowdown_estimate,
                 ],
                 dtype=np.float32,
             )
@@ -208,7 +229,7 @@ class OrchestrationEnv(gym.Env):
     def _request_info(self, request: Request, snap: Snapshot) -> dict[str, Any]:
         info = snap._asdict()
         info.update(
-            action_mask=self.system.masks[request.requirement_class].copy(),
+            action_mask=self.sim.mask(request).copy(),
             user=request.user,
             time_ms=request.time_ms,
             requirement_pct=request.requirement_pct,
@@ -234,7 +255,7 @@ class OrchestrationEnv(gym.Env):
         if not 0 <= a < self.system.n_actions:
             raise ValueError(f"action must be in [0, {self.system.n_actions}), got {action!r}")
         request = self._request
-        mask = self.system.masks[request.requirement_class]
+        mask = self.sim.mask(request)
         info: dict[str, Any] = {}
         if self.oracle:
             totals = self._masked_totals()
@@ -277,7 +298,7 @@ class OrchestrationEnv(gym.Env):
         """Response time of every action for the current request (inf where masked), computed once per request."""
         request = self._request
         if self._totals_for is not request:
-            mask = self.system.masks[request.requirement_class]
+            mask = self.sim.mask(request)
             self._totals = np.where(mask, self.sim.evaluate(request), np.inf)
             self._totals_for = request
         return self._totals

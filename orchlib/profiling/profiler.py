@@ -118,6 +118,7 @@ def profile_variants(
     rng: np.random.Generator | int | None = None,
     progress: bool = True,
     on_row: Callable[[ProfileRow], None] | None = None,
+    device: str = "cpu",
 ) -> list[ProfileRow]:
     """Measure the batch-1 latency of each named variant, one after the other.
 
@@ -132,15 +133,18 @@ def profile_variants(
         rng: seed or generator.
         progress: show a tqdm progress bar (on stderr, or as a notebook widget).
         on_row: called with each row as soon as its variant is finished (e.g. to save it).
+        device: ``"cpu"`` or ``"cuda"`` (a GPU, when torch sees one; float variants only, since the
+            ``torch.ao`` int8 kernels run on the CPU).
 
     Returns:
         One :class:`ProfileRow` per variant, in the order given.
 
     Raises:
-        ValueError: if a variant name is unknown (listing the valid ones) or repeated, or an argument is
-            outside the range above.
+        ValueError: if a variant name is unknown (listing the valid ones) or repeated, an argument is
+            outside the range above, ``cuda`` is asked for without a GPU, or int8 variants on ``cuda``.
     """
     variants = _check_variants(variants)
+    check_device(device, variants)
     _check_int("threads", threads, 1, os.cpu_count() or 1)
     _check_int("repeats", repeats, MIN_REPEATS)
     _check_int("warmup", warmup, 0)
@@ -155,10 +159,10 @@ def profile_variants(
         ) as bar:
             for name, stream in zip(bar, streams, strict=True):
                 bar.set_postfix_str(name)
-                model = build_variant(name, rng=stream)
+                model = build_variant(name, rng=stream).to(device)
                 resolution = parse_variant(name).resolution
                 generator = torch.Generator().manual_seed(int(stream.integers(2**63 - 1)))
-                example = torch.rand((1, 3, resolution, resolution), generator=generator) * 2 - 1
+                example = (torch.rand((1, 3, resolution, resolution), generator=generator) * 2 - 1).to(device)
                 latencies_ms = measure_latency_ms(model, example, threads, repeats, warmup)
                 p10_ms, median_ms, p90_ms = np.percentile(latencies_ms, [10, 50, 90])
                 row = ProfileRow(name, float(median_ms), float(p10_ms), float(p90_ms), int(repeats))
@@ -168,6 +172,27 @@ def profile_variants(
     finally:
         torch.set_num_threads(previous_threads)
     return rows
+
+
+def check_device(device: str, variants: Sequence[str]) -> None:
+    """Refuse a device torch cannot use here, or int8 variants on a GPU (named in the message).
+
+    Raises:
+        ValueError: ``device`` not ``"cpu"``/``"cuda"``, ``"cuda"`` without a visible GPU, or int8 variants on it.
+    """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                "device 'cuda' asked for, but torch sees no GPU (torch.cuda.is_available() is False)"
+            )
+        quantized = [name for name in variants if parse_variant(name).quantized]
+        if quantized:
+            raise ValueError(
+                f"int8 variants run on the CPU only (torch.ao quantized kernels), got {quantized} on 'cuda'; "
+                "choose float variants"
+            )
 
 
 def profile_to_csv(
@@ -180,6 +205,7 @@ def profile_to_csv(
     rng: np.random.Generator | int | None = None,
     progress: bool = True,
     on_row: Callable[[ProfileRow], None] | None = None,
+    device: str = "cpu",
 ) -> list[ProfileRow]:
     """Run :func:`profile_variants` and rewrite the profile file at ``path`` after every finished variant.
 
@@ -188,7 +214,7 @@ def profile_to_csv(
 
     Args:
         path: output ``.csv`` file; its folder must exist.
-        variants, threads, repeats, warmup, rng, progress: as for :func:`profile_variants`.
+        variants, threads, repeats, warmup, rng, progress, device: as for :func:`profile_variants`.
         metadata: as for :func:`write_profile`.
         on_row: called with each row after it has been written to ``path``.
 
@@ -209,7 +235,7 @@ def profile_to_csv(
             on_row(row)
 
     return profile_variants(
-        variants, threads, repeats, warmup, rng, progress=progress, on_row=save_then_report
+        variants, threads, repeats, warmup, rng, progress=progress, on_row=save_then_report, device=device
     )
 
 
@@ -237,11 +263,15 @@ def write_profile(
     keys = [*METADATA_KEYS, *(key for key in metadata if key not in METADATA_KEYS)]
     header = "".join(f"# {key}: {metadata[key]}\n" for key in keys)
     table = pd.DataFrame([asdict(row) for row in rows], columns=list(PROFILE_COLUMNS))
+    _write_text_atomic(path, header + table.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as file:
-            file.write(header)
-            table.to_csv(file, index=False, float_format="%.4f", lineterminator="\n")
+            file.write(text)
             file.flush()
             os.fsync(file.fileno())
         # mkstemp creates the file private (0600); give it the permissions a plain open() would.
@@ -442,3 +472,95 @@ def _running_under_hypervisor() -> bool:
             return any(line.startswith("flags") and " hypervisor" in line for line in file)
     except OSError:
         return False
+
+
+# --- JPEG decoding on the serving tier ----------------------------------------------------------------------
+
+#: CSV columns of a decode profile (``data/profiles/*_jpeg_decode.csv``), in this order.
+DECODE_COLUMNS: tuple[str, ...] = ("resolution", "quality", "median_ms", "p10_ms", "p90_ms", "n_repeats")
+
+
+def decode_to_tensor(jpeg: bytes) -> np.ndarray:
+    """What a server does with a received JPEG before inference: decode, to float32 CHW in [0, 1].
+
+    The device already resized the image to the model's resolution (the payload table encodes it at that
+    size), so no resize is needed here; the conversion to the model's input layout is included.
+    """
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1)) / 255.0
+
+
+def measure_decode_ms(jpeg: bytes, repeats: int, warmup: int) -> np.ndarray:
+    """Time ``repeats`` calls of :func:`decode_to_tensor` (one thread) after ``warmup`` untimed ones, ms.
+
+    Raises:
+        ValueError: ``repeats`` < :data:`MIN_REPEATS`, ``warmup`` < 0, or bytes that are not a JPEG.
+    """
+    _check_int("repeats", repeats, MIN_REPEATS)
+    _check_int("warmup", warmup, 0)
+    try:
+        decode_to_tensor(jpeg)
+    except Exception as exc:  # Pillow raises several types for bad data; one clear message for all
+        raise ValueError(f"not a decodable JPEG ({type(exc).__name__}: {exc})") from None
+    for _ in range(warmup):
+        decode_to_tensor(jpeg)
+    timer = benchmark.Timer(
+        stmt="decode(data)", globals={"decode": decode_to_tensor, "data": jpeg}, num_threads=1
+    )
+    return np.asarray([timer.timeit(number=1).times[0] for _ in range(repeats)], dtype=float) * 1e3
+
+
+def profile_decode(samples: Mapping[tuple[int, int], bytes], repeats: int, warmup: int) -> pd.DataFrame:
+    """Decode cost of one sample JPEG per (resolution, quality): a table with :data:`DECODE_COLUMNS`.
+
+    Args:
+        samples: ``{(resolution, quality): jpeg bytes}``, e.g. from :func:`load_payload_samples`.
+        repeats, warmup: as :func:`measure_decode_ms`.
+    """
+    rows = []
+    for (resolution, quality), jpeg in sorted(samples.items()):
+        times = measure_decode_ms(jpeg, repeats, warmup)
+        rows.append(
+            {
+                "resolution": int(resolution),
+                "quality": int(quality),
+                "median_ms": round(float(np.median(times)), 4),
+                "p10_ms": round(float(np.percentile(times, 10)), 4),
+                "p90_ms": round(float(np.percentile(times, 90)), 4),
+                "n_repeats": int(repeats),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(DECODE_COLUMNS))
+
+
+def load_payload_samples(folder: str | os.PathLike[str]) -> dict[tuple[int, int], bytes]:
+    """The sample JPEGs ``r<resolution>_q<quality>.jpg`` written by ``data/build_data.py``.
+
+    Raises:
+        ValueError: the folder has no such files (names the folder).
+    """
+    folder = Path(folder)
+    samples = {}
+    for path in sorted(folder.glob("r*_q*.jpg")):
+        resolution, quality = path.stem[1:].split("_q")
+        samples[(int(resolution), int(quality))] = path.read_bytes()
+    if not samples:
+        raise ValueError(
+            f"{folder}: no sample JPEGs named r<resolution>_q<quality>.jpg (run data/build_data.py)"
+        )
+    return samples
+
+
+def write_decode_profile(
+    path: str | os.PathLike[str], table: pd.DataFrame, metadata: Mapping[str, str]
+) -> Path:
+    """Write a decode profile atomically: ``# key: value`` metadata lines, then the CSV."""
+    out = _check_output_path(path)
+    header = "".join(f"# {k}: {v}\n" for k, v in metadata.items())
+    _write_text_atomic(out, header + table.to_csv(index=False, lineterminator="\n"))
+    return out

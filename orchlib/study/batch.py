@@ -333,6 +333,22 @@ class BatchSimulator:
                 f"BatchSimulator supports Poisson arrivals only, got Arrivals.process="
                 f"{scenario.arrivals.process!r}; use orchlib.system.simulator.Simulator for closed-loop arrivals"
             )
+        if scenario.grounded_features:
+            raise NotImplementedError(
+                f"BatchSimulator does not model {', '.join(scenario.grounded_features)} (scenario "
+                f"{scenario.name!r}); use orchlib.system.simulator.Simulator (the runner's serial path), or "
+                "Scenario.without_grounding() for the ideal world"
+            )
+        outage_links = [
+            name
+            for name in ("access_up", "access_down", "wan_up", "wan_down")
+            if getattr(system, name).has_outages
+        ]
+        if outage_links:
+            raise NotImplementedError(
+                f"BatchSimulator does not model link outages (zero-rate trace samples on {outage_links}); use "
+                "orchlib.system.simulator.Simulator"
+            )
         if (
             isinstance(n_replicates, bool)
             or not isinstance(n_replicates, int | np.integer)

@@ -77,32 +77,120 @@ def fastest_tier(table: pd.DataFrame) -> pd.DataFrame:
     return wide.reindex(index=sorted(wide.index, key=lambda n: (n.endswith("_quant"), n)))
 
 
+def offered_load(system: System, action: int) -> float:
+    """Utilisation of the busiest resource when every user always takes ``action`` (steady links only).
+
+    Per resource, arrivals per ms times service time per request, divided by the servers available:
+    the user's device (profile median; with thermal throttling, times the throttled steady-state slowdown,
+    since a device that never idles heats up), the shared access uplink (mean payload at the level's
+    uplink rate), the edge (its workers, less the mean share co-tenant jobs occupy), the WAN and the cloud.
+    ``>= 1`` means no steady state exists: queues grow without bound (an overload, not a latency).
+    """
+    s = system.scenario
+    per_user = s.arrivals.rate_per_s / 1e3  # requests per ms per user
+    total = per_user * s.n_users
+    tier, v = system.decode_action(action)
+    if tier == 0:
+        slowdown = s.thermal.max_slowdown if s.thermal is not None else 1.0
+        return float(per_user * system.device_median_ms[0, v] * slowdown)
+    bits = system.input_bytes[v] * 8
+    loads = [total * bits / (s.access.uplink_mbps * 1e3)]
+    if tier == 1:
+        workers = float(s.edge.n_workers)
+        if s.cotenant is not None:
+            duty = s.cotenant.mean_on_s / (s.cotenant.mean_on_s + s.cotenant.mean_off_s)
+            workers -= s.cotenant.n_workers_occupied * duty
+        loads.append(total * system.median_ms[1, v] / workers)
+    else:
+        cloud = s.cloud_accelerator or s.cloud
+        loads += [total * bits / (s.wan.uplink_mbps * 1e3), total * system.median_ms[2, v] / cloud.n_workers]
+    return float(max(loads))
+
+
 def motivation(
     base: Scenario,
-    variant: str = "mobilenet_v1_1.0_224",
+    variant: str = "mobilenet_v1_1.0_224_quant",
     levels: Sequence[str] = ("wifi", "4g_good", "4g_weak", "3g"),
     users: Sequence[int] = (1, 2, 4, 8, 16, 32),
     users_level: str = "wifi",
-    requirements_pct: Sequence[float] = (0.0, 50.0, 60.0, 65.0, 68.0, 70.0),
-    requirement_level: str = "wifi",
+    requirements_pct: Sequence[float] = (0.0, 50.0, 60.0, 65.0, 68.0, 69.5),
+    requirement_level: str = "4g_good",
     n_requests: int = 2000,
     rng: np.random.Generator | int | None = 0,
+    devices: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """The three motivation experiments: response time of end / edge / cloud execution
+    """The three motivation experiments: steady-state response time of end / edge / cloud execution
 
     (1) versus network level (one user, ``variant``), (2) versus number of users sharing the access link and
     edge (``users_level``, ``variant``), (3) versus accuracy requirement (one user, ``requirement_level``; on
-    each tier the fastest variant meeting the requirement, as its profile says).
+    each tier the fastest variant meeting the requirement that the tier can run, as its profile says).
+    Every user has the same device (no fleet draw, so the settings differ only in the swept factor): each of
+    ``devices`` (profile names) in turn, default ``base.end``'s; the other features of ``base`` (payloads,
+    accelerator, hidden conditions) stay as they are.
 
-    Returns a tidy table: ``panel`` (network/users/accuracy), ``x`` (level name, user count or requirement),
-    ``tier``, ``variant``, ``mean_latency_ms``, ``p95_latency_ms``, ``n_requests``.
+    The first half of each setting's requests is a warm-up and is dropped, so the numbers are steady-state
+    ones; a setting whose :func:`offered_load` is ``>= 1`` has no steady state and is flagged ``overloaded``
+    (its latencies are still reported, but they grow with the run length and mean nothing on their own).
+    A tier that can run no variant meeting the requirement has ``variant`` None and no latency.
+
+    Returns a tidy table: ``device``, ``panel`` (network/users/accuracy), ``x`` (level name, user count or requirement),
+    ``tier``, ``variant``, ``mean_latency_ms``, ``p95_latency_ms``, ``offered_load``, ``overloaded``,
+    ``n_requests`` (requests measured, after the warm-up).
     """
-    seeds = iter(
-        np.random.SeedSequence(np.random.default_rng(rng).integers(2**63)).spawn(
-            len(levels) + len(users) + len(requirements_pct)
-        )
+    devices = tuple(devices) if devices is not None else (base.end.profile,)
+    root = np.random.SeedSequence(np.random.default_rng(rng).integers(2**63))
+    return pd.concat(
+        [
+            _motivation_one_device(
+                base.replace(end=dataclasses.replace(base.end, profile=device)),
+                variant,
+                levels,
+                users,
+                users_level,
+                requirements_pct,
+                requirement_level,
+                n_requests,
+                # the same seeds for every device, so devices differ only in the device
+                iter(root.spawn(len(levels) + len(users) + len(requirements_pct))),
+            ).assign(device=device)
+            for device in devices
+        ],
+        ignore_index=True,
+    )[["device", *MOTIVATION_COLUMNS]]
+
+
+#: end devices of figure 1: the ``paper`` preset's default class (S2) and the slow measured class (F1),
+#: between which the fastest tier changes.
+MOTIVATION_DEVICES: tuple[str, ...] = ("rpi4_cpu4", "rpi4_tflite115")
+
+#: columns of :func:`motivation` after ``device``.
+MOTIVATION_COLUMNS = (
+    "panel",
+    "x",
+    "tier",
+    "variant",
+    "mean_latency_ms",
+    "p95_latency_ms",
+    "offered_load",
+    "overloaded",
+    "n_requests",
+)
+
+
+def _motivation_one_device(
+    base: Scenario,
+    variant: str,
+    levels: Sequence[str],
+    users: Sequence[int],
+    users_level: str,
+    requirements_pct: Sequence[float],
+    requirement_level: str,
+    n_requests: int,
+    seeds,
+) -> pd.DataFrame:
+    one = base.replace(
+        n_users=1, accuracy=AccuracyRequirement(), n_requests=n_requests, variant_subset=None, fleet=None
     )
-    one = base.replace(n_users=1, accuracy=AccuracyRequirement(), n_requests=n_requests, variant_subset=None)
     rows = []
 
     def measure(panel: str, x: object, scenario: Scenario, pick_variant) -> None:
@@ -110,23 +198,27 @@ def motivation(
         seed = next(seeds)
         for tier_index, tier in enumerate(TIERS):
             v = pick_variant(system, tier_index)
-            latencies = fixed_action_latencies(
-                system, system.encode_action(tier_index, v), n_requests, np.random.default_rng(seed)
-            )
-            rows.append(
-                {
-                    "panel": panel,
-                    "x": x,
-                    "tier": tier,
-                    "variant": system.variant_names[v],
-                    "mean_latency_ms": latencies.mean(),
-                    "p95_latency_ms": np.percentile(latencies, 95),
-                    "n_requests": n_requests,
-                }
-            )
+            row = {"panel": panel, "x": x, "tier": tier, "variant": None, "mean_latency_ms": np.nan}
+            row.update(p95_latency_ms=np.nan, offered_load=np.nan, overloaded=False, n_requests=0)
+            if v is not None:
+                action = system.encode_action(tier_index, v)
+                latencies = fixed_action_latencies(system, action, n_requests, np.random.default_rng(seed))
+                steady = latencies[n_requests // 2 :]
+                load = offered_load(system, action)
+                row.update(
+                    variant=system.variant_names[v],
+                    mean_latency_ms=steady.mean(),
+                    p95_latency_ms=np.percentile(steady, 95),
+                    offered_load=load,
+                    overloaded=load >= 1.0,
+                    n_requests=steady.size,
+                )
+            rows.append(row)
 
-    def fixed(system: System, _tier: int) -> int:
-        return system.variant_names.index(variant)
+    def fixed(system: System, tier: int) -> int | None:
+        v = system.variant_names.index(variant)
+        median = system.device_median_ms[0] if tier == 0 else system.median_ms[tier]
+        return v if np.isfinite(median[v]) else None
 
     for level in levels:
         measure("network", level, _steady(one, level), fixed)
@@ -134,19 +226,38 @@ def motivation(
         measure("users", n, _steady(one, users_level).replace(n_users=n), fixed)
     for requirement in requirements_pct:
 
-        def fastest_meeting(system: System, tier: int, requirement: float = requirement) -> int:
-            ok = system.top1_pct >= requirement
-            return int(np.flatnonzero(ok)[np.argmin(system.median_ms[tier][ok])])
+        def fastest_meeting(system: System, tier: int, requirement: float = requirement) -> int | None:
+            median = system.device_median_ms[0] if tier == 0 else system.median_ms[tier]
+            ok = (system.top1_pct >= requirement) & np.isfinite(median)
+            return int(np.flatnonzero(ok)[np.argmin(median[ok])]) if ok.any() else None
 
         measure("accuracy", requirement, _steady(one, requirement_level), fastest_meeting)
     return pd.DataFrame(rows)
 
 
+def fastest_steady_tier(table: pd.DataFrame) -> pd.DataFrame:
+    """From :func:`motivation`: per (device, panel, x) the fastest tier not overloaded ("none" if all are)."""
+    cells = ["device", "panel", "x"]
+    usable = table[~table["overloaded"].astype(bool) & table["mean_latency_ms"].notna()]
+    best = usable.loc[usable.groupby(cells, sort=False)["mean_latency_ms"].idxmin(), [*cells, "tier"]]
+    keys = table[cells].drop_duplicates()
+    return keys.merge(best, on=cells, how="left").fillna({"tier": "none"}).rename(columns={"tier": "fastest"})
+
+
 def with_profiles(scenario: Scenario, **profiles: str) -> Scenario:
-    """``scenario`` with other device profiles per tier, e.g. ``with_profiles(s, end="pixel3_cpu4")``."""
-    return scenario.replace(
-        **{tier: dataclasses.replace(getattr(scenario, tier), profile=p) for tier, p in profiles.items()}
-    )
+    """``scenario`` with other device profiles per tier, e.g. ``with_profiles(s, end="pixel3_cpu4")``.
+
+    ``end`` gives every user that device (a fleet is dropped); ``cloud`` replaces the cloud tier (an
+    accelerated cloud is dropped), so the profile named is the one that serves.
+    """
+    changes: dict = {
+        tier: dataclasses.replace(getattr(scenario, tier), profile=p) for tier, p in profiles.items()
+    }
+    if "end" in profiles:
+        changes["fleet"] = None
+    if "cloud" in profiles:
+        changes["cloud_accelerator"] = None
+    return scenario.replace(**changes)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -76,53 +76,92 @@ def save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
 
 # 1 ---------------------------------------------------------------------------------------------------------
 def plot_motivation(table: pd.DataFrame) -> Figure:
-    """Figure 1: response time of end / edge / cloud execution versus network, users and accuracy requirement.
+    """Figure 1: steady-state response time of end / edge / cloud execution versus network, users and accuracy.
+
+    Each panel states under every setting which tier is fastest among those with a steady state. A setting
+    whose offered load is >= 1 (no steady state) is marked "overload" instead of drawing a bar; a tier that
+    cannot run a variant meeting the requirement is marked "n/a". If one tier wins everywhere, the title says so.
 
     Args:
-        table: from :func:`orchlib.study.experiments.motivation` (panel, x, tier, variant, mean_latency_ms, p95_latency_ms).
+        table: from :func:`orchlib.study.experiments.motivation` (panel, x, tier, variant, mean_latency_ms,
+            offered_load, overloaded).
     """
-    _require(table, ["panel", "x", "tier", "mean_latency_ms"], "plot_motivation")
+    _require(table, ["device", "panel", "x", "tier", "mean_latency_ms", "overloaded"], "plot_motivation")
     table = _plain(table)
+    devices = list(dict.fromkeys(table["device"]))
     panels = [
         ("network", "access network level", "(a) network condition"),
         ("users", "users sharing access link and edge", "(b) number of users"),
         ("accuracy", "accuracy requirement, top-1 %", "(c) accuracy requirement"),
     ]
+    winners_by_device: dict[str, list[str]] = {device: [] for device in devices}
     with _style():
-        fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
-        for ax, (panel, xlabel, title) in zip(axes, panels, strict=True):
-            part = table[table["panel"] == panel]
+        fig, grid = plt.subplots(
+            len(devices), 3, figsize=(14, 4.4 * len(devices)), constrained_layout=True, squeeze=False
+        )
+        cells = [
+            (row, device, ax, panel_spec)
+            for row, device in enumerate(devices)
+            for ax, panel_spec in zip(grid[row], panels, strict=True)
+        ]
+        for device_row, device, ax, (panel, xlabel, title) in cells:
+            part = table[(table["panel"] == panel) & (table["device"] == device)]
             order = list(dict.fromkeys(part["x"]))
             pos = np.arange(len(order))
             width = 0.8 / len(TIERS)
+            steady = part[~part["overloaded"].astype(bool) & part["mean_latency_ms"].notna()]
+            top = float(steady["mean_latency_ms"].max()) * 3 if not steady.empty else 10.0
             for k, tier in enumerate(TIERS):
                 rows = part[part["tier"] == tier].set_index("x").reindex(order)
+                ok = ~rows["overloaded"].astype(bool) & rows["mean_latency_ms"].notna()
                 ax.bar(
-                    pos + (k - 1) * width, rows["mean_latency_ms"], width, label=tier, color=TIER_COLORS[tier]
-                )
-            ax.set_xticks(pos, [f"{x:g}" if isinstance(x, float) else str(x) for x in order])
-            ax.set_yscale("log")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel("mean response time (ms, log scale)")
-            ax.set_title(title)
-            fastest = (
-                part.loc[part.groupby("x", sort=False)["mean_latency_ms"].idxmin()]
-                .set_index("x")
-                .reindex(order)
-            )
-            for p, tier in zip(pos, fastest["tier"], strict=True):
-                ax.annotate(
-                    "★",
-                    (p + (TIERS.index(tier) - 1) * width, 1.0),
-                    xycoords=("data", "axes fraction"),
-                    ha="center",
-                    va="top",
+                    (pos + (k - 1) * width)[ok.to_numpy()],
+                    rows["mean_latency_ms"][ok],
+                    width,
+                    label=tier,
                     color=TIER_COLORS[tier],
                 )
-        axes[0].legend(title="runs on (★ fastest)", loc="upper left")
-        fig.suptitle(
-            "Motivation: the fastest place to run MobileNetV1 depends on network, users and accuracy"
-        )
+                for p, (_, row) in zip(pos, rows.iterrows(), strict=True):
+                    if row["overloaded"] or pd.isna(row["mean_latency_ms"]):
+                        ax.text(
+                            p + (k - 1) * width,
+                            1.0,
+                            "overload" if row["overloaded"] else "n/a",
+                            transform=ax.get_xaxis_transform(),
+                            rotation=90,
+                            ha="center",
+                            va="bottom",
+                            fontsize=7,
+                            color=TIER_COLORS[tier],
+                        )
+            fastest = []
+            for x in order:
+                cell = steady[steady["x"] == x]
+                fastest.append(
+                    cell.loc[cell["mean_latency_ms"].idxmin(), "tier"] if not cell.empty else "none"
+                )
+            winners_by_device[device] += fastest
+            labels = [f"{x:g}" if isinstance(x, float) else str(x) for x in order]
+            ax.set_xticks(pos, [f"{label}\n{w}" for label, w in zip(labels, fastest, strict=True)])
+            ax.set_yscale("log")
+            ax.set_ylim(top=top)
+            ax.set_xlabel(
+                f"{xlabel}\n(second line: fastest tier with a steady state)"
+                if device_row == len(devices) - 1
+                else ""
+            )
+            ax.set_ylabel("steady-state mean response time (ms, log)")
+            ax.set_title(f"{title}, end device {device}")
+        grid[0][0].legend(title="runs on", loc="upper left")
+        parts = []
+        for device, winners in winners_by_device.items():
+            won = sorted(set(winners) - {"none"})
+            parts.append(
+                f"{device}: {won[0]} fastest in every setting"
+                if len(won) == 1
+                else f"{device}: {', '.join(won)} each fastest somewhere"
+            )
+        fig.suptitle("Motivation, fastest tier with a steady state. " + "; ".join(parts))
         _note(fig)
     return fig
 

@@ -286,7 +286,9 @@ def reproduce(
         return lambda: timings.__setitem__(name, time.perf_counter() - start)
 
     done = step("fig1 motivation")
-    motivation = experiments.motivation(paper(), n_requests=300 if quick else 2000)
+    motivation = experiments.motivation(
+        paper(), n_requests=300 if quick else 2000, devices=experiments.MOTIVATION_DEVICES
+    )
     _atomic_csv(tables / "fig1_motivation.csv", motivation)
     plots.save(plots.plot_motivation(motivation), figures, "fig1_motivation")
     done()

@@ -90,15 +90,31 @@ class RateFunction:
         i = min(bisect.bisect_right(tt, r) - 1, len(tt) - 2)
         return pb[-1] + n * tb[-1] + tb[i] + (tb[i + 1] - tb[i]) * (r - tt[i]) / (tt[i + 1] - tt[i])
 
+    @property
+    def has_outages(self) -> bool:
+        """True if the rate is zero somewhere (an outage: transfers wait until the link comes back)."""
+        return bool(np.any(np.diff(self.prefix_bits) == 0) or np.any(self.tail_mbps == 0))
+
     def time_of_bits(self, bits: float) -> float:
-        """The time (s) at which the cumulative carried bits reach ``bits`` (inverse of :meth:`bits_until`)."""
+        """The earliest time (s) at which the cumulative carried bits reach ``bits`` (inverse of :meth:`bits_until`).
+
+        Where the rate is zero (an outage) the cumulative bits are flat; the earliest time is taken, so a
+        transfer that completes exactly when an outage starts ends then, and one that needs more bits waits
+        for the end of the outage.
+        """
         pt, pb = self._prefix_t, self._prefix_b
         if bits <= pb[-1] and len(pt) > 1:
             i = min(bisect.bisect_right(pb, bits) - 1, len(pb) - 2)
+            if pb[i] == bits:  # on a breakpoint (or a flat run of them): the first time it is reached
+                return pt[bisect.bisect_left(pb, bits)]
             return pt[i] + (pt[i + 1] - pt[i]) * (bits - pb[i]) / (pb[i + 1] - pb[i])
         tt, tb = self._tail_t, self._tail_b
         n, rem = divmod(bits - pb[-1], tb[-1])
+        if rem == 0 and n > 0 and tb[-2] == tb[-1]:  # the period ends in an outage: reached before it
+            n, rem = n - 1, tb[-1]
         i = min(bisect.bisect_right(tb, rem) - 1, len(tb) - 2)
+        if tb[i] == rem:
+            return pt[-1] + n * tt[-1] + tt[bisect.bisect_left(tb, rem)]
         return pt[-1] + n * tt[-1] + tt[i] + (tt[i + 1] - tt[i]) * (rem - tb[i]) / (tb[i + 1] - tb[i])
 
 
@@ -131,7 +147,7 @@ def trace_rate(
     Args:
         times_s: strictly increasing sample times (s); sample ``i`` holds from ``times_s[i]`` to the next one.
             The last sample holds for the median sampling interval, then the trace loops.
-        mbps: throughput samples, Mbit/s, each finite and > 0.
+        mbps: throughput samples, Mbit/s, each finite and >= 0 (0 = an outage), at least one > 0.
         offset_s: start replaying the trace at this point of it (s), so users or seeds can see different parts.
         scale: multiply every sample by this factor (> 0).
         changes: ``(time_s, factor)`` pairs, time increasing: from ``time_s`` on, the trace is multiplied by
@@ -146,8 +162,10 @@ def trace_rate(
         raise ValueError("trace times and rates must be 1-D arrays of the same non-zero length")
     if np.any(np.diff(times_s) <= 0):
         raise ValueError("trace times must be strictly increasing")
-    if not (np.all(np.isfinite(mbps)) and np.all(mbps > 0)) or not scale > 0:
-        raise ValueError("trace rates (times scale) must be finite and > 0 Mbit/s")
+    if not (np.all(np.isfinite(mbps)) and np.all(mbps >= 0)) or not scale > 0:
+        raise ValueError("trace rates (times scale) must be finite and >= 0 Mbit/s, and scale > 0")
+    if not np.any(mbps > 0):
+        raise ValueError("every trace rate is 0 Mbit/s: a link needs at least one sample > 0")
     last_interval = float(np.median(np.diff(times_s))) if times_s.size > 1 else 1.0
     period_times = np.append(times_s - times_s[0], times_s[-1] - times_s[0] + last_interval)
     period = float(period_times[-1])
@@ -246,6 +264,8 @@ def time_of_bits_array(rate: RateFunction, bits: np.ndarray) -> np.ndarray:
     bits = np.asarray(bits, dtype=float)
     if rate.constant_mbps is not None:
         return bits / (rate.constant_mbps * 1e6)
+    if rate.has_outages:  # np.interp is ambiguous on flat runs; the scalar rule takes the earliest time
+        return np.array([rate.time_of_bits(float(b)) for b in bits.ravel()]).reshape(bits.shape)
     prefix_total = rate.prefix_bits[-1]
     in_prefix = (
         np.interp(np.minimum(bits, prefix_total), rate.prefix_bits, rate.prefix_times_s)
@@ -286,7 +306,8 @@ def result_time_ms(
     """Time to return a result of ``n_bytes`` at the rate the link has when it starts.
 
     Results are a few kB, sent in well under one trace sample, so the rate is taken as constant during the
-    transfer (unlike uploads, which are integrated exactly by :func:`transfer_time_ms`).
+    transfer (unlike uploads, which are integrated exactly by :func:`transfer_time_ms`). During an outage
+    (rate 0) the result is integrated exactly: it waits until the link comes back.
     """
     bits = (
         np.asarray(n_bytes, dtype=float) * BITS_PER_BYTE
@@ -294,5 +315,14 @@ def result_time_ms(
         else n_bytes * BITS_PER_BYTE
     )
     if isinstance(start_ms, np.ndarray):
-        return bits / (rate_mbps_array(rate, start_ms / 1e3) * 1e3)
-    return bits / (rate.rate_mbps(start_ms / 1e3) * 1e3)
+        rates = rate_mbps_array(rate, start_ms / 1e3)
+        if np.all(rates > 0):
+            return bits / (rates * 1e3)
+        # during an outage the result waits for the link to come back: integrate exactly there
+        exact = transfer_time_ms_array(rate, np.broadcast_to(bits / BITS_PER_BYTE, start_ms.shape), start_ms)
+        with np.errstate(divide="ignore"):
+            return np.where(rates > 0, bits / (rates * 1e3), exact)
+    current = rate.rate_mbps(start_ms / 1e3)
+    if current > 0:
+        return bits / (current * 1e3)
+    return transfer_time_ms(rate, float(bits) / BITS_PER_BYTE, start_ms)

@@ -95,6 +95,29 @@ class DeviceProfile:
             rows["p90_ms"].to_numpy(float),
         )
 
+    @property
+    def partial(self) -> bool:
+        """True if the file declares (``# variants: ...``) that it covers only the variants its device can run."""
+        return "variants" in self.metadata
+
+    def available(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(median_ms, p10_ms, p90_ms, runnable) in the order of ``names``; ``inf`` latency where not runnable.
+
+        A profile that declares ``# variants:`` may omit variants its device cannot run (a GPU delegate
+        without 8-bit kernels, an int8-only accelerator); any other profile must have every row.
+
+        Raises:
+            DataError: a variant is missing from a profile that does not declare ``# variants:``.
+        """
+        if not self.partial:
+            return (*self.aligned(names), np.ones(len(names), dtype=bool))
+        runnable = np.array([n in self.frame.index for n in names], dtype=bool)
+        out = [np.full(len(names), np.inf) for _ in range(3)]
+        rows = self.frame.loc[[n for n in names if n in self.frame.index]]
+        for array, column in zip(out, ("median_ms", "p10_ms", "p90_ms"), strict=True):
+            array[runnable] = rows[column].to_numpy(float)
+        return out[0], out[1], out[2], runnable
+
 
 @dataclass(frozen=True, eq=False)
 class Trace:
@@ -205,8 +228,8 @@ def _check_field_counts(path: Path, lines: list[str]) -> None:
             )
 
 
-def _read_table(path: Path, columns: dict[str, type], key: str) -> pd.DataFrame:
-    """Read a commented CSV and check columns, types, emptiness and duplicate keys."""
+def _read_table(path: Path, columns: dict[str, type], key: str, unique: bool = True) -> pd.DataFrame:
+    """Read a commented CSV and check columns, types, emptiness and (if ``unique``) duplicate keys."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     lines = _text_lines(path)
@@ -247,7 +270,7 @@ def _read_table(path: Path, columns: dict[str, type], key: str) -> pd.DataFrame:
             frame[column] = frame[column].astype(str).str.strip().str.lower() == "true"
         elif kind is not str:
             frame[column] = frame[column].astype(kind)
-    duplicated = frame[key][frame[key].duplicated()].tolist()
+    duplicated = frame[key][frame[key].duplicated()].tolist() if unique else []
     if duplicated:
         raise DataError(f"{path}: duplicate {key} value(s) {duplicated}; each must appear once")
     return frame
@@ -335,7 +358,8 @@ def load_trace(name_or_path: str | Path) -> Trace:
 
     Raises:
         DataError: missing or empty file, a line without two numbers, non-increasing time, a throughput that
-            is NaN, zero or negative.
+            is NaN or negative, or a trace whose samples are all zero. Zero samples are outages (real traces
+            have them): a transfer waits until the link comes back.
     """
     path = resolve(name_or_path, "traces", suffix="")
     times: list[float] = []
@@ -350,8 +374,10 @@ def load_trace(name_or_path: str | Path) -> Trace:
             raise DataError(
                 f"{path}, line {number}: expected two numbers 'time_s throughput_mbps', got {line.strip()!r}"
             ) from None
-        if not (math.isfinite(r) and r > 0):
-            raise DataError(f"{path}, line {number}: throughput must be a finite number > 0 Mbit/s, got {r}")
+        if not (math.isfinite(r) and r >= 0):
+            raise DataError(
+                f"{path}, line {number}: throughput must be a finite number >= 0 Mbit/s (0 = an outage), got {r}"
+            )
         if not math.isfinite(t) or (times and t <= times[-1]):
             raise DataError(
                 f"{path}, line {number}: time {t} s is not after the previous time {times[-1] if times else None} s; times must increase"
@@ -360,6 +386,8 @@ def load_trace(name_or_path: str | Path) -> Trace:
         rates.append(r)
     if not times:
         raise DataError(f"{path}: trace is empty (expected lines 'time_s throughput_mbps')")
+    if not any(rates):
+        raise DataError(f"{path}: every throughput sample is 0; a trace needs at least one sample > 0 Mbit/s")
     return Trace(path=path, times_s=np.array(times), mbps=np.array(rates))
 
 
@@ -377,3 +405,64 @@ def load_network_levels(name_or_path: str | Path = "levels") -> dict[str, Networ
         row.name: NetworkLevel(row.name, row.uplink_mbps, row.downlink_mbps, row.rtt_ms, row.source)
         for row in frame.itertuples(index=False)
     }
+
+
+PAYLOAD_COLUMNS = {
+    "resolution": int,
+    "quality": int,
+    "median_bytes": float,
+    "p10_bytes": float,
+    "p90_bytes": float,
+    "n_images": int,
+}
+DECODE_COLUMNS = {
+    "resolution": int,
+    "quality": int,
+    "median_ms": float,
+    "p10_ms": float,
+    "p90_ms": float,
+    "n_repeats": int,
+}
+
+
+def _load_resolution_quality_table(
+    path: Path, columns: dict[str, type], low: str, mid: str, high: str
+) -> pd.DataFrame:
+    """Read a table keyed by (resolution, quality) and check types, positivity, order and uniqueness."""
+    frame = _read_table(path, columns, "resolution", unique=False)
+    duplicated = frame[frame.duplicated(["resolution", "quality"])]
+    if not duplicated.empty:
+        row = duplicated.iloc[0]
+        raise DataError(
+            f"{path}, row {int(duplicated.index[0]) + 1}: duplicate (resolution, quality) "
+            f"({row['resolution']}, {row['quality']}); each pair must appear once"
+        )
+    _require_positive(path, frame, "resolution", list(columns))
+    bad = frame[(frame[low] > frame[mid]) | (frame[mid] > frame[high])]
+    if not bad.empty:
+        raise DataError(
+            f"{path}, row {int(bad.index[0]) + 1} (resolution {bad['resolution'].iloc[0]}, quality "
+            f"{bad['quality'].iloc[0]}): needs {low} <= {mid} <= {high}"
+        )
+    return frame
+
+
+def load_payload_table(name_or_path: str | Path = "jpeg_sizes") -> pd.DataFrame:
+    """Load the measured JPEG payload sizes (``data/payloads/jpeg_sizes.csv``): one row per resolution and quality.
+
+    Raises:
+        DataError: missing file or columns, wrong types, duplicate (resolution, quality), non-positive sizes,
+            or ``p10_bytes <= median_bytes <= p90_bytes`` violated (names file, row and column).
+    """
+    path = resolve(name_or_path, "payloads")
+    return _load_resolution_quality_table(path, PAYLOAD_COLUMNS, "p10_bytes", "median_bytes", "p90_bytes")
+
+
+def load_decode_profile(name_or_path: str | Path = "x86_jpeg_decode") -> pd.DataFrame:
+    """Load a measured JPEG decode profile (``data/profiles/<name>.csv``, written by ``orchlib profile-decode``).
+
+    Raises:
+        DataError: as :func:`load_payload_table`, for the ``*_ms`` columns.
+    """
+    path = resolve(name_or_path, "profiles")
+    return _load_resolution_quality_table(path, DECODE_COLUMNS, "p10_ms", "median_ms", "p90_ms")

@@ -5,7 +5,8 @@ the links between them, how requests arrive and what accuracy they need. It hold
 :func:`orchlib.system.simulator.build_system` reads the files it names. Every value of the ``paper`` preset that the
 public paper does not give is a reconstruction, numbered in ``docs/assumptions.md``.
 
-Presets: :func:`paper`, :func:`tiny` (for tests), :func:`testbed` (the live testbed's size), and the three motivation settings
+Presets: :func:`paper` (the grounded world), :func:`ideal` (the full-information world, ``paper`` before
+issue 12), :func:`tiny` (for tests), :func:`testbed` (the live testbed's size), and the three motivation settings
 :func:`motivation_network`, :func:`motivation_users`, :func:`motivation_accuracy`. ``PRESETS`` maps names to
 the zero-argument ones.
 """
@@ -185,6 +186,142 @@ class AccuracyRequirement:
 
 
 @dataclass(frozen=True)
+class Payload:
+    """What a request uploads (assumptions P1-P3)."""
+
+    #: ``"raw"``: the model's 8-bit RGB input tensor (``resolution**2 * 3`` bytes, every request alike);
+    #: ``"jpeg"``: a JPEG of a real photograph at the model's resolution, its size drawn per request from the
+    #: measured table, and its decoding added to compute on the serving tier.
+    kind: Literal["raw", "jpeg"] = "raw"
+    #: JPEG quality (a column of the payload table; 75 and 90 are measured).
+    quality: int = 75
+    #: payload table in ``data/payloads`` (``jpeg`` only).
+    table: str = "jpeg_sizes"
+    #: decode profile in ``data/profiles`` measured by ``orchlib profile-decode``, added on edge and cloud.
+    decode_profile: str = "x86_jpeg_decode"
+
+    def __post_init__(self) -> None:
+        _check(self.kind in ("raw", "jpeg"), f"Payload.kind must be 'raw' or 'jpeg', got {self.kind!r}")
+        _check(
+            isinstance(self.quality, int) and 1 <= self.quality <= 100,
+            f"Payload.quality must be an integer in [1, 100], got {self.quality!r}",
+        )
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A mix of end-device classes; each user's device is drawn from it with the run's seed (F1)."""
+
+    #: device profile names (``data/profiles``), one per class.
+    classes: tuple[str, ...]
+    #: probability of each class (sums to 1).
+    probabilities: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "probabilities", tuple(float(x) for x in self.probabilities))
+        _check(len(self.classes) >= 1, "Fleet.classes needs at least one device profile name")
+        _check(
+            all(isinstance(c, str) and c for c in self.classes),
+            f"Fleet.classes must be profile names, got {self.classes!r}",
+        )
+        _check(
+            len(set(self.classes)) == len(self.classes), f"Fleet.classes must not repeat, got {self.classes}"
+        )
+        _check(
+            len(self.classes) == len(self.probabilities),
+            f"Fleet: {len(self.classes)} classes but {len(self.probabilities)} probabilities",
+        )
+        _check(
+            all(math.isfinite(x) and x >= 0 for x in self.probabilities),
+            f"Fleet.probabilities must be finite and >= 0, got {self.probabilities}",
+        )
+        _check(
+            abs(sum(self.probabilities) - 1) < 1e-9,
+            f"Fleet.probabilities must sum to 1, got {sum(self.probabilities)}",
+        )
+
+
+@dataclass(frozen=True)
+class Thermal:
+    """Thermal throttling of end devices (H1): heat rises with busy time and decays when idle."""
+
+    #: compute-time multiplier in the throttled steady state (heat 1).
+    max_slowdown: float = 1.9
+    #: time constant of heating while the device runs inferences, s.
+    heat_time_constant_s: float = 30.0
+    #: time constant of cooling while idle, s.
+    cool_time_constant_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.max_slowdown, int | float)
+            and math.isfinite(self.max_slowdown)
+            and self.max_slowdown >= 1,
+            f"Thermal.max_slowdown must be a finite number >= 1, got {self.max_slowdown!r}",
+        )
+        _finite_positive("Thermal.heat_time_constant_s", self.heat_time_constant_s)
+        _finite_positive("Thermal.cool_time_constant_s", self.cool_time_constant_s)
+
+
+@dataclass(frozen=True)
+class BackgroundLoad:
+    """Background load on phones (H2): a two-state Markov process per device that slows inference when on."""
+
+    #: compute-time multiplier while a background app is busy.
+    slowdown: float = 2.0
+    #: mean length of a busy period, s.
+    mean_on_s: float = 10.0
+    #: mean length of a quiet period, s.
+    mean_off_s: float = 40.0
+    #: device classes it applies to (profile names); the others never see it.
+    applies_to: tuple[str, ...] = ("pixel3_cpu4", "pixel3_gpu", "pixel3_nnapi")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "applies_to", tuple(self.applies_to))
+        _check(
+            isinstance(self.slowdown, int | float) and math.isfinite(self.slowdown) and self.slowdown >= 1,
+            f"BackgroundLoad.slowdown must be a finite number >= 1, got {self.slowdown!r}",
+        )
+        _finite_positive("BackgroundLoad.mean_on_s", self.mean_on_s)
+        _finite_positive("BackgroundLoad.mean_off_s", self.mean_off_s)
+
+
+@dataclass(frozen=True)
+class CoTenant:
+    """Other tenants' jobs on the edge server (H3): an on/off process that occupies workers while on."""
+
+    #: edge workers a co-tenant job occupies while on (<= the edge's n_workers).
+    n_workers_occupied: int = 1
+    #: mean length of a co-tenant busy period, s.
+    mean_on_s: float = 0.1
+    #: mean length of a period without co-tenant work, s.
+    mean_off_s: float = 0.15
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.n_workers_occupied, int) and self.n_workers_occupied >= 1,
+            f"CoTenant.n_workers_occupied must be an integer >= 1, got {self.n_workers_occupied!r}",
+        )
+        _finite_positive("CoTenant.mean_on_s", self.mean_on_s)
+        _finite_positive("CoTenant.mean_off_s", self.mean_off_s)
+
+
+@dataclass(frozen=True)
+class BandwidthEstimate:
+    """The orchestrator sees an estimate of the access rate from completed uploads, not the true rate (H4)."""
+
+    #: harmonic mean over this many most recent completed uploads.
+    window: int = 5
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.window, int) and self.window >= 1,
+            f"BandwidthEstimate.window must be an integer >= 1, got {self.window!r}",
+        )
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A multi-user end-edge-cloud system and its workload."""
 
@@ -214,6 +351,20 @@ class Scenario:
     variant_subset: tuple[str, ...] | None = None
     #: draw compute times from each profile's spread (log-normal); False: always the median.
     compute_jitter: bool = True
+    #: an accelerated cloud (A-tier, assumption C1) that replaces ``cloud`` when set (None: ``cloud`` as given).
+    cloud_accelerator: TierSpec | None = None
+    #: what each request uploads (default: the raw input tensor, as before issue 12).
+    payload: Payload = field(default_factory=Payload)
+    #: a mix of end-device classes (None: every user has ``end``'s device).
+    fleet: Fleet | None = None
+    #: thermal throttling of end devices (None: off).
+    thermal: Thermal | None = None
+    #: background load on phones (None: off).
+    background: BackgroundLoad | None = None
+    #: co-tenant jobs on the edge (None: off).
+    cotenant: CoTenant | None = None
+    #: the orchestrator's bandwidth is an estimate from completed uploads (None: it sees the true rate).
+    bandwidth_estimate: BandwidthEstimate | None = None
 
     def __post_init__(self) -> None:
         _check(
@@ -224,12 +375,59 @@ class Scenario:
             isinstance(self.n_requests, int) and self.n_requests >= 1,
             f"Scenario.n_requests must be an integer >= 1, got {self.n_requests!r}",
         )
+        for name, kind in (
+            ("payload", Payload),
+            ("cloud_accelerator", TierSpec),
+            ("fleet", Fleet),
+            ("thermal", Thermal),
+            ("background", BackgroundLoad),
+            ("cotenant", CoTenant),
+            ("bandwidth_estimate", BandwidthEstimate),
+        ):
+            value = getattr(self, name)
+            _check(
+                isinstance(value, kind) or (value is None and name != "payload"),
+                f"Scenario.{name} must be a {kind.__name__}{'' if name == 'payload' else ' or None'}, got {value!r}",
+            )
+        if self.cotenant is not None:
+            _check(
+                self.cotenant.n_workers_occupied <= self.edge.n_workers,
+                f"CoTenant.n_workers_occupied ({self.cotenant.n_workers_occupied}) must be <= the edge's "
+                f"n_workers ({self.edge.n_workers})",
+            )
         if self.variant_subset is not None:
             object.__setattr__(self, "variant_subset", tuple(self.variant_subset))
             _check(
                 len(self.variant_subset) >= 1,
                 "Scenario.variant_subset must name at least one variant (or be None)",
             )
+
+    @property
+    def grounded_features(self) -> tuple[str, ...]:
+        """Names of the issue-12 features this scenario switches on (empty: the ``ideal`` world's rules)."""
+        on = {
+            "accelerated cloud": self.cloud_accelerator is not None,
+            "jpeg payloads": self.payload.kind != "raw",
+            "device fleet": self.fleet is not None,
+            "thermal throttling": self.thermal is not None,
+            "background load": self.background is not None,
+            "co-tenant load": self.cotenant is not None,
+            "bandwidth estimate": self.bandwidth_estimate is not None,
+        }
+        return tuple(name for name, active in on.items() if active)
+
+    def without_grounding(self) -> Scenario:
+        """This scenario with every issue-12 feature switched off (payload raw, one device, nothing hidden)."""
+        return dataclasses.replace(
+            self,
+            cloud_accelerator=None,
+            payload=Payload(),
+            fleet=None,
+            thermal=None,
+            background=None,
+            cotenant=None,
+            bandwidth_estimate=None,
+        )
 
     def replace(self, **changes: Any) -> Scenario:
         """``dataclasses.replace`` (for chaining)."""
@@ -354,10 +552,15 @@ def _from_plain(kind: Any, value: Any, where: str) -> Any:
 # Presets. Each number below that the public paper does not give is numbered in docs/assumptions.md (S1...).
 
 
-def paper() -> Scenario:
-    """The documented reconstruction of the paper's multi-user setting (assumptions S1-S10)."""
+def ideal() -> Scenario:
+    """The full-information world (the ``paper`` preset before issue 12; assumptions S1-S10).
+
+    Raw-tensor payloads, one device class, a CPU cloud, exact profiles and the true link rate in view:
+    nothing is hidden, so fixed rules come close to the clairvoyant oracle. Kept as the contrast to
+    :func:`paper`; ``paper().without_grounding()`` equals it except for the name.
+    """
     return Scenario(
-        name="paper",
+        name="ideal",
         n_users=8,  # S1
         end=TierSpec("rpi4_cpu4"),  # S2
         edge=TierSpec("x86_2threads", n_workers=1),  # S3
@@ -370,6 +573,29 @@ def paper() -> Scenario:
         accuracy=AccuracyRequirement.from_tolerances((1.0, 3.0, 6.0, 10.0), (0.25, 0.25, 0.25, 0.25)),  # S8
         n_requests=20_000,  # S9
         compute_jitter=True,  # S10
+    )
+
+
+def paper() -> Scenario:
+    """The grounded reconstruction of the paper's multi-user setting (S1-S10 with G1-G7, H1-H4, P1-P3, F1-F2, C1).
+
+    :func:`ideal`'s system with measured JPEG payloads, a mixed device fleet, an accelerated cloud, and
+    hidden conditions that drift (thermal throttling, background load on phones, co-tenant jobs on the
+    edge) seen by the orchestrator only through what it can measure (a bandwidth estimate, its own past
+    latencies, queue lengths, the device class).
+    """
+    return ideal().replace(
+        name="paper",
+        cloud_accelerator=TierSpec("cloud_gpu_int8", n_workers=8),  # C1
+        payload=Payload("jpeg", quality=75),  # P1-P3
+        fleet=Fleet(  # F1-F2
+            classes=("pixel3_cpu4", "pixel3_gpu", "pixel3_nnapi", "rpi4_cpu4", "rpi4_tflite115"),
+            probabilities=(0.2, 0.2, 0.2, 0.2, 0.2),
+        ),
+        thermal=Thermal(),  # H1
+        background=BackgroundLoad(),  # H2
+        cotenant=CoTenant(),  # H3
+        bandwidth_estimate=BandwidthEstimate(window=5),  # H4
     )
 
 
@@ -397,13 +623,14 @@ def tiny() -> Scenario:
 
 
 def testbed() -> Scenario:
-    """The paper's links and end device at a size one 2-core machine can serve for real (assumptions T1-T3).
+    """The ``ideal`` world's links and end device (``paper`` before issue 12, whose grounded features the
+    live testbed does not reproduce) at a size one 2-core machine can serve for real (assumptions T1-T3).
 
     Used by the live testbed (``orchlib.testbed``) and its simulator check: 2 users (vary ``n_users``), the
     tiny preset's four variants, edge and cloud each one worker on this project's 1-thread x86 profile, and no
     accuracy requirement so that every (tier, variant) pair is exercised.
     """
-    return paper().replace(
+    return ideal().replace(
         name="testbed",
         n_users=2,
         edge=TierSpec("x86_1thread", n_workers=1),  # T1
@@ -419,7 +646,7 @@ MOTIVATION_VARIANT = "mobilenet_v1_1.0_224"
 
 def motivation_network(level: str = "4g_good") -> Scenario:
     """Motivation setting 1: one user, MobileNetV1 1.0/224, steady access link at a named level."""
-    base = paper()
+    base = ideal()
     return base.replace(
         name=f"motivation_network_{level}",
         n_users=1,
@@ -446,6 +673,7 @@ def motivation_accuracy(requirement_pct: float = 0.0, level: str = "4g_good") ->
 
 PRESETS: dict[str, Callable[[], Scenario]] = {
     "paper": paper,
+    "ideal": ideal,
     "tiny": tiny,
     "testbed": testbed,
     "motivation_network": motivation_network,

@@ -23,6 +23,7 @@ The model (each rule is numbered in ``docs/assumptions.md``, section "Latency mo
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import heapq
 from collections.abc import Iterable
@@ -31,11 +32,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
-from orchlib.system import latency
+from orchlib.system import dynamics, latency, payloads
 from orchlib.system.profiles import (
     DataError,
+    load_decode_profile,
     load_network_levels,
+    load_payload_table,
     load_profile,
     load_trace,
     load_variants,
@@ -74,9 +78,24 @@ class System:
     requirement_pct: np.ndarray
     requirement_cdf: np.ndarray
     #: action mask per requirement class, shape (n_classes, 3 * n_variants); action = tier * n_variants + variant.
+    #: It combines the requirement with what each tier can run (for the end tier: ``scenario.end``'s device).
     masks: np.ndarray
     #: the data files this system was built from (their contents fingerprint cached results).
     data_files: tuple[Path, ...]
+    #: end-device classes (profile names): the fleet's, or ``(scenario.end.profile,)`` without a fleet.
+    device_classes: tuple[str, ...] = ()
+    #: probability of each device class.
+    device_probabilities: np.ndarray = None  # type: ignore[assignment]
+    #: median compute time of each device class, ms, shape (n_device_classes, n_variants); inf = cannot run.
+    device_median_ms: np.ndarray = None  # type: ignore[assignment]
+    #: log-normal sigma per device class and variant (0 without jitter or where it cannot run).
+    device_sigma: np.ndarray = None  # type: ignore[assignment]
+    #: action mask per device class and requirement class, shape (n_device_classes, n_classes, n_actions).
+    device_masks: np.ndarray = None  # type: ignore[assignment]
+    #: log-normal sigma of each variant's payload bytes (0 for raw tensors: every request alike).
+    payload_sigma: np.ndarray = None  # type: ignore[assignment]
+    #: decoding cost on edge and cloud, ms per variant (already included in ``median_ms``; 0 for raw).
+    decode_ms: np.ndarray = None  # type: ignore[assignment]
 
     @property
     def n_variants(self) -> int:
@@ -145,20 +164,35 @@ def build_system(scenario: Scenario) -> System:
         names = tuple(scenario.variant_subset)
     frame = table.frame.loc[list(names)]
     files = [table.path]
-    medians, sigmas = [], []
-    for tier in TIERS:
+    medians, sigmas, runnable = [], [], []
+    tier_specs = {
+        "end": scenario.end,
+        "edge": scenario.edge,
+        "cloud": scenario.cloud_accelerator or scenario.cloud,
+    }
+
+    def profile_arrays(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Validate names against the whole table, but require rows only for the offered variants, so a
-        # profile of a few variants (e.g. a quick profiler run) works with a matching variant_subset.
-        profile = load_profile(getattr(scenario, tier).profile)
+        # profile of a few variants (e.g. a quick profiler run) works with a matching variant_subset; a
+        # profile that declares '# variants:' may omit the variants its device cannot run (masked out).
+        profile = load_profile(name)
         unknown = sorted(set(profile.frame["model"]) - set(table.names))
         if unknown:
             raise DataError(
                 f"{profile.path}: unknown variant name(s) {unknown}; valid names are those of {table.path}"
             )
-        median, p10, p90 = profile.aligned(names)
-        medians.append(median)
-        sigmas.append(latency.lognormal_sigma(p10, p90) if scenario.compute_jitter else np.zeros_like(median))
+        median, p10, p90, can_run = profile.available(names)
+        sigma = np.zeros_like(median)
+        if scenario.compute_jitter:
+            sigma[can_run] = latency.lognormal_sigma(p10[can_run], p90[can_run])
         files.append(profile.path)
+        return median, sigma, can_run
+
+    for tier in TIERS:
+        median, sigma, can_run = profile_arrays(tier_specs[tier].profile)
+        medians.append(median)
+        sigmas.append(sigma)
+        runnable.append(can_run)
     access_up, access_down, trace_files = _link_rates(scenario.access, "Scenario.access")
     wan_up, wan_down, wan_files = _link_rates(scenario.wan, "Scenario.wan")
     if scenario.access.level or scenario.wan.level:
@@ -173,11 +207,34 @@ def build_system(scenario: Scenario) -> System:
             f"Scenario.accuracy.levels_pct: requirement(s) {unmet.tolist()} % top-1 cannot be met by any offered "
             f"variant (best is {top1.max()} %); lower them or offer more variants"
         )
+    input_bytes = frame["input_bytes"].to_numpy(float)
+    payload_sigma = np.zeros(len(names))
+    decode_ms = np.zeros(len(names))
+    if scenario.payload.kind == "jpeg":
+        input_bytes, payload_sigma, decode_ms, payload_files = _jpeg_payloads(scenario, frame)
+        files.extend(payload_files)
+        for tier in (EDGE, CLOUD):
+            medians[tier] = medians[tier] + decode_ms
+    classes = scenario.fleet.classes if scenario.fleet is not None else (scenario.end.profile,)
+    probabilities = scenario.fleet.probabilities if scenario.fleet is not None else (1.0,)
+    if scenario.fleet is None:
+        device = [(medians[END], sigmas[END], runnable[END])]
+    else:
+        device = [profile_arrays(name) for name in classes]
+    masks = np.concatenate([variant_ok & runnable[tier] for tier in range(len(TIERS))], axis=1)
+    device_masks = np.repeat(masks[None], len(classes), axis=0)
+    for c, (_, _, can_run) in enumerate(device):
+        device_masks[c, :, : len(names)] = variant_ok & can_run
+    for c, k in zip(*np.nonzero(~device_masks.any(axis=2)), strict=True):
+        raise DataError(
+            f"Scenario: device class {classes[c]!r} with requirement {levels[k]} % top-1 has no runnable variant "
+            "on any tier; offer more variants or lower the requirement"
+        )
     return System(
         scenario=scenario,
         variant_names=names,
         top1_pct=top1,
-        input_bytes=frame["input_bytes"].to_numpy(float),
+        input_bytes=input_bytes,
         result_bytes=frame["result_bytes"].to_numpy(float),
         median_ms=np.vstack(medians),
         sigma=np.vstack(sigmas),
@@ -189,9 +246,44 @@ def build_system(scenario: Scenario) -> System:
         wan_rtt_ms=scenario.wan.rtt_ms,
         requirement_pct=levels,
         requirement_cdf=np.cumsum(scenario.accuracy.probabilities),
-        masks=np.tile(variant_ok, (1, len(TIERS))),
+        masks=masks,
         data_files=tuple(dict.fromkeys(files + trace_files + wan_files)),
+        device_classes=tuple(classes),
+        device_probabilities=np.array(probabilities),
+        device_median_ms=np.vstack([d[0] for d in device]),
+        device_sigma=np.vstack([d[1] for d in device]),
+        device_masks=device_masks,
+        payload_sigma=payload_sigma,
+        decode_ms=decode_ms,
     )
+
+
+def _jpeg_payloads(
+    scenario: Scenario, frame: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Path]]:
+    """Median bytes, log-normal sigma and decode ms of each variant's JPEG payload (P1-P3)."""
+    payload = scenario.payload
+    table = load_payload_table(payload.table)
+    decode = load_decode_profile(payload.decode_profile)
+    resolutions = frame["resolution"].to_numpy(int)
+    out = []
+    for what, source, columns in (
+        ("payload table", table, ("median_bytes", "p10_bytes", "p90_bytes")),
+        ("decode profile", decode, ("median_ms", "p10_ms", "p90_ms")),
+    ):
+        rows = source[source["quality"] == payload.quality].set_index("resolution")
+        missing = sorted(set(resolutions.tolist()) - set(rows.index.tolist()))
+        if missing:
+            name = payload.table if what == "payload table" else payload.decode_profile
+            raise DataError(
+                f"Scenario.payload: {what} {name!r} has no row for quality {payload.quality} at resolution(s) "
+                f"{missing}; available (resolution, quality): "
+                f"{sorted(zip(source['resolution'].tolist(), source['quality'].tolist(), strict=True))}"
+            )
+        out.append(rows.loc[resolutions, list(columns)].to_numpy(float))
+    sizes, decode_ms = out
+    files = [resolve(payload.table, "payloads"), resolve(payload.decode_profile, "profiles")]
+    return sizes[:, 0], payloads.jpeg_sigma(sizes[:, 1], sizes[:, 2]), decode_ms[:, 0], files
 
 
 class Request(NamedTuple):
@@ -204,6 +296,8 @@ class Request(NamedTuple):
     requirement_pct: float
     #: standard-normal compute-noise draw per tier (end, edge, cloud): compute = median * exp(sigma * z).
     z: tuple[float, float, float]
+    #: standard-normal draw of the payload size (JPEG payloads only): bytes = median * exp(sigma * payload_z).
+    payload_z: float = 0.0
 
 
 class Breakdown(NamedTuple):
@@ -219,9 +313,10 @@ class Breakdown(NamedTuple):
 
 
 class Snapshot(NamedTuple):
-    """What the orchestrator can measure when a request arrives (see ``docs/assumptions.md``)."""
+    """What the orchestrator can measure when a request arrives (see ``docs/assumptions.md``, L8 and H4)."""
 
-    #: current access-link rate (the device's bandwidth estimate), Mbit/s.
+    #: access-link rate, Mbit/s: the true current rate, or with ``Scenario.bandwidth_estimate`` the harmonic
+    #: mean of the throughputs of the last completed uploads (the scenario's nominal uplink before any).
     access_mbps: float
     #: current WAN rate, Mbit/s.
     wan_mbps: float
@@ -233,6 +328,13 @@ class Snapshot(NamedTuple):
     edge_in_system: int
     #: requests assigned to the cloud server and not yet finished.
     cloud_in_system: int
+    #: the requesting user's device class (index into ``System.device_classes``); public (F1).
+    device_class: int = 0
+    #: mean response time of the user's last (up to 5) requests that had finished by now, ms (0: none yet).
+    user_recent_latency_ms: float = 0.0
+    #: the user's last finished on-device compute time divided by its profile median (1: none yet); a
+    #: device-load tracker that sees thermal throttling and background load only through their effect.
+    device_slowdown_estimate: float = 1.0
 
 
 class Simulator:
@@ -263,6 +365,11 @@ class Simulator:
         self._cdf = system.requirement_cdf.tolist()
         self._median = system.median_ms.tolist()
         self._sigma = system.sigma.tolist()
+        self._grounded = bool(s.grounded_features)
+        self._jpeg = s.payload.kind == "jpeg"
+        # per unique payload (one per resolution), the log-normal sigma of its size
+        self._payload_sigma = np.zeros_like(self._payloads)
+        self._payload_sigma[self._payload_index] = system.payload_sigma
         self.reset(rng)
 
     def reset(self, rng: np.random.Generator | int | None = None) -> None:
@@ -286,6 +393,39 @@ class Simulator:
             heapq.heappush(self._arrivals, (self._gap_ms(), user))
         self._pending: Request | None = None
         self._last_time_ms = 0.0
+        s = self.system.scenario
+        #: each user's device class; without a fleet every user has class 0 and no random number is drawn.
+        self.user_class = [0] * n_users
+        self._heat = [0.0] * n_users  # thermal state of each device when its last inference ended (H1)
+        self._background: list[dynamics.OnOffSchedule | None] = [None] * n_users
+        self._cotenant: dynamics.OnOffSchedule | None = None
+        self._payload_z: list[float] = []
+        self._payload_pos = _BLOCK
+        self._upload_done_ms: list[float] = []  # completion times of access uploads (FIFO, so increasing)
+        self._upload_mbps: list[float] = []  # their observed throughputs
+        self._history: list[list[tuple[float, float, float]]] = [[] for _ in range(n_users)]
+        if self._grounded:
+            # The world's own streams are spawned, so the arrival and noise stream stays that of the ideal
+            # world, and each hidden process has its own generator (evaluation order cannot change it).
+            try:
+                spawned = self.rng.spawn(3 + n_users)
+            except TypeError:  # a generator without a seed sequence
+                spawned = [np.random.default_rng(x) for x in self.rng.integers(2**63, size=3 + n_users)]
+            fleet_rng, self._payload_rng, cotenant_rng, *user_rngs = spawned
+            if s.fleet is not None:
+                self.user_class = fleet_rng.choice(
+                    len(s.fleet.classes), size=n_users, p=self.system.device_probabilities
+                ).tolist()
+            if s.background is not None:
+                for user in range(n_users):
+                    if self.system.device_classes[self.user_class[user]] in s.background.applies_to:
+                        self._background[user] = dynamics.OnOffSchedule(
+                            user_rngs[user], s.background.mean_off_s * 1e3, s.background.mean_on_s * 1e3
+                        )
+            if s.cotenant is not None:
+                self._cotenant = dynamics.OnOffSchedule(
+                    cotenant_rng, s.cotenant.mean_off_s * 1e3, s.cotenant.mean_on_s * 1e3
+                )
 
     # -- randomness, drawn in blocks for speed (two buffers, refilled from the one generator in a fixed order)
     def _gap_ms(self) -> float:
@@ -317,10 +457,23 @@ class Simulator:
         while k < len(cdf) - 1 and u >= cdf[k]:
             k += 1
         request = Request(
-            self.n_served, user, time_ms, k, float(self.system.requirement_pct[k]), (z[0], z[1], z[2])
+            self.n_served,
+            user,
+            time_ms,
+            k,
+            float(self.system.requirement_pct[k]),
+            (z[0], z[1], z[2]),
+            self._next_payload_z() if self._jpeg else 0.0,
         )
         self._pending = request
         return request
+
+    def _next_payload_z(self) -> float:
+        if self._payload_pos >= _BLOCK:
+            self._payload_z = self._payload_rng.standard_normal(_BLOCK).tolist()
+            self._payload_pos = 0
+        self._payload_pos += 1
+        return self._payload_z[self._payload_pos - 1]
 
     def make_request(
         self,
@@ -328,6 +481,7 @@ class Simulator:
         user: int,
         requirement_class: int = 0,
         z: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        payload_z: float = 0.0,
     ) -> Request:
         """Make a scripted request the current one, bypassing the arrival process (for exact cases and what-ifs).
 
@@ -349,14 +503,18 @@ class Simulator:
             requirement_class,
             float(self.system.requirement_pct[requirement_class]),
             z,
+            float(payload_z),
         )
         self._pending = request
         self._last_time_ms = float(time_ms)
         return request
 
     def mask(self, request: Request) -> np.ndarray:
-        """Actions whose variant meets the request's accuracy requirement (bool, length n_actions)."""
-        return self.system.masks[request.requirement_class]
+        """Actions valid for this request (bool, length n_actions): the variant meets its accuracy requirement
+        and the tier can run it; on the end tier that depends on the user's device class."""
+        if self.system.scenario.fleet is None:
+            return self.system.masks[request.requirement_class]
+        return self.system.device_masks[self.user_class[request.user], request.requirement_class]
 
     def snapshot(self, request: Request) -> Snapshot:
         """Measurements available to an orchestrator at the request's arrival."""
@@ -364,14 +522,82 @@ class Simulator:
         for heap in (self._edge_done, self._cloud_done):
             while heap and heap[0] <= t:
                 heapq.heappop(heap)
+        user = request.user
+        finished = [entry for entry in self._history[user][-16:] if entry[0] <= t]
+        recent = [entry[1] for entry in finished[-5:]]
+        slowdowns = [entry[2] for entry in finished if entry[2] > 0]
         return Snapshot(
-            access_mbps=self.system.access_up.rate_mbps(t / 1e3),
+            access_mbps=self.access_estimate_mbps(t),
             wan_mbps=self.system.wan_up.rate_mbps(t / 1e3),
             access_backlog_ms=max(0.0, self.access_free_ms - t),
-            device_backlog_ms=max(0.0, self.device_free_ms[request.user] - t),
+            device_backlog_ms=max(0.0, self.device_free_ms[user] - t),
             edge_in_system=len(self._edge_done),
             cloud_in_system=len(self._cloud_done),
+            device_class=self.user_class[user],
+            user_recent_latency_ms=sum(recent) / len(recent) if recent else 0.0,
+            device_slowdown_estimate=slowdowns[-1] if slowdowns else 1.0,
         )
+
+    def access_estimate_mbps(self, t_ms: float) -> float:
+        """The access-link rate the orchestrator sees at ``t_ms`` (the true rate without H4)."""
+        spec = self.system.scenario.bandwidth_estimate
+        if spec is None:
+            return self.system.access_up.rate_mbps(t_ms / 1e3)
+        j = bisect.bisect_right(self._upload_done_ms, t_ms)
+        if j == 0:
+            return float(self.system.scenario.access.uplink_mbps)
+        return float(dynamics.harmonic_mean_mbps(np.array(self._upload_mbps[max(0, j - spec.window) : j])))
+
+    def hidden_state(self, request: Request) -> dict[str, float]:
+        """The conditions a real orchestrator cannot observe, at the request's arrival (for the oracle and tests).
+
+        Keys: ``true_access_mbps``, ``device_heat`` (0..1), ``background_on``, ``cotenant_on``.
+        """
+        t = request.time_ms
+        start = max(t, self.device_free_ms[request.user])
+        schedule = self._background[request.user]
+        return {
+            "true_access_mbps": self.system.access_up.rate_mbps(t / 1e3),
+            "device_heat": float(self._heat_at(request.user, start)),
+            "background_on": bool(schedule is not None and dynamics.is_on(schedule.covering(start), start)),
+            "cotenant_on": bool(self._cotenant is not None and dynamics.is_on(self._cotenant.covering(t), t)),
+        }
+
+    # -- hidden conditions (H1-H3), the same rules for evaluate() and serve() ------------------------------
+    def _heat_at(self, user: int, start_ms: float) -> float:
+        thermal = self.system.scenario.thermal
+        if thermal is None:
+            return 0.0
+        idle = start_ms - self.device_free_ms[user]
+        return float(dynamics.cooled_heat(self._heat[user], idle, thermal.cool_time_constant_s * 1e3))
+
+    def _device_factor(self, user: int, start_ms: float) -> float:
+        """Compute-time multiplier on the user's device for an inference starting at ``start_ms`` (H1, H2)."""
+        s = self.system.scenario
+        factor = 1.0
+        if s.thermal is not None:
+            factor *= float(dynamics.thermal_slowdown(self._heat_at(user, start_ms), s.thermal.max_slowdown))
+        schedule = self._background[user]
+        if schedule is not None and dynamics.is_on(schedule.covering(start_ms), start_ms):
+            factor *= s.background.slowdown
+        return factor
+
+    def _edge_starts(self, arrive_ms: np.ndarray | float, workers: list[float]) -> np.ndarray:
+        """Earliest start on each edge worker for arrivals ``arrive_ms`` (workers occupied by co-tenants wait, H3)."""
+        occupied = self.system.scenario.cotenant.n_workers_occupied
+        starts = []
+        for w, free in enumerate(workers):
+            start = np.maximum(arrive_ms, free)
+            if w < occupied:
+                start = dynamics.end_of_on_period(self._cotenant.covering(float(np.max(start))), start)
+            starts.append(start)
+        return np.asarray(starts, dtype=float)
+
+    def _payload_sizes(self, request: Request) -> np.ndarray:
+        """Bytes of each unique payload (one per resolution) for this request."""
+        if not self._jpeg:
+            return self._payloads
+        return payloads.payload_bytes(self._payloads, self._payload_sigma, request.payload_z)
 
     def compute_ms(self, request: Request) -> np.ndarray:
         """This request's compute time for every (tier, variant), shape (3, n_variants)."""
@@ -382,18 +608,33 @@ class Simulator:
         """Response time (ms) every action would give this request in the current state, without serving it.
 
         Shape (n_actions,), action = tier * n_variants + variant. This is the clairvoyant oracle's view; it
-        follows exactly the rules of :meth:`serve` (a test checks that they agree).
+        follows exactly the rules of :meth:`serve` (a test checks that they agree). Actions a tier or device
+        cannot run give ``inf``.
         """
+        with np.errstate(invalid="ignore"):  # inf compute times of variants a tier cannot run
+            return self._evaluate(request)
+
+    def _evaluate(self, request: Request) -> np.ndarray:
         sys = self.system
         t = request.time_ms
         compute = self.compute_ms(request)
+        if self._grounded:
+            user = request.user
+            c = self.user_class[user]
+            start_end = max(t, self.device_free_ms[user])
+            compute[END] = latency.compute_time_ms(
+                sys.device_median_ms[c], sys.device_sigma[c], request.z[END]
+            ) * self._device_factor(user, start_end)
         end = max(0.0, self.device_free_ms[request.user] - t) + compute[END]
         link_start = max(t, self.access_free_ms)
-        upload = np.array(
-            [latency.transfer_time_ms(sys.access_up, b, link_start) for b in self._payload_list]
-        )
+        sizes = self._payload_sizes(request).tolist() if self._jpeg else self._payload_list
+        upload = np.array([latency.transfer_time_ms(sys.access_up, b, link_start) for b in sizes])
         at_edge = link_start + upload[self._payload_index] + self._half_access_rtt
-        done_edge = np.maximum(at_edge, min(self.edge_workers_ms)) + compute[EDGE]
+        if self._cotenant is not None:
+            edge_start = self._edge_starts(at_edge, self.edge_workers_ms).min(axis=0)
+        else:
+            edge_start = np.maximum(at_edge, min(self.edge_workers_ms))
+        done_edge = edge_start + compute[EDGE]
         edge = (
             done_edge
             + latency.result_time_ms(sys.access_down, self._result_bytes, done_edge)
@@ -401,7 +642,11 @@ class Simulator:
             - t
         )
         wan_start = np.maximum(at_edge, self.wan_free_ms)
-        if sys.wan_up.constant_mbps is not None:
+        if self._jpeg:
+            wan_upload = latency.transfer_time_ms_array(
+                sys.wan_up, np.asarray(sizes)[self._payload_index], wan_start
+            )
+        elif sys.wan_up.constant_mbps is not None:
             wan_upload = self._wan_upload_ms
         else:
             wan_upload = latency.transfer_time_ms_array(sys.wan_up, sys.input_bytes, wan_start)
@@ -435,22 +680,44 @@ class Simulator:
         tier, v = divmod(int(action), sys.n_variants)
         t = request.time_ms
         z = request.z[tier]
-        compute = (
-            float(sys.median_ms[tier, v] * np.exp(sys.sigma[tier, v] * z))
-            if z
-            else float(sys.median_ms[tier, v])
-        )
-        if tier == END:
-            start = max(t, self.device_free_ms[request.user])
-            done = start + compute
-            self.device_free_ms[request.user] = done
-            parts = (0.0, 0.0, 0.0, start - t, compute, 0.0)
+        user = request.user
+        slowdown_seen = 0.0  # observed / profiled on-device compute time (0: not an on-device request)
+        if tier == END and self._grounded:
+            c = self.user_class[user]
+            start = max(t, self.device_free_ms[user])
+            base = float(sys.device_median_ms[c, v] * np.exp(sys.device_sigma[c, v] * z))
+            heat = self._heat_at(user, start)
+            compute = base * self._device_factor(user, start)
+            if sys.scenario.thermal is not None:
+                self._heat[user] = float(
+                    dynamics.heated(heat, compute, sys.scenario.thermal.heat_time_constant_s * 1e3)
+                )
+            slowdown_seen = compute / float(sys.device_median_ms[c, v])
         else:
-            payload = float(sys.input_bytes[v])
+            compute = (
+                float(sys.median_ms[tier, v] * np.exp(sys.sigma[tier, v] * z))
+                if z
+                else float(sys.median_ms[tier, v])
+            )
+        if tier == END:
+            start = max(t, self.device_free_ms[user])
+            done = start + compute
+            self.device_free_ms[user] = done
+            parts = (0.0, 0.0, 0.0, start - t, compute, 0.0)
+            if slowdown_seen == 0.0:
+                slowdown_seen = compute / float(sys.median_ms[END, v])
+        else:
+            if self._jpeg:
+                payload = float(self._payload_sizes(request)[self._payload_index[v]])
+            else:
+                payload = float(sys.input_bytes[v])
             result = float(sys.result_bytes[v])
             link_start = max(t, self.access_free_ms)
             upload = latency.transfer_time_ms(sys.access_up, payload, link_start)
             self.access_free_ms = link_start + upload
+            if upload > 0:
+                self._upload_done_ms.append(link_start + upload)
+                self._upload_mbps.append(payload * latency.BITS_PER_BYTE / (upload * 1e3))
             at_edge = link_start + upload + self._half_access_rtt
             wait, propagation = link_start - t, 2 * self._half_access_rtt
             if tier == EDGE:
@@ -467,8 +734,13 @@ class Simulator:
                     self.cloud_workers_ms,
                     self._cloud_done,
                 )
-            w = workers.index(min(workers))
-            start = max(arrive, workers[w])
+            if tier == EDGE and self._cotenant is not None:
+                starts = self._edge_starts(arrive, workers)
+                w = int(np.argmin(starts))
+                start = float(starts[w])
+            else:
+                w = workers.index(min(workers))
+                start = max(arrive, workers[w])
             done = start + compute
             workers[w] = done
             heapq.heappush(done_heap, done)
@@ -481,6 +753,7 @@ class Simulator:
                 )
             parts = (wait, upload, propagation, start - arrive, compute, download)
         total = sum(parts)
+        self._history[user].append((t + total, total, slowdown_seen))
         self.n_served += 1
         self._pending = None
         if not self._poisson:

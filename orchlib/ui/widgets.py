@@ -3,7 +3,7 @@
 The science is in pure functions that tests call directly:
 
 * :class:`SensitivitySettings` — what the controls say (frozen, validated);
-* :func:`scenario_from_settings` — the ``paper`` preset with those settings applied;
+* :func:`scenario_from_settings` — the ``ideal`` preset (``paper`` before issue 12) with those settings applied;
 * :func:`simulate` — the chosen agent, the clairvoyant oracle and the state-of-the-art stand-in
   (:data:`orchlib.study.experiments.SOTA`) on the same seed through :mod:`orchlib.study.runner` (cached when given a folder);
 * :func:`decision_map_table` and :func:`summary_figure` — the tables and the figure drawn from the result.
@@ -43,7 +43,7 @@ from orchlib.study import experiments, metrics
 from orchlib.study.plots import RECONSTRUCTION_NOTE, TIER_COLORS
 from orchlib.study.runner import grid, run_sweep, system_for
 from orchlib.system.profiles import DATA_DIR, load_network_levels, load_variants
-from orchlib.system.scenario import TIERS, AccuracyRequirement, LinkSpec, Scenario, paper
+from orchlib.system.scenario import TIERS, AccuracyRequirement, LinkSpec, Scenario, ideal
 
 #: ``SensitivitySettings.network`` value meaning "the ``paper`` preset's own access link" (assumption S5: the
 #: ``wifi`` level's magnitudes with the time course of a measured 3G bus trace).
@@ -64,7 +64,10 @@ QUICK_N_REQUESTS = experiments.QUICK.sweep_requests
 
 @functools.cache
 def _paper() -> Scenario:
-    return paper()
+    # The panel varies the full-information world's factors (the ``paper`` preset before issue 12, now
+    # ``ideal``), where each control means exactly what it says; the grounded ``paper`` preset shares every
+    # default the panel reads (users, links, requirement classes, worker counts).
+    return ideal()
 
 
 @functools.cache
