@@ -56,9 +56,10 @@ def test_hybrid_starts_at_the_greedy_level_with_an_exact_model() -> None:
 def wrong_end_profile_system():
     """(true system, model): tiny's end device really runs 20 times slower than its profile says (throttled)."""
     model = build_system(tiny())
-    median = model.median_ms.copy()
+    median, device = model.median_ms.copy(), model.device_median_ms.copy()
     median[END] *= 20.0
-    return dataclasses.replace(model, median_ms=median), model
+    device *= 20.0  # the per-device-class profile that serves the end tier (and that estimates read)
+    return dataclasses.replace(model, median_ms=median, device_median_ms=device), model
 
 
 @pytest.mark.parametrize("cls", [ProfileHybrid, AdaptiveGreedy])
