@@ -6,7 +6,8 @@ the results; default ``benchmarks/RESULTS.md``). Exit code 1 if a benchmark rais
 
 Sections: 1 env + agent throughput (bench_env), 2 fast path (bench_batch), 3 decision latency (bench_latency),
 4 orchlib vs MABWiser (bench_mabwiser), 5 scaling with users and horizon (bench_scaling), 6 reproduce wall time
-(bench_reproduce), 7 side by side with a baseline commit (bench_vs_baseline, only with ``--baseline COMMIT``).
+(bench_reproduce), 7 side by side with a baseline commit (bench_vs_baseline, only with ``--baseline COMMIT``),
+8 learning targets of issue 13 (bench_learners; quality, not speed).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ MODULES = (
     "bench_scaling",
     "bench_reproduce",
     "bench_vs_baseline",
+    "bench_learners",
 )
 
 

@@ -597,3 +597,37 @@ def test_mask_table_caches_and_validates() -> None:
     np.testing.assert_array_equal(table.get([False, True, False])[1], [1])  # a list works; not cached (full)
     with pytest.raises(ValueError, match="bool array"):
         table.get(np.array([1, 0, 1]))
+
+
+def test_per_state_exploration_is_sized_to_the_valid_actions() -> None:
+    agent = QLearning(
+        discrete(2), discrete(4), epsilon=1.0, epsilon_decay=1.0, epsilon_min=0.0, explore_per_action=0.5
+    )
+    agent.reset(0)
+    # c * |V| / k: 0.5 * 4 / k, capped by the global epsilon 1
+    assert [agent.epsilon_at(0, 4, k) for k in (1, 2, 4, 8)] == [1.0, 1.0, 0.5, 0.25]
+    assert agent.epsilon_at(0, 2, 4) == 0.25  # fewer valid actions, less exploration
+    assert agent.epsilon_at(0) == 1.0  # without a state, the global schedule alone
+    # act() counts decisions per state: 8 decisions in state 0 with 2 valid actions, none in state 1
+    mask = np.array([True, True, False, False])
+    for _ in range(8):
+        agent.act(0, mask, NO_INFO)
+    assert agent.state_decisions_ == [8, 0]
+    with pytest.raises(ValueError, match="explore_per_action"):
+        QLearning(discrete(2), discrete(4), explore_per_action=0.0)
+
+
+def test_per_state_exploration_stops_exploring_a_learned_bandit() -> None:
+    agent = QLearning(
+        discrete(1),
+        discrete(3),
+        alpha=1.0,
+        alpha_exponent=1.0,
+        gamma=0.0,
+        epsilon_decay=1.0,
+        epsilon_min=0.0,
+        explore_per_action=0.1,
+    )
+    actions = run_gaussian_bandit(agent, np.array([-1.0, -0.5, -2.0]), 0.1, 2000, seed=3)
+    # exploration falls as 0.3 / k: about 0.3 * ln(2000) = 2.3 random choices after the first ones
+    assert (actions[-1000:] == 1).mean() > 0.99

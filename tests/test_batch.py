@@ -18,6 +18,7 @@ import pytest
 from scipy.stats import ks_2samp
 
 from orchlib.agents.bandits import UCB1
+from orchlib.agents.catalogue import PAPER_DEFAULTS
 from orchlib.agents.qlearning import QLearning
 from orchlib.envs.orchestration import OrchestrationEnv
 from orchlib.study.batch import (
@@ -177,9 +178,9 @@ def test_ucb1_statistics_equal_the_reference(tiny_system) -> None:
 # ------------------------------------------------------------------ (b) distributions
 
 
-def _reference_runs(system, make_agent, n_requests: int, seeds, last: int) -> np.ndarray:
+def _reference_runs(system, make_agent, n_requests: int, seeds, last: int, **env_kwargs) -> np.ndarray:
     """The Gymnasium loop act -> step -> learn; per seed, the mean latency of the last ``last`` requests."""
-    env = OrchestrationEnv(system, oracle=False)
+    env = OrchestrationEnv(system, oracle=False, **env_kwargs)
     out = []
     for seed in seeds:
         agent = make_agent(env)
@@ -196,8 +197,10 @@ def _reference_runs(system, make_agent, n_requests: int, seeds, last: int) -> np
     return np.array(out)
 
 
-def _batch_runs(system, agent, n_requests: int, n_replicates: int, seed: int, last: int) -> np.ndarray:
-    result = run_batch(system, agent, n_requests, n_replicates, rng=seed)
+def _batch_runs(
+    system, agent, n_requests: int, n_replicates: int, seed: int, last: int, **state_kwargs
+) -> np.ndarray:
+    result = run_batch(system, agent, n_requests, n_replicates, rng=seed, **state_kwargs)
     return result.latency_ms[:, -last:].mean(axis=1)
 
 
@@ -233,18 +236,26 @@ def _random_valid_policy(masks: np.ndarray, seed: int) -> np.ndarray:
 
 
 def test_fixed_policy_latency_distribution_matches_the_reference(paper_system) -> None:
-    masks = discrete_state_masks(paper_system)
+    # The state resolution this test was written for (3 bandwidth levels, the environment's default before
+    # issue 13): the random policy below, and so the power of the rejection check, depend on it.
+    edges = {"bandwidth_edges_mbps": (5.0, 15.0)}
+    masks = discrete_state_masks(paper_system, **edges)
     policy = _random_valid_policy(masks, seed=5)
     n_requests, last = 400, 100
-    reference = _reference_runs(paper_system, lambda env: _TablePolicy(policy), n_requests, range(150), last)
-    batch = _batch_runs(paper_system, BatchFixedPolicy(policy, masks), n_requests, 2000, seed=0, last=last)
+    reference = _reference_runs(
+        paper_system, lambda env: _TablePolicy(policy), n_requests, range(150), last, **edges
+    )
+    batch = _batch_runs(
+        paper_system, BatchFixedPolicy(policy, masks), n_requests, 2000, seed=0, last=last, **edges
+    )
     _assert_same_distribution(reference, batch)
     # The same comparison rejects a system whose access RTT is 5% longer (about 1 ms more per offload).
     scenario = paper_system.scenario
     access = dataclasses.replace(scenario.access, rtt_ms=scenario.access.rtt_ms * 1.05)
     slower = build_system(scenario.replace(access=access))
     _assert_different_distribution(
-        reference, _batch_runs(slower, BatchFixedPolicy(policy, masks), n_requests, 2000, seed=0, last=last)
+        reference,
+        _batch_runs(slower, BatchFixedPolicy(policy, masks), n_requests, 2000, seed=0, last=last, **edges),
     )
 
 
@@ -263,6 +274,28 @@ def test_batched_q_learning_matches_q_learning_on_tiny(tiny_system) -> None:
     # A learner that explores twice as long is told apart.
     slower = _batch_runs(tiny_system, BatchQLearning(masks, epsilon_decay=0.9995), n_requests, 1000, 1, last)
     _assert_different_distribution(reference, slower)
+
+
+def test_batched_q_learning_with_the_catalogue_defaults_matches_on_tiny(tiny_system) -> None:
+    """The per-state exploration term and the per-visit step size (the catalogue's Q-learning) in both paths."""
+    masks = discrete_state_masks(tiny_system)
+    n_requests, last = 1500, 500
+    reference = _reference_runs(
+        tiny_system,
+        lambda env: QLearning(env.observation_space, env.action_space, **PAPER_DEFAULTS),
+        n_requests,
+        range(60),
+        last,
+    )
+    batch = _batch_runs(
+        tiny_system, BatchQLearning(masks, **PAPER_DEFAULTS), n_requests, 1000, seed=2, last=last
+    )
+    _assert_same_distribution(reference, batch)
+    # Exploring 30 times more per valid action is told apart.
+    louder = {**PAPER_DEFAULTS, "explore_per_action": 30 * PAPER_DEFAULTS["explore_per_action"]}
+    _assert_different_distribution(
+        reference, _batch_runs(tiny_system, BatchQLearning(masks, **louder), n_requests, 1000, 2, last)
+    )
 
 
 def test_batched_ucb1_matches_ucb1_on_tiny(tiny_system) -> None:

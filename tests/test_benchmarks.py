@@ -22,6 +22,7 @@ SECTIONS = (
     "## 5. How cost grows: users and horizon",
     "## 6. `make reproduce` wall time",
     "## 7. Side by side with a baseline commit",
+    "## 8. Learning targets (issue 13)",
     "## Commands to rerun",
 )
 

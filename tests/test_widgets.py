@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from orchlib.study.batch import DEFAULT_BANDWIDTH_EDGES_MBPS
 from orchlib.study.experiments import SOTA
 from orchlib.study.plots import RECONSTRUCTION_NOTE
 from orchlib.study.runner import system_for
@@ -140,7 +141,7 @@ def test_simulate_runs_the_chosen_agent_the_stand_in_and_the_oracle_on_the_same_
     # common random numbers: every agent serves the same users in the same order
     assert all(np.array_equal(users[0], u) for u in users[1:])
     assert small_requests["user"].nunique() == SMALL.n_users
-    assert set(small_requests["bandwidth_level"]) <= {0, 1, 2}
+    assert set(small_requests["bandwidth_level"]) <= set(range(len(DEFAULT_BANDWIDTH_EDGES_MBPS) + 1))
 
 
 def test_simulate_caches_in_out_dir_and_repeats_exactly(tmp_path, small_requests: pd.DataFrame) -> None:
@@ -218,9 +219,13 @@ def test_panel_sliders_update_only_on_release_and_output_has_fixed_height() -> N
 
 def test_setting_a_control_marks_stale_without_running_and_run_redraws(monkeypatch) -> None:
     panel = SensitivityPanel(SMALL)
-    panel.run()
+    requests = panel.run()
     first_png = panel.output_png()
     assert first_png is not None and panel.status.value.startswith("fresh")
+    # the status line says how far the studied agent is from the oracle, computed from the run shown
+    ratio = widgets.distance_from_oracle(requests, SMALL.agent)
+    assert ratio >= 1.0 - 1e-9
+    assert panel.status.value.endswith(f"{SMALL.agent} at {ratio:.2f}x the oracle's mean response time")
 
     calls = []
     real_simulate = widgets.simulate
@@ -265,3 +270,11 @@ def test_run_button_reports_errors_in_the_status_line(monkeypatch) -> None:
     panel.run_button.click()
     assert panel.status.value == "error: no such profile"
     assert panel.results is None and panel.output_png() is None
+
+
+def test_panel_default_agent_is_the_hybrid_and_distance_needs_oracle_latencies() -> None:
+    assert widgets.SensitivitySettings().agent == "hybrid"
+    with pytest.raises(ValueError, match="no requests of agent"):
+        widgets.distance_from_oracle(
+            pd.DataFrame({"agent": ["x"], "latency_ms": [1.0], "oracle_latency_ms": [0.0]}), "x"
+        )

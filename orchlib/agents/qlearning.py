@@ -27,9 +27,17 @@ class QLearning(Agent):
         alpha_t   = alpha / n(s, a) ** alpha_exponent
         Q(s, a)  += alpha_t * (r + gamma * max_{a' in M'} Q(s', a') - Q(s, a))
 
-    Decision ``t`` (``t = 0, 1, ...`` counts calls to :meth:`act` since :meth:`reset`) explores with
-    probability ``epsilon_t = max(epsilon_min, epsilon * epsilon_decay ** t)``: a uniformly random valid action;
-    otherwise it takes the valid action of largest ``Q(s, .)``, ties broken uniformly at random.
+    Decision ``t`` (``t = 0, 1, ...`` counts calls to :meth:`act` since :meth:`reset`) in state ``s`` with
+    ``|V|`` valid actions, the ``k``-th decision in ``s`` (``k = 1, 2, ...``), explores with probability::
+
+        epsilon_t(s) = max(epsilon_min, min(epsilon * epsilon_decay ** t, explore_per_action * |V| / k))
+
+    a uniformly random valid action; otherwise it takes the valid action of largest ``Q(s, .)``, ties broken
+    uniformly at random. The per-state term sizes exploration to the number of valid actions: a state keeps
+    exploring fully until it has been met about ``explore_per_action`` times per valid action, then explores
+    as ``1 / k``, the GLIE schedule of Singh et al. (Machine Learning 2000, "Convergence results for
+    single-step on-policy reinforcement-learning algorithms", epsilon = c / n(s)). ``explore_per_action=None``
+    drops the term (the global geometric schedule alone).
 
     ``alpha_exponent = 0`` gives a constant learning rate, which keeps tracking a changing system; an exponent
     in (1/2, 1] gives rates whose sum diverges and whose sum of squares converges, the conditions under which
@@ -48,6 +56,7 @@ class QLearning(Agent):
         epsilon_min: floor of the exploration probability, in [0, epsilon].
         epsilon_decay: per-decision multiplicative decay, in (0, 1]; 1 keeps ``epsilon`` constant.
         initial_q: initial value of every ``Q(s, a)``, any finite number (seconds, negative = pessimistic).
+        explore_per_action: ``c`` of the per-state term ``c * |V| / k``, > 0, or None for no per-state term.
 
     Raises:
         TypeError: the observation space is not ``Discrete`` or a hyperparameter has the wrong type.
@@ -65,6 +74,7 @@ class QLearning(Agent):
         epsilon_min: float = 0.01,
         epsilon_decay: float = 0.999,
         initial_q: float = 0.0,
+        explore_per_action: float | None = None,
     ) -> None:
         super().__init__(observation_space, action_space)
         if not isinstance(observation_space, gym.spaces.Discrete):
@@ -78,6 +88,8 @@ class QLearning(Agent):
         check_real("epsilon_min", epsilon_min, 0.0, epsilon)
         check_real("epsilon_decay", epsilon_decay, 0.0, 1.0, low_open=True)
         check_real("initial_q", initial_q)
+        if explore_per_action is not None:
+            check_real("explore_per_action", explore_per_action, 0.0, low_open=True)
         self.alpha = alpha
         self.alpha_exponent = alpha_exponent
         self.gamma = gamma
@@ -85,6 +97,7 @@ class QLearning(Agent):
         self.epsilon_min = epsilon_min
         self.epsilon_decay = epsilon_decay
         self.initial_q = initial_q
+        self.explore_per_action = explore_per_action
         self.n_states = int(observation_space.n)
 
     def reset(self, rng: np.random.Generator | int | None = None) -> None:
@@ -95,6 +108,7 @@ class QLearning(Agent):
         # than numpy scalars, so the counts live in a list of lists.
         self.visits_ = [[0] * self.n_actions for _ in range(self.n_states)]
         self.n_decisions_ = 0
+        self.state_decisions_ = [0] * self.n_states  # decisions taken in each state (k - 1 of the next one)
         # Hot-path constants and scratch space (not learned state).
         self._masks = MaskTable(self.n_actions)
         self._buffer = np.empty(self.n_actions)
@@ -105,10 +119,16 @@ class QLearning(Agent):
         self._epsilon = float(self.epsilon)
         self._epsilon_min = float(self.epsilon_min)
         self._epsilon_decay = float(self.epsilon_decay)
+        self._per_action = None if self.explore_per_action is None else float(self.explore_per_action)
 
-    def epsilon_at(self, t: int) -> float:
-        """Exploration probability of decision ``t`` (0-based)."""
+    def epsilon_at(self, t: int, n_valid: int | None = None, k: int | None = None) -> float:
+        """Exploration probability of decision ``t`` (0-based), the ``k``-th in a state with ``n_valid`` valid actions.
+
+        Without ``n_valid`` and ``k`` (or with ``explore_per_action=None``), the global schedule alone.
+        """
         epsilon = self._epsilon * self._epsilon_decay**t
+        if self._per_action is not None and n_valid is not None and k is not None:
+            epsilon = min(epsilon, self._per_action * n_valid / k)
         return epsilon if epsilon > self._epsilon_min else self._epsilon_min
 
     def _state(self, obs: Any) -> int:
@@ -123,7 +143,13 @@ class QLearning(Agent):
         penalty, valid = self._masks.get(mask)
         t = self.n_decisions_
         self.n_decisions_ = t + 1
-        epsilon = self._epsilon * self._epsilon_decay**t  # epsilon_at(t), inlined for speed
+        k = self.state_decisions_[s] + 1
+        self.state_decisions_[s] = k
+        epsilon = self._epsilon * self._epsilon_decay**t  # epsilon_at(t, |V|, k), inlined for speed
+        if self._per_action is not None:
+            per_state = self._per_action * valid.size / k
+            if per_state < epsilon:
+                epsilon = per_state
         if epsilon < self._epsilon_min:
             epsilon = self._epsilon_min
         rng = self.rng_
@@ -205,6 +231,7 @@ class DynaQ(QLearning):
         epsilon_min: float = 0.01,
         epsilon_decay: float = 0.999,
         initial_q: float = 0.0,
+        explore_per_action: float | None = None,
         n_planning: int = 10,
     ) -> None:
         super().__init__(
@@ -217,6 +244,7 @@ class DynaQ(QLearning):
             epsilon_min=epsilon_min,
             epsilon_decay=epsilon_decay,
             initial_q=initial_q,
+            explore_per_action=explore_per_action,
         )
         check_int("n_planning", n_planning, 0)
         self.n_planning = n_planning

@@ -123,7 +123,7 @@ class OrchestrationEnv(gym.Env):
         accuracy_penalty: float = 1.0,
         reward_scale: float = 1.0,
         oracle: bool = True,
-        bandwidth_edges_mbps: tuple[float, ...] = (5.0, 15.0),
+        bandwidth_edges_mbps: tuple[float, ...] = (2.5, 5.0, 15.0, 30.0),
         edge_load_edges: tuple[int, ...] = (1, 2),
         max_steps: int | None = None,
     ) -> None:

@@ -386,9 +386,11 @@ class BatchQLearning:
         n(s, a)  += 1
         Q(s, a)  += alpha / n(s, a) ** alpha_exponent * (r + gamma * max_{a' in M(s')} Q(s', a') - Q(s, a))
 
-    Decision ``t`` (the same for every replicate) explores with probability
-    ``max(epsilon_min, epsilon * epsilon_decay ** t)``: a uniformly random valid action; otherwise the valid
-    action of largest ``Q(s, .)``, ties broken uniformly at random.
+    Decision ``t`` (the same for every replicate), the ``k``-th of a replicate in state ``s`` with ``|V|`` valid
+    actions, explores with probability
+    ``max(epsilon_min, min(epsilon * epsilon_decay ** t, explore_per_action * |V| / k))`` (no per-state term
+    when ``explore_per_action`` is None): a uniformly random valid action; otherwise the valid action of
+    largest ``Q(s, .)``, ties broken uniformly at random.
 
     Because the mask is a function of the state, ``Q(s, a)`` of every invalid pair is stored as ``-inf`` and
     never updated: the greedy choice and the target's maximum then need no mask at all, and pick exactly what
@@ -396,7 +398,7 @@ class BatchQLearning:
 
     Args:
         state_masks: bool array (n_states, n_actions), the mask of each state (``BatchSimulator.state_masks``).
-        alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q: as
+        alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action: as
             :class:`~orchlib.agents.qlearning.QLearning`, with the same ranges.
 
     Raises:
@@ -413,6 +415,7 @@ class BatchQLearning:
         epsilon_min: float = 0.01,
         epsilon_decay: float = 0.999,
         initial_q: float = 0.0,
+        explore_per_action: float | None = None,
     ) -> None:
         check_real("alpha", alpha, 0.0, 1.0, low_open=True)
         check_real("alpha_exponent", alpha_exponent, 0.0, 1.0)
@@ -421,6 +424,8 @@ class BatchQLearning:
         check_real("epsilon_min", epsilon_min, 0.0, epsilon)
         check_real("epsilon_decay", epsilon_decay, 0.0, 1.0, low_open=True)
         check_real("initial_q", initial_q)
+        if explore_per_action is not None:
+            check_real("explore_per_action", explore_per_action, 0.0, low_open=True)
         self.state_masks = _check_state_masks(state_masks)
         self.n_states, self.n_actions = self.state_masks.shape
         self.alpha = alpha
@@ -430,6 +435,7 @@ class BatchQLearning:
         self.epsilon_min = epsilon_min
         self.epsilon_decay = epsilon_decay
         self.initial_q = initial_q
+        self.explore_per_action = explore_per_action
         self._valid, self._n_valid = _uniform_valid_table(self.state_masks)
 
     def reset(
@@ -448,6 +454,8 @@ class BatchQLearning:
         # Visit counts only matter for a decaying learning rate; with exponent 0 every n ** -0 is 1.
         self.visits_ = np.zeros(self.q_table_.shape, dtype=np.int64) if self.alpha_exponent else None
         self.n_decisions_ = 0
+        # decisions taken in each state, per replicate (the k of the per-state exploration term)
+        self.state_decisions_ = np.zeros((n_replicates, self.n_states), dtype=np.int64)
         self._rows = np.arange(n_replicates)
         # Q viewed as one row per (replicate, state), so that each replicate's row is one flat index away.
         self._q_rows = self.q_table_.reshape(n_replicates * self.n_states, self.n_actions)
@@ -465,9 +473,17 @@ class BatchQLearning:
 
     def act(self, states: np.ndarray) -> np.ndarray:
         """Epsilon-greedy valid action of every replicate; shape (B,)."""
-        epsilon = self.epsilon_at(self.n_decisions_)
+        t = self.n_decisions_
+        epsilon = self.epsilon_at(t)
         self.n_decisions_ += 1
         b = self._rows.size
+        if self.explore_per_action is not None:
+            # QLearning's per-state term c * |V| / k, replicate by replicate, under the same global cap and floor
+            k = self.state_decisions_[self._rows, states] + 1
+            self.state_decisions_[self._rows, states] = k
+            per_state = float(self.explore_per_action) * self._n_valid[states] / k
+            global_epsilon = float(self.epsilon) * float(self.epsilon_decay) ** t
+            epsilon = np.maximum(np.minimum(global_epsilon, per_state), float(self.epsilon_min))
         u = self.draws_.take()
         explore = u[:, 0] < epsilon
         n_explore = int(np.count_nonzero(explore))

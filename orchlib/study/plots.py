@@ -495,6 +495,40 @@ def plot_nonstationary(
     return fig
 
 
+def plot_q_sensitivity(table: pd.DataFrame) -> Figure:
+    """Q-learning's sensitivity: ratio to the oracle against each hyperparameter varied alone (one panel each).
+
+    Args:
+        table: :func:`orchlib.study.tuning.q_learning_sensitivity` (``parameter``, ``value``, ``replicate``,
+            ``ratio_to_oracle``).
+    """
+    _require(table, ["parameter", "value", "replicate", "ratio_to_oracle"], "plot_q_sensitivity")
+    parameters = list(dict.fromkeys(table["parameter"]))
+    with _style():
+        fig, axes = plt.subplots(
+            1, len(parameters), figsize=(3.2 * len(parameters), 3.2), sharey=True, squeeze=False
+        )
+        for ax, parameter in zip(axes[0], parameters, strict=True):
+            part = _plain(table[table["parameter"] == parameter])
+            sns.pointplot(
+                data=part,
+                x="value",
+                y="ratio_to_oracle",
+                errorbar=("ci", 95),
+                seed=0,
+                ax=ax,
+                linestyle="none",
+            )
+            ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
+            ax.set_title(parameter.replace("_", " "))
+            ax.set_xlabel("")
+            ax.tick_params(axis="x", rotation=30)
+        axes[0][0].set_ylabel("latency / oracle, second half")
+        fig.tight_layout()
+        _note(fig)
+    return fig
+
+
 #: response-time parts a real serving path can measure, in stacking order (the request table's names).
 _PARTS = ("network_wait_ms", "upload_ms", "propagation_ms", "queue_ms", "compute_ms", "download_ms")
 

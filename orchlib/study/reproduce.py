@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchlib.study import experiments, metrics, plots
+from orchlib.study import experiments, metrics, plots, targets, tuning
 from orchlib.study.runner import atomic_write
 from orchlib.system.scenario import paper
 
@@ -50,6 +50,7 @@ FIGURES: dict[str, str] = {
     "fig6_tradeoff": "Trade-off: response-time reduction vs accuracy loss as the tolerance varies",
     "fig7_hybrid": "Hybrid learning: real requests to converge vs planning steps",
     "fig8_nonstationary": "Non-stationary network: abrupt bandwidth drop and recovery",
+    "fig10_q_sensitivity": "Q-learning's sensitivity to gamma, step size, exploration and state resolution",
 }
 
 
@@ -181,6 +182,38 @@ def summary_table(
     return frame
 
 
+def targets_rows(learning: pd.DataFrame) -> pd.DataFrame:
+    """The issue-13 targets (:func:`orchlib.study.targets.measure_targets`) as summary rows; the acceleration row
+    stands beside the companion paper's 166.6x."""
+    paper_column = [
+        PAPER_NUMBERS["hybrid_learning_acceleration_x"] if "acceleration" in m else np.nan
+        for m in learning["measure"]
+    ]
+    status = learning["met"].map({True: "met", False: "missed"}).fillna("")
+    quantity = (
+        "["
+        + learning["world"]
+        + "] "
+        + learning["measure"]
+        + " (target "
+        + learning["target"]
+        + "; "
+        + status
+        + ") "
+        + learning["note"]
+    )
+    return pd.DataFrame(
+        {
+            "quantity": quantity.str.strip(),
+            "ours": learning["value"].to_numpy(float),
+            "ci95_low": learning["ci95_low"].to_numpy(float),
+            "ci95_high": learning["ci95_high"].to_numpy(float),
+            "paper": paper_column,
+            "scenario": "learning targets of issue 13 (orchlib reconstruction; worlds in orchlib.study.targets)",
+        }
+    )
+
+
 def format_estimate(value: float, low: float = np.nan, high: float = np.nan) -> tuple[str, str]:
     """``value`` and its 95% CI as text, to the precision the CI justifies.
 
@@ -307,7 +340,34 @@ def reproduce(
     plots.save(plots.plot_nonstationary(ns_curves, change_s, rec), figures, "fig8_nonstationary")
     done()
 
-    summary = summary_table(runs, comparison, second_half, hyb)
+    done = step("fig10 Q-learning sensitivity sweep")
+    q_sens = tuning.q_learning_sensitivity(
+        runs_dir,
+        n_requests=budget.n_requests if not quick else budget.sweep_requests,
+        n_replicates=budget.sweep_replicates,
+        seed=budget.seed,
+        n_jobs=n_jobs,
+        progress=progress,
+    )
+    _atomic_csv(tables / "fig10_q_sensitivity.csv", q_sens)
+    plots.save(plots.plot_q_sensitivity(q_sens), figures, "fig10_q_sensitivity")
+    done()
+
+    done = step("learning targets (issue 13)")
+    learning = targets.measure_targets(
+        runs_dir,
+        n_requests=budget.n_requests,
+        # the field's aggregates need >= 10 runs; quick mode keeps its tiny budget
+        n_replicates=budget.n_replicates if quick else max(budget.n_replicates, 10),
+        seed=budget.seed,
+        n_jobs=n_jobs,
+        progress=progress,
+        window=budget.window,
+    )
+    _atomic_csv(tables / "targets.csv", learning)
+    done()
+
+    summary = pd.concat([summary_table(runs, comparison, second_half, hyb), targets_rows(learning)])
     _atomic_csv(out / "summary.csv", summary)
     import matplotlib.pyplot as plt
 

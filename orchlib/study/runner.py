@@ -81,7 +81,9 @@ from orchlib.system.scenario import TIERS, Scenario, preset
 from orchlib.system.simulator import System, build_system
 
 #: bump when the recorded columns or their meaning change, so older cached results are not reused.
-RESULT_FORMAT = 2
+#: 2: issue 13 changed catalogue defaults and the discrete state (the keys do not capture them); 3: the
+#: engine's batched path records learners' runs from per-replicate streams (issue 14).
+RESULT_FORMAT = 3
 
 #: ``factory(env) -> Agent``: builds the agent of a run instead of the catalogue (tests, custom agents).
 AgentFactory = Callable[[OrchestrationEnv], Agent]

@@ -204,8 +204,10 @@ class SensitivitySettings:
     edge_workers: int = field(default_factory=lambda: _paper().edge.n_workers)
     #: parallel inference workers of the cloud server.
     cloud_workers: int = field(default_factory=lambda: _paper().cloud.n_workers)
-    #: the orchestrator studied (a name of ``orchlib.agents.catalogue.AGENT_NAMES``); the paper's method by default.
-    agent: str = "q_learning"
+    #: the orchestrator studied (a name of ``orchlib.agents.catalogue.AGENT_NAMES``). Default: the hybrid, the
+    #: learner that is useful within the panel's request budget (Q-learning spends most of a short run
+    #: exploring; the status line shows each run's distance from the oracle).
+    agent: str = "hybrid"
     #: requests each agent serves.
     n_requests: int = DEFAULT_N_REQUESTS
     #: base seed; every agent gets the same stream (common random numbers: the same requests).
@@ -326,6 +328,19 @@ def simulate(settings: SensitivitySettings, out_dir: str | os.PathLike[str] | No
     requests["bandwidth_level"] = levels
     requests["bandwidth_band"] = pd.Categorical.from_codes(levels, categories=bands, ordered=True)
     return requests
+
+
+def distance_from_oracle(requests: pd.DataFrame, agent: str) -> float:
+    """Mean response time of ``agent`` over its run divided by the oracle's on the same requests (1 = optimum).
+
+    Raises:
+        ValueError: no requests of ``agent`` with oracle latencies.
+    """
+    mine = requests[requests["agent"].astype(str) == agent]
+    oracle = mine["oracle_latency_ms"].sum()
+    if mine.empty or not oracle > 0:
+        raise ValueError(f"no requests of agent {agent!r} with oracle latencies")
+    return float(mine["latency_ms"].sum() / oracle)
 
 
 def decision_map_table(requests: pd.DataFrame, from_fraction: float = 0.5) -> pd.DataFrame:
@@ -722,8 +737,15 @@ class SensitivityPanel:
         self.results = requests
         self.shown_settings = settings
         self.n_runs += 1
-        self.status.value = f"fresh: {settings.describe(run=False)}"
+        self.status.value = (
+            f"fresh: {settings.describe(run=False)}; {self._distance(requests, settings.agent)}"
+        )
         return requests
+
+    @staticmethod
+    def _distance(requests: pd.DataFrame, agent: str) -> str:
+        """The status line's distance of ``agent`` from the oracle over the run."""
+        return f"{agent} at {distance_from_oracle(requests, agent):.2f}x the oracle's mean response time"
 
     def output_png(self) -> bytes | None:
         """The PNG the output shows (None if empty)."""
@@ -744,7 +766,8 @@ class SensitivityPanel:
         self.status.value = (
             "stale: settings changed since the figure was drawn; press Run"
             if stale
-            else f"fresh: {self.shown_settings.describe(run=False)}"
+            else f"fresh: {self.shown_settings.describe(run=False)}; "
+            f"{self._distance(self.results, self.shown_settings.agent)}"
         )
 
     def _on_network(self, change: Mapping[str, Any]) -> None:

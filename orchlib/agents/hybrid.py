@@ -1,0 +1,216 @@
+"""Orchestrators that start from the a-priori profiled model and correct it with the response times they observe.
+
+:class:`AdaptiveGreedy` is the strong non-learning-in-spirit baseline: the profile greedy rule with one
+exponentially weighted correction per (tier, device class). :class:`ProfileHybrid` is the hybrid learner: it
+plans every request with the profiled model and learns, from real rewards, a multiplicative residual per
+(tier, variant, device class) with its confidence, pooled across variants of a tier, so that real response
+times take over where the model is wrong. Both read the request's measurements from the public ``info`` through
+:meth:`orchlib.agents.baselines.GreedyProfiles.estimates_ms`, so whatever that estimator reads (today the access
+and WAN rates, backlogs and server loads; in a grounded world also the device class and a bandwidth estimate)
+they read too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from orchlib.agents.base import Observation, check_real, masked_argmax
+from orchlib.agents.baselines import GreedyProfiles
+from orchlib.system.simulator import System
+
+
+def _n_device_classes(system: System) -> int:
+    """Number of end-device classes of ``system`` (1 where the system has a single device type)."""
+    return max(1, len(getattr(system, "device_classes", ()) or ()))
+
+
+def _device_class(info: Mapping[str, Any], n_classes: int) -> int:
+    """The requesting device's class from ``info`` (key ``device_class``; 0 when the world has one class)."""
+    c = int(info.get("device_class", 0))
+    if not 0 <= c < n_classes:
+        raise ValueError(f"info['device_class'] must be in [0, {n_classes}), got {c}")
+    return c
+
+
+class AdaptiveGreedy(GreedyProfiles):
+    """Greedy on the profiles, with an exponentially weighted correction per (tier, device class). Not privileged.
+
+    Decision: the valid action of lowest ``estimate(a) * factor[tier(a), c]``, where ``estimate`` is
+    :meth:`GreedyProfiles.estimates_ms` for this request and ``c`` its device class. After each served request
+    the factor of the tier and class it used moves towards the observed/estimated ratio::
+
+        factor[t, c] <- (1 - beta) * factor[t, c] + beta * observed_ms / estimate_ms
+
+    Factors start at 1, so with an exact model it is exactly :class:`GreedyProfiles` until the first
+    correction and stays near it. It explores nothing: a tier whose factor grew is only tried again if the
+    others get slower; that is the weakness a learner has to beat.
+
+    Args:
+        observation_space, action_space, system: as :class:`GreedyProfiles`.
+        beta: weight of the newest ratio, in (0, 1].
+
+    Raises:
+        TypeError, ValueError: a bad ``system`` or ``beta`` (named).
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.spaces.Discrete,
+        system: System,
+        beta: float = 0.05,
+    ) -> None:
+        super().__init__(observation_space, action_space, system)
+        check_real("beta", beta, 0.0, 1.0, low_open=True)
+        self.beta = beta
+        self._n_classes = _n_device_classes(system)
+
+    def reset(self, rng: np.random.Generator | int | None = None) -> None:
+        """Factors back to 1; reseed."""
+        super().reset(rng)
+        self.factor_ = np.ones((3, self._n_classes))  # multiplies the estimate of (tier, device class)
+        self._pending: tuple[int, int, float] | None = None  # (action, device class, estimate_ms) of act()
+
+    def act(self, obs: Observation, mask: np.ndarray, info: Mapping[str, Any]) -> int:
+        """The valid action of lowest corrected estimate (ties: lowest index)."""
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            raise ValueError("mask must allow at least one action, got all False")
+        c = _device_class(info, self._n_classes)
+        estimates = self.estimates_ms(info)
+        corrected = estimates * np.repeat(self.factor_[:, c], self.system.n_variants)
+        a = int(np.argmin(np.where(mask, corrected, np.inf)))
+        self._pending = (a, c, float(estimates[a]))
+        return a
+
+    def learn(
+        self,
+        obs: Observation,
+        action: int,
+        reward: float,
+        next_obs: Observation,
+        next_mask: np.ndarray,
+        info: Mapping[str, Any],
+    ) -> None:
+        """Move the used (tier, class) factor towards observed/estimated (needs ``info['latency_ms']``)."""
+        if self._pending is None or self._pending[0] != int(action):
+            return  # not the request this agent just decided (e.g. a scripted action): nothing to compare
+        a, c, estimate = self._pending
+        self._pending = None
+        tier = a // self.system.n_variants
+        ratio = float(info["latency_ms"]) / max(estimate, 1e-9)
+        self.factor_[tier, c] += self.beta * (ratio - self.factor_[tier, c])
+
+
+class ProfileHybrid(GreedyProfiles):
+    """Hybrid learning from the profiled model: plan with the model, learn its residual from real rewards.
+
+    Not privileged. **Planning.** For every request the model (:meth:`GreedyProfiles.estimates_ms`: profiles,
+    payload sizes, the measured rates and queue state in the public ``info``) predicts the response time
+    ``m(a)`` of every action, which is minus ``Q`` of the request with a one-request horizon; the measured
+    knock-on effect of a decision on later requests is about 1% of its own effect
+    (:mod:`orchlib.study.influence`), so a longer planning horizon adds nothing here.
+
+    **Residual.** The observed response time is ``m(a) * rho`` with an unknown multiplicative residual ``rho``
+    per (tier, variant, device class). Its logarithm is learned from real rewards with a prior pooled over the
+    tier's variants: with ``S``, ``n`` the sum and count of ``log(observed / m)`` of the pair and ``S_t``,
+    ``n_t`` those of its (tier, class)::
+
+        mu_tier = S_t / (n_t + k0)                 (shrunk towards 0: the model is right until shown otherwise)
+        mu      = (S + k0 * mu_tier) / (n + k0)    (the variant's own evidence takes over as n grows)
+        sd      = sigma / sqrt(n + k0)             (confidence)
+        score(a) = m(a) * exp(mu - kappa * sd)
+
+    The valid action of lowest score is served (ties at random). ``kappa * sd`` is optimism in the face of
+    uncertainty: an action tried little looks up to ``exp(kappa * sigma / sqrt(k0))`` times faster than its
+    estimate, so actions the model places near the best get tried, and a model that is too optimistic about
+    an action is corrected by the first few real response times (a throttled device, a loaded server, a
+    mis-profiled tier). A model too *pessimistic* about an action by more than that factor is not corrected
+    (the action is never tried): the price of starting at the model's level.
+
+    Args:
+        observation_space, action_space, system: as :class:`GreedyProfiles`.
+        prior_count: ``k0``, pseudo-observations of the prior (the model), > 0.
+        sigma: assumed spread of one ``log(observed / m)``, > 0.
+        kappa: optimism multiplier, >= 0.
+
+    Raises:
+        TypeError, ValueError: a bad ``system`` or hyperparameter (named).
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.spaces.Discrete,
+        system: System,
+        prior_count: float = 3.0,
+        sigma: float = 0.3,
+        kappa: float = 1.0,
+    ) -> None:
+        super().__init__(observation_space, action_space, system)
+        check_real("prior_count", prior_count, 0.0, low_open=True)
+        check_real("sigma", sigma, 0.0, low_open=True)
+        check_real("kappa", kappa, 0.0)
+        self.prior_count = prior_count
+        self.sigma = sigma
+        self.kappa = kappa
+        self._n_classes = _n_device_classes(system)
+
+    def reset(self, rng: np.random.Generator | int | None = None) -> None:
+        """Forget every residual; reseed."""
+        super().reset(rng)
+        shape = (self._n_classes, self.n_actions)
+        self.log_ratio_sums_ = np.zeros(shape)  # sum of log(observed / m) per (class, action)
+        self.counts_ = np.zeros(shape)  # real requests per (class, action)
+        self.tier_sums_ = np.zeros((self._n_classes, 3))  # the same, pooled per (class, tier)
+        self.tier_counts_ = np.zeros((self._n_classes, 3))
+        self._pending: tuple[int, int, float] | None = None  # (action, device class, m(action) ms) of act()
+
+    def residual(self, device_class: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``(mu, sd)`` of the log residual of every action for ``device_class``; shapes (n_actions,)."""
+        k0 = float(self.prior_count)
+        n_variants = self.system.n_variants
+        mu_tier = self.tier_sums_[device_class] / (self.tier_counts_[device_class] + k0)
+        n = self.counts_[device_class]
+        mu = (self.log_ratio_sums_[device_class] + k0 * np.repeat(mu_tier, n_variants)) / (n + k0)
+        return mu, float(self.sigma) / np.sqrt(n + k0)
+
+    def act(self, obs: Observation, mask: np.ndarray, info: Mapping[str, Any]) -> int:
+        """The valid action of lowest optimistic corrected estimate."""
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            raise ValueError("mask must allow at least one action, got all False")
+        c = _device_class(info, self._n_classes)
+        estimates = self.estimates_ms(info)
+        mu, sd = self.residual(c)
+        # Scores are compared as logs (a product of positive factors): minus the score is the request's Q.
+        log_score = np.log(np.maximum(estimates, 1e-9)) + mu - float(self.kappa) * sd
+        a = masked_argmax(-log_score, mask, self.rng_)
+        self._pending = (a, c, float(estimates[a]))
+        return a
+
+    def learn(
+        self,
+        obs: Observation,
+        action: int,
+        reward: float,
+        next_obs: Observation,
+        next_mask: np.ndarray,
+        info: Mapping[str, Any],
+    ) -> None:
+        """Add the served request's ``log(observed / m)`` to its action's and tier's residual statistics."""
+        if self._pending is None or self._pending[0] != int(action):
+            return  # not the request this agent just decided: no model prediction to compare with
+        a, c, estimate = self._pending
+        self._pending = None
+        log_ratio = math.log(max(float(info["latency_ms"]), 1e-9) / max(estimate, 1e-9))
+        tier = a // self.system.n_variants
+        self.log_ratio_sums_[c, a] += log_ratio
+        self.counts_[c, a] += 1
+        self.tier_sums_[c, tier] += log_ratio
+        self.tier_counts_[c, tier] += 1

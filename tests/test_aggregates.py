@@ -1,0 +1,99 @@
+"""Aggregates over runs (IQM, stratified bootstrap, probability of improvement, performance profiles) and the
+learning acceleration, on small hand-built tables whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchlib.study.aggregates import (
+    acceleration,
+    iqm,
+    performance_profile,
+    probability_of_improvement,
+    run_scores,
+    score_matrix,
+)
+
+
+def requests_table(curves: dict[tuple[str, str, int], np.ndarray], oracle_ms: float = 10.0) -> pd.DataFrame:
+    frames = []
+    for (agent, scenario, replicate), latency in curves.items():
+        frames.append(
+            pd.DataFrame(
+                {
+                    "agent": agent,
+                    "scenario": scenario,
+                    "replicate": replicate,
+                    "request": np.arange(latency.size),
+                    "latency_ms": latency,
+                    "oracle_latency_ms": oracle_ms,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def scores_table(values: dict[str, np.ndarray]) -> pd.DataFrame:
+    """values[agent]: (n_runs, n_tasks) matrix of scores, tasks named t0, t1, ..."""
+    rows = []
+    for agent, matrix in values.items():
+        for run, task in np.ndindex(matrix.shape):
+            rows.append(
+                {"agent": agent, "scenario": f"t{task}", "replicate": run, "score": matrix[run, task]}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_run_scores_by_hand() -> None:
+    table = requests_table({("a", "s", 0): np.array([40.0, 20.0, 20.0, 20.0])})
+    assert run_scores(table)["score"].item() == pytest.approx(40 / 100)
+    assert run_scores(table, from_request=2)["score"].item() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="from_request"):
+        run_scores(table, from_request=10)
+
+
+def test_iqm_is_the_trimmed_mean_with_a_covering_reproducible_interval() -> None:
+    rng = np.random.default_rng(0)
+    matrix = rng.uniform(0.5, 1.0, size=(12, 3))
+    scores = scores_table({"a": matrix})
+    assert np.array_equal(score_matrix(scores, "a", ["t0", "t1", "t2"]), matrix)
+    row = iqm(scores, rng=1).iloc[0]
+    flat = np.sort(matrix.ravel())
+    assert row["iqm"] == pytest.approx(flat[9:27].mean())  # middle 50% of 36 scores
+    assert row["iqm_low"] < row["iqm"] < row["iqm_high"]
+    assert iqm(scores, rng=1).equals(iqm(scores, rng=1))
+
+
+def test_probability_of_improvement_and_profiles() -> None:
+    better, worse = np.full((10, 2), 0.9), np.full((10, 2), 0.5)
+    better[0, 0] = 0.95  # some spread, so the bootstrap has something to resample
+    scores = scores_table({"x": better, "y": worse})
+    point, low, high = probability_of_improvement(scores, "x", "y", n_resamples=200)
+    assert point == 1.0 and low == 1.0 and high == 1.0
+    assert probability_of_improvement(scores, "y", "x", n_resamples=200)[0] == 0.0
+    profile = performance_profile(scores, [0.4, 0.7, 0.92])
+    got = profile.set_index(["agent", "tau"])["fraction_above"]
+    assert got[("x", 0.7)] == 1.0 and got[("y", 0.7)] == 0.0 and got[("y", 0.4)] == 1.0
+    assert got[("x", 0.92)] == pytest.approx(0.05)  # one run of ten on one task of two
+
+
+def test_acceleration_counts_requests_to_the_reference_level() -> None:
+    n, window = 4000, 100
+    # Reference: 30 ms until request 2,000, then its converged 10 ms; agent: 10 ms after 200 requests.
+    slow = np.where(np.arange(n) < 2000, 30.0, 10.0)
+    fast = np.where(np.arange(n) < 200, 30.0, 10.0)
+    table = requests_table({("q", "s", r): slow for r in range(3)} | {("h", "s", r): fast for r in range(3)})
+    row = acceleration(table, "h", reference="q", window=window).iloc[0]
+    assert row["target_latency_ms"] == pytest.approx(10.0)
+    assert row["reference_requests"] == 2000 and row["agent_requests"] == 200
+    assert row["acceleration"] == pytest.approx(10.0) and not row["lower_bound"]
+    # An agent at the level from its first request is counted as one window: a lower bound.
+    table = requests_table(
+        {("q", "s", r): slow for r in range(3)} | {("h", "s", r): np.full(n, 9.0) for r in range(3)}
+    )
+    row = acceleration(table, "h", reference="q", window=window).iloc[0]
+    assert row["acceleration"] == pytest.approx(20.0) and row["lower_bound"]
+    with pytest.raises(ValueError, match="no runs of agent"):
+        acceleration(table, "missing", reference="q")
