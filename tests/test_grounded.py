@@ -345,8 +345,8 @@ def test_outage_trace_loads_and_drives_the_simulator(tmp_path: Path, toy_scenari
     assert breakdown.upload_ms == pytest.approx(2008.0)
     # the batched view runs the same engine, so outages work there too, with the same numbers
     batch = BatchSimulator(sim.system, 1, rng=0)
-    batch.make_requests(np.array([996.0]), np.array([0]))
-    served = batch.serve(np.array([sim.system.encode_action(EDGE, 0)]))
+    requests = batch.make_requests(np.array([996.0]), np.array([0]))
+    served = batch.serve(requests, np.array([sim.system.encode_action(EDGE, 0)]))
     assert served.upload_ms[0] == breakdown.upload_ms and served.total_ms[0] == breakdown.total_ms
 
 
