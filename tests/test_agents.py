@@ -631,3 +631,18 @@ def test_per_state_exploration_stops_exploring_a_learned_bandit() -> None:
     actions = run_gaussian_bandit(agent, np.array([-1.0, -0.5, -2.0]), 0.1, 2000, seed=3)
     # exploration falls as 0.3 / k: about 0.3 * ln(2000) = 2.3 random choices after the first ones
     assert (actions[-1000:] == 1).mean() > 0.99
+
+
+def test_the_exploration_schedule_is_one_rule_for_scalars_and_replicate_arrays() -> None:
+    from orchlib.agents.qlearning import exploration_probability
+
+    n_valid, k = np.array([4, 4, 2, 57]), np.array([1, 8, 4, 3])
+    batched = exploration_probability(3, 1.0, 0.5, 0.01, 0.5, n_valid, k)
+    scalar = [
+        exploration_probability(3, 1.0, 0.5, 0.01, 0.5, int(n), int(j))
+        for n, j in zip(n_valid, k, strict=True)
+    ]
+    # global 1.0 * 0.5**3 = 0.125 caps the per-state terms 2.0, 0.25, 0.25, 9.5; the floor is 0.01
+    assert batched.tolist() == scalar == [0.125, 0.125, 0.125, 0.125]
+    assert exploration_probability(0, 1.0, 0.5, 0.01, 0.5, n_valid, k).tolist() == [1.0, 0.25, 0.25, 1.0]
+    assert exploration_probability(20, 1.0, 0.5, 0.01) == 0.01

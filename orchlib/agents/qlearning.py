@@ -18,6 +18,52 @@ import numpy as np
 from orchlib.agents.base import Agent, MaskTable, check_action_reward, check_int, check_real, penalised_argmax
 
 
+def check_hyperparameters(
+    alpha: float,
+    alpha_exponent: float,
+    gamma: float,
+    epsilon: float,
+    epsilon_min: float,
+    epsilon_decay: float,
+    initial_q: float,
+    explore_per_action: float | None,
+) -> None:
+    """Validate tabular Q-learning's hyperparameters (ranges in :class:`QLearning`'s docstring), naming the bad one.
+
+    Shared by :class:`QLearning` and its batched form (``orchlib.study.batch.BatchQLearning``).
+    """
+    check_real("alpha", alpha, 0.0, 1.0, low_open=True)
+    check_real("alpha_exponent", alpha_exponent, 0.0, 1.0)
+    check_real("gamma", gamma, 0.0, 1.0, high_open=True)
+    check_real("epsilon", epsilon, 0.0, 1.0)
+    check_real("epsilon_min", epsilon_min, 0.0, epsilon)
+    check_real("epsilon_decay", epsilon_decay, 0.0, 1.0, low_open=True)
+    check_real("initial_q", initial_q)
+    if explore_per_action is not None:
+        check_real("explore_per_action", explore_per_action, 0.0, low_open=True)
+
+
+def exploration_probability(
+    t: int,
+    epsilon: float,
+    epsilon_decay: float,
+    epsilon_min: float,
+    explore_per_action: float | None = None,
+    n_valid: Any = None,
+    k: Any = None,
+) -> Any:
+    """``max(epsilon_min, min(epsilon * epsilon_decay ** t, explore_per_action * n_valid / k))`` (the per-state
+    term only with ``explore_per_action``); ``n_valid`` and ``k`` may be arrays (one per replicate).
+
+    The one statement of the exploration schedule: :meth:`QLearning.epsilon_at` and the batched form call it
+    (``QLearning.act`` repeats it inline for speed).
+    """
+    global_epsilon = epsilon * epsilon_decay**t
+    if explore_per_action is None:
+        return np.maximum(global_epsilon, epsilon_min)
+    return np.maximum(np.minimum(global_epsilon, explore_per_action * n_valid / k), epsilon_min)
+
+
 class QLearning(Agent):
     """Tabular Q-learning with epsilon-greedy exploration over the valid (masked) actions.
 
@@ -81,15 +127,9 @@ class QLearning(Agent):
             raise TypeError(
                 f"{type(self).__name__} needs a Discrete observation_space, got {type(observation_space).__name__}"
             )
-        check_real("alpha", alpha, 0.0, 1.0, low_open=True)
-        check_real("alpha_exponent", alpha_exponent, 0.0, 1.0)
-        check_real("gamma", gamma, 0.0, 1.0, high_open=True)
-        check_real("epsilon", epsilon, 0.0, 1.0)
-        check_real("epsilon_min", epsilon_min, 0.0, epsilon)
-        check_real("epsilon_decay", epsilon_decay, 0.0, 1.0, low_open=True)
-        check_real("initial_q", initial_q)
-        if explore_per_action is not None:
-            check_real("explore_per_action", explore_per_action, 0.0, low_open=True)
+        check_hyperparameters(
+            alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action
+        )
         self.alpha = alpha
         self.alpha_exponent = alpha_exponent
         self.gamma = gamma
@@ -126,10 +166,12 @@ class QLearning(Agent):
 
         Without ``n_valid`` and ``k`` (or with ``explore_per_action=None``), the global schedule alone.
         """
-        epsilon = self._epsilon * self._epsilon_decay**t
-        if self._per_action is not None and n_valid is not None and k is not None:
-            epsilon = min(epsilon, self._per_action * n_valid / k)
-        return epsilon if epsilon > self._epsilon_min else self._epsilon_min
+        per_action = self._per_action if n_valid is not None and k is not None else None
+        return float(
+            exploration_probability(
+                t, self._epsilon, self._epsilon_decay, self._epsilon_min, per_action, n_valid, k
+            )
+        )
 
     def _state(self, obs: Any) -> int:
         s = operator.index(obs) - self._start

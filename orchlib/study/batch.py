@@ -41,6 +41,7 @@ from typing import Protocol
 import numpy as np
 
 from orchlib.agents.base import check_real
+from orchlib.agents.qlearning import check_hyperparameters, exploration_probability
 from orchlib.envs.orchestration import OrchestrationEnv
 from orchlib.system.engine import Engine, replicate_generators
 from orchlib.system.simulator import System
@@ -417,15 +418,9 @@ class BatchQLearning:
         initial_q: float = 0.0,
         explore_per_action: float | None = None,
     ) -> None:
-        check_real("alpha", alpha, 0.0, 1.0, low_open=True)
-        check_real("alpha_exponent", alpha_exponent, 0.0, 1.0)
-        check_real("gamma", gamma, 0.0, 1.0, high_open=True)
-        check_real("epsilon", epsilon, 0.0, 1.0)
-        check_real("epsilon_min", epsilon_min, 0.0, epsilon)
-        check_real("epsilon_decay", epsilon_decay, 0.0, 1.0, low_open=True)
-        check_real("initial_q", initial_q)
-        if explore_per_action is not None:
-            check_real("explore_per_action", explore_per_action, 0.0, low_open=True)
+        check_hyperparameters(
+            alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action
+        )
         self.state_masks = _check_state_masks(state_masks)
         self.n_states, self.n_actions = self.state_masks.shape
         self.alpha = alpha
@@ -468,8 +463,11 @@ class BatchQLearning:
 
     def epsilon_at(self, t: int) -> float:
         """Exploration probability of decision ``t`` (0-based), as :meth:`QLearning.epsilon_at`."""
-        epsilon = float(self.epsilon) * float(self.epsilon_decay) ** t
-        return max(epsilon, float(self.epsilon_min))
+        return float(
+            exploration_probability(
+                t, float(self.epsilon), float(self.epsilon_decay), float(self.epsilon_min)
+            )
+        )
 
     def act(self, states: np.ndarray) -> np.ndarray:
         """Epsilon-greedy valid action of every replicate; shape (B,)."""
@@ -481,9 +479,15 @@ class BatchQLearning:
             # QLearning's per-state term c * |V| / k, replicate by replicate, under the same global cap and floor
             k = self.state_decisions_[self._rows, states] + 1
             self.state_decisions_[self._rows, states] = k
-            per_state = float(self.explore_per_action) * self._n_valid[states] / k
-            global_epsilon = float(self.epsilon) * float(self.epsilon_decay) ** t
-            epsilon = np.maximum(np.minimum(global_epsilon, per_state), float(self.epsilon_min))
+            epsilon = exploration_probability(
+                t,
+                float(self.epsilon),
+                float(self.epsilon_decay),
+                float(self.epsilon_min),
+                float(self.explore_per_action),
+                self._n_valid[states],
+                k,
+            )
         u = self.draws_.take()
         explore = u[:, 0] < epsilon
         n_explore = int(np.count_nonzero(explore))
