@@ -381,6 +381,9 @@ class Simulator:
         # the orchestrator's own measurements (H4, H5): completed access uploads and served responses
         self._upload_done_ms: list[float] = []  # completion times of access uploads (FIFO, so increasing)
         self._upload_mbps: list[float] = []  # their observed throughputs
+        # the estimate depends only on how many uploads had completed: kept for that count, since it changes
+        # far less often than requests arrive (recomputed the same way when it does)
+        self._estimate_for, self._estimate_mbps = -1, 0.0
         self._history: list[list[tuple[float, float, float]]] = [[] for _ in range(n_users)]
 
     @property
@@ -493,7 +496,12 @@ class Simulator:
         j = bisect.bisect_right(self._upload_done_ms, t_ms)
         if j == 0:
             return float(self.system.scenario.access.uplink_mbps)
-        return float(dynamics.harmonic_mean_mbps(np.array(self._upload_mbps[max(0, j - spec.window) : j])))
+        if j != self._estimate_for:
+            self._estimate_mbps = float(
+                dynamics.harmonic_mean_mbps(np.array(self._upload_mbps[max(0, j - spec.window) : j]))
+            )
+            self._estimate_for = j
+        return self._estimate_mbps
 
     def hidden_state(self, request: Request) -> dict[str, float]:
         """The conditions a real orchestrator cannot observe, at the request's arrival (for the oracle and tests).
