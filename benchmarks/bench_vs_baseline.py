@@ -38,6 +38,7 @@ TARGETS = {
 }
 
 #: steps per second of one environment with the oracle's info; works on old (flat) and new (layered) layouts.
+#: ``ideal`` runs ``paper`` on commits before issue 12, whose ``paper`` is the world now called ``ideal``.
 _ENV_STEP = """
 import sys, time
 import numpy as np
@@ -45,7 +46,13 @@ try:
     from orchlib.envs.orchestration import OrchestrationEnv
 except ImportError:
     from orchlib.env import OrchestrationEnv
-env = OrchestrationEnv(sys.argv[1], oracle=True)
+world = sys.argv[1]
+if world == "ideal":
+    try:
+        from orchlib.system.scenario import ideal
+    except ImportError:  # before issue 12 there is no ideal preset: its paper is the world now called ideal
+        world = "paper"
+env = OrchestrationEnv(world, oracle=True)
 n = int(sys.argv[2])
 obs, info = env.reset(seed=0)
 for _ in range(200):  # warm-up

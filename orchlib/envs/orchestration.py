@@ -279,7 +279,9 @@ class OrchestrationEnv(gym.Env):
             oracle_ms = float(totals[best])
             info["oracle_action"] = best
             info["oracle_latency_ms"] = oracle_ms
-        wait_ms, upload_ms, propagation_ms, queue_ms, compute_ms, download_ms, total_ms = sim.serve(request, a)
+        wait_ms, upload_ms, propagation_ms, queue_ms, compute_ms, download_ms, total_ms = sim.serve(
+            request, a
+        )
         tier, variant = divmod(a, self._n_variants)
         reward = -total_ms / 1e3 * self.reward_scale
         if not met and self.accuracy_mode == "penalty":
