@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -235,7 +236,7 @@ def test_bandwidth_estimate_kept_per_upload_count_equals_the_estimator_at_any_ti
             return float(scenario.access.uplink_mbps)
         return float(dynamics.harmonic_mean_mbps(mbps[max(0, j - window) : j]))
 
-    changes = sum(a[1] != b[1] for a, b in zip(shown, shown[1:], strict=False))
+    changes = sum(a[1] != b[1] for a, b in itertools.pairwise(shown))
     assert changes > 50  # the estimate moved during the run, so the cache was refreshed many times
     for t_ms, seen in shown:  # what the snapshot showed at each arrival
         assert seen == direct(t_ms)
