@@ -179,7 +179,9 @@ def test_ideal_state_keeps_its_size_and_indices() -> None:
     for obs, info in zip(observations, infos, strict=True):
         b = bisect.bisect_right((2.5, 5.0, 15.0, 30.0), info["access_mbps"])
         load = bisect.bisect_right((1, 2), info["edge_in_system"])
-        assert obs == ((b * 3 + load) * 2 + int(info["access_backlog_ms"] > 0)) * 4 + info["requirement_class"]
+        assert (
+            obs == ((b * 3 + load) * 2 + int(info["access_backlog_ms"] > 0)) * 4 + info["requirement_class"]
+        )
 
 
 @pytest.mark.parametrize(

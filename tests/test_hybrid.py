@@ -12,7 +12,6 @@ import dataclasses
 import math
 
 import gymnasium as gym
-
 import numpy as np
 import pytest
 
@@ -100,7 +99,9 @@ def end_device_slows_down(forgetting: float, n_before: int = 1000, n_after: int 
     n_variants = system.n_variants
     slowdown = 3.0 * estimates[n_variants:].min() / estimates[:n_variants].min()
     mask = np.ones(system.n_actions, dtype=bool)
-    agent = ProfileHybrid(gym.spaces.Discrete(1), gym.spaces.Discrete(system.n_actions), system, forgetting=forgetting)
+    agent = ProfileHybrid(
+        gym.spaces.Discrete(1), gym.spaces.Discrete(system.n_actions), system, forgetting=forgetting
+    )
     agent.reset(0)
     rng = np.random.default_rng(0)
     tiers = np.empty(n_before + n_after, dtype=np.int64)
@@ -127,7 +128,7 @@ def test_forgetting_hybrid_follows_a_device_that_slows_down() -> None:
 
 def test_drift_forgetting_from_the_scenario() -> None:
     # paper: 10 s background on-periods, 8 users x 2 req/s over 5 device classes -> memory 10 * 3.2 / 2 = 16
-    assert PAPER_FORGETTING == pytest.approx(1 - 1 / 16)
+    assert pytest.approx(1 - 1 / 16) == PAPER_FORGETTING
     assert drift_forgetting(paper().without_grounding()) == 1.0  # nothing drifts: a running mean
 
 

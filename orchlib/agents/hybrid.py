@@ -61,7 +61,9 @@ def drift_forgetting(scenario: Scenario) -> float:
     if not periods:
         return 1.0
     arrivals = scenario.arrivals
-    per_user = arrivals.rate_per_s if arrivals.process == "poisson" else 1e3 / max(arrivals.think_time_ms, 1.0)
+    per_user = (
+        arrivals.rate_per_s if arrivals.process == "poisson" else 1e3 / max(arrivals.think_time_ms, 1.0)
+    )
     n_classes = 1 if scenario.fleet is None else len(scenario.fleet.classes)
     memory = min(periods) * scenario.n_users * per_user / n_classes / 2.0
     return 1.0 - 1.0 / memory if memory > 1.0 else 0.0

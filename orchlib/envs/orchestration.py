@@ -143,7 +143,9 @@ class DiscreteState:
         """
         s = self.shape
         device_load = _level(self.device_load_edges, device_slowdown_estimate) if s[3] > 1 else 0
-        state = _level(self.bandwidth_edges_mbps, access_mbps) * s[1] + _level(self.edge_load_edges, edge_in_system)
+        state = _level(self.bandwidth_edges_mbps, access_mbps) * s[1] + _level(
+            self.edge_load_edges, edge_in_system
+        )
         state = state * s[2] + (access_backlog_ms > 0)
         state = (state * s[3] + device_load) * s[4] + device_class
         return state * s[5] + requirement_class
@@ -151,7 +153,9 @@ class DiscreteState:
     def encode(self, *components: int) -> int:
         """Flat index of the components (:data:`STATE_COMPONENTS` order; mixed radix over :attr:`shape`)."""
         if len(components) != len(STATE_COMPONENTS):
-            raise ValueError(f"encode takes {len(STATE_COMPONENTS)} components {STATE_COMPONENTS}, got {components}")
+            raise ValueError(
+                f"encode takes {len(STATE_COMPONENTS)} components {STATE_COMPONENTS}, got {components}"
+            )
         return int(np.ravel_multi_index(components, self.shape))
 
     def decode(self, state: int) -> tuple[int, ...]:
