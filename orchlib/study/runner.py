@@ -82,8 +82,10 @@ from orchlib.system.simulator import System, build_system
 
 #: bump when the recorded columns or their meaning change, so older cached results are not reused.
 #: 2: issue 13 changed catalogue defaults and the discrete state (the keys do not capture them); 3: the
-#: engine's batched path records learners' runs from per-replicate streams (issue 14).
-RESULT_FORMAT = 3
+#: engine's batched path records learners' runs from per-replicate streams (issue 14); 4: the grounded
+#: discrete state gained the device class and device load, and the hybrid's residual forgets and charges
+#: spread (issue 13b).
+RESULT_FORMAT = 4
 
 #: ``factory(env) -> Agent``: builds the agent of a run instead of the catalogue (tests, custom agents).
 AgentFactory = Callable[[OrchestrationEnv], Agent]
