@@ -38,14 +38,27 @@ TARGETS = {
 }
 
 #: steps per second of one environment with the oracle's info; works on old (flat) and new (layered) layouts.
+#: ``ideal`` runs ``paper`` on commits before issue 12, whose ``paper`` is the world now called ``ideal``.
 _ENV_STEP = """
-import sys, time
+import os, sys, time
 import numpy as np
+# Only the checkout on PYTHONPATH: an editable install's finder would otherwise serve the submodules a checkout
+# lacks (orchlib.envs for the flat layout of 71433da) from the installed tree, and time that code instead.
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
 try:
     from orchlib.envs.orchestration import OrchestrationEnv
 except ImportError:
     from orchlib.env import OrchestrationEnv
-env = OrchestrationEnv(sys.argv[1], oracle=True)
+source = os.path.realpath(sys.modules[OrchestrationEnv.__module__].__file__)
+if not source.startswith(os.path.realpath(os.environ["PYTHONPATH"]) + os.sep):
+    raise SystemExit(f"the env came from {source}, not from the checkout on PYTHONPATH")
+world = sys.argv[1]
+if world == "ideal":
+    try:
+        from orchlib.system.scenario import ideal
+    except ImportError:  # before issue 12 there is no ideal preset: its paper is the world now called ideal
+        world = "paper"
+env = OrchestrationEnv(world, oracle=True)
 n = int(sys.argv[2])
 obs, info = env.reset(seed=0)
 for _ in range(200):  # warm-up

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -206,3 +207,38 @@ def test_a_partial_profile_works_with_a_matching_variant_subset(toy_scenario, to
 
     with pytest.raises(DataError, match=r"no row for variant\(s\) \['big'\]"):
         build_system(scenario)
+
+
+def test_bandwidth_estimate_kept_per_upload_count_equals_the_estimator_at_any_time() -> None:
+    """The estimate is cached per number of completed uploads; asked at times in any order (also earlier
+    ones, after later ones), it must equal the harmonic mean of the last ``window`` uploads done by then."""
+    from orchlib.system import dynamics
+    from orchlib.system.scenario import paper
+
+    scenario = paper().replace(n_requests=600)
+    window = scenario.bandwidth_estimate.window
+    sim = Simulator(build_system(scenario), rng=3)
+    rng = np.random.default_rng(0)
+    shown = []
+    for _ in range(scenario.n_requests):
+        request = sim.next_request()
+        shown.append((request.time_ms, sim.snapshot(request).access_mbps))
+        valid = np.flatnonzero(sim.mask(request))
+        # mostly off the device, so that uploads complete and the estimate changes often
+        offloaded = valid[valid >= sim.system.n_variants]
+        sim.serve(request, int(rng.choice(offloaded if offloaded.size and rng.random() < 0.8 else valid)))
+    done, mbps = np.array(sim._upload_done_ms), np.array(sim._upload_mbps)
+    assert done.size > 100 and np.all(np.diff(done) >= 0)
+
+    def direct(t_ms: float) -> float:
+        j = int(np.searchsorted(done, t_ms, side="right"))
+        if j == 0:
+            return float(scenario.access.uplink_mbps)
+        return float(dynamics.harmonic_mean_mbps(mbps[max(0, j - window) : j]))
+
+    changes = sum(a[1] != b[1] for a, b in itertools.pairwise(shown))
+    assert changes > 50  # the estimate moved during the run, so the cache was refreshed many times
+    for t_ms, seen in shown:  # what the snapshot showed at each arrival
+        assert seen == direct(t_ms)
+    for t_ms in rng.permutation([t for t, _ in shown])[:200]:  # asked afterwards, in random order
+        assert sim.access_estimate_mbps(float(t_ms)) == direct(float(t_ms))

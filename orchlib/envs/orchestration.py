@@ -12,7 +12,7 @@ import numpy as np
 
 from orchlib.envs.registration import ENV_ID, register
 from orchlib.system.scenario import TIERS, Scenario, preset
-from orchlib.system.simulator import Breakdown, Request, Simulator, Snapshot, System, build_system
+from orchlib.system.simulator import Request, Simulator, Snapshot, System, build_system
 
 __all__ = [
     "BOX_FEATURES",
@@ -332,8 +332,10 @@ class OrchestrationEnv(gym.Env):
         self.sim = Simulator(self.system, rng=0, evaluate_ahead=oracle)
         self._n_variants = self.system.n_variants
         self._top1_pct = self.system.top1_pct.tolist()
-        # 0 for the actions each requirement class allows, inf for those it forbids (added to the evaluation)
-        self._forbidden = np.where(self.system.masks, 0.0, np.inf)
+        # 0 for the actions each (device class, requirement class) allows, inf for those it forbids (added to
+        # the evaluation); the masks Simulator.mask reads
+        masks = self.system.masks[None] if self.scenario.fleet is None else self.system.device_masks
+        self._forbidden = np.where(masks, 0.0, np.inf)
         self._n_actions = self.system.n_actions
         self._request: Request | None = None
         self._totals_for: Request | None = None  # the request whose evaluation _totals holds
@@ -395,24 +397,23 @@ class OrchestrationEnv(gym.Env):
             requirement_class,
         )
 
-    def _request_info(self, request: Request, snap: Snapshot) -> dict[str, Any]:
-        # a dict literal rather than Snapshot._asdict(): this runs on every request
-        return {
-            "access_mbps": snap.access_mbps,
-            "wan_mbps": snap.wan_mbps,
-            "access_backlog_ms": snap.access_backlog_ms,
-            "device_backlog_ms": snap.device_backlog_ms,
-            "edge_in_system": snap.edge_in_system,
-            "cloud_in_system": snap.cloud_in_system,
-            "device_class": snap.device_class,
-            "user_recent_latency_ms": snap.user_recent_latency_ms,
-            "device_slowdown_estimate": snap.device_slowdown_estimate,
-            "action_mask": self.sim.mask(request).copy(),
-            "user": request.user,
-            "time_ms": request.time_ms,
-            "requirement_pct": request.requirement_pct,
-            "requirement_class": request.requirement_class,
-        }
+    def _request_info(self, request: Request, snap: Snapshot, info: dict[str, Any]) -> dict[str, Any]:
+        """``info`` with the keys that describe the next request (written into it: this runs on every request)."""
+        info["access_mbps"] = snap.access_mbps
+        info["wan_mbps"] = snap.wan_mbps
+        info["access_backlog_ms"] = snap.access_backlog_ms
+        info["device_backlog_ms"] = snap.device_backlog_ms
+        info["edge_in_system"] = snap.edge_in_system
+        info["cloud_in_system"] = snap.cloud_in_system
+        info["device_class"] = snap.device_class
+        info["user_recent_latency_ms"] = snap.user_recent_latency_ms
+        info["device_slowdown_estimate"] = snap.device_slowdown_estimate
+        info["action_mask"] = self.sim.mask(request).copy()
+        info["user"] = request.user
+        info["time_ms"] = request.time_ms
+        info["requirement_pct"] = request.requirement_pct
+        info["requirement_class"] = request.requirement_class
+        return info
 
     # -- Gymnasium API ---------------------------------------------------------------------------------------
     def reset(
@@ -423,7 +424,7 @@ class OrchestrationEnv(gym.Env):
         self._steps = 0
         self._request = self.sim.next_request()
         obs, snap = self._observe(self._request)
-        return obs, self._request_info(self._request, snap)
+        return obs, self._request_info(self._request, snap, {})
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         if self._request is None:
@@ -432,45 +433,43 @@ class OrchestrationEnv(gym.Env):
         if not 0 <= a < self._n_actions:
             raise ValueError(f"action must be in [0, {self._n_actions}), got {action!r}")
         request = self._request
-        mask = self.sim.mask(request)
+        sim = self.sim
+        met = bool(sim.mask(request)[a])
+        # the info is written key by key into one dict, in the documented order: this runs on every request
         info: dict[str, Any] = {}
         if self.oracle:
             totals = self._masked_totals()
             best = int(totals.argmin())
+            oracle_ms = float(totals[best])
             info["oracle_action"] = best
-            info["oracle_latency_ms"] = float(totals[best])
-        breakdown: Breakdown = self.sim.serve(request, a)
+            info["oracle_latency_ms"] = oracle_ms
+        wait_ms, upload_ms, propagation_ms, queue_ms, compute_ms, download_ms, total_ms = sim.serve(
+            request, a
+        )
         tier, variant = divmod(a, self._n_variants)
-        met = bool(mask[a])
-        total_ms = breakdown.total_ms
         reward = -total_ms / 1e3 * self.reward_scale
         if not met and self.accuracy_mode == "penalty":
             reward -= self.accuracy_penalty
-        # one dict literal rather than Breakdown._asdict() and updates: this runs on every request
-        info.update(
-            network_wait_ms=breakdown.network_wait_ms,
-            upload_ms=breakdown.upload_ms,
-            propagation_ms=breakdown.propagation_ms,
-            queue_ms=breakdown.queue_ms,
-            compute_ms=breakdown.compute_ms,
-            download_ms=breakdown.download_ms,
-            latency_ms=total_ms,
-        )
+        info["network_wait_ms"] = wait_ms
+        info["upload_ms"] = upload_ms
+        info["propagation_ms"] = propagation_ms
+        info["queue_ms"] = queue_ms
+        info["compute_ms"] = compute_ms
+        info["download_ms"] = download_ms
+        info["latency_ms"] = total_ms
         if self.oracle:
-            info["regret_ms"] = total_ms - info["oracle_latency_ms"]
-        info.update(
-            tier=tier,
-            variant=variant,
-            accuracy_pct=self._top1_pct[variant],
-            met_requirement=met,
-            served_user=request.user,
-            served_time_ms=request.time_ms,
-            served_requirement_class=request.requirement_class,
-        )
+            info["regret_ms"] = total_ms - oracle_ms
+        info["tier"] = tier
+        info["variant"] = variant
+        info["accuracy_pct"] = self._top1_pct[variant]
+        info["met_requirement"] = met
+        info["served_user"] = request.user
+        info["served_time_ms"] = request.time_ms
+        info["served_requirement_class"] = request.requirement_class
         self._steps += 1
-        self._request = self.sim.next_request()
-        obs, snap = self._observe(self._request)
-        info.update(self._request_info(self._request, snap))
+        self._request = request = sim.next_request()
+        obs, snap = self._observe(request)
+        self._request_info(request, snap, info)
         truncated = self._steps >= self.max_steps
         return obs, reward, False, truncated, info
 
@@ -484,11 +483,9 @@ class OrchestrationEnv(gym.Env):
         """Response time of every action for the current request (inf where masked), computed once per request."""
         request = self._request
         if self._totals_for is not request:
-            if self.system.scenario.fleet is None:  # one mask per requirement class: add its 0/inf row
-                self._totals = self.sim.evaluate(request)  # a fresh array: masked in place
-                self._totals += self._forbidden[request.requirement_class]
-            else:  # the mask depends on the user's device class
-                self._totals = np.where(self.sim.mask(request), self.sim.evaluate(request), np.inf)
+            # add the 0/inf row of the request's mask (the evaluation is finite or inf, so x + 0 is x)
+            self._totals = self.sim.evaluate(request)  # a fresh array: masked in place
+            self._totals += self._forbidden[self.sim.user_class[request.user], request.requirement_class]
             self._totals_for = request
         return self._totals
 

@@ -684,6 +684,7 @@ class Engine:
         self.request_noise = np.ones((b, 3, self.input_bits.size))  # the current requests' exp(sigma * z)
         self._noise = np.ones((b, _NOISE_COLUMNS, *self._sigma_classes.shape))
         self._noise_offset = np.array([-_NOISE_COLUMNS], dtype=np.int64)  # no column filled yet
+        self._noise_from = -_NOISE_COLUMNS  # the same, as a Python int (checked on every request)
         self._draws = (
             self._payload_block,
             self._noise,
@@ -697,12 +698,12 @@ class Engine:
         """``exp(sigma * z)`` of the next :data:`_NOISE_COLUMNS` draw columns for every sigma class, by NumPy
         (as the simulator before the engine computed it, so the numbers are the same bit for bit)."""
         column = self._draw_column
-        if 0 <= column - self._noise_offset[0] < _NOISE_COLUMNS:
+        if 0 <= column - self._noise_from < _NOISE_COLUMNS:
             return
         z = self._normals[:, column : column + _NOISE_COLUMNS]  # (B, n, 3)
         n = z.shape[1]
         self._noise[:, :n] = np.exp(self._sigma_classes[None, None] * z[:, :, None, :, None])
-        self._noise_offset[0] = column
+        self._noise_offset[0] = self._noise_from = column
 
     def _pack_schedules(self) -> None:
         """The on/off schedules as the kernels read them (padded with inf)."""
@@ -758,7 +759,7 @@ class Engine:
                     * BITS_PER_BYTE
                 )
         self._draw_column = 0
-        self._noise_offset[0] = -_NOISE_COLUMNS  # new normals: their factors are not evaluated yet
+        self._noise_offset[0] = self._noise_from = -_NOISE_COLUMNS  # new normals: factors not evaluated yet
 
     def _take_gaps(self) -> np.ndarray:
         if self._gap_column >= BLOCK:
@@ -825,6 +826,13 @@ class Engine:
             self.cloud_done_ms,
             *rules,
             self.next_arrival_ms,
+        )
+        # _serve_then_next's arguments around the two draw columns, which change on every call
+        self._then_next_args = (
+            (*self._serve_args, not self.poisson, self._gaps),
+            (self.mean_gap_ms, self._out_serve, self.poisson, self._uniforms, self._normals),
+            (self.class_cdf, self._draws, self.request_class),
+            (self._out_snapshot, self._out_evaluate),
         )
         self._snapshot_fresh = self._evaluate_fresh = False
 
@@ -931,11 +939,11 @@ class Engine:
         while True:
             self._need[:] = 0.0
             if then_next:
+                # the arguments are prebuilt by _bind (the per-request path makes this call on every request)
+                serve_args, draw_args, class_args, out_args = self._then_next_args
                 first = _serve_then_next(
-                    first, actions, *self._serve_args, closed_loop, self._gaps, self._gap_column,
-                    self.mean_gap_ms, self._out_serve, self.poisson, self._uniforms, self._normals,
-                    self._draw_column, self.class_cdf, self._draws, self.request_class,
-                    with_evaluate, self._out_snapshot, self._out_evaluate,
+                    first, actions, *serve_args, self._gap_column, *draw_args, self._draw_column, *class_args,
+                    with_evaluate, *out_args,
                 )  # fmt: skip
             else:
                 gaps = self._gaps if closed_loop else self._no_gaps

@@ -359,6 +359,8 @@ class Simulator:
         self._requirement_pct = system.requirement_pct.tolist()
         self._n_classes = len(self._requirement_pct)
         self._n_actions = system.n_actions
+        self._n_variants = system.n_variants
+        self._estimated = system.scenario.bandwidth_estimate is not None  # H4: the rate is estimated
         self._action = np.zeros(1, dtype=np.int64)
         self.rng = np.random.default_rng(rng)
         self._engine = Engine(system, 1, [self.rng])  # schedules the first requests: no second reset here
@@ -381,6 +383,9 @@ class Simulator:
         # the orchestrator's own measurements (H4, H5): completed access uploads and served responses
         self._upload_done_ms: list[float] = []  # completion times of access uploads (FIFO, so increasing)
         self._upload_mbps: list[float] = []  # their observed throughputs
+        # the estimate depends only on how many uploads had completed: kept for that count, since it changes
+        # far less often than requests arrive (recomputed the same way when it does)
+        self._estimate_for, self._estimate_mbps = -1, 0.0
         self._history: list[list[tuple[float, float, float]]] = [[] for _ in range(n_users)]
 
     @property
@@ -464,15 +469,15 @@ class Simulator:
 
     def snapshot(self, request: Request) -> Snapshot:
         """Measurements available to an orchestrator at the (current) request's arrival (L8, H4, H5)."""
-        self._check_current(request, "snapshot")
+        if request is not self._pending:
+            self._check_current(request, "snapshot")
         row = self._engine.snapshot()[0].tolist()
         t, user = request.time_ms, request.user
-        access_mbps = (
-            row[0] if self.system.scenario.bandwidth_estimate is None else self.access_estimate_mbps(t)
-        )
+        access_mbps = self.access_estimate_mbps(t) if self._estimated else row[0]
         finished = [entry for entry in self._history[user][-16:] if entry[0] <= t]
         recent = [entry[1] for entry in finished[-5:]]
         slowdowns = [entry[2] for entry in finished if entry[2] > 0]
+        # positional (in Snapshot's field order): keywords cost more, and this runs on every request
         return Snapshot(
             access_mbps,
             row[1],
@@ -480,9 +485,9 @@ class Simulator:
             row[3],
             int(row[4]),
             int(row[5]),
-            device_class=self.user_class[user],
-            user_recent_latency_ms=sum(recent) / len(recent) if recent else 0.0,
-            device_slowdown_estimate=slowdowns[-1] if slowdowns else 1.0,
+            self.user_class[user],
+            sum(recent) / len(recent) if recent else 0.0,
+            slowdowns[-1] if slowdowns else 1.0,
         )
 
     def access_estimate_mbps(self, t_ms: float) -> float:
@@ -493,7 +498,12 @@ class Simulator:
         j = bisect.bisect_right(self._upload_done_ms, t_ms)
         if j == 0:
             return float(self.system.scenario.access.uplink_mbps)
-        return float(dynamics.harmonic_mean_mbps(np.array(self._upload_mbps[max(0, j - spec.window) : j])))
+        if j != self._estimate_for:
+            self._estimate_mbps = float(
+                dynamics.harmonic_mean_mbps(np.array(self._upload_mbps[max(0, j - spec.window) : j]))
+            )
+            self._estimate_for = j
+        return self._estimate_mbps
 
     def hidden_state(self, request: Request) -> dict[str, float]:
         """The conditions a real orchestrator cannot observe, at the request's arrival (for the oracle and tests).
@@ -527,7 +537,7 @@ class Simulator:
         """The orchestrator's measurements of a served request: the upload's throughput (H4), the response
         time and the on-device slowdown (H5), from what the engine recorded when it served it."""
         link_start, upload, slowdown = self._engine.served[0].tolist()
-        if action >= self.system.n_variants and upload > 0:  # off the device: an access upload finished
+        if action >= self._n_variants and upload > 0:  # off the device: an access upload finished
             self._upload_done_ms.append(link_start + upload)
             self._upload_mbps.append(payload_bits / (upload * 1e3))
         total = parts[6]
@@ -561,7 +571,7 @@ class Simulator:
             raise ValueError(f"action must be in [0, {n_actions}), got {action}")
         self._action[0] = action
         # the payload this request sends (the engine's request arrays hold the next request after the call)
-        payload_bits = float(self._engine.request_payload_bits[0, action % self.system.n_variants])
+        payload_bits = float(self._engine.request_payload_bits[0, action % self._n_variants])
         ahead = self.evaluate_ahead
         parts = self._engine.serve(self._action, then_next=ahead, with_evaluate=ahead)[0].tolist()
         self._drawn = ahead
