@@ -89,7 +89,7 @@ class OrchestrationEnv(gym.Env):
     co-tenant load) are never in the observation or in ``info``; the oracle reads the truth through the
     simulator (``sim.evaluate``, ``sim.hidden_state``). After ``step``
     also, about the request just served: ``latency_ms`` and its parts (``network_wait_ms``, ``upload_ms``,
-    ``propagation_ms``, ``queue_ms``, ``compute_ms``, ``download_ms``), ``tier``, ``variant``,
+    ``propagation_ms``, ``queue_ms``, ``compute_ms``, ``download_ms``, ``overhead_ms``), ``tier``, ``variant``,
     ``accuracy_pct``, ``met_requirement``, ``served_user``, ``served_time_ms``, and, when ``oracle=True``,
     the per-request clairvoyant optimum ``oracle_latency_ms``, ``oracle_action`` and ``regret_ms``
     (private: see :data:`PRIVATE_INFO_KEYS`).
@@ -290,6 +290,7 @@ class OrchestrationEnv(gym.Env):
             queue_ms=breakdown.queue_ms,
             compute_ms=breakdown.compute_ms,
             download_ms=breakdown.download_ms,
+            overhead_ms=breakdown.overhead_ms,
             latency_ms=total_ms,
         )
         if self.oracle:

@@ -77,13 +77,15 @@ from orchlib.study.batch import (
     BatchUCB1,
     discrete_state_masks,
 )
+from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import TIERS, Scenario, preset
 from orchlib.system.simulator import System, build_system
 
 #: bump when the recorded columns or their meaning change, so older cached results are not reused.
 #: 2: issue 13 changed catalogue defaults and the discrete state (the keys do not capture them); 3: the
-#: engine's batched path records learners' runs from per-replicate streams (issue 14).
-RESULT_FORMAT = 3
+#: engine's batched path records learners' runs from per-replicate streams (issue 14); 4: the per-request
+#: protocol cost ``overhead_ms`` is a part of the response time (issue 15).
+RESULT_FORMAT = 4
 
 #: ``factory(env) -> Agent``: builds the agent of a run instead of the catalogue (tests, custom agents).
 AgentFactory = Callable[[OrchestrationEnv], Agent]
@@ -264,15 +266,7 @@ def system_for(scenario: Scenario) -> tuple[System, str]:
 # One run
 
 # the response time and its parts, ms, as the env's info names them (and the table does)
-_BREAKDOWN = (
-    "network_wait_ms",
-    "upload_ms",
-    "propagation_ms",
-    "queue_ms",
-    "compute_ms",
-    "download_ms",
-    "latency_ms",
-)
+_BREAKDOWN = (*RESPONSE_PARTS, "latency_ms")
 # info keys recorded for the request just served (see OrchestrationEnv's "Info"), in array-column order.
 _SERVED = (
     "served_user",
@@ -297,13 +291,7 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "variant",
     "accuracy_pct",
     "met_requirement",
-    "network_wait_ms",
-    "upload_ms",
-    "propagation_ms",
-    "queue_ms",
-    "compute_ms",
-    "download_ms",
-    "latency_ms",
+    *_BREAKDOWN,
     "reward",
     "oracle_latency_ms",
     "regret_ms",
