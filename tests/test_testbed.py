@@ -361,7 +361,7 @@ def test_loopback_run_serves_every_tier_and_the_simulator_gets_the_measured_prot
     }  # seed 0's random choices cover all three
     # the access link is played in user space: an upload takes at least its bytes at 20 Mbit/s
     remote = done[done["tier"] != "end"]
-    least = transfer_time_ms(float(build_system(scenario).input_bytes[0]), constant_rate(20.0), 0.0)
+    least = transfer_time_ms(constant_rate(20.0), float(build_system(scenario).input_bytes[0]), 0.0)
     assert (remote["upload_ms"] >= least - 0.5).all()
     assert done["overhead_ms"].isna().all()  # a real path cannot separate it from the other parts
     # the per-request protocol cost was measured per tier at the start (T11) and written with the run
@@ -391,30 +391,33 @@ def _interrupt_cli(tmp_path, number: int, mode: str) -> tuple[int, int, dict, pd
         sys.executable, "-m", "orchlib", "testbed", "--scenario", "testbed", "--users", "1", "--agent", "random",
         "--duration", "60", "--variants", SMALL[0], "--mode", mode, "--out", str(out), "--ports", "18280", "18281",
     ]  # fmt: skip
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    log: list[str] = []
+    log: list[bytes] = []
     finished = threading.Event()
+    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL) as process:
 
-    def read() -> None:
-        # tqdm redraws its bar with carriage returns: "testbed requests: ... | 2/120 ..."
-        assert process.stderr is not None
-        for chunk in iter(lambda: process.stderr.read(64), ""):
-            log.append(chunk)
-            if re.search(r"\| *([2-9]|\d\d+)/\d+", "".join(log)[-400:]):
-                finished.set()
+        def read() -> None:
+            # tqdm redraws its bar with carriage returns: "testbed requests: ... | 2/120 [..."; os.read returns
+            # what is there (a buffered read would wait for a full chunk)
+            assert process.stderr is not None
+            while chunk := os.read(process.stderr.fileno(), 4096):
+                log.append(chunk)
+                if re.search(rb"\| *([2-9]|\d\d+)/\d+ \[", b"".join(log)[-400:]):
+                    finished.set()
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert finished.wait(180), "".join(log)[-2000:]
-        process.send_signal(number)
-        code = process.wait(60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    reader.join(5)
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            assert finished.wait(180), b"".join(log)[-2000:].decode(errors="replace")
+            process.send_signal(number)
+            code = process.wait(60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        reader.join(10)
     info = json.loads((out / "run.json").read_text())
-    return process.pid, code, info, pd.read_parquet(out / "requests.parquet"), "".join(log)
+    text = b"".join(log).decode(errors="replace")
+    return process.pid, code, info, pd.read_parquet(out / "requests.parquet"), text
 
 
 @pytest.mark.parametrize(
