@@ -8,7 +8,6 @@ one small variant. Everything else runs anywhere in well under a second.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import json
 import os
@@ -30,7 +29,7 @@ from orchlib.system.scenario import AccuracyRequirement, Arrivals, LinkSpec, Tie
 from orchlib.system.simulator import build_system
 from orchlib.testbed import links, wire
 from orchlib.testbed import run as testbed_run
-from orchlib.testbed.compare import sim_vs_real, simulate_same
+from orchlib.testbed.compare import sim_vs_real, simulate_same, with_overhead
 from orchlib.testbed.run import EXTRA_COLUMNS, QUICK_VARIANTS, request_stream, resolve_mode, run_testbed
 from orchlib.testbed.server import ServerConfig, VirtualLink, build_models, check_bind_address, create_app
 
@@ -370,12 +369,7 @@ def test_loopback_run_serves_every_tier_and_the_simulator_gets_the_measured_prot
     assert all(np.isfinite(v) and v >= 0 for v in cost.values())
     assert cost["edge"] > 0 and cost["cloud"] > 0  # an HTTP round trip is never free
     # ... and the simulator replays the run with it: each request's overhead part is its tier's measured cost
-    measured = scenario.replace(
-        **{
-            tier: dataclasses.replace(getattr(scenario, tier), request_overhead_ms=cost[tier])
-            for tier in cost
-        }
-    )
+    measured = with_overhead(scenario, cost)
     simulated = simulate_same(build_system(measured), 0, frame)
     expected = simulated["tier"].map(cost).to_numpy(float)
     np.testing.assert_allclose(simulated["overhead_ms"], expected)

@@ -14,6 +14,7 @@ Where the two differ, the parts say which piece of the latency model is off; see
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -110,25 +111,35 @@ def sim_vs_real(real: pd.DataFrame, simulated: pd.DataFrame, n_users: int) -> pd
     return pd.DataFrame(rows)
 
 
-def comparison_scenario(
-    n_users: int,
-    profile: str | os.PathLike[str],
-    variants: Sequence[str] | None = None,
-    overhead_ms: Mapping[str, float] | None = None,
-) -> Scenario:
-    """The ``testbed`` preset at ``n_users`` with edge and cloud on ``profile`` (a profile of this machine).
+def with_overhead(scenario: Scenario, overhead_ms: Mapping[str, float]) -> Scenario:
+    """``scenario`` with each tier's per-request protocol cost set (L11), e.g. a testbed run's measurement.
 
     Args:
-        overhead_ms: each tier's per-request protocol cost, ms (``{"end": .., "edge": .., "cloud": ..}``, as
-            a testbed run measured it: ``info["request_overhead_ms"]``); None keeps the preset's 0.
+        overhead_ms: ms per tier, ``{"end": .., "edge": .., "cloud": ..}`` (a testbed run's
+            ``info["request_overhead_ms"]``, also in its ``run.json``).
+
+    Raises:
+        ValueError: a tier missing or unknown, or a value that is not a finite number >= 0.
     """
+    if set(overhead_ms) != set(TIERS):
+        raise ValueError(f"overhead_ms must give each of {list(TIERS)}, got {sorted(overhead_ms)}")
+    return scenario.replace(
+        **{
+            tier: dataclasses.replace(getattr(scenario, tier), request_overhead_ms=overhead_ms[tier])
+            for tier in TIERS
+        }
+    )
+
+
+def comparison_scenario(
+    n_users: int, profile: str | os.PathLike[str], variants: Sequence[str] | None = None
+) -> Scenario:
+    """The ``testbed`` preset at ``n_users`` with edge and cloud on ``profile`` (a profile of this machine)."""
     base = testbed()
-    cost = dict.fromkeys(TIERS, 0.0) | dict(overhead_ms or {})
     return base.replace(
         n_users=n_users,
-        end=TierSpec(base.end.profile, n_workers=base.end.n_workers, request_overhead_ms=cost["end"]),
-        edge=TierSpec(str(profile), n_workers=base.edge.n_workers, request_overhead_ms=cost["edge"]),
-        cloud=TierSpec(str(profile), n_workers=base.cloud.n_workers, request_overhead_ms=cost["cloud"]),
+        edge=TierSpec(str(profile), n_workers=base.edge.n_workers),
+        cloud=TierSpec(str(profile), n_workers=base.cloud.n_workers),
         variant_subset=tuple(variants) if variants is not None else base.variant_subset,
     )
 
@@ -212,7 +223,7 @@ def run_comparison(
                 f"{run_dir / 'run.json'} has no 'request_overhead_ms' (a run from before the protocol-cost "
                 "measurement); delete that folder to run it again"
             )
-        measured = comparison_scenario(n, profile, names, overhead_ms=info["request_overhead_ms"])
+        measured = with_overhead(scenario, info["request_overhead_ms"])
         simulated = simulate_same(build_system(measured), seed, real)
         tables.append(sim_vs_real(real, simulated, n))
         both = real[["request", "tier", "variant", "status", *PARTS]].assign(source="real", n_users=n)
