@@ -602,7 +602,7 @@ def plot_sim_vs_real(table: pd.DataFrame) -> Figure:
         _note(
             fig,
             "orchlib live testbed on one shared machine; simulator with this machine's profile "
-            "(docs/assumptions.md, T1-T10)",
+            "(docs/assumptions.md, T1-T11 and L11)",
         )
     return fig
 

@@ -11,6 +11,8 @@
   the per-user device (one inference at a time), the edge and cloud FIFO servers with ``n_workers``
   workers and the WAN leg are each written here and nowhere else; transfers follow the link's rate over time
   exactly (:func:`orchlib.system.latency.link_transfer_ms`, the one trace integration);
+* :func:`_total` -- the response time: those six parts plus the tier's fixed per-request protocol cost
+  (``world[10]``, L11), the seventh part, which occupies no resource and so changes no free time;
 * :func:`_commit` -- the effect of a served action on the state (device, uplinks, worker, in-system list);
 * :func:`_snapshot` -- what an orchestrator can measure at a request's arrival;
 * :func:`_next_request` -- the next request in time order over the users of one replicate.
