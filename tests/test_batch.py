@@ -119,6 +119,8 @@ def test_batch_simulator_gives_the_reference_latencies_bit_for_bit(which) -> Non
 
 def test_state_masks_are_the_env_state_masks(paper_system) -> None:
     env = OrchestrationEnv(paper_system, oracle=False)
+    # one definition of the state: the batched simulator holds the env's, not a copy kept equal by tests
+    assert BatchSimulator(paper_system, 2, rng=0).state == env.state
     masks = discrete_state_masks(paper_system)
     assert masks.shape == (env.n_states, paper_system.n_actions)
     for s in range(env.n_states):

@@ -33,7 +33,6 @@ Implementation details and assumptions:
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,18 +41,16 @@ import numpy as np
 
 from orchlib.agents.base import check_real
 from orchlib.agents.qlearning import check_hyperparameters, exploration_probability
-from orchlib.envs.orchestration import OrchestrationEnv
+from orchlib.envs.orchestration import (
+    DEFAULT_BANDWIDTH_EDGES_MBPS,
+    DEFAULT_EDGE_LOAD_EDGES,
+    discrete_state,
+)
 from orchlib.system.engine import Engine, replicate_generators
 from orchlib.system.simulator import System
 
 #: decisions per block of a batched agent's random numbers.
 _AGENT_BLOCK = 256
-
-_ENV_DEFAULTS = inspect.signature(OrchestrationEnv).parameters
-#: the environment's default level edges, read from its signature so that the two cannot drift apart.
-DEFAULT_BANDWIDTH_EDGES_MBPS: tuple[float, ...] = _ENV_DEFAULTS["bandwidth_edges_mbps"].default
-DEFAULT_EDGE_LOAD_EDGES: tuple[int, ...] = _ENV_DEFAULTS["edge_load_edges"].default
-
 
 # ---------------------------------------------------------------------------------------------------------
 # The simulator
@@ -91,11 +88,9 @@ def discrete_state_shape(
     bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
     edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
 ) -> tuple[int, ...]:
-    """Sizes of the discrete state's components, as :attr:`OrchestrationEnv.state_shape`.
-
-    (access-bandwidth level, edge-load level, uplink busy, accuracy-requirement class).
-    """
-    return (len(bandwidth_edges_mbps) + 1, len(edge_load_edges) + 1, 2, len(system.requirement_pct))
+    """Sizes of the discrete state's components, as :attr:`OrchestrationEnv.state_shape`
+    (:func:`orchlib.envs.orchestration.discrete_state`, the one definition)."""
+    return discrete_state(system, bandwidth_edges_mbps, edge_load_edges).shape
 
 
 def discrete_state_masks(
@@ -103,13 +98,9 @@ def discrete_state_masks(
     bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
     edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
 ) -> np.ndarray:
-    """The action mask of each discrete state, shape (n_states, n_actions), as ``OrchestrationEnv.state_mask``.
-
-    The requirement class is the state's last component, so the mask is a function of the state.
-    """
-    shape = discrete_state_shape(system, bandwidth_edges_mbps, edge_load_edges)
-    requirement_class = np.unravel_index(np.arange(int(np.prod(shape))), shape)[-1]
-    return system.masks[requirement_class]
+    """The action mask of each discrete state, shape (n_states, n_actions), as ``OrchestrationEnv.state_mask``
+    (:meth:`orchlib.envs.orchestration.DiscreteState.masks`: a function of the state)."""
+    return discrete_state(system, bandwidth_edges_mbps, edge_load_edges).masks(system)
 
 
 class BatchSimulator:
@@ -157,16 +148,18 @@ class BatchSimulator:
             ("bandwidth_edges_mbps", bandwidth_edges_mbps),
             ("edge_load_edges", edge_load_edges),
         ):
-            if len(edges) == 0 or list(edges) != sorted(set(edges)) or any(e <= 0 for e in edges):
+            if len(edges) == 0:
                 raise ValueError(f"{name} must be strictly increasing positive numbers, got {edges!r}")
         self.system = system
         self.n_replicates = int(n_replicates)
-        self.bandwidth_edges_mbps = np.array(bandwidth_edges_mbps, dtype=float)
-        self.edge_load_edges = np.array(edge_load_edges, dtype=np.int64)
-        self.state_shape = discrete_state_shape(system, tuple(bandwidth_edges_mbps), tuple(edge_load_edges))
-        self.n_states = int(np.prod(self.state_shape))
+        #: the discrete state's definition, the env's (:func:`orchlib.envs.orchestration.discrete_state`).
+        self.state = discrete_state(system, tuple(bandwidth_edges_mbps), tuple(edge_load_edges))
+        self.bandwidth_edges_mbps = np.array(self.state.bandwidth_edges_mbps, dtype=float)
+        self.edge_load_edges = np.array(self.state.edge_load_edges, dtype=np.int64)
+        self.state_shape = self.state.shape
+        self.n_states = self.state.n_states
         #: the action mask of each discrete state, shape (n_states, n_actions): what batched agents are built on.
-        self.state_masks = discrete_state_masks(system, tuple(bandwidth_edges_mbps), tuple(edge_load_edges))
+        self.state_masks = self.state.masks(system)
         self._rows = np.arange(self.n_replicates)
         # the generators are spawned once here (spawning from a Generator twice would give other children)
         self.engine = Engine(system, self.n_replicates, replicate_generators(rng, self.n_replicates))
@@ -236,17 +229,16 @@ class BatchSimulator:
     def observe(self, requests: BatchRequests) -> np.ndarray:
         """Discrete state of each replicate at its request, as ``OrchestrationEnv._observe``; shape (B,).
 
-        (access-bandwidth level, edge-load level, uplink busy, requirement class), mixed radix over
-        :attr:`state_shape`.
+        :meth:`orchlib.envs.orchestration.DiscreteState.index` of the replicate's measurements.
         """
         self._check_current(requests, "observe")
         snapshot = self.engine.snapshot()
-        bandwidth_level = np.searchsorted(self.bandwidth_edges_mbps, snapshot[:, 0], side="right")
-        load_level = np.searchsorted(self.edge_load_edges, snapshot[:, 4], side="right")
-        uplink_busy = snapshot[:, 2] > 0
-        s = self.state_shape
-        state = (bandwidth_level * s[1] + load_level) * s[2] + uplink_busy
-        return state * s[3] + requests.requirement_class
+        # The batched path models the ideal world only (one device class, no hidden device load), so the
+        # device components are 0 here.
+        zeros = np.zeros(self.n_replicates, dtype=np.int64)
+        return self.state.index(
+            snapshot[:, 0], snapshot[:, 4], snapshot[:, 2], zeros + 1.0, zeros, requests.requirement_class
+        )
 
     def evaluate(self, requests: BatchRequests) -> np.ndarray:
         """Response time (ms) every action would give every replicate's request, shape (B, n_actions).
