@@ -69,6 +69,12 @@ def drift_forgetting(scenario: Scenario) -> float:
     return 1.0 - 1.0 / memory if memory > 1.0 else 0.0
 
 
+def _weighted_variance(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Variance from (weighted) sums, sums of squares and counts; 0 where fewer than two observations."""
+    safe = np.maximum(counts, 1e-12)
+    return np.where(counts > 1.0, np.maximum(squares / safe - (sums / safe) ** 2, 0.0), 0.0)
+
+
 class AdaptiveGreedy(GreedyProfiles):
     """Greedy on the profiles, with an exponentially weighted correction per (tier, device class). Not privileged.
 
@@ -157,8 +163,14 @@ class ProfileHybrid(GreedyProfiles):
 
         mu_tier = S_t / (n_t + k0)                 (shrunk towards 0: the model is right until shown otherwise)
         mu      = (S + k0 * mu_tier) / (n + k0)    (the variant's own evidence takes over as n grows)
+        v       = (n * v_a + k0 * v_t) / (n + k0)  (spread of log(observed / m): the pair's, pooled with its tier's)
         sd      = sigma / sqrt(n + k0)             (confidence)
-        score(a) = m(a) * exp(mu - kappa * sd)
+        score(a) = m(a) * exp(mu + v / 2 - kappa * sd)
+
+    ``exp(mu + v / 2)`` is the *mean* of a log-normal ratio, not its median ``exp(mu)``: the objective is the
+    mean response time, so an action whose response times spread (a queue behind co-tenant jobs, a device
+    that is sometimes throttled) must be charged for the spread. ``v_a`` and ``v_t`` are the weighted sample
+    variances (0 before two observations).
 
     The valid action of lowest score is served (ties at random). ``kappa * sd`` is optimism in the face of
     uncertainty: an action tried little looks up to ``exp(kappa * sigma / sqrt(k0))`` times faster than its
@@ -212,19 +224,26 @@ class ProfileHybrid(GreedyProfiles):
         super().reset(rng)
         shape = (self._n_classes, self.n_actions)
         self.log_ratio_sums_ = np.zeros(shape)  # weighted sum of log(observed / m) per (class, action)
+        self.log_ratio_squares_ = np.zeros(shape)  # weighted sum of log(observed / m)^2 per (class, action)
         self.counts_ = np.zeros(shape)  # effective number of real requests per (class, action)
         self.tier_sums_ = np.zeros((self._n_classes, 3))  # the same, pooled per (class, tier)
         self.tier_counts_ = np.zeros((self._n_classes, 3))
+        self.tier_squares_ = np.zeros((self._n_classes, 3))
         self._pending: tuple[int, int, float] | None = None  # (action, device class, m(action) ms) of act()
 
-    def residual(self, device_class: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """``(mu, sd)`` of the log residual of every action for ``device_class``; shapes (n_actions,)."""
+    def residual(self, device_class: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mu, v, sd)`` of the log residual of every action for ``device_class`` (its mean, spread and the
+        confidence of the mean); shapes (n_actions,)."""
         k0 = float(self.prior_count)
         n_variants = self.system.n_variants
-        mu_tier = self.tier_sums_[device_class] / (self.tier_counts_[device_class] + k0)
-        n = self.counts_[device_class]
-        mu = (self.log_ratio_sums_[device_class] + k0 * np.repeat(mu_tier, n_variants)) / (n + k0)
-        return mu, float(self.sigma) / np.sqrt(n + k0)
+        n_tier, sums_tier = self.tier_counts_[device_class], self.tier_sums_[device_class]
+        mu_tier = sums_tier / (n_tier + k0)
+        n, sums = self.counts_[device_class], self.log_ratio_sums_[device_class]
+        mu = (sums + k0 * np.repeat(mu_tier, n_variants)) / (n + k0)
+        v_tier = _weighted_variance(sums_tier, self.tier_squares_[device_class], n_tier)
+        v_action = _weighted_variance(sums, self.log_ratio_squares_[device_class], n)
+        v = (n * v_action + k0 * np.repeat(v_tier, n_variants)) / (n + k0)
+        return mu, v, float(self.sigma) / np.sqrt(n + k0)
 
     def act(self, obs: Observation, mask: np.ndarray, info: Mapping[str, Any]) -> int:
         """The valid action of lowest optimistic corrected estimate."""
@@ -233,9 +252,9 @@ class ProfileHybrid(GreedyProfiles):
             raise ValueError("mask must allow at least one action, got all False")
         c = _device_class(info, self._n_classes)
         estimates = self.estimates_ms(info)
-        mu, sd = self.residual(c)
+        mu, v, sd = self.residual(c)
         # Scores are compared as logs (a product of positive factors): minus the score is the request's Q.
-        log_score = np.log(np.maximum(estimates, 1e-9)) + mu - float(self.kappa) * sd
+        log_score = np.log(np.maximum(estimates, 1e-9)) + mu + 0.5 * v - float(self.kappa) * sd
         a = masked_argmax(-log_score, mask, self.rng_)
         self._pending = (a, c, float(estimates[a]))
         return a
@@ -259,6 +278,8 @@ class ProfileHybrid(GreedyProfiles):
         tier = a // self.system.n_variants
         keep = self._lambda
         self.log_ratio_sums_[c, a] = keep * self.log_ratio_sums_[c, a] + log_ratio
+        self.log_ratio_squares_[c, a] = keep * self.log_ratio_squares_[c, a] + log_ratio**2
         self.counts_[c, a] = keep * self.counts_[c, a] + 1.0
         self.tier_sums_[c, tier] = keep * self.tier_sums_[c, tier] + log_ratio
+        self.tier_squares_[c, tier] = keep * self.tier_squares_[c, tier] + log_ratio**2
         self.tier_counts_[c, tier] = keep * self.tier_counts_[c, tier] + 1.0
