@@ -7,7 +7,9 @@ the results; default ``benchmarks/RESULTS.md``). Exit code 1 if a benchmark rais
 Sections: 1 env + agent throughput (bench_env), 2 fast path (bench_batch), 3 decision latency (bench_latency),
 4 orchlib vs MABWiser (bench_mabwiser), 5 scaling with users and horizon (bench_scaling), 6 reproduce wall time
 (bench_reproduce), 7 side by side with a baseline commit (bench_vs_baseline, only with ``--baseline COMMIT``),
-8 learning targets of issue 13 (bench_learners; quality, not speed).
+8 learning targets of issue 13 (bench_learners; quality, not speed), 9 back-to-back against sporadic inference
+(bench_testbed_cold: why testbed servers run slower than a back-to-back profile), 10 the testbed's shaped links
+(bench_testbed_links; needs root for network namespaces, skipped without it and in quick mode).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ MODULES = (
     "bench_reproduce",
     "bench_vs_baseline",
     "bench_learners",
+    "bench_testbed_cold",
+    "bench_testbed_links",
 )
 
 

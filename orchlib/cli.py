@@ -8,6 +8,7 @@ Only argument parsing lives here; each subcommand calls one library function. To
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -15,7 +16,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from orchlib.profiling.mobilenet import parse_variant, variant_names
-from orchlib.profiling.profiler import MIN_REPEATS, ProfileRow, check_device, profile_metadata, profile_to_csv
+from orchlib.profiling.profiler import (
+    AS_SERVED_GAP_MS,
+    MIN_REPEATS,
+    ProfileRow,
+    check_device,
+    profile_metadata,
+    profile_to_csv,
+)
 
 #: Exit code of a run stopped with Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
@@ -78,6 +86,16 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="generic machine description for the metadata (never the host name)",
     )
+    parser.add_argument(
+        "--as-served",
+        type=_gap_ms,
+        nargs="?",
+        const=AS_SERVED_GAP_MS,
+        default=0.0,
+        metavar="GAP_MS",
+        help="time each pass after GAP_MS idle, as a server sees sporadic requests (default gap "
+        f"{AS_SERVED_GAP_MS:g} ms); without it, passes run back to back",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--out", type=_csv_path, required=True, help="output file, e.g. data/profiles/NAME.csv"
@@ -107,6 +125,8 @@ def _run_profile(args: argparse.Namespace) -> int:
         command += ["--variants", *args.variants]
     if args.machine is not None:
         command += ["--machine", args.machine]
+    if args.as_served > 0:
+        command += ["--as-served", f"{args.as_served:g}"]
     command += ["--out", args.out.as_posix()]
     metadata = profile_metadata(
         name=args.out.stem,
@@ -116,6 +136,8 @@ def _run_profile(args: argparse.Namespace) -> int:
     )
     if args.device != "cpu":  # a CPU profile keeps the file format it always had
         metadata["device"] = args.device
+    if args.as_served > 0:  # likewise a back-to-back profile
+        metadata["idle_gap_ms"] = f"{args.as_served:g}"
     finished: list[ProfileRow] = []
     try:
         profile_to_csv(
@@ -129,6 +151,7 @@ def _run_profile(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             on_row=finished.append,
             device=args.device,
+            idle_gap_ms=args.as_served,
         )
     except KeyboardInterrupt:
         kept = f"{args.out} holds them" if finished else f"{args.out} left unchanged"
@@ -217,6 +240,16 @@ def _one_line_text(text: str) -> str:
     if not text.strip() or "\n" in text or "\r" in text:
         raise argparse.ArgumentTypeError(f"must be a non-empty text on one line, got {text!r}")
     return text
+
+
+def _gap_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of ms >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of ms >= 0, got {text!r}")
+    return value
 
 
 def _csv_path(text: str) -> Path:

@@ -30,6 +30,7 @@ from orchlib.study.batch import (
     discrete_state_shape,
     run_batch,
 )
+from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import Arrivals, ideal, tiny
 from orchlib.system.simulator import Simulator, build_system
 
@@ -37,7 +38,7 @@ from orchlib.system.simulator import Simulator, build_system
 KS_LEVEL = 0.01
 #: relative tolerance on the mean of a per-replicate statistic.
 MEAN_TOLERANCE = 0.03
-PARTS = ("network_wait_ms", "upload_ms", "propagation_ms", "queue_ms", "compute_ms", "download_ms")
+PARTS = RESPONSE_PARTS
 
 
 @pytest.fixture(scope="module")

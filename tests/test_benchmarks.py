@@ -23,6 +23,8 @@ SECTIONS = (
     "## 6. `make reproduce` wall time",
     "## 7. Side by side with a baseline commit",
     "## 8. Learning targets (issue 13)",
+    "## 9. Testbed: back-to-back against sporadic inference (profile as served)",
+    "## 10. Testbed links: shaped throughput and added RTT (namespace mode)",
     "## Commands to rerun",
 )
 

@@ -21,19 +21,11 @@ import pytest
 from orchlib.envs.orchestration import OrchestrationEnv
 from orchlib.study.batch import BatchSimulator
 from orchlib.system import latency
-from orchlib.system.engine import replicate_generators
+from orchlib.system.engine import BREAKDOWN_COLUMNS, replicate_generators
 from orchlib.system.scenario import Arrivals, ideal, paper, tiny
 from orchlib.system.simulator import EDGE, Simulator, build_system
 
-PARTS = (
-    "network_wait_ms",
-    "upload_ms",
-    "propagation_ms",
-    "queue_ms",
-    "compute_ms",
-    "download_ms",
-    "total_ms",
-)
+PARTS = BREAKDOWN_COLUMNS
 
 
 def _busy(scenario):

@@ -200,6 +200,8 @@ def test_profile_variants_reports_each_row_as_it_finishes() -> None:
         ({"repeats": 2}, "repeats"),
         ({"threads": 0}, "threads"),
         ({"warmup": -1}, "warmup"),
+        ({"idle_gap_ms": -1.0}, "idle_gap_ms"),
+        ({"idle_gap_ms": float("nan")}, "idle_gap_ms"),
     ],
 )
 def test_profile_variants_refuses_bad_arguments(kwargs: dict, match: str) -> None:
@@ -262,6 +264,60 @@ def test_summaries_refuse_models_missing_from_the_macs_table() -> None:
         spearman_macs_latency(small_profile(), table[table["model"] != "mobilenet_v1_0.25_128_quant"])
 
 
+def test_as_served_idles_before_every_timed_pass_and_times_it_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As served: each timed pass follows the idle gap and nothing runs between the gap and the timed pass (the
+    # back-to-back Timer runs untimed passes first, which would warm the caches the gap cooled).
+    events: list[object] = []
+    model = build_variant(TINY[0], rng=0)
+    counted = lambda x: events.append("pass") or model(x)  # noqa: E731
+    monkeypatch.setattr(profiling.time, "sleep", lambda s: events.append(s))
+    example = torch.zeros((1, 3, 128, 128))
+    latencies = profiling.measure_latency_ms(
+        counted, example, threads=1, repeats=3, warmup=1, idle_gap_ms=250.0
+    )
+    assert events == ["pass", 0.25, "pass", 0.25, "pass", 0.25, "pass"]
+    assert latencies.shape == (3,) and (latencies > 0).all()
+    events.clear()
+    profiling.measure_latency_ms(counted, example, threads=1, repeats=3, warmup=0)  # back to back: no sleep
+    assert 0.25 not in events
+
+
+def _quick_profile_argv(path: Path) -> list[str]:
+    """``orchlib profile`` at the smallest size, writing ``path`` (add ``--variants`` and options)."""
+    return [
+        "profile",
+        "--threads",
+        "1",
+        "--repeats",
+        "3",
+        "--warmup",
+        "0",
+        "--no-progress",
+        "--out",
+        str(path),
+    ]
+
+
+def test_cli_as_served_records_its_gap_in_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gaps = []
+    measure = profiling.measure_latency_ms
+
+    def recording(*args, **kwargs) -> np.ndarray:
+        gaps.append(args[5] if len(args) > 5 else kwargs.get("idle_gap_ms", 0.0))
+        return measure(*args[:5])  # timed back to back here: the gap itself is checked above
+
+    monkeypatch.setattr(profiling, "measure_latency_ms", recording)
+    path = tmp_path / "served.csv"
+    argv = _quick_profile_argv(path)
+    assert cli.main([*argv, "--variants", TINY[0], "--as-served"]) == 0
+    metadata, _ = read_profile_file(path)
+    assert gaps == [profiling.AS_SERVED_GAP_MS]
+    assert metadata["idle_gap_ms"] == f"{profiling.AS_SERVED_GAP_MS:g}"
+    assert metadata["command"].endswith(f"--as-served {profiling.AS_SERVED_GAP_MS:g} --out {path.as_posix()}")
+    assert cli.main([*argv, "--variants", TINY[0], "--as-served", "50"]) == 0
+    assert gaps[-1] == 50.0 and read_profile_file(path)[0]["idle_gap_ms"] == "50"
+
+
 # --- command line ------------------------------------------------------------------------------------------
 
 
@@ -275,6 +331,8 @@ def test_summaries_refuse_models_missing_from_the_macs_table() -> None:
         (["--variants", "mobilenet_v1_0.5_224"], "--variants"),
         (["--out", "no_such_folder/p.csv"], "--out"),
         (["--out", "profile.txt"], "--out"),
+        (["--as-served", "-5"], "--as-served"),
+        (["--as-served", "soon"], "--as-served"),
     ],
 )
 def test_cli_refuses_bad_arguments(
@@ -311,18 +369,7 @@ def test_cli_ctrl_c_keeps_finished_rows_and_exits_130(
 
     monkeypatch.setattr(profiling, "measure_latency_ms", measure_then_interrupt)
     path = tmp_path / "x86_1thread.csv"
-    argv = [
-        "profile",
-        "--threads",
-        "1",
-        "--repeats",
-        "3",
-        "--warmup",
-        "0",
-        "--no-progress",
-        "--out",
-        str(path),
-    ]
+    argv = _quick_profile_argv(path)
     assert cli.main([*argv, "--variants", *TINY]) == 130
     assert "interrupted: 1 of 2 variants finished" in capsys.readouterr().err
     metadata, table = read_profile_file(path)

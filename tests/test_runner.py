@@ -20,6 +20,7 @@ import pytest
 from orchlib.agents.base import Agent, random_valid_action
 from orchlib.envs.orchestration import PRIVATE_INFO_KEYS, OrchestrationEnv
 from orchlib.study.runner import REQUEST_COLUMNS, RUN_COLUMNS, RunSpec, grid, run_one, run_sweep
+from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.profiles import DATA_DIR
 from orchlib.system.scenario import Scenario, TierSpec, tiny
 
@@ -236,7 +237,7 @@ def test_run_one_records_one_consistent_row_per_request(scenario):
         assert isinstance(frame[column].dtype, pd.CategoricalDtype), column
     assert set(frame["agent"]) == {"Noisy greedy"} and set(frame["scenario"]) == {"tiny"}
     assert (frame["replicate"] == 1).all()
-    parts = frame[["network_wait_ms", "upload_ms", "propagation_ms", "queue_ms", "compute_ms", "download_ms"]]
+    parts = frame[list(RESPONSE_PARTS)]
     np.testing.assert_allclose(parts.sum(axis=1), frame["latency_ms"], rtol=1e-12)
     np.testing.assert_allclose(frame["reward"], -frame["latency_ms"] / 1e3, rtol=1e-12)
     np.testing.assert_allclose(

@@ -25,9 +25,9 @@ def test_one_request_on_each_tier_matches_hand_computation(toy_scenario) -> None
     # big: 1000 B up = 8000 bit at 1 Mbit/s = 8 ms; result 100 B down = 0.8 ms; access RTT 10 ms.
     # WAN 8 Mbit/s: 1 ms up, 0.1 ms down, RTT 20 ms. Compute: end 50, edge 20, cloud 2 ms.
     expected = {
-        END: (0.0, 0.0, 0.0, 0.0, 50.0, 0.0, 50.0),
-        EDGE: (0.0, 8.0, 10.0, 0.0, 20.0, 0.8, 38.8),
-        CLOUD: (0.0, 9.0, 30.0, 0.0, 2.0, 0.9, 41.9),
+        END: (0.0, 0.0, 0.0, 0.0, 50.0, 0.0, 0.0, 50.0),
+        EDGE: (0.0, 8.0, 10.0, 0.0, 20.0, 0.8, 0.0, 38.8),
+        CLOUD: (0.0, 9.0, 30.0, 0.0, 2.0, 0.9, 0.0, 41.9),
     }
     for tier, parts in expected.items():
         sim = Simulator(system, rng=0)
@@ -46,7 +46,42 @@ def test_two_requests_queue_on_one_edge_worker(toy_scenario) -> None:
     assert first.total_ms == pytest.approx(38.8)
     second = sim.serve(sim.make_request(1.0, user=1), action(system, EDGE, BIG))
     # second: waits for the uplink until 8 (7 ms), uploads 8-16, arrives 21, waits for the worker until 33.
-    assert second == pytest.approx((7.0, 8.0, 10.0, 12.0, 20.0, 0.8, 57.8))
+    assert second == pytest.approx((7.0, 8.0, 10.0, 12.0, 20.0, 0.8, 0.0, 57.8))
+
+
+def test_request_overhead_delays_the_request_and_occupies_nothing(toy_scenario) -> None:
+    # L11: a tier's fixed protocol cost adds to each of its requests' response time as its own part, and moves
+    # no free time: the second request waits for the uplink and the worker exactly as without it.
+    scenario = toy_scenario.replace(
+        end=dataclasses.replace(toy_scenario.end, request_overhead_ms=1.5),
+        edge=dataclasses.replace(toy_scenario.edge, request_overhead_ms=4.0),
+        cloud=dataclasses.replace(toy_scenario.cloud, request_overhead_ms=7.0),
+    )
+    system = build_system(scenario)
+    sim = Simulator(system, rng=0)
+    request = sim.make_request(0.0, user=0)
+    predicted = sim.evaluate(request)
+    first = sim.serve(request, action(system, EDGE, BIG))
+    assert first == pytest.approx((0.0, 8.0, 10.0, 0.0, 20.0, 0.8, 4.0, 42.8))
+    # the oracle's evaluation includes each tier's cost (end 50 + 1.5, edge 38.8 + 4, cloud 41.9 + 7)
+    assert predicted[[action(system, t, BIG) for t in (END, EDGE, CLOUD)]] == pytest.approx(
+        [51.5, 42.8, 48.9]
+    )
+    second = sim.serve(sim.make_request(1.0, user=1), action(system, EDGE, BIG))
+    assert second == pytest.approx((7.0, 8.0, 10.0, 12.0, 20.0, 0.8, 4.0, 61.8))
+    # the orchestrator's profile-based estimate sees it too (greedy planners)
+    from orchlib.agents.baselines import profile_latency_ms
+
+    plain = profile_latency_ms(build_system(toy_scenario), 1.0, 8.0)
+    with_cost = profile_latency_ms(system, 1.0, 8.0)
+    n = system.n_variants
+    np.testing.assert_allclose(with_cost - plain, np.repeat([1.5, 4.0, 7.0], n))
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf"), "3"])
+def test_request_overhead_must_be_finite_and_not_negative(toy_scenario, value) -> None:
+    with pytest.raises(ValueError, match=r"TierSpec\.request_overhead_ms must be a finite number >= 0"):
+        dataclasses.replace(toy_scenario.edge, request_overhead_ms=value)
 
 
 def test_an_upload_shares_the_link_with_another(toy_scenario) -> None:

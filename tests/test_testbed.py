@@ -1,15 +1,21 @@
 """The live testbed (issue 15): wire format, bind addresses, links, teardown and the edge-server-killed case.
 
-The two live tests start real processes behind network namespaces (CI runs as root); without root they are
-skipped with the reason. Everything else runs anywhere in well under a second.
+The live tests start real processes: behind network namespaces (CI runs as root; without root they are skipped
+with the reason), or on loopback (runs anywhere). Each starts the smallest testbed that shows its point: one user,
+one small variant. Everything else runs anywhere in well under a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
+import re
+import signal
 import subprocess
+import sys
+import threading
 
 import httpx
 import numpy as np
@@ -23,7 +29,7 @@ from orchlib.system.scenario import AccuracyRequirement, Arrivals, LinkSpec, Tie
 from orchlib.system.simulator import build_system
 from orchlib.testbed import links, wire
 from orchlib.testbed import run as testbed_run
-from orchlib.testbed.compare import sim_vs_real, simulate_same
+from orchlib.testbed.compare import sim_vs_real, simulate_same, with_overhead
 from orchlib.testbed.run import EXTRA_COLUMNS, QUICK_VARIANTS, request_stream, resolve_mode, run_testbed
 from orchlib.testbed.server import ServerConfig, VirtualLink, build_models, check_bind_address, create_app
 
@@ -294,7 +300,7 @@ def test_a_run_with_the_edge_killed_keeps_every_request_and_feeds_failures_to_th
         duration_s=4.0,
         kill_edge_at_s=2.0,
         request_timeout_s=3.0,
-        calibration_repeats=5,
+        calibration_repeats=3,
     )
     seen = {}
     result = run_testbed(
@@ -325,6 +331,110 @@ def test_a_run_with_the_edge_killed_keeps_every_request_and_feeds_failures_to_th
     assert len(simulated) == len(frame)
     table = sim_vs_real(frame, simulated, n_users=1)
     assert {"median_error_pct", "p95_error_pct", "real_upload_ms", "sim_upload_ms"} <= set(table.columns)
+
+
+def test_loopback_run_serves_every_tier_and_the_simulator_gets_the_measured_protocol_cost(tmp_path):
+    # Loopback mode (user-space shaping, T10) end to end, forced even where namespaces work.
+    scenario = _scenario(arrivals=Arrivals("poisson", rate_per_s=4.0))
+    config = testbed_run.TestbedConfig(
+        scenario=scenario,
+        agent="random",
+        duration_s=2.5,
+        mode="loopback",
+        request_timeout_s=5.0,
+        calibration_repeats=3,
+        ports=(18180, 18181),  # loopback ports of its own: other live tests may run at the same time
+    )
+    seen = {}
+    result = run_testbed(
+        config, out_dir=tmp_path, progress=False, on_start=lambda tb: seen.update(pids=tb.pids())
+    )
+    frame, info = result.requests, result.info
+    assert info["mode"] == "loopback" and set(frame["mode"]) == {"loopback"}
+    done = frame[frame["status"] == "ok"]
+    assert len(done) == len(frame) == len(request_stream(build_system(scenario), 0, 2.5))
+    assert set(done["tier"].astype(str)) == {
+        "end",
+        "edge",
+        "cloud",
+    }  # seed 0's random choices cover all three
+    # the access link is played in user space: an upload takes at least its bytes at 20 Mbit/s
+    remote = done[done["tier"] != "end"]
+    least = transfer_time_ms(constant_rate(20.0), float(build_system(scenario).input_bytes[0]), 0.0)
+    assert (remote["upload_ms"] >= least - 0.5).all()
+    assert done["overhead_ms"].isna().all()  # a real path cannot separate it from the other parts
+    # the per-request protocol cost was measured per tier at the start (T11) and written with the run
+    cost = json.loads((tmp_path / "run.json").read_text())["request_overhead_ms"]
+    assert set(cost) == {"end", "edge", "cloud"}
+    assert all(np.isfinite(v) and v >= 0 for v in cost.values())
+    assert cost["edge"] > 0 and cost["cloud"] > 0  # an HTTP round trip is never free
+    # ... and the simulator replays the run with it: each request's overhead part is its tier's measured cost
+    measured = with_overhead(scenario, cost)
+    simulated = simulate_same(build_system(measured), 0, frame)
+    expected = simulated["tier"].map(cost).to_numpy(float)
+    np.testing.assert_allclose(simulated["overhead_ms"], expected)
+    plain = simulate_same(build_system(scenario), 0, frame)
+    np.testing.assert_allclose(simulated["latency_ms"] - plain["latency_ms"], expected)
+    assert not [pid for pid in seen["pids"] if _alive(pid)]
+
+
+def _interrupt_cli(tmp_path, number: int, mode: str) -> tuple[int, int, dict, pd.DataFrame, str]:
+    """Run ``orchlib testbed`` in a subprocess and send it signal ``number`` once two requests have finished."""
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "orchlib", "testbed", "--scenario", "testbed", "--users", "1", "--agent", "random",
+        "--duration", "60", "--variants", SMALL[0], "--mode", mode, "--out", str(out), "--ports", "18280", "18281",
+    ]  # fmt: skip
+    log: list[bytes] = []
+    finished = threading.Event()
+    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL) as process:
+
+        def read() -> None:
+            # tqdm redraws its bar with carriage returns: "testbed requests: ... | 2/120 [..."; os.read returns
+            # what is there (a buffered read would wait for a full chunk)
+            assert process.stderr is not None
+            while chunk := os.read(process.stderr.fileno(), 4096):
+                log.append(chunk)
+                if re.search(rb"\| *([2-9]|\d\d+)/\d+ \[", b"".join(log)[-400:]):
+                    finished.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            assert finished.wait(180), b"".join(log)[-2000:].decode(errors="replace")
+            process.send_signal(number)
+            code = process.wait(60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        reader.join(10)
+    info = json.loads((out / "run.json").read_text())
+    text = b"".join(log).decode(errors="replace")
+    return process.pid, code, info, pd.read_parquet(out / "requests.parquet"), text
+
+
+@pytest.mark.parametrize(
+    ("number", "mode"),
+    [
+        pytest.param(signal.SIGINT, "netns", marks=ROOT_ONLY, id="SIGINT-netns"),
+        pytest.param(signal.SIGTERM, "loopback", id="SIGTERM-loopback"),
+    ],
+)
+def test_a_signal_mid_run_tears_everything_down_and_keeps_finished_rows(tmp_path, number, mode):
+    from orchlib.cli import EXIT_INTERRUPTED
+
+    pid, code, info, frame, log = _interrupt_cli(tmp_path, number, mode)
+    assert code == EXIT_INTERRUPTED, log[-2000:]
+    assert "interrupted: every process and namespace removed" in log
+    assert info["interrupted"] is True and info["mode"] == mode
+    assert (frame["status"] == "ok").sum() >= 2  # the finished requests are kept
+    assert len(frame) < info["n_requests_planned"]  # it did stop early
+    assert not [pid for pid in info["pids"] if _alive(pid)]
+    if mode == "netns":
+        assert not set(info["namespaces"]) & links.existing_namespaces()
+        root_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        assert f"ob{pid}" not in root_links  # no veth (and so no tbf qdisc on one) of this run is left
 
 
 def test_cli_refuses_a_bad_scenario_or_duration_before_anything_starts(tmp_path, capsys):
@@ -365,13 +475,16 @@ def test_sim_vs_real_table_and_its_figure_from_paired_requests():
         }
     )
     real["latency_ms"] = real[parts].sum(axis=1)
+    real["overhead_ms"] = np.nan  # a real path has the protocol cost inside the other parts
     simulated = real.copy()
     simulated[parts] = simulated[parts] * 1.1  # every part 10% longer in the simulator
+    simulated["overhead_ms"] = 0.0
     simulated["latency_ms"] = simulated[parts].sum(axis=1)
     table = sim_vs_real(real, simulated, n_users=3)
     assert list(table["tier"]) == ["cloud", "edge"]
     assert table["n_requests"].tolist() == [19, 20]  # the failed request is left out
     assert np.allclose(table["median_error_pct"], 10.0) and np.allclose(table["p95_error_pct"], 10.0)
+    assert table["real_overhead_ms"].isna().all() and (table["sim_overhead_ms"] == 0.0).all()
     fig = plots.plot_sim_vs_real(table)
     assert len(fig.axes) == 3
     with pytest.raises(ValueError, match="lacks column"):

@@ -64,11 +64,16 @@ def profile_latency_ms(
 
     Per variant ``v`` (medians from the profiles, transfers at the measured rates, held constant)::
 
-        end   = device_backlog + median[end, v]
+        end   = device_backlog + median[end, v] + overhead[end]
         up    = access_backlog + input_bytes[v] / access_rate                  (the shared uplink is FIFO)
         edge  = up + rtt_access/2 + wait_edge + median[edge, v] + result / access_down_rate + rtt_access/2
+                + overhead[edge]
         cloud = up + rtt_access/2 + input_bytes[v] / wan_rate + rtt_wan/2 + wait_cloud + median[cloud, v]
                 + result / wan_down_rate + rtt_wan/2 + result / access_down_rate + rtt_access/2
+                + overhead[cloud]
+
+    ``overhead`` is each tier's fixed per-request protocol cost (``TierSpec.request_overhead_ms``, L11), a
+    configured constant like the RTT.
 
     A server with ``k`` workers and ``n`` requests in it is assumed to hold ``max(0, n - k + 1)`` requests ahead
     of a newcomer, each costing this variant's median, shared by ``k`` workers; the work drains while the
@@ -117,7 +122,8 @@ def profile_latency_ms(
             return np.zeros_like(median[tier])
         return np.maximum(0.0, ahead * median[tier] / n_workers - travel_ms)
 
-    end = device_backlog_ms + system.device_median_ms[int(device_class)]
+    overhead_end, overhead_edge, overhead_cloud = system.overhead_ms
+    end = device_backlog_ms + system.device_median_ms[int(device_class)] + overhead_end
     at_edge = access_backlog_ms + input_bits / (access_mbps * bits_per_ms) + half_access
     edge = (
         at_edge
@@ -125,6 +131,7 @@ def profile_latency_ms(
         + median[EDGE]
         + access_down
         + half_access
+        + overhead_edge
     )
     at_cloud = at_edge + input_bits / (wan_mbps * bits_per_ms) + half_wan
     cloud = (
@@ -135,6 +142,7 @@ def profile_latency_ms(
         + half_wan
         + access_down
         + half_access
+        + overhead_cloud
     )
     return np.concatenate((end, edge, cloud))
 

@@ -257,7 +257,7 @@ class OrchestrationEnv(gym.Env):
     co-tenant load) are never in the observation or in ``info``; the oracle reads the truth through the
     simulator (``sim.evaluate``, ``sim.hidden_state``). After ``step``
     also, about the request just served: ``latency_ms`` and its parts (``network_wait_ms``, ``upload_ms``,
-    ``propagation_ms``, ``queue_ms``, ``compute_ms``, ``download_ms``), ``tier``, ``variant``,
+    ``propagation_ms``, ``queue_ms``, ``compute_ms``, ``download_ms``, ``overhead_ms``), ``tier``, ``variant``,
     ``accuracy_pct``, ``met_requirement``, ``served_user``, ``served_time_ms``, and, when ``oracle=True``,
     the per-request clairvoyant optimum ``oracle_latency_ms``, ``oracle_action`` and ``regret_ms``
     (private: see :data:`PRIVATE_INFO_KEYS`).
@@ -443,8 +443,8 @@ class OrchestrationEnv(gym.Env):
             oracle_ms = float(totals[best])
             info["oracle_action"] = best
             info["oracle_latency_ms"] = oracle_ms
-        wait_ms, upload_ms, propagation_ms, queue_ms, compute_ms, download_ms, total_ms = sim.serve(
-            request, a
+        wait_ms, upload_ms, propagation_ms, queue_ms, compute_ms, download_ms, overhead_ms, total_ms = (
+            sim.serve(request, a)
         )
         tier, variant = divmod(a, self._n_variants)
         reward = -total_ms / 1e3 * self.reward_scale
@@ -456,6 +456,7 @@ class OrchestrationEnv(gym.Env):
         info["queue_ms"] = queue_ms
         info["compute_ms"] = compute_ms
         info["download_ms"] = download_ms
+        info["overhead_ms"] = overhead_ms
         info["latency_ms"] = total_ms
         if self.oracle:
             info["regret_ms"] = total_ms - oracle_ms

@@ -15,14 +15,22 @@ static quantization, see :mod:`orchlib.profiling.mobilenet`), ``warmup`` untimed
 samples from ``torch.utils.benchmark.Timer.timeit(1)``; each sample is one timed batch-1 forward pass, which
 that call precedes by two untimed passes of its own. Everything runs under ``torch.inference_mode()`` with
 ``torch.set_num_threads(threads)``.
+
+**As served** (``idle_gap_ms > 0``, ``orchlib profile --as-served``): a server does not run passes back to back;
+it answers sporadic requests, and between them other processes evict its weights from the caches of a shared
+CPU. Each sample then follows ``idle_gap_ms`` of idle time and is one forward pass timed alone with
+``time.perf_counter`` (no untimed passes right before it, which would warm the caches the gap cooled). The
+gap is written to the file's metadata (``idle_gap_ms``). :data:`AS_SERVED_GAP_MS` is the default gap.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import platform
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -53,6 +61,12 @@ METADATA_KEYS: tuple[str, ...] = (
 #: Least number of timed runs per variant: fewer cannot give a median with p10 and p90 around it.
 MIN_REPEATS = 3
 
+#: Default idle time before each timed pass "as served", ms: the mean gap between requests that one testbed
+#: server sees in the simulator check's busiest setting (4 users x 2 requests/s spread over 3 tiers by the
+#: random agent: 2.7 requests/s, 375 ms; rounded up to 400 ms, the gap of ``benchmarks/bench_testbed_cold.py``).
+#: With fewer users the gaps are longer.
+AS_SERVED_GAP_MS = 400.0
+
 
 @dataclass(frozen=True)
 class ProfileRow:
@@ -75,7 +89,12 @@ PROFILE_COLUMNS: tuple[str, ...] = tuple(field.name for field in fields(ProfileR
 
 
 def measure_latency_ms(
-    model: torch.nn.Module, example: torch.Tensor, threads: int, repeats: int, warmup: int
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    threads: int,
+    repeats: int,
+    warmup: int,
+    idle_gap_ms: float = 0.0,
 ) -> np.ndarray:
     """Time ``repeats`` forward passes of ``model(example)`` after ``warmup`` untimed ones.
 
@@ -85,6 +104,8 @@ def measure_latency_ms(
         threads: torch intra-op threads during timing, >= 1.
         repeats: number of timed runs, >= :data:`MIN_REPEATS`.
         warmup: number of untimed runs first, >= 0.
+        idle_gap_ms: 0 (back to back, ``torch.utils.benchmark.Timer``) or the idle time before each timed
+            pass, ms, "as served" (module docstring): finite, >= 0.
 
     Returns:
         Array of ``repeats`` latencies, milliseconds, one per run, in measurement order.
@@ -95,6 +116,7 @@ def measure_latency_ms(
     _check_int("threads", threads, 1)
     _check_int("repeats", repeats, MIN_REPEATS)
     _check_int("warmup", warmup, 0)
+    _check_gap(idle_gap_ms)
     timer = benchmark.Timer(
         stmt="model(example)", globals={"model": model, "example": example}, num_threads=threads
     )
@@ -104,7 +126,15 @@ def measure_latency_ms(
         with torch.inference_mode():
             for _ in range(warmup):
                 model(example)
-            seconds = [timer.timeit(number=1).times[0] for _ in range(repeats)]
+            if idle_gap_ms > 0:
+                seconds = []
+                for _ in range(repeats):
+                    time.sleep(idle_gap_ms / 1e3)
+                    start = time.perf_counter()
+                    model(example)
+                    seconds.append(time.perf_counter() - start)
+            else:
+                seconds = [timer.timeit(number=1).times[0] for _ in range(repeats)]
     finally:
         torch.set_num_threads(previous_threads)
     return np.asarray(seconds, dtype=float) * 1e3
@@ -119,6 +149,7 @@ def profile_variants(
     progress: bool = True,
     on_row: Callable[[ProfileRow], None] | None = None,
     device: str = "cpu",
+    idle_gap_ms: float = 0.0,
 ) -> list[ProfileRow]:
     """Measure the batch-1 latency of each named variant, one after the other.
 
@@ -135,6 +166,8 @@ def profile_variants(
         on_row: called with each row as soon as its variant is finished (e.g. to save it).
         device: ``"cpu"`` or ``"cuda"`` (a GPU, when torch sees one; float variants only, since the
             ``torch.ao`` int8 kernels run on the CPU).
+        idle_gap_ms: idle time before each timed pass, ms (0: back to back; > 0: "as served", see the
+            module docstring).
 
     Returns:
         One :class:`ProfileRow` per variant, in the order given.
@@ -148,6 +181,7 @@ def profile_variants(
     _check_int("threads", threads, 1, os.cpu_count() or 1)
     _check_int("repeats", repeats, MIN_REPEATS)
     _check_int("warmup", warmup, 0)
+    _check_gap(idle_gap_ms)
     streams = np.random.default_rng(rng).spawn(len(variants))
     rows: list[ProfileRow] = []
     previous_threads = torch.get_num_threads()
@@ -163,7 +197,7 @@ def profile_variants(
                 resolution = parse_variant(name).resolution
                 generator = torch.Generator().manual_seed(int(stream.integers(2**63 - 1)))
                 example = (torch.rand((1, 3, resolution, resolution), generator=generator) * 2 - 1).to(device)
-                latencies_ms = measure_latency_ms(model, example, threads, repeats, warmup)
+                latencies_ms = measure_latency_ms(model, example, threads, repeats, warmup, idle_gap_ms)
                 p10_ms, median_ms, p90_ms = np.percentile(latencies_ms, [10, 50, 90])
                 row = ProfileRow(name, float(median_ms), float(p10_ms), float(p90_ms), int(repeats))
                 rows.append(row)
@@ -206,6 +240,7 @@ def profile_to_csv(
     progress: bool = True,
     on_row: Callable[[ProfileRow], None] | None = None,
     device: str = "cpu",
+    idle_gap_ms: float = 0.0,
 ) -> list[ProfileRow]:
     """Run :func:`profile_variants` and rewrite the profile file at ``path`` after every finished variant.
 
@@ -214,7 +249,8 @@ def profile_to_csv(
 
     Args:
         path: output ``.csv`` file; its folder must exist.
-        variants, threads, repeats, warmup, rng, progress, device: as for :func:`profile_variants`.
+        variants, threads, repeats, warmup, rng, progress, device, idle_gap_ms: as for
+            :func:`profile_variants`.
         metadata: as for :func:`write_profile`.
         on_row: called with each row after it has been written to ``path``.
 
@@ -226,6 +262,7 @@ def profile_to_csv(
     """
     path = _check_output_path(path)
     _check_metadata(metadata)
+    _check_gap(idle_gap_ms)
     rows: list[ProfileRow] = []
 
     def save_then_report(row: ProfileRow) -> None:
@@ -235,7 +272,15 @@ def profile_to_csv(
             on_row(row)
 
     return profile_variants(
-        variants, threads, repeats, warmup, rng, progress=progress, on_row=save_then_report, device=device
+        variants,
+        threads,
+        repeats,
+        warmup,
+        rng,
+        progress=progress,
+        on_row=save_then_report,
+        device=device,
+        idle_gap_ms=idle_gap_ms,
     )
 
 
@@ -421,6 +466,17 @@ def _check_int(label: str, value: int, low: int, high: int | None = None) -> Non
     is_int = isinstance(value, int | np.integer) and not isinstance(value, bool)
     if not is_int or value < low or (high is not None and value > high):
         raise ValueError(f"{label} must be an integer {valid}, got {value!r}")
+
+
+def _check_gap(idle_gap_ms: float) -> None:
+    """Raise ValueError unless ``idle_gap_ms`` is a finite number >= 0."""
+    ok = (
+        isinstance(idle_gap_ms, int | float)
+        and not isinstance(idle_gap_ms, bool)
+        and math.isfinite(idle_gap_ms)
+    )
+    if not ok or idle_gap_ms < 0:
+        raise ValueError(f"idle_gap_ms must be a finite number >= 0 (ms), got {idle_gap_ms!r}")
 
 
 def _check_output_path(path: str | os.PathLike[str]) -> Path:

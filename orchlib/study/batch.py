@@ -71,7 +71,7 @@ class BatchRequests:
 @dataclass(frozen=True)
 class BatchBreakdown:
     """Where each replicate's response time went, ms, each of shape (B,): the fields of
-    :class:`~orchlib.system.simulator.Breakdown` (``total_ms`` is the sum of the six parts)."""
+    :class:`~orchlib.system.simulator.Breakdown` (``total_ms`` is the sum of the seven parts)."""
 
     network_wait_ms: np.ndarray
     upload_ms: np.ndarray
@@ -79,6 +79,7 @@ class BatchBreakdown:
     queue_ms: np.ndarray
     compute_ms: np.ndarray
     download_ms: np.ndarray
+    overhead_ms: np.ndarray
     total_ms: np.ndarray
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import TIERS
 
 TIER_COLORS = {"end": "#4C72B0", "edge": "#DD8452", "cloud": "#55A868"}
@@ -529,8 +530,9 @@ def plot_q_sensitivity(table: pd.DataFrame) -> Figure:
     return fig
 
 
-#: response-time parts a real serving path can measure, in stacking order (the request table's names).
-_PARTS = ("network_wait_ms", "upload_ms", "propagation_ms", "queue_ms", "compute_ms", "download_ms")
+#: response-time parts, in stacking order (the request table's names); a real serving path measures all but
+#: ``overhead_ms``, the simulator's fixed per-request protocol cost (L11), which it has inside the others.
+_PARTS = RESPONSE_PARTS
 
 
 def plot_sim_vs_real(table: pd.DataFrame) -> Figure:
@@ -600,7 +602,7 @@ def plot_sim_vs_real(table: pd.DataFrame) -> Figure:
         _note(
             fig,
             "orchlib live testbed on one shared machine; simulator with this machine's profile "
-            "(docs/assumptions.md, T1-T10)",
+            "(docs/assumptions.md, T1-T11 and L11)",
         )
     return fig
 

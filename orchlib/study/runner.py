@@ -77,6 +77,7 @@ from orchlib.study.batch import (
     BatchUCB1,
     discrete_state_masks,
 )
+from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import TIERS, Scenario, preset
 from orchlib.system.simulator import System, build_system
 
@@ -84,8 +85,9 @@ from orchlib.system.simulator import System, build_system
 #: 2: issue 13 changed catalogue defaults and the discrete state (the keys do not capture them); 3: the
 #: engine's batched path records learners' runs from per-replicate streams (issue 14); 4: the grounded
 #: discrete state gained the device class and device load, and the hybrid's residual forgets and charges
-#: spread (issue 13b).
-RESULT_FORMAT = 4
+#: spread (issue 13b); 5: the per-request protocol cost ``overhead_ms`` is a part of the response time
+#: (issue 15).
+RESULT_FORMAT = 5
 
 #: ``factory(env) -> Agent``: builds the agent of a run instead of the catalogue (tests, custom agents).
 AgentFactory = Callable[[OrchestrationEnv], Agent]
@@ -266,15 +268,7 @@ def system_for(scenario: Scenario) -> tuple[System, str]:
 # One run
 
 # the response time and its parts, ms, as the env's info names them (and the table does)
-_BREAKDOWN = (
-    "network_wait_ms",
-    "upload_ms",
-    "propagation_ms",
-    "queue_ms",
-    "compute_ms",
-    "download_ms",
-    "latency_ms",
-)
+_BREAKDOWN = (*RESPONSE_PARTS, "latency_ms")
 # info keys recorded for the request just served (see OrchestrationEnv's "Info"), in array-column order.
 _SERVED = (
     "served_user",
@@ -299,13 +293,7 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "variant",
     "accuracy_pct",
     "met_requirement",
-    "network_wait_ms",
-    "upload_ms",
-    "propagation_ms",
-    "queue_ms",
-    "compute_ms",
-    "download_ms",
-    "latency_ms",
+    *_BREAKDOWN,
     "reward",
     "oracle_latency_ms",
     "regret_ms",

@@ -11,6 +11,8 @@
   the per-user device (one inference at a time), the edge and cloud FIFO servers with ``n_workers``
   workers and the WAN leg are each written here and nowhere else; transfers follow the link's rate over time
   exactly (:func:`orchlib.system.latency.link_transfer_ms`, the one trace integration);
+* :func:`_total` -- the response time: those six parts plus the tier's fixed per-request protocol cost
+  (``world[10]``, L11), the seventh part, which occupies no resource and so changes no free time;
 * :func:`_commit` -- the effect of a served action on the state (device, uplinks, worker, in-system list);
 * :func:`_snapshot` -- what an orchestrator can measure at a request's arrival;
 * :func:`_next_request` -- the next request in time order over the users of one replicate.
@@ -223,9 +225,10 @@ def _respond(
 
 
 @numba.njit(cache=True, inline="always")
-def _total(wait, upload, propagation, queue, compute, download):
-    """The response time: the six parts added left to right."""
-    return wait + upload + propagation + queue + compute + download
+def _total(wait, upload, propagation, queue, compute, download, overhead):
+    """The response time: the seven parts added left to right (``overhead`` last: the tier's fixed
+    per-request protocol cost, L11, which occupies neither a link nor a server and so moves no free time)."""
+    return wait + upload + propagation + queue + compute + download + overhead
 
 
 @numba.njit(cache=True, inline="always")
@@ -356,7 +359,7 @@ def _evaluate_batch(
 ):
     """Response time (ms) of every action for every replicate's request, into ``out`` (B, n_actions)."""
     n_variants = result_bits.size
-    cot_switch, cot_count, occupied, need = world[5], world[6], world[7], world[8]
+    cot_switch, cot_count, occupied, need, overhead = world[5], world[6], world[7], world[8], world[10]
     for b in range(time_ms.size):
         t, u = time_ms[b], user[b]
         factor = _device_factor(b, u, max(t, device_free[b, u]), device_free, world)[0]
@@ -380,7 +383,9 @@ def _evaluate_batch(
                     cot_switch[b], cot_count[b], occupied[0], need,
                     links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
                 )
-                out[b, tier * n_variants + v] = _total(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5])
+                out[b, tier * n_variants + v] = _total(
+                    parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], overhead[tier]
+                )
 
 
 @numba.njit(cache=True)
@@ -390,7 +395,7 @@ def _serve_batch(
     median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
     next_arrival, closed_loop, gaps, gap_position, mean_gap_ms, out,
 ):
-    """Serve replicates ``first..B-1`` (respond, then commit); parts and total into ``out`` (B, 7).
+    """Serve replicates ``first..B-1`` (respond, then commit); parts and total into ``out`` (B, 8).
 
     Returns the first replicate whose completion-time list is full or whose on/off schedules must be
     extended first (nothing of it changed), or -1 when all were served. In a closed loop the user's next
@@ -401,6 +406,7 @@ def _serve_batch(
     n_variants = result_bits.size
     heat, thermal = world[0], world[1]
     cot_switch, cot_count, occupied, need, served = world[5], world[6], world[7], world[8], world[9]
+    overhead = world[10]
     for b in range(first, time_ms.size):
         t, u, action = time_ms[b], user[b], actions[b]
         tier = action // n_variants
@@ -436,10 +442,10 @@ def _serve_batch(
             served[b, 2] = compute / median[b, u, END, v]
         else:
             served[b, 0], served[b, 1], served[b, 2] = link_start, upload, 0.0
-        total = _total(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5])
+        total = _total(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], overhead[tier])
         out[b, 0], out[b, 1], out[b, 2] = parts[0], parts[1], parts[2]
         out[b, 3], out[b, 4], out[b, 5] = parts[3], parts[4], parts[5]
-        out[b, 6] = total
+        out[b, 6], out[b, 7] = overhead[tier], total
         if closed_loop:
             next_arrival[b, u] = t + total + gaps[b, gap_position] * mean_gap_ms
     return -1
@@ -505,16 +511,18 @@ def _serve_then_next(
 # ---------------------------------------------------------------------------------------------------------
 # The state and its Python entry points
 
-#: columns of :meth:`Engine.serve`'s output: the six parts of the response time and the total, ms.
-BREAKDOWN_COLUMNS = (
+#: the seven parts of a response time, ms, in time order (L1; the names of every breakdown and request table).
+RESPONSE_PARTS = (
     "network_wait_ms",
     "upload_ms",
     "propagation_ms",
     "queue_ms",
     "compute_ms",
     "download_ms",
-    "total_ms",
+    "overhead_ms",
 )
+#: columns of :meth:`Engine.serve`'s output: the seven parts of the response time and the total, ms.
+BREAKDOWN_COLUMNS = (*RESPONSE_PARTS, "total_ms")
 #: columns of :meth:`Engine.snapshot`'s output.
 SNAPSHOT_COLUMNS = (
     "access_mbps",
@@ -582,6 +590,8 @@ class Engine:
         self.link_constant = np.array([r.packed()[3] for r in rates])
         self.half_access_rtt = system.access_rtt_ms / 2
         self.half_wan_rtt = system.wan_rtt_ms / 2
+        # each tier's fixed per-request protocol cost, ms (end, edge, cloud; L11)
+        self.overhead_ms = np.asarray(system.overhead_ms, dtype=float)
         self.class_cdf = np.asarray(system.requirement_cdf, dtype=float)
         self.reset(rngs)
 
@@ -622,7 +632,7 @@ class Engine:
         for user in range(n_users):
             self.next_arrival_ms[:, user] = self._take_gaps() * self.mean_gap_ms
         self._reset_world()
-        self._out_serve = np.empty((b, 7))
+        self._out_serve = np.empty((b, 8))
         self._out_snapshot = np.empty((b, 6))
         self._out_evaluate = np.empty((b, self.system.n_actions))
         self._no_gaps = np.zeros((b, 1))
@@ -727,7 +737,7 @@ class Engine:
                 self.cot_count[i] = n
         self.world = (
             self.heat, self.thermal, self.bg_switch, self.bg_count, self.bg_slowdown,
-            self.cot_switch, self.cot_count, self.occupied, self._need, self.served,
+            self.cot_switch, self.cot_count, self.occupied, self._need, self.served, self.overhead_ms,
         )  # fmt: skip
 
     def _extend_schedules(self) -> None:
@@ -923,7 +933,7 @@ class Engine:
         With ``then_next``, also :meth:`next_requests` (``with_evaluate`` as there) in the same compiled call:
         the same draws in the same order, one call instead of two.
 
-        Returns the parts and total of each response time, shape (B, 7), columns :data:`BREAKDOWN_COLUMNS`
+        Returns the parts and total of each response time, shape (B, 8), columns :data:`BREAKDOWN_COLUMNS`
         (reused by the next call).
         """
         closed_loop = not self.poisson

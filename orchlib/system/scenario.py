@@ -43,6 +43,9 @@ class TierSpec:
     profile: str
     #: parallel inference workers per server (edge and cloud); the end tier always has one per user device.
     n_workers: int = 1
+    #: fixed protocol cost of every request served on this tier, ms (L11): request hand-off, HTTP framing and
+    #: response parsing; a delay that occupies neither a link nor a server. 0 unless measured.
+    request_overhead_ms: float = 0.0
 
     def __post_init__(self) -> None:
         _check(
@@ -53,6 +56,7 @@ class TierSpec:
             isinstance(self.n_workers, int) and self.n_workers >= 1,
             f"TierSpec.n_workers must be an integer >= 1, got {self.n_workers!r}",
         )
+        _finite_positive("TierSpec.request_overhead_ms", self.request_overhead_ms, allow_zero=True)
 
 
 @dataclass(frozen=True)

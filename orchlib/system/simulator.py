@@ -17,8 +17,11 @@ The model (each rule is numbered in ``docs/assumptions.md``, section "Latency mo
 * **cloud**: as edge, then the edge forwards the input over the shared WAN uplink (FIFO, waits added to
   ``network_wait_ms``, transmission to ``upload_ms``); the cloud server has its own workers; the result
   returns over the WAN and the access downlink. Propagation is the access RTT plus the WAN RTT.
+* **every tier**: the tier's fixed per-request protocol cost (``TierSpec.request_overhead_ms``,
+  ``overhead_ms``; 0 unless measured, L11) is added once, after the result is back; it occupies neither a link
+  nor a server, so it delays only the request itself.
 
-``total_ms`` is the sum of the six parts, and equals completion time minus request time.
+``total_ms`` is the sum of the seven parts, and equals completion time minus request time.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class System:
     wan_down: latency.RateFunction
     access_rtt_ms: float
     wan_rtt_ms: float
+    #: fixed per-request protocol cost of each tier (end, edge, cloud), ms (L11).
+    overhead_ms: tuple[float, float, float]
     #: requirement classes (top-1 percent) and their cumulative probabilities.
     requirement_pct: np.ndarray
     requirement_cdf: np.ndarray
@@ -240,6 +245,7 @@ def build_system(scenario: Scenario) -> System:
         wan_down=wan_down,
         access_rtt_ms=scenario.access.rtt_ms,
         wan_rtt_ms=scenario.wan.rtt_ms,
+        overhead_ms=tuple(tier_specs[tier].request_overhead_ms for tier in TIERS),
         requirement_pct=levels,
         requirement_cdf=np.cumsum(scenario.accuracy.probabilities),
         masks=masks,
@@ -297,7 +303,7 @@ class Request(NamedTuple):
 
 
 class Breakdown(NamedTuple):
-    """Where a request's response time went, ms. ``total_ms`` is the sum of the six parts."""
+    """Where a request's response time went, ms. ``total_ms`` is the sum of the seven parts."""
 
     network_wait_ms: float
     upload_ms: float
@@ -305,6 +311,8 @@ class Breakdown(NamedTuple):
     queue_ms: float
     compute_ms: float
     download_ms: float
+    #: the tier's fixed per-request protocol cost (L11).
+    overhead_ms: float
     total_ms: float
 
 
@@ -540,7 +548,7 @@ class Simulator:
         if action >= self._n_variants and upload > 0:  # off the device: an access upload finished
             self._upload_done_ms.append(link_start + upload)
             self._upload_mbps.append(payload_bits / (upload * 1e3))
-        total = parts[6]
+        total = parts[7]
         self._history[request.user].append((request.time_ms + total, total, slowdown))
 
     def compute_ms(self, request: Request) -> np.ndarray:

@@ -5,35 +5,32 @@ seed: same arrival times, users, requirements and compute-noise draws) in the si
 the testbed's agent chose for each request, and returns the simulator's breakdown of each. :func:`sim_vs_real`
 compares the two per tier and variant (median and p95 response time, and the median of each part of the
 breakdown). :func:`run_comparison` profiles this machine with the project's profiler, then runs the testbed
-and the simulator at each user count.
+and the simulator at each user count. The simulator gets each tier's per-request protocol cost as the testbed
+measured it at the start of that run (``TierSpec.request_overhead_ms``, L11; :meth:`Testbed.measure_overhead`),
+never a value fitted to the comparison.
 
 Where the two differ, the parts say which piece of the latency model is off; see the note of issue 15.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from orchlib.study.runner import atomic_write
+from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import TIERS, Scenario, TierSpec, testbed
 from orchlib.system.simulator import Simulator, System, build_system
 from orchlib.testbed.run import TestbedConfig, run_testbed, stream_rng
 
 #: response-time parts compared, ms (the request table's names).
-PARTS: tuple[str, ...] = (
-    "network_wait_ms",
-    "upload_ms",
-    "propagation_ms",
-    "queue_ms",
-    "compute_ms",
-    "download_ms",
-    "latency_ms",
-)
+PARTS: tuple[str, ...] = (*RESPONSE_PARTS, "latency_ms")
 
 
 def simulate_same(system: System, seed: int, real: pd.DataFrame) -> pd.DataFrame:
@@ -114,6 +111,26 @@ def sim_vs_real(real: pd.DataFrame, simulated: pd.DataFrame, n_users: int) -> pd
     return pd.DataFrame(rows)
 
 
+def with_overhead(scenario: Scenario, overhead_ms: Mapping[str, float]) -> Scenario:
+    """``scenario`` with each tier's per-request protocol cost set (L11), e.g. a testbed run's measurement.
+
+    Args:
+        overhead_ms: ms per tier, ``{"end": .., "edge": .., "cloud": ..}`` (a testbed run's
+            ``info["request_overhead_ms"]``, also in its ``run.json``).
+
+    Raises:
+        ValueError: a tier missing or unknown, or a value that is not a finite number >= 0.
+    """
+    if set(overhead_ms) != set(TIERS):
+        raise ValueError(f"overhead_ms must give each of {list(TIERS)}, got {sorted(overhead_ms)}")
+    return scenario.replace(
+        **{
+            tier: dataclasses.replace(getattr(scenario, tier), request_overhead_ms=overhead_ms[tier])
+            for tier in TIERS
+        }
+    )
+
+
 def comparison_scenario(
     n_users: int, profile: str | os.PathLike[str], variants: Sequence[str] | None = None
 ) -> Scenario:
@@ -128,13 +145,26 @@ def comparison_scenario(
 
 
 def profile_this_machine(
-    path: Path, variants: Sequence[str], repeats: int = 30, progress: bool = True
+    path: Path,
+    variants: Sequence[str],
+    repeats: int = 30,
+    progress: bool = True,
+    idle_gap_ms: float | None = None,
 ) -> Path:
-    """Profile ``variants`` on this machine with one torch thread (as the servers run) into ``path``."""
-    from orchlib.profiling.profiler import profile_metadata, profile_to_csv
+    """Profile ``variants`` on this machine with one torch thread (as the servers run) into ``path``.
 
-    command = f"orchlib.testbed.compare.profile_this_machine(repeats={repeats})"
+    Args:
+        idle_gap_ms: idle time before each timed pass, ms; None: "as served" with the profiler's
+            :data:`~orchlib.profiling.profiler.AS_SERVED_GAP_MS` (the servers answer sporadic requests, T7);
+            0: back to back.
+    """
+    from orchlib.profiling.profiler import AS_SERVED_GAP_MS, profile_metadata, profile_to_csv
+
+    gap = AS_SERVED_GAP_MS if idle_gap_ms is None else idle_gap_ms
+    command = f"orchlib.testbed.compare.profile_this_machine(repeats={repeats}, idle_gap_ms={gap:g})"
     metadata = profile_metadata(name=path.stem, threads=1, command=command, machine=None)
+    if gap > 0:
+        metadata["idle_gap_ms"] = f"{gap:g}"
     profile_to_csv(
         path,
         list(variants),
@@ -144,6 +174,7 @@ def profile_this_machine(
         metadata=metadata,
         rng=0,
         progress=progress,
+        idle_gap_ms=gap,
     )
     return path
 
@@ -160,9 +191,10 @@ def run_comparison(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Profile this machine, then run the testbed and the simulator on the same requests at each user count.
 
-    Writes ``this_machine_1thread.csv`` (the profile), ``users_<n>/`` (each testbed run), ``requests.parquet``
+    Writes ``this_machine_1thread.csv`` (the profile, "as served": :func:`profile_this_machine`), ``users_<n>/`` (each testbed run), ``requests.parquet``
     (real and simulated rows, column ``source``) and ``sim_vs_real.csv`` to ``out_dir``, each atomically. A run
-    whose ``users_<n>/requests.parquet`` exists is reused.
+    whose ``users_<n>/requests.parquet`` exists is reused (with the protocol cost its ``run.json`` recorded).
+    Each user count is simulated with the per-request protocol cost its own testbed run measured (L11).
 
     Returns:
         ``(table, requests)``: :func:`sim_vs_real` rows for every user count, and the paired request rows.
@@ -179,12 +211,20 @@ def run_comparison(
         run_dir = out / f"users_{n}"
         if (run_dir / "requests.parquet").is_file():
             real = pd.read_parquet(run_dir / "requests.parquet")
+            info = json.loads((run_dir / "run.json").read_text())
         else:
             config = TestbedConfig(
                 scenario=scenario, agent=agent, duration_s=duration_s, seed=seed, mode=mode
             )
-            real = run_testbed(config, out_dir=run_dir, progress=progress).requests
-        simulated = simulate_same(build_system(scenario), seed, real)
+            result = run_testbed(config, out_dir=run_dir, progress=progress)
+            real, info = result.requests, result.info
+        if "request_overhead_ms" not in info:
+            raise ValueError(
+                f"{run_dir / 'run.json'} has no 'request_overhead_ms' (a run from before the protocol-cost "
+                "measurement); delete that folder to run it again"
+            )
+        measured = with_overhead(scenario, info["request_overhead_ms"])
+        simulated = simulate_same(build_system(measured), seed, real)
         tables.append(sim_vs_real(real, simulated, n))
         both = real[["request", "tier", "variant", "status", *PARTS]].assign(source="real", n_users=n)
         frames += [both, simulated.assign(source="simulated", n_users=n)]

@@ -10,6 +10,9 @@ stdout, in completion order, matched by ``id``:
   the calibration factor of the variant (:func:`calibrate`): the process stays busy ``factor`` times the real
   inference time (the real run, then a sleep for the rest). ``edge``/``cloud``: the variant's payload
   (:mod:`orchlib.testbed.wire`) is posted to the server over a kept-alive HTTP connection (httpx).
+* ``{"id": i, "op": "probe", "tier": T}``: the same path as ``infer`` with nothing to compute: ``end``, a
+  no-op through the device's own worker; ``edge``/``cloud``, the server's empty-payload request (``POST /infer``
+  with ``X-Probe: 1``, :mod:`orchlib.testbed.server`). It measures the per-request protocol cost (L11).
 * ``{"id": i, "op": "bulk", "tier": T, "n_bytes": N}``: one bulk upload to the server's ``/sink``.
 * ``{"id": i, "op": "echo", "tier": T, "n": K}``: ``K`` pairs of sequential round trips, ``GET /echo`` (with the
   server's added delay, ``rtt_ms``) and ``GET /ping`` (without, ``base_ms``).
@@ -115,6 +118,10 @@ def calibrate(
     return rows
 
 
+#: the empty-payload request of the ``probe`` command (see :mod:`orchlib.testbed.server`).
+_PROBE = wire.Payload(b"", {"X-Probe": "1", "Content-Type": "application/octet-stream"})
+
+
 class Device:
     """The device process's state: models, payloads, HTTP clients, the local one-at-a-time worker."""
 
@@ -155,16 +162,26 @@ class Device:
         time.sleep(real * (factor - 1.0))
         return start, time.monotonic(), real * 1e3
 
+    @staticmethod
+    def _run_nothing() -> tuple[float, float, float]:
+        now = time.monotonic()
+        return now, now, 0.0
+
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         op, tier = command.get("op"), command.get("tier")
         received = time.monotonic()
-        if op == "infer" and tier == "end":
+        if op in ("infer", "probe") and tier == "end":
             loop = asyncio.get_running_loop()
-            start, end, real_ms = await loop.run_in_executor(self.local, self._run_local, command["variant"])
+            if op == "probe":
+                start, end, real_ms = await loop.run_in_executor(self.local, self._run_nothing)
+            else:
+                start, end, real_ms = await loop.run_in_executor(
+                    self.local, self._run_local, command["variant"]
+                )
             return {"ok": True, "received_s": received, "start_s": start, "end_s": end, "real_ms": real_ms}
         client = self.clients[tier]
-        if op == "infer":
-            payload = self.payloads[command["variant"]]
+        if op in ("infer", "probe"):
+            payload = self.payloads[command["variant"]] if op == "infer" else _PROBE
             sent = time.monotonic()
             response = await client.post("/infer", content=payload.body, headers=payload.headers)
             done = time.monotonic()

@@ -54,6 +54,7 @@ import pandas as pd
 from orchlib.agents.base import Agent
 from orchlib.envs.orchestration import OrchestrationEnv
 from orchlib.study.runner import REQUEST_COLUMNS, atomic_write
+from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import TIERS, Scenario
 from orchlib.system.simulator import END, Request, Simulator, Snapshot, System, build_system
 from orchlib.testbed import links, wire
@@ -67,6 +68,9 @@ EXTRA_COLUMNS: tuple[str, ...] = ("status", "error", "queue_length_reported", "r
 
 #: weight of the newest sample in the orchestrator's moving averages (bandwidth, device latencies).
 ESTIMATE_WEIGHT = 0.3
+
+#: sequential probes per tier in the per-request protocol-cost measurement (:meth:`Testbed.measure_overhead`).
+OVERHEAD_PROBES = 15
 
 #: variants offered in quick and test runs: two small ones (fast model building, little CPU on 2 cores).
 QUICK_VARIANTS: tuple[str, ...] = ("mobilenet_v1_0.25_128_quant", "mobilenet_v1_0.50_160")
@@ -380,6 +384,50 @@ class Testbed:
         except TimeoutError:
             return {"ok": False, "error": "no answer from the device"}
 
+    async def measure_overhead(self, n: int = OVERHEAD_PROBES) -> dict[str, dict[str, float]]:
+        """Measure each tier's fixed per-request protocol cost through the path real requests take (L11).
+
+        Per tier, ``n`` sequential ``probe`` commands to user 0's device (:mod:`orchlib.testbed.device`): the
+        orchestrator's hand-off to the device, then on ``end`` a no-op through the device's worker, on
+        ``edge``/``cloud`` the server's empty-payload request (connection, HTTP framing, the server's handler
+        and worker hand-off, the answer and its parsing). Each probe's time runs from the command's send to the
+        device's "done" time, as a real request's response time does. ``overhead_ms`` = the median of these
+        minus the path's propagation delay (the simulator has that already, L4). Also the median bare HTTP round
+        trip (``GET /ping``) of edge and cloud, reported for comparison, not used.
+
+        Returns:
+            ``{tier: {"overhead_ms", "probe_median_ms", "propagation_ms", "ping_ms"}}`` (``ping_ms`` None on end).
+
+        Raises:
+            TestbedError: a probe failed (the message gives the tier and the reason).
+        """
+        s = self.system.scenario
+        propagation = {"end": 0.0, "edge": s.access.rtt_ms, "cloud": s.access.rtt_ms + s.wan.rtt_ms}
+        out = {}
+        for tier in TIERS:
+            times = []
+            for _ in range(n):
+                sent = time.monotonic()
+                reply = await self.ask(0, {"op": "probe", "tier": tier})
+                if not reply.get("ok"):
+                    raise TestbedError(f"the {tier} probe failed: {reply.get('error')}")
+                times.append((reply["end_s" if tier == "end" else "done_s"] - sent) * 1e3)
+            ping = None
+            if tier != "end":
+                reply = await self.ask(0, {"op": "echo", "tier": tier, "n": n})
+                if not reply.get("ok"):
+                    raise TestbedError(f"the {tier} ping failed: {reply.get('error')}")
+                ping = float(np.median(reply["base_ms"]))
+            median = float(np.median(times))
+            out[tier] = {
+                # the sleep that adds the delay can overshoot; that overshoot is part of the measured cost
+                "overhead_ms": max(0.0, median - propagation[tier]),
+                "probe_median_ms": median,
+                "propagation_ms": propagation[tier],
+                "ping_ms": ping,
+            }
+        return out
+
     def kill(self, name: str) -> None:
         """SIGKILL one part (``"edge"``, ``"cloud"`` or ``"device<i>"``), as a crash would."""
         process = self.processes[name]
@@ -486,12 +534,14 @@ class Measurements:
 
 
 def breakdown_ms(tier: int, reply: dict[str, Any], request_s: float) -> dict[str, float]:
-    """The six response-time parts and the total of an answered request, ms (they sum to the total exactly).
+    """The response-time parts and the total of an answered request, ms (the six measured parts sum to the
+    total exactly).
 
     Remote tiers: ``network_wait`` from the request's time to the device's send, ``upload`` to the server's
     "body received", ``propagation`` the server's added delay, ``queue`` until a worker started it (minus the
     delay on the way in), ``compute`` the server's inference, ``download`` the rest. End tier: ``queue`` until the
-    device started it, ``compute`` the stretched inference.
+    device started it, ``compute`` the stretched inference. ``overhead`` (the simulator's fixed per-request
+    protocol cost, L11) is NaN: on a real path that cost is inside the other parts and cannot be separated.
     """
     if tier == END:
         parts = (0.0, 0.0, 0.0, reply["start_s"] - request_s, reply["end_s"] - reply["start_s"], 0.0)
@@ -507,8 +557,9 @@ def breakdown_ms(tier: int, reply: dict[str, Any], request_s: float) -> dict[str
             reply["done_s"] - reply["server_end_s"] - half,
         )
         total = reply["done_s"] - request_s
-    names = ("network_wait_ms", "upload_ms", "propagation_ms", "queue_ms", "compute_ms", "download_ms")
-    out = {name: value * 1e3 for name, value in zip(names, parts, strict=True)}
+    measured = RESPONSE_PARTS[:-1]  # all but the last, overhead_ms
+    out = {name: value * 1e3 for name, value in zip(measured, parts, strict=True)}
+    out["overhead_ms"] = float("nan")
     out["latency_ms"] = total * 1e3
     return out
 
@@ -675,6 +726,9 @@ async def _run(
         if on_start is not None:
             on_start(testbed)
         info["startup_s"] = time.monotonic() - started
+        overhead = await testbed.measure_overhead()
+        info["overhead"] = overhead
+        info["request_overhead_ms"] = {tier: values["overhead_ms"] for tier, values in overhead.items()}
         t0 = time.monotonic() + 0.5
         await testbed.set_trace_start(t0)
         if mode == "netns":
@@ -811,15 +865,7 @@ async def _play(
 
 
 def _table(rows: dict[int, dict[str, Any]], system: System, config: TestbedConfig, mode: str) -> pd.DataFrame:
-    parts = (
-        "network_wait_ms",
-        "upload_ms",
-        "propagation_ms",
-        "queue_ms",
-        "compute_ms",
-        "download_ms",
-        "latency_ms",
-    )
+    parts = (*RESPONSE_PARTS, "latency_ms")
     records = []
     for i in sorted(rows):
         row = dict(rows[i])

@@ -11,6 +11,9 @@ Endpoints:
 * ``POST /infer``: the request of :mod:`orchlib.testbed.wire`; answers the float32 scores and the timing
   headers of :data:`orchlib.testbed.wire.TIMING_HEADERS`, among them the queue length the server had when
   the request arrived. ``n_workers`` inferences run at once (a thread pool); the others wait in FIFO order.
+  With ``X-Probe: 1`` and an empty body it is the **empty-payload request** that measures the per-request
+  protocol cost (assumption L11): the same path (body read, link shaping, queue bookkeeping, the added delay,
+  the hand-off to a worker thread, the timing headers) with no input, no inference and an empty answer.
 * ``POST /sink``: reads and discards up to :data:`MAX_SINK_BYTES` (the bulk-throughput check of the links).
 * ``GET /echo``: answers after the propagation delay; ``GET /ping`` at once (together: the RTT check).
 
@@ -211,8 +214,10 @@ def create_app(config: ServerConfig, models: dict[str, Any]) -> FastAPI:
             ready = link.reserve(n_bytes, ready)
         await asyncio.sleep(max(0.0, ready - time.monotonic()))
 
-    def infer(model: Any, tensor: np.ndarray) -> tuple[bytes, float, float]:
+    def infer(model: Any, tensor: np.ndarray | None) -> tuple[bytes, float, float]:
         start = time.monotonic()
+        if model is None:  # a probe: the worker hand-off alone
+            return b"", start, start
         with torch.inference_mode():
             scores = model(torch.from_numpy(wire.to_model_input(tensor)))
         end = time.monotonic()
@@ -221,11 +226,14 @@ def create_app(config: ServerConfig, models: dict[str, Any]) -> FastAPI:
     @app.post("/infer")
     async def infer_endpoint(request: Request) -> Response:
         variant = request.headers.get("x-variant")
-        if variant not in models:
+        probe = request.headers.get("x-probe") == "1"
+        if not probe and variant not in models:
             return error(404, f"X-Variant must be one of {sorted(models)}, got {variant!r}")
         try:
             body = await read_body(request, wire.MAX_BODY_BYTES)
-            tensor = wire.decode(body, dict(request.headers), resolutions[variant])
+            if probe and body:
+                raise wire.WireError(400, "a probe (X-Probe: 1) carries no body")
+            tensor = None if probe else wire.decode(body, dict(request.headers), resolutions[variant])
         except wire.WireError as bad:
             return error(bad.status, str(bad))
         await shape(links_up, len(body))
@@ -235,7 +243,8 @@ def create_app(config: ServerConfig, models: dict[str, Any]) -> FastAPI:
         try:
             await asyncio.sleep(half_s)
             loop = asyncio.get_running_loop()
-            scores, start, end = await loop.run_in_executor(pool, infer, models[variant], tensor)
+            model = None if probe else models[variant]
+            scores, start, end = await loop.run_in_executor(pool, infer, model, tensor)
         finally:
             state["in_system"] -= 1
         await shape(links_down, len(scores))
