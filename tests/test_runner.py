@@ -21,7 +21,7 @@ from orchlib.agents.base import Agent, random_valid_action
 from orchlib.envs.orchestration import PRIVATE_INFO_KEYS, OrchestrationEnv
 from orchlib.study.runner import REQUEST_COLUMNS, RUN_COLUMNS, RunSpec, grid, run_one, run_sweep
 from orchlib.system.profiles import DATA_DIR
-from orchlib.system.scenario import Scenario, TierSpec, tiny
+from orchlib.system.scenario import Scenario, TierSpec, paper, tiny
 
 N_REQUESTS = 300
 
@@ -541,3 +541,22 @@ def test_a_batched_replicate_does_not_depend_on_its_group(scenario, tmp_path):
     alone = run_sweep(specs[1:2], tmp_path / "alone", progress=False)
     one = together.requests[together.requests.replicate == 1].reset_index(drop=True)
     pd.testing.assert_frame_equal(one, alone.requests.reset_index(drop=True))
+
+
+def test_batched_sweeps_on_the_grounded_world_record_what_the_per_request_path_records(tmp_path):
+    # paper: a device fleet (masks per request, not per state), JPEG payloads, hidden conditions and the
+    # bandwidth estimate in the state; fixed baselines and the oracle batch, bit for bit the per-request table
+    from orchlib.study.runner import batch_agent
+
+    grounded = paper().replace(n_requests=400)
+    env = OrchestrationEnv(grounded)
+    agents = ["local_fastest", "edge_most_accurate", "oracle", "dqn"]
+    specs = grid([grounded], agents, n_replicates=2, seed=3)
+    assert [batch_agent(spec, env) is not None for spec in specs[::2]] == [True, True, True, False]
+    fast = run_sweep(specs[:6], tmp_path / "fast", progress=False)
+    slow = run_sweep(specs[:6], tmp_path / "slow", progress=False, batched=False)
+    assert fast.keys == slow.keys
+    pd.testing.assert_frame_equal(fast.requests.reset_index(drop=True), slow.requests.reset_index(drop=True))
+    # the fleet matters here: the local baseline's variants differ between devices
+    local = fast.requests[fast.requests.agent == "local_fastest"]
+    assert local.variant.nunique() > 1 and (local.tier == "end").any()

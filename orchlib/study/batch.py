@@ -43,6 +43,7 @@ import numpy as np
 from orchlib.agents.base import check_real
 from orchlib.agents.qlearning import check_hyperparameters, exploration_probability
 from orchlib.envs.orchestration import OrchestrationEnv
+from orchlib.system import dynamics
 from orchlib.system.engine import Engine, replicate_generators
 from orchlib.system.simulator import System
 
@@ -139,13 +140,6 @@ class BatchSimulator:
         bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
         edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
     ) -> None:
-        scenario = system.scenario
-        if scenario.grounded_features:
-            raise NotImplementedError(
-                f"BatchSimulator does not model {', '.join(scenario.grounded_features)} (scenario "
-                f"{scenario.name!r}); use orchlib.system.simulator.Simulator (the runner's serial path), or "
-                "Scenario.without_grounding() for the ideal world"
-            )
         if (
             isinstance(n_replicates, bool)
             or not isinstance(n_replicates, int | np.integer)
@@ -166,6 +160,14 @@ class BatchSimulator:
         self.n_states = int(np.prod(self.state_shape))
         #: the action mask of each discrete state, shape (n_states, n_actions): what batched agents are built on.
         self.state_masks = discrete_state_masks(system, tuple(bandwidth_edges_mbps), tuple(edge_load_edges))
+        #: whether every request's mask is its state's (no device fleet: the mask depends only on the
+        #: requirement class, which the state encodes); otherwise use :meth:`masks` per request.
+        self.masks_follow_state = system.scenario.fleet is None
+        #: the action mask of each request kind (device class x requirement class, :meth:`kinds`), shape
+        #: (n_kinds, n_actions): every request's mask is one of these rows.
+        self.kind_masks = system.device_masks.reshape(-1, system.n_actions)
+        self._n_classes = system.requirement_pct.size
+        self._estimate = system.scenario.bandwidth_estimate
         self._rows = np.arange(self.n_replicates)
         # the generators are spawned once here (spawning from a Generator twice would give other children)
         self.engine = Engine(system, self.n_replicates, replicate_generators(rng, self.n_replicates))
@@ -180,6 +182,8 @@ class BatchSimulator:
         self.time_ms = np.zeros(self.n_replicates)  # the last request's arrival time
         self.n_served = 0
         self._pending: BatchRequests | None = None
+        if self._estimate is not None:
+            self.uploads = UploadLog(self.n_replicates, self._estimate.window)
 
     def _requests(self) -> BatchRequests:
         engine = self.engine
@@ -240,12 +244,28 @@ class BatchSimulator:
         """
         self._check_current(requests, "observe")
         snapshot = self.engine.snapshot()
-        bandwidth_level = np.searchsorted(self.bandwidth_edges_mbps, snapshot[:, 0], side="right")
+        access_mbps = (
+            snapshot[:, 0]
+            if self._estimate is None
+            else self.uploads.estimate_mbps(requests.time_ms, float(self.system.scenario.access.uplink_mbps))
+        )
+        bandwidth_level = np.searchsorted(self.bandwidth_edges_mbps, access_mbps, side="right")
         load_level = np.searchsorted(self.edge_load_edges, snapshot[:, 4], side="right")
         uplink_busy = snapshot[:, 2] > 0
         s = self.state_shape
         state = (bandwidth_level * s[1] + load_level) * s[2] + uplink_busy
         return state * s[3] + requests.requirement_class
+
+    def kinds(self, requests: BatchRequests) -> np.ndarray:
+        """Each request's kind, shape (B,): ``device class * n_classes + requirement class`` (the
+        requirement class alone without a fleet); its mask is ``kind_masks[kind]``."""
+        device_class = self.engine.user_class[self._rows, requests.user]
+        return device_class * self._n_classes + requests.requirement_class
+
+    def masks(self, requests: BatchRequests) -> np.ndarray:
+        """Each request's action mask, shape (B, n_actions), as ``Simulator.mask``: the requirement and what
+        the tiers and the requesting user's device can run."""
+        return self.kind_masks[self.kinds(requests)]
 
     def evaluate(self, requests: BatchRequests) -> np.ndarray:
         """Response time (ms) every action would give every replicate's request, shape (B, n_actions).
@@ -285,10 +305,66 @@ class BatchSimulator:
             if z.shape != (b,):
                 raise ValueError(f"z must have shape ({b},), got {z.shape}")
             self.engine.set_noise(actions // system.n_variants, z)
+        if self._estimate is not None:  # the bits each access upload sends (read before the engine moves on)
+            payload_bits = self.engine.request_payload_bits[self._rows, actions % system.n_variants]
         parts = self.engine.serve(actions).T.copy()
+        if self._estimate is not None:
+            served = self.engine.served
+            off_device = (actions >= system.n_variants) & (served[:, 1] > 0)
+            self.uploads.record(off_device, served[:, 0] + served[:, 1], payload_bits / (served[:, 1] * 1e3))
         self.n_served += 1
         self._pending = None
         return BatchBreakdown(*parts)
+
+
+class UploadLog:
+    """The orchestrator's log of completed access uploads in ``B`` replicates, and the bandwidth estimate it
+    gives (H4): the harmonic mean (:func:`orchlib.system.dynamics.harmonic_mean_mbps`) of the throughputs of
+    the last ``window`` uploads completed by the request's arrival; the nominal uplink rate before any.
+
+    The batched form of ``Simulator.access_estimate_mbps`` (same uploads, same estimator, same numbers: tested
+    bit for bit in ``tests/test_engine.py``). Uploads complete in FIFO order, so each replicate's completion
+    times increase and a pointer per replicate marks those completed by the current request.
+    """
+
+    def __init__(self, n_replicates: int, window: int) -> None:
+        self.window = int(window)
+        self.done_ms = np.full((n_replicates, 64), np.inf)  # completion times, ms (inf: no entry yet)
+        self.mbps = np.ones((n_replicates, 64))  # observed throughputs, Mbit/s
+        self.n = np.zeros(n_replicates, dtype=np.int64)  # entries per replicate
+        self.completed = np.zeros(n_replicates, dtype=np.int64)  # entries completed by the last request
+        self._rows = np.arange(n_replicates)
+
+    def record(self, which: np.ndarray, done_ms: np.ndarray, mbps: np.ndarray) -> None:
+        """Append an upload (completion time, throughput) to the replicates where ``which`` is True."""
+        rows = np.flatnonzero(which)
+        if rows.size == 0:
+            return
+        if self.n.max() >= self.done_ms.shape[1]:
+            width = 2 * self.done_ms.shape[1]
+            self.done_ms = np.pad(self.done_ms, ((0, 0), (0, width // 2)), constant_values=np.inf)
+            self.mbps = np.pad(self.mbps, ((0, 0), (0, width // 2)), constant_values=1.0)
+        self.done_ms[rows, self.n[rows]] = done_ms[rows]
+        self.mbps[rows, self.n[rows]] = mbps[rows]
+        self.n[rows] += 1
+
+    def estimate_mbps(self, t_ms: np.ndarray, nominal_mbps: float) -> np.ndarray:
+        """The estimate at each replicate's time ``t_ms`` (B,), Mbit/s (times never go back)."""
+        rows, j = self._rows, self.completed
+        while True:  # advance each pointer past the uploads completed by t (usually 0 or 1 step)
+            ahead = self.done_ms[rows, np.minimum(j, self.done_ms.shape[1] - 1)] <= t_ms
+            ahead &= j < self.n
+            if not ahead.any():
+                break
+            j += ahead
+        out = np.full(rows.size, nominal_mbps)
+        full = j >= self.window
+        if full.any():
+            columns = j[full, None] - self.window + np.arange(self.window)
+            out[full] = dynamics.harmonic_mean_mbps(self.mbps[rows[full, None], columns])
+        for b in np.flatnonzero((j > 0) & ~full):  # the first few uploads of a run
+            out[b] = dynamics.harmonic_mean_mbps(self.mbps[b, : j[b]])
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -393,14 +469,20 @@ class BatchQLearning:
     when ``explore_per_action`` is None): a uniformly random valid action; otherwise the valid action of
     largest ``Q(s, .)``, ties broken uniformly at random.
 
-    Because the mask is a function of the state, ``Q(s, a)`` of every invalid pair is stored as ``-inf`` and
+    Where the mask is a function of the state, ``Q(s, a)`` of every invalid pair is stored as ``-inf`` and
     never updated: the greedy choice and the target's maximum then need no mask at all, and pick exactly what
-    the reference's masked versions pick.
+    the reference's masked versions pick. With ``kind_masks`` (a device fleet: the mask depends on the
+    request's device, which the state does not encode) ``Q`` stays finite and each request's mask is its
+    kind's row (:meth:`BatchSimulator.kinds`): :meth:`act` and :meth:`learn` then take the kinds, the greedy
+    choice and the target's maximum add the kind's ``0 / -inf`` row, and exploration draws from the kind's
+    valid actions, as the reference does with the request's mask.
 
     Args:
         state_masks: bool array (n_states, n_actions), the mask of each state (``BatchSimulator.state_masks``).
         alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action: as
             :class:`~orchlib.agents.qlearning.QLearning`, with the same ranges.
+        kind_masks: bool array (n_kinds, n_actions), the mask of each request kind
+            (``BatchSimulator.kind_masks``), when the masks do not follow the state; None: they do.
 
     Raises:
         ValueError: a hyperparameter outside its range (named), or bad state masks.
@@ -417,6 +499,7 @@ class BatchQLearning:
         epsilon_decay: float = 0.999,
         initial_q: float = 0.0,
         explore_per_action: float | None = None,
+        kind_masks: np.ndarray | None = None,
     ) -> None:
         check_hyperparameters(
             alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action
@@ -431,7 +514,15 @@ class BatchQLearning:
         self.epsilon_decay = epsilon_decay
         self.initial_q = initial_q
         self.explore_per_action = explore_per_action
-        self._valid, self._n_valid = _uniform_valid_table(self.state_masks)
+        self.kind_masks = None if kind_masks is None else _check_state_masks(kind_masks)
+        if self.kind_masks is not None and self.kind_masks.shape[1] != self.n_actions:
+            raise ValueError(
+                f"kind_masks must have {self.n_actions} columns (the actions), got shape {self.kind_masks.shape}"
+            )
+        # exploration's valid actions and the greedy choice's 0/-inf rows: per state, or per request kind
+        by = self.state_masks if self.kind_masks is None else self.kind_masks
+        self._valid, self._n_valid = _uniform_valid_table(by)
+        self._kind_penalty = np.where(by, 0.0, -np.inf)
 
     def reset(
         self, n_replicates: int, rng: np.random.Generator | np.random.SeedSequence | int | None = None
@@ -442,7 +533,11 @@ class BatchQLearning:
         explore or not, the random action, the tie break).
         """
         self.draws_ = _ReplicateUniforms(replicate_generators(rng, n_replicates), 3)
-        row = np.where(self.state_masks, float(self.initial_q), -np.inf)
+        row = (
+            np.where(self.state_masks, float(self.initial_q), -np.inf)
+            if self.kind_masks is None
+            else np.full(self.state_masks.shape, float(self.initial_q))
+        )
         # Q(s, a) of each replicate, seconds, shape (B, S, A); -inf marks an invalid pair (class docstring).
         self.q_table_ = np.empty((n_replicates, self.n_states, self.n_actions))
         self.q_table_[...] = row
@@ -469,8 +564,13 @@ class BatchQLearning:
             )
         )
 
-    def act(self, states: np.ndarray) -> np.ndarray:
-        """Epsilon-greedy valid action of every replicate; shape (B,)."""
+    def act(self, states: np.ndarray, kinds: np.ndarray | None = None) -> np.ndarray:
+        """Epsilon-greedy valid action of every replicate; shape (B,). ``kinds``: each request's kind (needed
+        with ``kind_masks``, ignored otherwise)."""
+        by_kind = self.kind_masks is not None
+        if by_kind and kinds is None:
+            raise ValueError("this agent was built with kind_masks: act() needs each request's kind")
+        masked_by = kinds if by_kind else states  # the rows of the valid-action tables
         t = self.n_decisions_
         epsilon = self.epsilon_at(t)
         self.n_decisions_ += 1
@@ -485,7 +585,7 @@ class BatchQLearning:
                 float(self.epsilon_decay),
                 float(self.epsilon_min),
                 float(self.explore_per_action),
-                self._n_valid[states],
+                self._n_valid[masked_by],
                 k,
             )
         u = self.draws_.take()
@@ -493,7 +593,12 @@ class BatchQLearning:
         n_explore = int(np.count_nonzero(explore))
         actions = np.empty(b, dtype=np.int64)
         if n_explore < b:
-            if self._next_states is not None and np.array_equal(states, self._next_states):
+            if by_kind:
+                q = np.take(
+                    self._q_rows, self._rows * self.n_states + states, axis=0, out=self._buffer, mode="clip"
+                )
+                q += self._kind_penalty[kinds]
+            elif self._next_states is not None and np.array_equal(states, self._next_states):
                 q = self._next_q
             else:
                 q = np.take(
@@ -504,19 +609,30 @@ class BatchQLearning:
             actions[greedy] = _argmax_random_ties(q if n_explore == 0 else q[greedy], u[greedy, 2])
         self._next_states = None
         if n_explore:
-            s = states[explore]
+            s = masked_by[explore]
             k = (u[explore, 1] * self._n_valid[s]).astype(np.int64)
             actions[explore] = self._valid[s, k]
         return actions
 
     def learn(
-        self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_states: np.ndarray
+        self,
+        states: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_states: np.ndarray,
+        next_kinds: np.ndarray | None = None,
     ) -> None:
-        """One Q-learning update per replicate."""
+        """One Q-learning update per replicate (``next_kinds``: the next requests' kinds, with ``kind_masks``)."""
         rows = self._rows
         next_q = np.take(
             self._q_rows, rows * self.n_states + next_states, axis=0, out=self._next_q, mode="clip"
         )
+        if self.kind_masks is not None:
+            if next_kinds is None:
+                raise ValueError(
+                    "this agent was built with kind_masks: learn() needs the next requests' kinds"
+                )
+            next_q += self._kind_penalty[next_kinds]  # the target maxes over the next request's valid actions
         target = rewards + float(self.gamma) * next_q[rows, next_q.argmax(axis=1)]
         old = self.q_table_[rows, states, actions]
         rate = float(self.alpha)
@@ -526,6 +642,8 @@ class BatchQLearning:
             rate = rate * n ** -float(self.alpha_exponent)
         new = old + rate * (target - old)
         self.q_table_[rows, states, actions] = new
+        if self.kind_masks is not None:  # act() gathers its own rows (the next kind's mask differs)
+            return
         same = np.flatnonzero(states == next_states)  # the update changed the row Q(s', .) itself
         next_q[same, actions[same]] = new[same]
         self._next_states = next_states.copy()
@@ -595,6 +713,20 @@ class BatchUCB1:
         self.n_pulls_ += 1
 
 
+def _check_policy(policy: np.ndarray, masks: np.ndarray, what: str) -> np.ndarray:
+    """``policy`` as int64, one action per row of ``masks`` that the row allows (``what``: the rows' name)."""
+    policy = np.asarray(policy, dtype=np.int64)
+    n_rows, n_actions = masks.shape
+    if policy.shape != (n_rows,) or np.any((policy < 0) | (policy >= n_actions)):
+        raise ValueError(f"policy must have shape ({n_rows},) with actions in [0, {n_actions})")
+    invalid = np.flatnonzero(~masks[np.arange(n_rows), policy])
+    if invalid.size:
+        raise ValueError(
+            f"policy chooses an action its {what}'s mask forbids in {what}(s) {invalid.tolist()}"
+        )
+    return policy
+
+
 class BatchFixedPolicy:
     """A fixed policy: ``policy[state]`` in every replicate (no learning, no randomness).
 
@@ -608,15 +740,7 @@ class BatchFixedPolicy:
 
     def __init__(self, policy: np.ndarray, state_masks: np.ndarray) -> None:
         self.state_masks = _check_state_masks(state_masks)
-        self.policy = np.asarray(policy, dtype=np.int64)
-        n_states, n_actions = self.state_masks.shape
-        if self.policy.shape != (n_states,) or np.any((self.policy < 0) | (self.policy >= n_actions)):
-            raise ValueError(f"policy must have shape ({n_states},) with actions in [0, {n_actions})")
-        invalid = np.flatnonzero(~self.state_masks[np.arange(n_states), self.policy])
-        if invalid.size:
-            raise ValueError(
-                f"policy chooses an action its state's mask forbids in state(s) {invalid.tolist()}"
-            )
+        self.policy = _check_policy(policy, self.state_masks, "state")
 
     def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
         """Nothing to forget."""
@@ -627,6 +751,45 @@ class BatchFixedPolicy:
 
     def learn(
         self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_states: np.ndarray
+    ) -> None:
+        """Learn nothing."""
+
+
+class BatchKindPolicy:
+    """A fixed policy keyed by the request's kind (device class x requirement class,
+    :meth:`BatchSimulator.kinds`): ``policy[kind]`` in every replicate, whatever the discrete state.
+
+    The batched form of a baseline whose choice depends only on the request's mask and device (the fixed tier
+    baselines) in a world where the mask is not a function of the discrete state (a device fleet).
+
+    Args:
+        policy: int array of length n_kinds, one valid action per kind.
+        kind_masks: bool array (n_kinds, n_actions), the mask of each kind (``BatchSimulator.kind_masks``).
+        state_masks: bool array (n_states, n_actions), kept for :func:`run_batch`'s check.
+
+    Raises:
+        ValueError: an action invalid for its kind, or shapes that do not match.
+    """
+
+    def __init__(self, policy: np.ndarray, kind_masks: np.ndarray, state_masks: np.ndarray) -> None:
+        self.kind_masks = _check_state_masks(kind_masks)
+        self.state_masks = _check_state_masks(state_masks)
+        self.policy = _check_policy(policy, self.kind_masks, "kind")
+
+    def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
+        """Nothing to forget."""
+
+    def act(self, states: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+        """``policy[kinds]``."""
+        return self.policy[kinds]
+
+    def learn(
+        self,
+        states: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_states: np.ndarray,
+        next_kinds: np.ndarray,
     ) -> None:
         """Learn nothing."""
 
@@ -671,8 +834,10 @@ def run_batch(
         result.mean_latency_ms  # one number per replicate
 
     Args:
-        system: from :func:`~orchlib.system.simulator.build_system` (Poisson or closed-loop arrivals).
-        agent: a batched agent built on ``discrete_state_masks(system, bandwidth_edges_mbps, edge_load_edges)``.
+        system: from :func:`~orchlib.system.simulator.build_system` (Poisson or closed-loop arrivals; the grounded
+            world too).
+        agent: a batched agent built on ``discrete_state_masks(system, bandwidth_edges_mbps, edge_load_edges)``;
+            with a device fleet, one that takes the request kinds (``kind_masks``).
         n_requests: requests per replicate, >= 1.
         n_replicates: ``B`` >= 1.
         rng: seed or generator.
@@ -702,6 +867,18 @@ def run_batch(
             f"agent.state_masks (shape {agent.state_masks.shape}) must be the simulator's state_masks "
             f"(shape {sim.state_masks.shape}): build the agent with discrete_state_masks(system, ...)"
         )
+    kind_masks = getattr(agent, "kind_masks", None)
+    by_kind = kind_masks is not None  # the agent takes each request's kind (its mask is the kind's row)
+    if by_kind and not np.array_equal(kind_masks, sim.kind_masks):
+        raise ValueError(
+            f"agent.kind_masks (shape {np.shape(kind_masks)}) must be the simulator's kind_masks (shape "
+            f"{sim.kind_masks.shape}): build the agent with BatchSimulator(system, ...).kind_masks"
+        )
+    if not by_kind and not sim.masks_follow_state:
+        raise ValueError(
+            f"scenario {system.scenario.name!r} has a device fleet, so a request's mask is not its state's: "
+            "give the agent kind_masks (BatchQLearning(..., kind_masks=...), BatchKindPolicy)"
+        )
     agent.reset(sim.n_replicates, agent_rng)
     b = sim.n_replicates
     latencies = np.empty((n_requests, b)) if record else None
@@ -709,13 +886,18 @@ def run_batch(
     total = np.zeros(b)
     requests = sim.next_requests()
     states = sim.observe(requests)
+    kinds = sim.kinds(requests) if by_kind else None
     scale = float(reward_scale)
     for step in range(n_requests):
-        action = agent.act(states)
+        action = agent.act(states, kinds) if by_kind else agent.act(states)
         latency_ms = sim.serve(requests, action).total_ms
         requests = sim.next_requests()
         next_states = sim.observe(requests)
-        agent.learn(states, action, -latency_ms / 1e3 * scale, next_states)
+        if by_kind:
+            kinds = sim.kinds(requests)
+            agent.learn(states, action, -latency_ms / 1e3 * scale, next_states, kinds)
+        else:
+            agent.learn(states, action, -latency_ms / 1e3 * scale, next_states)
         states = next_states
         total += latency_ms
         if record:

@@ -72,6 +72,7 @@ from orchlib.study import metrics
 from orchlib.study.batch import (
     BatchAgent,
     BatchFixedPolicy,
+    BatchKindPolicy,
     BatchQLearning,
     BatchSimulator,
     BatchUCB1,
@@ -496,22 +497,23 @@ def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOrac
     Batched forms (:mod:`orchlib.study.batch`): ``q_learning`` (:class:`BatchQLearning`, the catalogue's
     defaults), ``ucb1`` (:class:`BatchUCB1`, the catalogue's ``c``), the fixed baselines of
     :data:`_FIXED_POLICIES` (:class:`BatchFixedPolicy`, the scalar agent's choice in every state) and the
-    ``oracle`` (the argmin of the vectorised evaluation). Only a scenario without grounded features
-    (``Scenario.grounded_features`` empty) and a central decider with the discrete observation in ``"mask"`` mode and keyword arguments the batched form
-    takes qualifies; everything else (DQN, bandits without a batched form, per-user deciders, custom agents)
-    keeps the per-request path.
+    ``oracle`` (the argmin of the vectorised evaluation). With a device fleet (the grounded ``paper``: the mask
+    depends on the requesting device, not on the discrete state) ``q_learning`` takes each request's kind,
+    the fixed baselines are tabulated per kind (:class:`BatchKindPolicy`) and ``ucb1`` has no batched form.
+    Only a central decider with the discrete observation in ``"mask"`` mode and keyword arguments the batched
+    form takes qualifies; everything else (DQN, bandits without a batched form, per-user deciders, custom
+    agents) keeps the per-request path.
     """
     from orchlib.agents.catalogue import PAPER_DEFAULTS, _ucb_defaults, make_agent
 
     if spec.deciders != "central" or env.observation_mode != "discrete" or env.accuracy_mode != "mask":
         return None
-    if env.system.scenario.grounded_features:
-        # BatchSimulator refuses the grounded world (issue 12: per-device masks are not a function of the
-        # discrete state, and the hidden conditions' schedules are per replicate): the per-request path,
-        # which runs on the same engine, plays it
-        return None
     kwargs = dict(spec.agent_kwargs)
     masks = discrete_state_masks(env.system, env.bandwidth_edges_mbps, env.edge_load_edges)
+    if env.system.scenario.fleet is not None:
+        # the mask depends on the requesting device, which the discrete state does not encode: only agents that
+        # take each request's kind (device class x requirement class) batch here
+        return _batch_agent_by_kind(spec, env, masks, kwargs)
     if spec.agent == "q_learning":
         return (
             BatchQLearning(masks, **{**PAPER_DEFAULTS, **kwargs})
@@ -529,6 +531,38 @@ def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOrac
         except ValueError:  # the agent refuses some state's mask: the per-request path reports where
             return None
         return BatchFixedPolicy(np.array(policy), masks)
+    return None
+
+
+def _batch_agent_by_kind(
+    spec: RunSpec, env: OrchestrationEnv, masks: np.ndarray, kwargs: dict[str, Any]
+) -> BatchKindPolicy | _BatchOracle | None:
+    """:func:`batch_agent` in a world with a device fleet: Q-learning with per-request masks (``kind_masks``),
+    the oracle, and the fixed tier baselines tabulated over the request kinds (each kind's mask, with its
+    device class in the info the agent reads)."""
+    from orchlib.agents.catalogue import PAPER_DEFAULTS, make_agent
+
+    system = env.system
+    kind_masks = system.device_masks.reshape(-1, system.n_actions)
+    if spec.agent == "q_learning":
+        return (
+            BatchQLearning(masks, **{**PAPER_DEFAULTS, **kwargs}, kind_masks=kind_masks)
+            if set(kwargs) <= set(PAPER_DEFAULTS)
+            else None
+        )
+    if spec.agent == "oracle":
+        return _BatchOracle(masks) if not kwargs else None
+    if spec.agent in _FIXED_POLICIES:
+        agent = make_agent(spec.agent, env, **kwargs)
+        n_classes = system.requirement_pct.size
+        try:
+            policy = [
+                agent.act(0, kind_masks[kind], {"device_class": kind // n_classes})
+                for kind in range(kind_masks.shape[0])
+            ]
+        except ValueError:  # the agent refuses some kind's mask: the per-request path reports where
+            return None
+        return BatchKindPolicy(np.array(policy), kind_masks, masks)
     return None
 
 
@@ -577,13 +611,20 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
     requests = sim.next_requests()
     state = sim.observe(requests)
     is_oracle = isinstance(agent, _BatchOracle)
+    by_kind = not sim.masks_follow_state  # the agent takes each request's kind (its mask is the kind's)
+    kinds = sim.kinds(requests)
     rows = np.arange(b)
     for i in range(n):
         if env.oracle or is_oracle:
             totals = sim.evaluate(requests)
-            totals[~sim.state_masks[state]] = np.inf
+            totals[~(sim.kind_masks[kinds] if by_kind else sim.state_masks[state])] = np.inf
             best = totals.argmin(axis=1)
-        action = best if is_oracle else agent.act(state)
+        if is_oracle:
+            action = best
+        elif by_kind:
+            action = agent.act(state, kinds)
+        else:
+            action = agent.act(state)
         if env.oracle:
             record["oracle_latency_ms"][i] = totals[rows, best]
         breakdown = sim.serve(requests, action)
@@ -593,7 +634,7 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
         record["served_requirement_class"][i] = requests.requirement_class
         record["tier"][i], record["variant"][i] = tier, variant
         record["accuracy_pct"][i] = accuracy[variant]
-        record["met_requirement"][i] = True  # batched agents act within the state's mask
+        record["met_requirement"][i] = True  # batched agents act within the request's mask
         for name in _BREAKDOWN[:-1]:
             record[name][i] = getattr(breakdown, name)
         record["latency_ms"][i] = breakdown.total_ms
@@ -603,7 +644,11 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
         states[i] = state
         requests = sim.next_requests()
         next_state = sim.observe(requests)
-        agent.learn(state, action, rewards[i], next_state)
+        if by_kind:
+            kinds = sim.kinds(requests)
+            agent.learn(state, action, rewards[i], next_state, kinds)
+        else:
+            agent.learn(state, action, rewards[i], next_state)
         state = next_state
     out = []
     for k, spec in enumerate(specs):
