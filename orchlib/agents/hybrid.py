@@ -12,7 +12,6 @@ they read too.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +21,46 @@ import numpy as np
 from orchlib.agents.base import Observation, check_real, masked_argmax
 from orchlib.agents.baselines import GreedyProfiles
 from orchlib.system.simulator import System
+
+
+def adaptive_factor_update(factor: np.ndarray, ratio: np.ndarray, beta: float) -> np.ndarray:
+    """:class:`AdaptiveGreedy`'s correction step: ``factor + beta * (ratio - factor)`` (arrays broadcast)."""
+    return factor + beta * (ratio - factor)
+
+
+def log_ratio(observed_ms: np.ndarray, estimate_ms: np.ndarray) -> np.ndarray:
+    """``log(observed / estimate)`` of served requests (both floored at 1e-9 ms): the hybrid's residual sample."""
+    return np.log(np.maximum(observed_ms, 1e-9) / np.maximum(estimate_ms, 1e-9))
+
+
+def residual_update(
+    sums: np.ndarray, counts: np.ndarray, sample: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:class:`ProfileHybrid`'s residual statistics after one more log-ratio ``sample``: ``(sums, counts)`` of
+    the served (class, action) and (class, tier) entries (arrays broadcast; the batched form calls it too)."""
+    return sums + sample, counts + 1
+
+
+def residual_log_mean_sd(
+    sums: np.ndarray,
+    counts: np.ndarray,
+    tier_sums: np.ndarray,
+    tier_counts: np.ndarray,
+    prior_count: float,
+    sigma: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(mu, sd)`` of the log residual of every action (:class:`ProfileHybrid`'s formula) from the statistics
+    of one device class: ``sums``/``counts`` (..., n_actions), ``tier_sums``/``tier_counts`` (..., 3)."""
+    k0 = float(prior_count)
+    n_variants = sums.shape[-1] // 3
+    mu_tier = tier_sums / (tier_counts + k0)
+    mu = (sums + k0 * np.repeat(mu_tier, n_variants, axis=-1)) / (counts + k0)
+    return mu, float(sigma) / np.sqrt(counts + k0)
+
+
+def hybrid_log_score(estimates_ms: np.ndarray, mu: np.ndarray, sd: np.ndarray, kappa: float) -> np.ndarray:
+    """``log(m(a)) + mu - kappa * sd``: the log of :class:`ProfileHybrid`'s optimistic corrected estimate."""
+    return np.log(np.maximum(estimates_ms, 1e-9)) + mu - float(kappa) * sd
 
 
 def _n_device_classes(system: System) -> int:
@@ -104,7 +143,7 @@ class AdaptiveGreedy(GreedyProfiles):
         self._pending = None
         tier = a // self.system.n_variants
         ratio = float(info["latency_ms"]) / max(estimate, 1e-9)
-        self.factor_[tier, c] += self.beta * (ratio - self.factor_[tier, c])
+        self.factor_[tier, c] = adaptive_factor_update(self.factor_[tier, c], ratio, self.beta)
 
 
 class ProfileHybrid(GreedyProfiles):
@@ -173,12 +212,14 @@ class ProfileHybrid(GreedyProfiles):
 
     def residual(self, device_class: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``(mu, sd)`` of the log residual of every action for ``device_class``; shapes (n_actions,)."""
-        k0 = float(self.prior_count)
-        n_variants = self.system.n_variants
-        mu_tier = self.tier_sums_[device_class] / (self.tier_counts_[device_class] + k0)
-        n = self.counts_[device_class]
-        mu = (self.log_ratio_sums_[device_class] + k0 * np.repeat(mu_tier, n_variants)) / (n + k0)
-        return mu, float(self.sigma) / np.sqrt(n + k0)
+        return residual_log_mean_sd(
+            self.log_ratio_sums_[device_class],
+            self.counts_[device_class],
+            self.tier_sums_[device_class],
+            self.tier_counts_[device_class],
+            self.prior_count,
+            self.sigma,
+        )
 
     def act(self, obs: Observation, mask: np.ndarray, info: Mapping[str, Any]) -> int:
         """The valid action of lowest optimistic corrected estimate."""
@@ -189,7 +230,7 @@ class ProfileHybrid(GreedyProfiles):
         estimates = self.estimates_ms(info)
         mu, sd = self.residual(c)
         # Scores are compared as logs (a product of positive factors): minus the score is the request's Q.
-        log_score = np.log(np.maximum(estimates, 1e-9)) + mu - float(self.kappa) * sd
+        log_score = hybrid_log_score(estimates, mu, sd, self.kappa)
         a = masked_argmax(-log_score, mask, self.rng_)
         self._pending = (a, c, float(estimates[a]))
         return a
@@ -208,9 +249,11 @@ class ProfileHybrid(GreedyProfiles):
             return  # not the request this agent just decided: no model prediction to compare with
         a, c, estimate = self._pending
         self._pending = None
-        log_ratio = math.log(max(float(info["latency_ms"]), 1e-9) / max(estimate, 1e-9))
+        sample = float(log_ratio(float(info["latency_ms"]), estimate))
         tier = a // self.system.n_variants
-        self.log_ratio_sums_[c, a] += log_ratio
-        self.counts_[c, a] += 1
-        self.tier_sums_[c, tier] += log_ratio
-        self.tier_counts_[c, tier] += 1
+        self.log_ratio_sums_[c, a], self.counts_[c, a] = residual_update(
+            self.log_ratio_sums_[c, a], self.counts_[c, a], sample
+        )
+        self.tier_sums_[c, tier], self.tier_counts_[c, tier] = residual_update(
+            self.tier_sums_[c, tier], self.tier_counts_[c, tier], sample
+        )

@@ -36,11 +36,19 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from orchlib.agents.base import check_real
+from orchlib.agents.base import check_real, masked_argmax, random_valid_action
+from orchlib.agents.baselines import profile_latency_ms_batch
+from orchlib.agents.hybrid import (
+    adaptive_factor_update,
+    hybrid_log_score,
+    log_ratio,
+    residual_log_mean_sd,
+    residual_update,
+)
 from orchlib.agents.qlearning import check_hyperparameters, exploration_probability
 from orchlib.envs.orchestration import OrchestrationEnv
 from orchlib.system import dynamics
@@ -182,6 +190,7 @@ class BatchSimulator:
         self.time_ms = np.zeros(self.n_replicates)  # the last request's arrival time
         self.n_served = 0
         self._pending: BatchRequests | None = None
+        self._measured_for: BatchRequests | None = None
         if self._estimate is not None:
             self.uploads = UploadLog(self.n_replicates, self._estimate.window)
 
@@ -243,18 +252,28 @@ class BatchSimulator:
         :attr:`state_shape`.
         """
         self._check_current(requests, "observe")
-        snapshot = self.engine.snapshot()
-        access_mbps = (
-            snapshot[:, 0]
-            if self._estimate is None
-            else self.uploads.estimate_mbps(requests.time_ms, float(self.system.scenario.access.uplink_mbps))
-        )
-        bandwidth_level = np.searchsorted(self.bandwidth_edges_mbps, access_mbps, side="right")
+        snapshot = self.measurements(requests)
+        bandwidth_level = np.searchsorted(self.bandwidth_edges_mbps, snapshot[:, 0], side="right")
         load_level = np.searchsorted(self.edge_load_edges, snapshot[:, 4], side="right")
         uplink_busy = snapshot[:, 2] > 0
         s = self.state_shape
         state = (bandwidth_level * s[1] + load_level) * s[2] + uplink_busy
         return state * s[3] + requests.requirement_class
+
+    def measurements(self, requests: BatchRequests) -> np.ndarray:
+        """What an orchestrator measures at each request, shape (B, 6), columns
+        :data:`orchlib.agents.baselines.GREEDY_INFO_KEYS` (the env's info of the same names): the access rate
+        (the bandwidth estimate with ``Scenario.bandwidth_estimate``), the WAN rate, the uplink and device
+        backlogs (ms), the requests at the edge and the cloud. Reused until the next requests."""
+        self._check_current(requests, "measurements")
+        if self._measured_for is not requests:
+            self._measured = self.engine.snapshot().copy()
+            if self._estimate is not None:
+                self._measured[:, 0] = self.uploads.estimate_mbps(
+                    requests.time_ms, float(self.system.scenario.access.uplink_mbps)
+                )
+            self._measured_for = requests
+        return self._measured
 
     def kinds(self, requests: BatchRequests) -> np.ndarray:
         """Each request's kind, shape (B,): ``device class * n_classes + requirement class`` (the
@@ -564,9 +583,11 @@ class BatchQLearning:
             )
         )
 
-    def act(self, states: np.ndarray, kinds: np.ndarray | None = None) -> np.ndarray:
+    def act(
+        self, states: np.ndarray, kinds: np.ndarray | None = None, measurements: np.ndarray | None = None
+    ) -> np.ndarray:
         """Epsilon-greedy valid action of every replicate; shape (B,). ``kinds``: each request's kind (needed
-        with ``kind_masks``, ignored otherwise)."""
+        with ``kind_masks``, ignored otherwise); ``measurements`` are not read."""
         by_kind = self.kind_masks is not None
         if by_kind and kinds is None:
             raise ValueError("this agent was built with kind_masks: act() needs each request's kind")
@@ -621,8 +642,10 @@ class BatchQLearning:
         rewards: np.ndarray,
         next_states: np.ndarray,
         next_kinds: np.ndarray | None = None,
+        latency_ms: np.ndarray | None = None,
     ) -> None:
-        """One Q-learning update per replicate (``next_kinds``: the next requests' kinds, with ``kind_masks``)."""
+        """One Q-learning update per replicate (``next_kinds``: the next requests' kinds, with ``kind_masks``;
+        ``latency_ms`` is not read: the reward carries it)."""
         rows = self._rows
         next_q = np.take(
             self._q_rows, rows * self.n_states + next_states, axis=0, out=self._next_q, mode="clip"
@@ -779,9 +802,96 @@ class BatchKindPolicy:
     def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
         """Nothing to forget."""
 
-    def act(self, states: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    def act(
+        self, states: np.ndarray, kinds: np.ndarray, measurements: np.ndarray | None = None
+    ) -> np.ndarray:
         """``policy[kinds]``."""
         return self.policy[kinds]
+
+    def learn(self, *args: np.ndarray) -> None:
+        """Learn nothing."""
+
+
+class _ByKind:
+    """Shared part of the batched agents that read each request's kind and measurements (module docstring):
+    the per-request agent they mirror, the kind masks, and the device class of a kind."""
+
+    def __init__(self, agent: Any, kind_masks: np.ndarray, state_masks: np.ndarray) -> None:
+        self.agent = agent  # the per-request agent: its hyperparameters and system, as the catalogue built it
+        self.system = agent.system
+        self.kind_masks = _check_state_masks(kind_masks)
+        self.state_masks = _check_state_masks(state_masks)
+        if self.kind_masks.shape[1] != self.system.n_actions:
+            raise ValueError(
+                f"kind_masks must have {self.system.n_actions} columns, got {self.kind_masks.shape}"
+            )
+        self._n_classes = self.system.requirement_pct.size
+        self._n_device_classes = self.kind_masks.shape[0] // self._n_classes
+        self._valid, self._n_valid = _uniform_valid_table(self.kind_masks)
+
+    def _estimates(self, kinds: np.ndarray, measurements: np.ndarray) -> np.ndarray:
+        """:func:`~orchlib.agents.baselines.profile_latency_ms_batch` of each request, shape (B, n_actions)."""
+        return profile_latency_ms_batch(self.system, *measurements.T, device_class=kinds // self._n_classes)
+
+
+class BatchRandom(_ByKind):
+    """:class:`~orchlib.agents.baselines.RandomValid` for ``B`` replicates: a uniformly random action among
+    those the request's mask allows, drawn by the same function
+    (:func:`~orchlib.agents.base.random_valid_action`) from each replicate's generator, so given the
+    per-request agent's generators the choices are its choices bit for bit."""
+
+    def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
+        """Reseed (replicate ``b`` from ``replicate_generators(rng, n_replicates)[b]``)."""
+        self.rngs_ = replicate_generators(rng, n_replicates)
+
+    def act(
+        self, states: np.ndarray, kinds: np.ndarray, measurements: np.ndarray | None = None
+    ) -> np.ndarray:
+        """A uniformly random valid action per replicate."""
+        masks = self.kind_masks[kinds]
+        return np.array([random_valid_action(m, rng) for m, rng in zip(masks, self.rngs_, strict=True)])
+
+    def learn(self, *args: np.ndarray) -> None:
+        """Learn nothing."""
+
+
+class BatchGreedyProfiles(_ByKind):
+    """:class:`~orchlib.agents.baselines.GreedyProfiles` for ``B`` replicates: the valid action of lowest
+    profile estimate (ties: lowest index), the estimate computed for all replicates at once. Deterministic:
+    its choices equal the per-request agent's bit for bit."""
+
+    def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
+        """Nothing to forget."""
+
+    def act(self, states: np.ndarray, kinds: np.ndarray, measurements: np.ndarray) -> np.ndarray:
+        """Argmin over the request's mask of the profile estimates."""
+        return np.where(self.kind_masks[kinds], self._estimates(kinds, measurements), np.inf).argmin(axis=1)
+
+    def learn(self, *args: np.ndarray) -> None:
+        """Learn nothing."""
+
+
+class BatchAdaptiveGreedy(_ByKind):
+    """:class:`~orchlib.agents.hybrid.AdaptiveGreedy` for ``B`` replicates: one factor per (tier, device
+    class) and replicate, corrected by :func:`~orchlib.agents.hybrid.adaptive_factor_update`. Deterministic:
+    its choices equal the per-request agent's (bit for bit up to the rounding of the vectorised arithmetic)."""
+
+    def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
+        """Factors back to 1."""
+        self._rows = np.arange(n_replicates)
+        self.factor_ = np.ones(
+            (n_replicates, 3, self._n_device_classes)
+        )  # multiplies (tier, class) estimates
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None  # (device class, estimate of the action)
+
+    def act(self, states: np.ndarray, kinds: np.ndarray, measurements: np.ndarray) -> np.ndarray:
+        """The valid action of lowest corrected estimate (ties: lowest index)."""
+        rows, c = self._rows, kinds // self._n_classes
+        estimates = self._estimates(kinds, measurements)
+        corrected = estimates * np.repeat(self.factor_[rows, :, c], self.system.n_variants, axis=1)
+        actions = np.where(self.kind_masks[kinds], corrected, np.inf).argmin(axis=1)
+        self._pending = (c, estimates[rows, actions])
+        return actions
 
     def learn(
         self,
@@ -790,8 +900,79 @@ class BatchKindPolicy:
         rewards: np.ndarray,
         next_states: np.ndarray,
         next_kinds: np.ndarray,
+        latency_ms: np.ndarray,
     ) -> None:
-        """Learn nothing."""
+        """Move each used (tier, class) factor towards observed / estimated."""
+        c, estimate = self._pending
+        tier = actions // self.system.n_variants
+        ratio = latency_ms / np.maximum(estimate, 1e-9)
+        rows = self._rows
+        self.factor_[rows, tier, c] = adaptive_factor_update(
+            self.factor_[rows, tier, c], ratio, self.agent.beta
+        )
+
+
+class BatchProfileHybrid(_ByKind):
+    """:class:`~orchlib.agents.hybrid.ProfileHybrid` for ``B`` replicates: the profiled model for every action
+    of every replicate at once, corrected by the learned residual (:func:`~orchlib.agents.hybrid.residual_log_mean_sd`,
+    :func:`~orchlib.agents.hybrid.hybrid_log_score`, updated by :func:`~orchlib.agents.hybrid.residual_update`).
+    A replicate whose best scores tie calls :func:`~orchlib.agents.base.masked_argmax` with its own generator,
+    as the per-request agent does, so given its generators the choices are the per-request agent's."""
+
+    def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
+        """Forget every residual; reseed."""
+        self.rngs_ = replicate_generators(rng, n_replicates)
+        self._rows = np.arange(n_replicates)
+        shape = (n_replicates, self._n_device_classes)
+        n_actions = self.system.n_actions
+        self.log_ratio_sums_ = np.zeros((*shape, n_actions))  # sum of log(observed / m) per (class, action)
+        self.counts_ = np.zeros((*shape, n_actions))
+        self.tier_sums_ = np.zeros((*shape, 3))  # the same, pooled per (class, tier)
+        self.tier_counts_ = np.zeros((*shape, 3))
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None
+
+    def act(self, states: np.ndarray, kinds: np.ndarray, measurements: np.ndarray) -> np.ndarray:
+        """The valid action of lowest optimistic corrected estimate per replicate."""
+        rows, c = self._rows, kinds // self._n_classes
+        agent = self.agent
+        estimates = self._estimates(kinds, measurements)
+        mu, sd = residual_log_mean_sd(
+            self.log_ratio_sums_[rows, c],
+            self.counts_[rows, c],
+            self.tier_sums_[rows, c],
+            self.tier_counts_[rows, c],
+            agent.prior_count,
+            agent.sigma,
+        )
+        masks = self.kind_masks[kinds]
+        scores = -hybrid_log_score(estimates, mu, sd, agent.kappa)
+        values = np.where(masks, scores, -np.inf)
+        actions = values.argmax(axis=1)
+        tied = np.count_nonzero(values == values[rows, actions, None], axis=1) > 1
+        for b in np.flatnonzero(tied):  # rare: the per-request rule, with the replicate's generator
+            actions[b] = masked_argmax(scores[b], masks[b], self.rngs_[b])
+        self._pending = (c, estimates[rows, actions])
+        return actions
+
+    def learn(
+        self,
+        states: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_states: np.ndarray,
+        next_kinds: np.ndarray,
+        latency_ms: np.ndarray,
+    ) -> None:
+        """Add each served request's log(observed / m) to its action's and tier's residual statistics."""
+        c, estimate = self._pending
+        sample = log_ratio(latency_ms, estimate)
+        rows, tier = self._rows, actions // self.system.n_variants
+        self.log_ratio_sums_[rows, c, actions], self.counts_[rows, c, actions] = residual_update(
+            self.log_ratio_sums_[rows, c, actions], self.counts_[rows, c, actions], sample
+        )
+        self.tier_sums_[rows, c, tier], self.tier_counts_[rows, c, tier] = residual_update(
+            self.tier_sums_[rows, c, tier], self.tier_counts_[rows, c, tier], sample
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -889,13 +1070,13 @@ def run_batch(
     kinds = sim.kinds(requests) if by_kind else None
     scale = float(reward_scale)
     for step in range(n_requests):
-        action = agent.act(states, kinds) if by_kind else agent.act(states)
+        action = agent.act(states, kinds, sim.measurements(requests)) if by_kind else agent.act(states)
         latency_ms = sim.serve(requests, action).total_ms
         requests = sim.next_requests()
         next_states = sim.observe(requests)
         if by_kind:
             kinds = sim.kinds(requests)
-            agent.learn(states, action, -latency_ms / 1e3 * scale, next_states, kinds)
+            agent.learn(states, action, -latency_ms / 1e3 * scale, next_states, kinds, latency_ms)
         else:
             agent.learn(states, action, -latency_ms / 1e3 * scale, next_states)
         states = next_states

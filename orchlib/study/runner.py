@@ -70,10 +70,14 @@ from orchlib.agents.base import Agent
 from orchlib.envs.orchestration import OrchestrationEnv, public_info
 from orchlib.study import metrics
 from orchlib.study.batch import (
+    BatchAdaptiveGreedy,
     BatchAgent,
     BatchFixedPolicy,
+    BatchGreedyProfiles,
     BatchKindPolicy,
+    BatchProfileHybrid,
     BatchQLearning,
+    BatchRandom,
     BatchSimulator,
     BatchUCB1,
     discrete_state_masks,
@@ -510,6 +514,15 @@ def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOrac
         return None
     kwargs = dict(spec.agent_kwargs)
     masks = discrete_state_masks(env.system, env.bandwidth_edges_mbps, env.edge_load_edges)
+    if spec.agent in _BY_KIND:
+        # agents that read the request's measurements: built by the catalogue (its defaults, these kwargs),
+        # then played in their batched form, in either world
+        try:
+            agent = make_agent(spec.agent, env, **kwargs)
+        except (TypeError, ValueError):  # options the agent refuses: the per-request path reports them
+            return None
+        kind_masks = env.system.device_masks.reshape(-1, env.system.n_actions)
+        return _BY_KIND[spec.agent](agent, kind_masks, masks)
     if env.system.scenario.fleet is not None:
         # the mask depends on the requesting device, which the discrete state does not encode: only agents that
         # take each request's kind (device class x requirement class) batch here
@@ -532,6 +545,15 @@ def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOrac
             return None
         return BatchFixedPolicy(np.array(policy), masks)
     return None
+
+
+#: catalogue agents that read each request's kind and measurements, and their batched forms.
+_BY_KIND = {
+    "random": BatchRandom,
+    "greedy_profiles": BatchGreedyProfiles,
+    "adaptive_greedy": BatchAdaptiveGreedy,
+    "hybrid": BatchProfileHybrid,
+}
 
 
 def _batch_agent_by_kind(
@@ -611,18 +633,19 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
     requests = sim.next_requests()
     state = sim.observe(requests)
     is_oracle = isinstance(agent, _BatchOracle)
-    by_kind = not sim.masks_follow_state  # the agent takes each request's kind (its mask is the kind's)
+    # the agent takes each request's kind and measurements (its mask is the kind's, not the state's)
+    by_kind = getattr(agent, "kind_masks", None) is not None
     kinds = sim.kinds(requests)
     rows = np.arange(b)
     for i in range(n):
         if env.oracle or is_oracle:
             totals = sim.evaluate(requests)
-            totals[~(sim.kind_masks[kinds] if by_kind else sim.state_masks[state])] = np.inf
+            totals[~sim.kind_masks[kinds]] = np.inf  # each request's own mask (its state's without a fleet)
             best = totals.argmin(axis=1)
         if is_oracle:
             action = best
         elif by_kind:
-            action = agent.act(state, kinds)
+            action = agent.act(state, kinds, sim.measurements(requests))
         else:
             action = agent.act(state)
         if env.oracle:
@@ -644,9 +667,9 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
         states[i] = state
         requests = sim.next_requests()
         next_state = sim.observe(requests)
+        kinds = sim.kinds(requests)
         if by_kind:
-            kinds = sim.kinds(requests)
-            agent.learn(state, action, rewards[i], next_state, kinds)
+            agent.learn(state, action, rewards[i], next_state, kinds, breakdown.total_ms)
         else:
             agent.learn(state, action, rewards[i], next_state)
         state = next_state
