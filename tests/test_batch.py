@@ -30,6 +30,7 @@ from orchlib.study.batch import (
     discrete_state_shape,
     run_batch,
 )
+from orchlib.system.engine import replicate_generators
 from orchlib.system.scenario import Arrivals, ideal, paper, tiny
 from orchlib.system.simulator import Simulator, build_system
 
@@ -445,3 +446,25 @@ def test_unsupported_and_bad_inputs_are_refused(paper_system, tiny_system) -> No
         BatchFixedPolicy(bad_policy, masks)
     with pytest.raises(ValueError, match="n_requests"):
         run_batch(tiny_system, BatchQLearning(discrete_state_masks(tiny_system)), 0, 2)
+
+
+def test_measurements_are_the_env_info_the_profile_agents_read() -> None:
+    from orchlib.agents.baselines import GREEDY_INFO_KEYS
+    from orchlib.system.engine import SNAPSHOT_COLUMNS
+
+    # BatchSimulator.measurements is the engine's snapshot with the estimate in column 0: same order
+    assert SNAPSHOT_COLUMNS == GREEDY_INFO_KEYS
+    system = build_system(paper())
+    sim = BatchSimulator(system, 2, rng=1)
+    env = OrchestrationEnv(system, oracle=False)
+    env.reset(seed=0)
+    env.sim = Simulator(system, replicate_generators(1, 2)[1])
+    requests = sim.next_requests()
+    for step in range(300):
+        request = env.sim.next_request()
+        info = env._request_info(request, env.sim.snapshot(request))
+        assert sim.measurements(requests)[1].tolist() == [float(info[k]) for k in GREEDY_INFO_KEYS]
+        actions = np.array([np.flatnonzero(m)[step % np.count_nonzero(m)] for m in sim.masks(requests)])
+        sim.serve(requests, actions)
+        env.sim.serve(request, int(actions[1]))
+        requests = sim.next_requests()

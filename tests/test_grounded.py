@@ -459,3 +459,15 @@ def test_decoding_a_non_jpeg_is_a_clear_error() -> None:
 
     with pytest.raises(ValueError, match="not a decodable JPEG"):
         measure_decode_ms(b"not an image", repeats=3, warmup=0)
+
+
+def test_the_on_off_gate_counts_switches_as_searchsorted_does() -> None:
+    # the one compiled gate (dynamics.switches_until) against NumPy's reference, ties and ends included
+    rng = np.random.default_rng(2)
+    switches = np.cumsum(rng.integers(1, 4, size=40)).astype(float)
+    t = np.concatenate((switches, switches + 0.5, [-1.0, 0.0, switches[-1] + 10.0], rng.uniform(0, 120, 200)))
+    counts = np.searchsorted(switches, t, side="right")
+    np.testing.assert_array_equal(dynamics.is_on(switches, t), counts % 2 == 1)
+    ends = switches[np.minimum(counts, switches.size - 1)]
+    np.testing.assert_array_equal(dynamics.end_of_on_period(switches, t), np.where(counts % 2 == 1, ends, t))
+    assert dynamics.is_on(switches, float(switches[0])).shape == ()

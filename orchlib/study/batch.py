@@ -2,9 +2,10 @@
 
 :class:`BatchSimulator` holds the state of ``B`` replicates (seeds) of one :class:`~orchlib.system.simulator.System`
 as arrays with a leading ``B`` axis and serves one request of every replicate per call, with exactly the rules
-of :meth:`orchlib.system.simulator.Simulator.serve` (tested bit for bit against it). :class:`BatchQLearning`,
-:class:`BatchUCB1` and :class:`BatchFixedPolicy` are the batched forms of :class:`~orchlib.agents.qlearning.QLearning`,
-:class:`~orchlib.agents.bandits.UCB1` and a fixed state -> action table; they act on the discrete state of
+of :meth:`orchlib.system.simulator.Simulator.serve` (tested bit for bit against it), in the ideal and the
+grounded world. :class:`BatchQLearning`, :class:`BatchUCB1`, :class:`BatchFixedPolicy` and the other
+``Batch*`` agents are the batched forms of :class:`~orchlib.agents.qlearning.QLearning`,
+:class:`~orchlib.agents.bandits.UCB1`, fixed tables and the profile-based agents; they act on the discrete state of
 :class:`~orchlib.envs.orchestration.OrchestrationEnv` (same encoding as its ``_observe``). :func:`run_batch` plays an agent
 for ``n_requests`` requests in every replicate, the batched form of the Gymnasium loop
 ``act -> env.step -> learn``.
@@ -19,16 +20,29 @@ Implementation details and assumptions:
    bit for bit the requests and latencies of ``Simulator(system, replicate_generators(seed, B)[b])`` served
    with the same actions, whatever the batch size (``tests/test_engine.py``). Arrivals are each user's own
    process (Poisson or closed loop), as in the per-request path.
-2. **Batched agents read the mask from the state.** The env's discrete state encodes the requirement class,
-   so each state has one mask (``OrchestrationEnv.state_mask``); the agents take ``state_masks`` (one row per
-   state) instead of a mask per request. :class:`BatchQLearning` stores ``Q`` of invalid pairs as ``-inf``,
-   which gives exactly the reference's masked choices and targets. :class:`BatchUCB1` keeps means and
-   ``n ** -1/2`` per arm and computes its index in a different order than the reference (equal up to rounding).
-   Each replicate's agent draws from its own generator (so a replicate does not depend on the batch size),
-   but in another order than the per-request learner, so a batched learner's choices equal the per-request
-   learner's in distribution, not bitwise. The loop is the env's
-   ``accuracy_mode="mask"`` (reward without penalty), ``oracle=False``.
-3. **Not provided**: the ``box`` observation (use the per-request path for it).
+2. **Masks.** Without a device fleet the env's discrete state encodes the requirement class, so each state
+   has one mask (``OrchestrationEnv.state_mask``): :class:`BatchQLearning` (without ``kind_masks``),
+   :class:`BatchUCB1` and :class:`BatchFixedPolicy` take ``state_masks`` (one row per state).
+   :class:`BatchQLearning` then stores ``Q`` of invalid pairs as ``-inf``, which gives exactly the
+   reference's masked choices and targets. With a fleet (the grounded ``paper``) the mask also depends on the
+   requesting device, which the state does not encode: each request's mask is the row of its *kind*
+   (device class x requirement class, :meth:`BatchSimulator.kinds`, :attr:`BatchSimulator.kind_masks`), and
+   the agents that take kinds (``kind_masks`` attribute) get ``act(states, kinds, measurements)`` and
+   ``learn(states, actions, rewards, next_states, next_kinds, latency_ms)``: :class:`BatchQLearning` with
+   ``kind_masks``, :class:`BatchKindPolicy`, and the agents that read the request's measurements
+   (:meth:`BatchSimulator.measurements`, the env's info of the same names): :class:`BatchRandom`,
+   :class:`BatchGreedyProfiles`, :class:`BatchAdaptiveGreedy`, :class:`BatchProfileHybrid` (in either world).
+3. **Same rules as the per-request agents.** Each batched agent calls the per-request class's pure functions
+   (``qlearning.check_hyperparameters``/``exploration_probability``, ``baselines.profile_latency_ms_batch``,
+   the ``agents.hybrid`` residual functions, ``random_valid_action``, ``masked_argmax``). Given the
+   per-request agent's generators, random, greedy, adaptive greedy and the hybrid choose exactly what it
+   chooses. :class:`BatchUCB1` keeps means and ``n ** -1/2`` per arm and computes its index in a different
+   order than the reference (equal up to rounding); Q-learning and UCB1 draw from each replicate's own
+   generator but in another order than the per-request learner, so their choices equal the per-request
+   learner's in distribution, not bitwise. A replicate never depends on the batch size. The loop is the
+   env's ``accuracy_mode="mask"`` (reward without penalty), ``oracle=False``.
+4. **Not provided**: the ``box`` observation and the per-user response history it reads (use the
+   per-request path for it).
 """
 
 from __future__ import annotations

@@ -13,12 +13,13 @@ which is what lets :func:`orchlib.study.metrics.compare_to_baseline` pair them b
 loky or Dask give the same numbers.
 
 Fast path. Replicates of a catalogue agent that has a batched form (:func:`batch_agent`: tabular Q-learning,
-UCB1, the fixed tier baselines and the oracle) run together, one task per group, on the batched engine
+UCB1, the fixed tier baselines, random, greedy on the profiles, adaptive greedy, the hybrid and the oracle; in
+the ideal and the grounded world) run together, one task per group, on the batched engine
 (:class:`orchlib.study.batch.BatchSimulator`), which records the same per-request table. Each replicate's
 simulator draws from the generator ``OrchestrationEnv.reset`` would give it, so its requests are the per-request
-path's, and the fixed policies' and the oracle's tables are bit for bit the per-request path's; the batched
-learners draw their exploration from the replicate's agent stream in their own order, so their numbers equal the
-per-request learners' in distribution only. A replicate's numbers do not depend on the other replicates of its
+path's, and the tables of the fixed policies, random, the profile agents and the oracle are bit for bit the
+per-request path's; Q-learning and UCB1 draw their exploration from the replicate's agent stream in their own
+order, so their numbers equal the per-request learners' in distribution only. A replicate's numbers do not depend on the other replicates of its
 group. ``run_sweep(..., batched=False)`` plays everything on the per-request path.
 
 Parallelism. :func:`run_sweep` uses the backend of the active ``joblib.parallel_config`` (loky processes by
@@ -87,8 +88,9 @@ from orchlib.system.simulator import System, build_system
 
 #: bump when the recorded columns or their meaning change, so older cached results are not reused.
 #: 2: issue 13 changed catalogue defaults and the discrete state (the keys do not capture them); 3: the
-#: engine's batched path records learners' runs from per-replicate streams (issue 14).
-RESULT_FORMAT = 3
+#: engine's batched path records learners' runs from per-replicate streams (issue 14); 4: grounded Q-learning
+#: runs batched, and the hybrid's log-ratio sample is NumPy's log (issue 14b).
+RESULT_FORMAT = 4
 
 #: ``factory(env) -> Agent``: builds the agent of a run instead of the catalogue (tests, custom agents).
 AgentFactory = Callable[[OrchestrationEnv], Agent]
