@@ -119,6 +119,8 @@ def test_batch_simulator_gives_the_reference_latencies_bit_for_bit(which) -> Non
 
 def test_state_masks_are_the_env_state_masks(paper_system) -> None:
     env = OrchestrationEnv(paper_system, oracle=False)
+    # one definition of the state: the batched simulator holds the env's, not a copy kept equal by tests
+    assert BatchSimulator(paper_system, 2, rng=0).state == env.state
     masks = discrete_state_masks(paper_system)
     assert masks.shape == (env.n_states, paper_system.n_actions)
     for s in range(env.n_states):
@@ -152,42 +154,6 @@ def test_q_learning_updates_equal_the_reference(tiny_system) -> None:
             q = np.where(masks[s], reference.q_table_[s], -np.inf)
             if np.count_nonzero(q == q.max()) == 1:
                 assert batch.act(np.array([s]))[0] == int(q.argmax())
-
-
-def test_q_learning_by_request_kind_equals_the_reference() -> None:
-    # a device fleet: each request's mask is its kind's (device class x requirement class), not its state's
-    system = build_system(paper())
-    kind_masks = BatchSimulator(system, 1, rng=0).kind_masks
-    masks = discrete_state_masks(system)
-    n_states, n_kinds = masks.shape[0], kind_masks.shape[0]
-    assert len({row.tobytes() for row in kind_masks}) > system.requirement_pct.size  # masks differ by device
-    env = OrchestrationEnv(system, oracle=False)
-    reference = QLearning(env.observation_space, env.action_space, **PAPER_DEFAULTS)
-    reference.reset(0)
-    batch = BatchQLearning(masks, **PAPER_DEFAULTS, kind_masks=kind_masks)
-    batch.reset(1, 0)
-    rng = np.random.default_rng(3)
-    for _ in range(3000):
-        s, s_next = (int(x) for x in rng.integers(n_states, size=2))
-        k, k_next = (int(x) for x in rng.integers(n_kinds, size=2))
-        a = int(rng.choice(np.flatnonzero(kind_masks[k])))
-        r = -float(rng.exponential(0.2))
-        reference.learn(s, a, r, s_next, kind_masks[k_next], {})
-        batch.learn(np.array([s]), np.array([a]), np.array([r]), np.array([s_next]), np.array([k_next]))
-    # numpy's vectorised n ** -omega may differ from the scalar power in the last bit
-    np.testing.assert_allclose(batch.q_table_[0], reference.q_table_, rtol=1e-12)
-    # greedy choices agree wherever the reference's masked maximum is unique, and respect the kind's mask
-    batch.epsilon = batch.epsilon_min = 0.0
-    batch.explore_per_action = None
-    for s in range(0, n_states, 7):
-        for k in range(n_kinds):
-            q = np.where(kind_masks[k], reference.q_table_[s], -np.inf)
-            chosen = batch.act(np.array([s]), np.array([k]))[0]
-            assert kind_masks[k, chosen]
-            if np.count_nonzero(q == q.max()) == 1:
-                assert chosen == int(q.argmax())
-    with pytest.raises(ValueError, match="kind"):
-        batch.act(np.array([0]))
 
 
 def test_ucb1_statistics_equal_the_reference(tiny_system) -> None:
@@ -314,10 +280,10 @@ def test_batched_q_learning_matches_q_learning_on_tiny(tiny_system) -> None:
 
 
 def test_batched_q_learning_matches_q_learning_in_the_grounded_world() -> None:
-    """paper: a device fleet (masks per request kind), JPEG payloads, hidden conditions, the bandwidth estimate."""
+    """paper: a device fleet (the state encodes the device class), JPEG payloads, hidden conditions, the
+    bandwidth estimate and the device-load level in the state."""
     system = build_system(paper())
     masks = discrete_state_masks(system)
-    kind_masks = BatchSimulator(system, 1, rng=0).kind_masks
     n_requests, last = 1000, 400
     reference = _reference_runs(
         system,
@@ -326,20 +292,14 @@ def test_batched_q_learning_matches_q_learning_in_the_grounded_world() -> None:
         range(40),
         last,
     )
-    batch = _batch_runs(
-        system, BatchQLearning(masks, **PAPER_DEFAULTS, kind_masks=kind_masks), n_requests, 300, 3, last
-    )
+    batch = _batch_runs(system, BatchQLearning(masks, **PAPER_DEFAULTS), n_requests, 300, 3, last)
     _assert_same_distribution(reference, batch)
     # A learner that keeps exploring 30 % of the time is told apart (the fleet makes the replicates' means
     # spread widely, so a subtler change is not detectable with 40 reference runs).
     louder = {**PAPER_DEFAULTS, "epsilon_min": 0.3}
     _assert_different_distribution(
-        reference,
-        _batch_runs(system, BatchQLearning(masks, **louder, kind_masks=kind_masks), n_requests, 300, 3, last),
+        reference, _batch_runs(system, BatchQLearning(masks, **louder), n_requests, 300, 3, last)
     )
-    # an agent that reads the state's masks is refused where the masks follow the device
-    with pytest.raises(ValueError, match="device fleet"):
-        run_batch(system, BatchQLearning(masks), 10, 2)
 
 
 def test_batched_q_learning_with_the_catalogue_defaults_matches_on_tiny(tiny_system) -> None:

@@ -15,7 +15,7 @@ from gymnasium.utils.env_checker import check_env
 
 from orchlib.envs.orchestration import ENV_ID, PRIVATE_INFO_KEYS, OrchestrationEnv
 from orchlib.system.profiles import load_variants
-from orchlib.system.scenario import tiny
+from orchlib.system.scenario import Scenario, paper, tiny
 from orchlib.system.simulator import Simulator
 
 Policy = Callable[[dict[str, Any], np.random.Generator], int]
@@ -116,9 +116,11 @@ def test_encode_decode_round_trip_over_every_state() -> None:
 
 
 def test_observation_encodes_the_measurements_in_info() -> None:
-    """The discrete observation is encode(bandwidth level, edge-load level, uplink busy, requirement class) of the
-    measurements the info reports for the same request, with the documented level edges."""
+    """The discrete observation is encode(bandwidth level, edge-load level, uplink busy, device-load level, device
+    class, requirement class) of the measurements the info reports for the same request, with the documented
+    level edges; tiny has one device class and no hidden device load, so those components have one level."""
     env = OrchestrationEnv("tiny", bandwidth_edges_mbps=(5.0, 15.0), edge_load_edges=(1, 2))
+    assert env.state_shape == (3, 3, 2, 1, 1, 2)
     observations, _, infos = rollout(env, 1, 500)
     seen = set()
     for obs, info in zip(observations, infos, strict=True):
@@ -126,11 +128,69 @@ def test_observation_encodes_the_measurements_in_info() -> None:
             bisect.bisect_right(env.bandwidth_edges_mbps, info["access_mbps"]),
             bisect.bisect_right(env.edge_load_edges, info["edge_in_system"]),
             int(info["access_backlog_ms"] > 0),
+            0,
+            0,
             info["requirement_class"],
         )
         assert obs == env.encode(*components)
         seen.add(components)
     assert len({c[1] for c in seen}) > 1 and len({c[2] for c in seen}) == 2  # the test saw the state change
+
+
+def grounded_small() -> Scenario:
+    """The grounded world (fleet, hidden device load, bandwidth estimate) at a test size."""
+    return paper().replace(name="paper_small", n_requests=600)
+
+
+def test_grounded_state_carries_device_class_and_device_load() -> None:
+    """In the grounded world the state adds the device class (5) and a device-load level read from
+    ``device_slowdown_estimate`` (edge 1.5), and the action mask is a function of the state again."""
+    env = OrchestrationEnv(grounded_small(), oracle=False)
+    n_classes = len(env.system.device_classes)
+    assert env.state_shape == (5, 3, 2, 2, n_classes, 4)
+    observations, _, infos = rollout(env, 2, 600)
+    seen = set()
+    for obs, info in zip(observations, infos, strict=True):
+        components = (
+            bisect.bisect_right(env.bandwidth_edges_mbps, info["access_mbps"]),
+            bisect.bisect_right(env.edge_load_edges, info["edge_in_system"]),
+            int(info["access_backlog_ms"] > 0),
+            int(info["device_slowdown_estimate"] >= 1.5),
+            info["device_class"],
+            info["requirement_class"],
+        )
+        assert obs == env.encode(*components)
+        # the mask every request gets is the mask of its state (per-device masks included)
+        np.testing.assert_array_equal(env.state_mask(obs), info["action_mask"])
+        seen.add(components)
+    assert len({c[4] for c in seen}) >= 3  # the seed's 8 users draw their classes: several are in play
+    assert {c[3] for c in seen} == {0, 1}  # loaded devices were seen, so the level is not constant
+    # devices whose masks differ (GPU delegate: float only; NNAPI: int8 only) give states whose masks differ
+    masks = {tuple(env.state_mask(env.encode(0, 0, 0, 0, c, 0))) for c in range(n_classes)}
+    assert len(masks) >= 3
+
+
+def test_ideal_state_keeps_its_size_and_indices() -> None:
+    """In ``ideal`` the added components have one level, so the table keeps its 120 states and every
+    observation keeps the index of the earlier 4-component state (the ideal results cannot move)."""
+    env = OrchestrationEnv("ideal", oracle=False)
+    assert env.state_shape == (5, 3, 2, 1, 1, 4) and env.n_states == 120
+    observations, _, infos = rollout(env, 3, 300)
+    for obs, info in zip(observations, infos, strict=True):
+        b = bisect.bisect_right((2.5, 5.0, 15.0, 30.0), info["access_mbps"])
+        load = bisect.bisect_right((1, 2), info["edge_in_system"])
+        assert (
+            obs == ((b * 3 + load) * 2 + int(info["access_backlog_ms"] > 0)) * 4 + info["requirement_class"]
+        )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("bandwidth_edges_mbps", (5.0, 2.0)), ("edge_load_edges", (0,)), ("device_load_edges", (1.5, 1.5))],
+)
+def test_bad_level_edges_are_named(field: str, value: tuple) -> None:
+    with pytest.raises(ValueError, match=field):
+        OrchestrationEnv("tiny", **{field: value})
 
 
 # ---------------------------------------------------------------- masks

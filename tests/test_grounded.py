@@ -71,18 +71,18 @@ def test_paper_switches_every_feature_on() -> None:
 
 
 def test_batch_path_serves_the_grounded_world_with_per_request_masks() -> None:
-    # (bit for bit against the per-request path: tests/test_engine.py)
+    # (bit for bit against the per-request path, states included: tests/test_engine.py)
     sim = BatchSimulator(build_system(paper()), 40, rng=0)
-    assert not sim.masks_follow_state
     requests = sim.next_requests()
+    states = sim.observe(requests)
     kinds = sim.kinds(requests)
     classes = sim.engine.user_class[np.arange(40), requests.user]
     np.testing.assert_array_equal(
         sim.masks(requests), sim.system.device_masks[classes, requests.requirement_class]
     )
-    assert len(set(classes.tolist())) > 1  # a mixed fleet: the masks differ by device within a state
+    assert len(set(classes.tolist())) > 1  # a mixed fleet: the masks differ by device
     assert np.array_equal(sim.kind_masks[kinds], sim.masks(requests))
-    assert BatchSimulator(build_system(ideal()), 2, rng=0).masks_follow_state
+    assert np.array_equal(sim.state_masks[states], sim.masks(requests))  # the state encodes the device
 
 
 # ------------------------------------------------------------------------------ hidden factors stay hidden

@@ -9,15 +9,18 @@ throttled or mis-profiled device would be.
 from __future__ import annotations
 
 import dataclasses
+import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
+from orchlib.agents.baselines import GREEDY_INFO_KEYS, profile_latency_ms
 from orchlib.agents.catalogue import make_agent
-from orchlib.agents.hybrid import AdaptiveGreedy, ProfileHybrid
+from orchlib.agents.hybrid import AdaptiveGreedy, ProfileHybrid, drift_forgetting
 from orchlib.envs.orchestration import OrchestrationEnv, public_info
 from orchlib.study.influence import decision_influence, gamma_from_influence, influence_ratio
-from orchlib.system.scenario import Arrivals, tiny
+from orchlib.system.scenario import Arrivals, paper, tiny
 from orchlib.system.simulator import END, build_system
 
 
@@ -42,10 +45,15 @@ def test_catalogue_builds_the_new_agents() -> None:
     assert not make_agent("hybrid", env).privileged
 
 
-def test_hybrid_starts_at_the_greedy_level_with_an_exact_model() -> None:
+#: the forgetting factor the grounded ``paper`` world gives the hybrid (tiny has no drift: 1, a running mean).
+PAPER_FORGETTING = drift_forgetting(paper())
+
+
+@pytest.mark.parametrize("forgetting", [None, PAPER_FORGETTING])
+def test_hybrid_starts_at_the_greedy_level_with_an_exact_model(forgetting: float | None) -> None:
     env = OrchestrationEnv("tiny", oracle=False)
     greedy, _ = play(env, make_agent("greedy_profiles", env), 300, seed=3)
-    hybrid, _ = play(env, make_agent("hybrid", env), 300, seed=3)
+    hybrid, _ = play(env, make_agent("hybrid", env, forgetting=forgetting), 300, seed=3)
     adaptive, _ = play(env, make_agent("adaptive_greedy", env), 300, seed=3)
     # the first 100 requests already: no exploration phase far from the model's choice
     assert hybrid[:100].mean() <= 1.05 * greedy[:100].mean()
@@ -62,17 +70,66 @@ def wrong_end_profile_system():
     return dataclasses.replace(model, median_ms=median, device_median_ms=device), model
 
 
-@pytest.mark.parametrize("cls", [ProfileHybrid, AdaptiveGreedy])
-def test_wrong_profile_converges_to_the_true_best(cls) -> None:
+@pytest.mark.parametrize(
+    ("cls", "kwargs"),
+    [(ProfileHybrid, {}), (ProfileHybrid, {"forgetting": PAPER_FORGETTING}), (AdaptiveGreedy, {})],
+)
+def test_wrong_profile_converges_to_the_true_best(cls, kwargs: dict) -> None:
     true, wrong = wrong_end_profile_system()
     env = OrchestrationEnv(true, oracle=False)
     truth, _ = play(env, make_agent("greedy_profiles", env), 1500, seed=5)
-    fooled, _ = play(env, cls(env.observation_space, env.action_space, wrong), 1500, seed=5)
+    fooled, _ = play(env, cls(env.observation_space, env.action_space, wrong, **kwargs), 1500, seed=5)
     wrong_greedy, _ = play(env, make_agent("greedy_profiles", OrchestrationEnv(wrong, oracle=False)), 1500, 5)
     # The greedy rule on the wrong model stays far from the true best, so the test can tell learning from luck;
     # the learner's real response times bring it to the true best level.
     assert wrong_greedy[-500:].mean() > 1.3 * truth[-500:].mean()
     assert fooled[-500:].mean() <= 1.05 * truth[-500:].mean()
+
+
+def end_device_slows_down(forgetting: float, n_before: int = 1000, n_after: int = 300) -> np.ndarray:
+    """Tiers the hybrid chooses after tiny's end device turns slower than every other tier, mid-run.
+
+    The world is scripted: fixed measurements, the model's estimates are the truth (5% log-normal noise)
+    until request ``n_before``, after which every end-tier response time is 3x the best off-device estimate
+    over the best on-device one times slower, so the best action moves off the device.
+    """
+    system = build_system(tiny())
+    info = {key: 0.0 for key in GREEDY_INFO_KEYS} | {"access_mbps": 20.0, "wan_mbps": 100.0}
+    estimates = profile_latency_ms(system, 20.0, 100.0)
+    n_variants = system.n_variants
+    slowdown = 3.0 * estimates[n_variants:].min() / estimates[:n_variants].min()
+    mask = np.ones(system.n_actions, dtype=bool)
+    agent = ProfileHybrid(
+        gym.spaces.Discrete(1), gym.spaces.Discrete(system.n_actions), system, forgetting=forgetting
+    )
+    agent.reset(0)
+    rng = np.random.default_rng(0)
+    tiers = np.empty(n_before + n_after, dtype=np.int64)
+    for t in range(tiers.size):
+        a = agent.act(0, mask, info)
+        tiers[t] = a // n_variants
+        factor = slowdown if t >= n_before and tiers[t] == END else 1.0
+        latency_ms = estimates[a] * factor * math.exp(0.05 * rng.standard_normal())
+        agent.learn(0, a, -latency_ms / 1e3, 0, mask, {"latency_ms": latency_ms})
+    assert (tiers[:n_before] == END).all()  # before the change the device was the best place
+    return tiers[n_before:]
+
+
+def test_forgetting_hybrid_follows_a_device_that_slows_down() -> None:
+    after = end_device_slows_down(PAPER_FORGETTING)
+    # it leaves the device within 200 requests, having tried each end variant a few times (4 variants),
+    # and stays off it
+    assert np.flatnonzero(after == END).max() < 200
+    assert (after == END).sum() <= 60
+    # a running mean (no forgetting) still serves every request on the slow device 300 requests later: the
+    # 1,000 fast observations outweigh the new ones, so the test can tell forgetting from luck
+    assert (end_device_slows_down(1.0) == END).all()
+
+
+def test_drift_forgetting_from_the_scenario() -> None:
+    # paper: 10 s background on-periods, 8 users x 2 req/s over 5 device classes -> memory 10 * 3.2 / 2 = 16
+    assert pytest.approx(1 - 1 / 16) == PAPER_FORGETTING
+    assert drift_forgetting(paper().without_grounding()) == 1.0  # nothing drifts: a running mean
 
 
 def test_hybrid_is_reproducible() -> None:
@@ -87,6 +144,7 @@ def test_hybrid_is_reproducible() -> None:
     [
         ("hybrid", {"sigma": 0.0}, "sigma"),
         ("hybrid", {"kappa": -1.0}, "kappa"),
+        ("hybrid", {"forgetting": 1.5}, "forgetting"),
         ("adaptive_greedy", {"beta": 0.0}, "beta"),
     ],
 )

@@ -545,10 +545,10 @@ def test_a_batched_replicate_does_not_depend_on_its_group(scenario, tmp_path):
 
 @pytest.mark.parametrize("world", ["paper", "ideal"])
 def test_batched_sweeps_of_the_profile_agents_record_what_the_per_request_path_records(world, tmp_path):
-    # paper: a device fleet (masks per request, not per state), JPEG payloads, hidden conditions and the
-    # bandwidth estimate in the state and in the measurements. Fixed baselines, the oracle and the agents
-    # that read the measurements (greedy on the profiles, adaptive greedy, the hybrid; random) batch, and
-    # record the per-request table bit for bit.
+    # paper: a device fleet (the mask follows the device class the state encodes), JPEG payloads, hidden
+    # conditions, the bandwidth estimate in the state and the measurements. Fixed baselines, the oracle and
+    # the agents that read the measurements (greedy on the profiles, adaptive greedy, the hybrid; random)
+    # batch, and record the per-request table bit for bit.
     from orchlib.study.runner import batch_agent
 
     grounded = (paper() if world == "paper" else ideal()).replace(n_requests=400)

@@ -20,6 +20,7 @@ import numpy as np
 
 from orchlib.agents.base import Observation, check_real, masked_argmax
 from orchlib.agents.baselines import GreedyProfiles
+from orchlib.system.scenario import Scenario
 from orchlib.system.simulator import System
 
 
@@ -34,11 +35,13 @@ def log_ratio(observed_ms: np.ndarray, estimate_ms: np.ndarray) -> np.ndarray:
 
 
 def residual_update(
-    sums: np.ndarray, counts: np.ndarray, sample: np.ndarray
+    sums: np.ndarray, counts: np.ndarray, sample: np.ndarray, keep: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """:class:`ProfileHybrid`'s residual statistics after one more log-ratio ``sample``: ``(sums, counts)`` of
-    the served (class, action) and (class, tier) entries (arrays broadcast; the batched form calls it too)."""
-    return sums + sample, counts + 1
+    the served (class, action) and (class, tier) entries, the older ones weighted by the forgetting factor
+    ``keep`` (``lambda``): ``(keep * sums + sample, keep * counts + 1)`` (arrays broadcast; the batched form
+    calls it too)."""
+    return keep * sums + sample, keep * counts + 1.0
 
 
 def residual_log_mean_sd(
@@ -74,6 +77,37 @@ def _device_class(info: Mapping[str, Any], n_classes: int) -> int:
     if not 0 <= c < n_classes:
         raise ValueError(f"info['device_class'] must be in [0, {n_classes}), got {c}")
     return c
+
+
+def drift_forgetting(scenario: Scenario) -> float:
+    """The hybrid's per-update forgetting factor for ``scenario``'s hidden drift (assumption A7).
+
+    The residual of a (tier, variant, device class) should follow the device-side hidden conditions: a busy
+    background app (on for ``BackgroundLoad.mean_on_s``, 10 s) and thermal throttling (heating time constant
+    ``Thermal.heat_time_constant_s``, 30 s). With ``T`` the shorter of the two that the scenario has and
+    ``r`` the requests per second of one device class (``n_users * rate_per_s / n_device_classes``; closed-loop
+    users count one request per think time), the exponentially weighted mean's memory ``1 / (1 - lambda)`` is
+    ``T * r / 2`` updates, so its mean age is half the shortest drift period. The edge's co-tenant process
+    switches every 0.1-0.15 s, faster than a cell sees requests, so it is noise to the residual and does not
+    set the factor. Without hidden device load (``ideal``): 1, a running mean (nothing drifts).
+
+    Returns:
+        lambda in (0, 1]; the weight of the past after one more observation of the same cell.
+    """
+    periods = []
+    if scenario.background is not None:
+        periods.append(scenario.background.mean_on_s)
+    if scenario.thermal is not None:
+        periods.append(scenario.thermal.heat_time_constant_s)
+    if not periods:
+        return 1.0
+    arrivals = scenario.arrivals
+    per_user = (
+        arrivals.rate_per_s if arrivals.process == "poisson" else 1e3 / max(arrivals.think_time_ms, 1.0)
+    )
+    n_classes = 1 if scenario.fleet is None else len(scenario.fleet.classes)
+    memory = min(periods) * scenario.n_users * per_user / n_classes / 2.0
+    return 1.0 - 1.0 / memory if memory > 1.0 else 0.0
 
 
 class AdaptiveGreedy(GreedyProfiles):
@@ -156,9 +190,11 @@ class ProfileHybrid(GreedyProfiles):
     (:mod:`orchlib.study.influence`), so a longer planning horizon adds nothing here.
 
     **Residual.** The observed response time is ``m(a) * rho`` with an unknown multiplicative residual ``rho``
-    per (tier, variant, device class). Its logarithm is learned from real rewards with a prior pooled over the
-    tier's variants: with ``S``, ``n`` the sum and count of ``log(observed / m)`` of the pair and ``S_t``,
-    ``n_t`` those of its (tier, class)::
+    per (tier, variant, device class) that drifts with hidden conditions. Its logarithm is learned from real
+    rewards with a prior pooled over the tier's variants: with ``S``, ``n`` the exponentially weighted sum and
+    effective sample size of ``log(observed / m)`` of the pair (each new observation: ``S <- lambda * S + x``,
+    ``n <- lambda * n + 1``, with the forgetting factor ``lambda``) and ``S_t``, ``n_t`` those of its
+    (tier, class)::
 
         mu_tier = S_t / (n_t + k0)                 (shrunk towards 0: the model is right until shown otherwise)
         mu      = (S + k0 * mu_tier) / (n + k0)    (the variant's own evidence takes over as n grows)
@@ -172,11 +208,18 @@ class ProfileHybrid(GreedyProfiles):
     mis-profiled tier). A model too *pessimistic* about an action by more than that factor is not corrected
     (the action is never tried): the price of starting at the model's level.
 
+    **Forgetting.** ``lambda`` < 1 bounds the effective sample size by ``1 / (1 - lambda)``, so a residual
+    follows a device that slows down (or speeds up, while it is still being used) within about that many of
+    its requests, and its confidence never exceeds that many observations' worth. A cell that is no longer
+    tried keeps its last value (as :class:`AdaptiveGreedy`'s factors do): forgetting per observation, not per
+    second, so actions known to be slow are not re-tried on a clock. ``lambda`` = 1 is a running mean.
+
     Args:
         observation_space, action_space, system: as :class:`GreedyProfiles`.
         prior_count: ``k0``, pseudo-observations of the prior (the model), > 0.
         sigma: assumed spread of one ``log(observed / m)``, > 0.
         kappa: optimism multiplier, >= 0.
+        forgetting: ``lambda`` in [0, 1]; None: :func:`drift_forgetting` of the system's scenario.
 
     Raises:
         TypeError, ValueError: a bad ``system`` or hyperparameter (named).
@@ -190,22 +233,27 @@ class ProfileHybrid(GreedyProfiles):
         prior_count: float = 3.0,
         sigma: float = 0.3,
         kappa: float = 1.0,
+        forgetting: float | None = None,
     ) -> None:
         super().__init__(observation_space, action_space, system)
         check_real("prior_count", prior_count, 0.0, low_open=True)
         check_real("sigma", sigma, 0.0, low_open=True)
         check_real("kappa", kappa, 0.0)
+        if forgetting is not None:
+            check_real("forgetting", forgetting, 0.0, 1.0)
         self.prior_count = prior_count
         self.sigma = sigma
         self.kappa = kappa
+        self.forgetting = forgetting
+        self._lambda = float(drift_forgetting(system.scenario) if forgetting is None else forgetting)
         self._n_classes = _n_device_classes(system)
 
     def reset(self, rng: np.random.Generator | int | None = None) -> None:
         """Forget every residual; reseed."""
         super().reset(rng)
         shape = (self._n_classes, self.n_actions)
-        self.log_ratio_sums_ = np.zeros(shape)  # sum of log(observed / m) per (class, action)
-        self.counts_ = np.zeros(shape)  # real requests per (class, action)
+        self.log_ratio_sums_ = np.zeros(shape)  # weighted sum of log(observed / m) per (class, action)
+        self.counts_ = np.zeros(shape)  # effective number of real requests per (class, action)
         self.tier_sums_ = np.zeros((self._n_classes, 3))  # the same, pooled per (class, tier)
         self.tier_counts_ = np.zeros((self._n_classes, 3))
         self._pending: tuple[int, int, float] | None = None  # (action, device class, m(action) ms) of act()
@@ -244,7 +292,8 @@ class ProfileHybrid(GreedyProfiles):
         next_mask: np.ndarray,
         info: Mapping[str, Any],
     ) -> None:
-        """Add the served request's ``log(observed / m)`` to its action's and tier's residual statistics."""
+        """Add the served request's ``log(observed / m)`` to its action's and tier's residual statistics (the
+        older ones weighted down by the forgetting factor)."""
         if self._pending is None or self._pending[0] != int(action):
             return  # not the request this agent just decided: no model prediction to compare with
         a, c, estimate = self._pending
@@ -252,8 +301,8 @@ class ProfileHybrid(GreedyProfiles):
         sample = float(log_ratio(float(info["latency_ms"]), estimate))
         tier = a // self.system.n_variants
         self.log_ratio_sums_[c, a], self.counts_[c, a] = residual_update(
-            self.log_ratio_sums_[c, a], self.counts_[c, a], sample
+            self.log_ratio_sums_[c, a], self.counts_[c, a], sample, self._lambda
         )
         self.tier_sums_[c, tier], self.tier_counts_[c, tier] = residual_update(
-            self.tier_sums_[c, tier], self.tier_counts_[c, tier], sample
+            self.tier_sums_[c, tier], self.tier_counts_[c, tier], sample, self._lambda
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -13,7 +14,20 @@ from orchlib.envs.registration import ENV_ID, register
 from orchlib.system.scenario import TIERS, Scenario, preset
 from orchlib.system.simulator import Breakdown, Request, Simulator, Snapshot, System, build_system
 
-__all__ = ["BOX_FEATURES", "ENV_ID", "PRIVATE_INFO_KEYS", "OrchestrationEnv", "public_info", "register"]
+__all__ = [
+    "BOX_FEATURES",
+    "DEFAULT_BANDWIDTH_EDGES_MBPS",
+    "DEFAULT_DEVICE_LOAD_EDGES",
+    "DEFAULT_EDGE_LOAD_EDGES",
+    "ENV_ID",
+    "PRIVATE_INFO_KEYS",
+    "STATE_COMPONENTS",
+    "DiscreteState",
+    "OrchestrationEnv",
+    "discrete_state",
+    "public_info",
+    "register",
+]
 
 #: info keys that reveal what a real orchestrator could not know; only ``privileged`` agents receive them.
 PRIVATE_INFO_KEYS: frozenset[str] = frozenset({"oracle_latency_ms", "oracle_action", "regret_ms"})
@@ -41,6 +55,157 @@ def public_info(info: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in info.items() if k not in PRIVATE_INFO_KEYS}
 
 
+#: the discrete state's components, in encode() order (mixed radix, the last varies fastest).
+STATE_COMPONENTS: tuple[str, ...] = (
+    "bandwidth_level",
+    "edge_load_level",
+    "uplink_busy",
+    "device_load_level",
+    "device_class",
+    "requirement_class",
+)
+#: access-bandwidth level edges, Mbit/s (assumption E3: 5 levels, chosen by the Optuna study).
+DEFAULT_BANDWIDTH_EDGES_MBPS: tuple[float, ...] = (2.5, 5.0, 15.0, 30.0)
+#: edge-load level edges, requests in the edge system (E3).
+DEFAULT_EDGE_LOAD_EDGES: tuple[int, ...] = (1, 2)
+#: device-load level edge on ``device_slowdown_estimate`` (E7): 1.5, half way between an unloaded device (1)
+#: and a throttled one (``Thermal.max_slowdown`` 1.9) or one with a busy background app (2.0).
+DEFAULT_DEVICE_LOAD_EDGES: tuple[float, ...] = (1.5,)
+
+
+def _check_edges(name: str, edges: tuple[float, ...]) -> None:
+    if list(edges) != sorted(set(edges)) or any(not e > 0 for e in edges):
+        raise ValueError(f"{name} must be strictly increasing positive numbers, got {edges!r}")
+
+
+def _level(edges: tuple[float, ...], value: Any) -> Any:
+    """Number of ``edges`` <= ``value`` (right-closed levels); scalars and arrays alike."""
+    if isinstance(value, np.ndarray):
+        return np.searchsorted(edges, value, side="right")
+    return bisect.bisect_right(edges, value)
+
+
+@dataclass(frozen=True)
+class DiscreteState:
+    """The discrete state's definition: which measurements, at which level edges (assumptions E3, E7).
+
+    The one definition that :class:`OrchestrationEnv` (per request), ``orchlib.study.batch`` (B replicates)
+    and the live testbed share. Build it with :func:`discrete_state`, which gives the components a world
+    does not have (a second device class, hidden device load) a single level, so the ``ideal`` world keeps its
+    120 states and its state indices.
+    """
+
+    #: access-bandwidth level edges, Mbit/s (on the measured rate or the bandwidth estimate).
+    bandwidth_edges_mbps: tuple[float, ...]
+    #: edge-load level edges, requests in the edge system.
+    edge_load_edges: tuple[int, ...]
+    #: device-load level edges on ``device_slowdown_estimate``; () where the world has no hidden device load.
+    device_load_edges: tuple[float, ...]
+    #: end-device classes (1 without a fleet).
+    n_device_classes: int
+    #: accuracy-requirement classes.
+    n_requirement_classes: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Sizes of the components, in :data:`STATE_COMPONENTS` order."""
+        return (
+            len(self.bandwidth_edges_mbps) + 1,
+            len(self.edge_load_edges) + 1,
+            2,
+            len(self.device_load_edges) + 1,
+            self.n_device_classes,
+            self.n_requirement_classes,
+        )
+
+    @property
+    def n_states(self) -> int:
+        return int(np.prod(self.shape))
+
+    def index(
+        self,
+        access_mbps: Any,
+        edge_in_system: Any,
+        access_backlog_ms: Any,
+        device_slowdown_estimate: Any,
+        device_class: Any,
+        requirement_class: Any,
+    ) -> Any:
+        """The state index of measurements (scalars, or arrays of equal shape for many replicates).
+
+        Args:
+            access_mbps: measured access rate or bandwidth estimate, Mbit/s.
+            edge_in_system: requests in the edge system.
+            access_backlog_ms: queued work on the shared uplink, ms (busy when > 0).
+            device_slowdown_estimate: the user's last on-device compute time over its profile median.
+            device_class: the requesting device's class (0 without a fleet).
+            requirement_class: the request's accuracy-requirement class.
+        """
+        s = self.shape
+        device_load = _level(self.device_load_edges, device_slowdown_estimate) if s[3] > 1 else 0
+        state = _level(self.bandwidth_edges_mbps, access_mbps) * s[1] + _level(
+            self.edge_load_edges, edge_in_system
+        )
+        state = state * s[2] + (access_backlog_ms > 0)
+        state = (state * s[3] + device_load) * s[4] + device_class
+        return state * s[5] + requirement_class
+
+    def encode(self, *components: int) -> int:
+        """Flat index of the components (:data:`STATE_COMPONENTS` order; mixed radix over :attr:`shape`)."""
+        if len(components) != len(STATE_COMPONENTS):
+            raise ValueError(
+                f"encode takes {len(STATE_COMPONENTS)} components {STATE_COMPONENTS}, got {components}"
+            )
+        return int(np.ravel_multi_index(components, self.shape))
+
+    def decode(self, state: int) -> tuple[int, ...]:
+        """Inverse of :meth:`encode`."""
+        if not 0 <= state < self.n_states:
+            raise ValueError(f"state must be in [0, {self.n_states}), got {state}")
+        return tuple(int(i) for i in np.unravel_index(int(state), self.shape))
+
+    def masks(self, system: System) -> np.ndarray:
+        """The action mask of every state, shape (n_states, n_actions): a function of the state's device class
+        and requirement class (``System.device_masks``)."""
+        components = np.unravel_index(np.arange(self.n_states), self.shape)
+        device_masks = system.device_masks
+        if device_masks is None or device_masks.shape[0] != self.n_device_classes:
+            raise ValueError(
+                f"system has {0 if device_masks is None else device_masks.shape[0]} device classes, the state "
+                f"{self.n_device_classes}: build the state with discrete_state(system)"
+            )
+        return device_masks[components[4], components[5]]
+
+
+def discrete_state(
+    system: System,
+    bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
+    edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
+    device_load_edges: tuple[float, ...] = DEFAULT_DEVICE_LOAD_EDGES,
+) -> DiscreteState:
+    """The discrete state of ``system``'s world (assumptions E3, E7).
+
+    Components a world lacks get one level: the device class without a fleet, the device load without
+    hidden device load (``Scenario.thermal`` and ``Scenario.background`` both off, where
+    ``device_slowdown_estimate`` only reflects compute noise).
+
+    Raises:
+        ValueError: level edges that are not strictly increasing positive numbers (named).
+    """
+    _check_edges("bandwidth_edges_mbps", bandwidth_edges_mbps)
+    _check_edges("edge_load_edges", edge_load_edges)
+    _check_edges("device_load_edges", device_load_edges)
+    scenario = system.scenario
+    hidden_device_load = scenario.thermal is not None or scenario.background is not None
+    return DiscreteState(
+        bandwidth_edges_mbps=tuple(float(e) for e in bandwidth_edges_mbps),
+        edge_load_edges=tuple(int(e) for e in edge_load_edges),
+        device_load_edges=tuple(float(e) for e in device_load_edges) if hidden_device_load else (),
+        n_device_classes=1 if scenario.fleet is None else len(system.device_classes),
+        n_requirement_classes=len(system.requirement_pct),
+    )
+
+
 class OrchestrationEnv(gym.Env):
     """Where to run each inference request, and with which model variant.
 
@@ -54,9 +219,12 @@ class OrchestrationEnv(gym.Env):
     2 cloud) and variant ``a % n_variants`` (order of ``system.variant_names``).
 
     **Observation.** ``observation="discrete"`` (default): ``Discrete(n_states)``, the index
-    :meth:`encode` gives to (access-bandwidth level, edge-load level, uplink busy, accuracy-requirement
-    class), with the level edges ``bandwidth_edges_mbps`` and ``edge_load_edges``.
-    :meth:`decode` inverts it. ``observation="box"``: ``Box(0, 1)`` of float32 features :data:`BOX_FEATURES`
+    :meth:`encode` gives to (access-bandwidth level, edge-load level, uplink busy, device-load level, device
+    class, accuracy-requirement class), with the level edges ``bandwidth_edges_mbps``, ``edge_load_edges`` and
+    ``device_load_edges`` (the device-load level reads ``device_slowdown_estimate``; it and the device class
+    have one level in a world without hidden device load or without a fleet, such as ``ideal``). The
+    definition is :class:`DiscreteState` (:func:`discrete_state`); :meth:`decode` inverts :meth:`encode`, and
+    :meth:`state_mask` gives each state's action mask, a function of its device and requirement classes. ``observation="box"``: ``Box(0, 1)`` of float32 features :data:`BOX_FEATURES`
     (Mbit/s, seconds of backlog, request counts, requirement as a fraction, the user's recent response time
     in seconds, the device-load tracker), each mapped to [0, 1] as
     ``log(1 + x) / log(1 + high)`` with ``high`` the feature's clip value, for function approximation.
@@ -105,7 +273,8 @@ class OrchestrationEnv(gym.Env):
         accuracy_penalty: reward cost of a violated requirement in ``"penalty"`` mode (> 0).
         reward_scale: multiplies minus the response time in seconds (> 0).
         oracle: compute the clairvoyant optimum for every request (costs one evaluation of all actions).
-        bandwidth_edges_mbps, edge_load_edges: level boundaries of the discrete state.
+        bandwidth_edges_mbps, edge_load_edges, device_load_edges: level boundaries of the discrete state
+            (:func:`discrete_state`; the device-load edges apply only in worlds with hidden device load).
         max_steps: truncation length of a direct instance (None: the scenario's ``n_requests``).
 
     **Reconstruction.** The paper's exact state, action and reward are not public; this definition is
@@ -123,8 +292,9 @@ class OrchestrationEnv(gym.Env):
         accuracy_penalty: float = 1.0,
         reward_scale: float = 1.0,
         oracle: bool = True,
-        bandwidth_edges_mbps: tuple[float, ...] = (2.5, 5.0, 15.0, 30.0),
-        edge_load_edges: tuple[int, ...] = (1, 2),
+        bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
+        edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
+        device_load_edges: tuple[float, ...] = DEFAULT_DEVICE_LOAD_EDGES,
         max_steps: int | None = None,
     ) -> None:
         if observation not in ("discrete", "box"):
@@ -135,12 +305,6 @@ class OrchestrationEnv(gym.Env):
             raise ValueError(f"accuracy_penalty must be > 0, got {accuracy_penalty!r}")
         if not reward_scale > 0:
             raise ValueError(f"reward_scale must be > 0, got {reward_scale!r}")
-        for name, edges in (
-            ("bandwidth_edges_mbps", bandwidth_edges_mbps),
-            ("edge_load_edges", edge_load_edges),
-        ):
-            if list(edges) != sorted(set(edges)) or any(e <= 0 for e in edges):
-                raise ValueError(f"{name} must be strictly increasing positive numbers, got {edges!r}")
         if isinstance(scenario, str):
             scenario = preset(scenario)
         self.system = scenario if isinstance(scenario, System) else build_system(scenario)
@@ -150,17 +314,16 @@ class OrchestrationEnv(gym.Env):
         self.accuracy_penalty = float(accuracy_penalty)
         self.reward_scale = float(reward_scale)
         self.oracle = oracle
-        self.bandwidth_edges_mbps = tuple(float(e) for e in bandwidth_edges_mbps)
-        self.edge_load_edges = tuple(int(e) for e in edge_load_edges)
+        #: the discrete state's definition (shared with ``orchlib.study.batch`` and the testbed).
+        self.state = discrete_state(self.system, bandwidth_edges_mbps, edge_load_edges, device_load_edges)
+        self.bandwidth_edges_mbps = self.state.bandwidth_edges_mbps
+        self.edge_load_edges = self.state.edge_load_edges
+        self.device_load_edges = self.state.device_load_edges
         self.max_steps = self.scenario.n_requests if max_steps is None else int(max_steps)
-        #: sizes of the discrete state's components, in encode() order.
-        self.state_shape: tuple[int, ...] = (
-            len(self.bandwidth_edges_mbps) + 1,
-            len(self.edge_load_edges) + 1,
-            2,
-            len(self.system.requirement_pct),
-        )
-        self.n_states = int(np.prod(self.state_shape))
+        #: sizes of the discrete state's components, in encode() order (:data:`STATE_COMPONENTS`).
+        self.state_shape: tuple[int, ...] = self.state.shape
+        self.n_states = self.state.n_states
+        self._state_masks = self.state.masks(self.system)
         self.action_space = gym.spaces.Discrete(self.system.n_actions)
         if observation == "discrete":
             self.observation_space: gym.Space = gym.spaces.Discrete(self.n_states)
@@ -178,23 +341,21 @@ class OrchestrationEnv(gym.Env):
         self._steps = 0
 
     # -- state encoding --------------------------------------------------------------------------------------
-    def encode(self, bandwidth_level: int, load_level: int, uplink_busy: int, requirement_class: int) -> int:
-        """Flat index of a discrete state (mixed radix over :attr:`state_shape`)."""
-        return int(
-            np.ravel_multi_index(
-                (bandwidth_level, load_level, uplink_busy, requirement_class), self.state_shape
-            )
-        )
+    def encode(self, *components: int) -> int:
+        """Flat index of a discrete state from its components (:data:`STATE_COMPONENTS` order: bandwidth level,
+        edge-load level, uplink busy, device-load level, device class, requirement class)."""
+        return self.state.encode(*components)
 
-    def decode(self, state: int) -> tuple[int, int, int, int]:
-        """Inverse of :meth:`encode`: (bandwidth level, load level, uplink busy, requirement class)."""
-        if not 0 <= state < self.n_states:
-            raise ValueError(f"state must be in [0, {self.n_states}), got {state}")
-        return tuple(int(i) for i in np.unravel_index(int(state), self.state_shape))  # type: ignore[return-value]
+    def decode(self, state: int) -> tuple[int, ...]:
+        """Inverse of :meth:`encode`: the components in :data:`STATE_COMPONENTS` order."""
+        return self.state.decode(state)
 
     def state_mask(self, state: int) -> np.ndarray:
-        """The action mask of every request in discrete state ``state`` (it depends on the requirement class)."""
-        return self.system.masks[self.decode(state)[-1]]
+        """The action mask of every request in discrete state ``state`` (its device class and requirement class
+        decide it, in both worlds)."""
+        if not 0 <= state < self.n_states:
+            raise ValueError(f"state must be in [0, {self.n_states}), got {state}")
+        return self._state_masks[int(state)]
 
     def _observe(self, request: Request) -> tuple[int | np.ndarray, Snapshot]:
         snap = self.sim.snapshot(request)
@@ -225,11 +386,14 @@ class OrchestrationEnv(gym.Env):
             # log(1 + x) / log(1 + high): every feature in [0, 1], with resolution where the values live
             # (a few Mbit/s to Gbit/s; a few ms to seconds of backlog), as MLPs and LinUCB need.
             return (np.log1p(np.minimum(values, _BOX_HIGH)) * _BOX_SCALE).astype(np.float32)
-        b = bisect.bisect_right(self.bandwidth_edges_mbps, snap.access_mbps)
-        load = bisect.bisect_right(self.edge_load_edges, snap.edge_in_system)
-        s = self.state_shape
-        # mixed-radix encode inlined (same as encode()) because it runs on every request
-        return ((b * s[1] + load) * s[2] + (snap.access_backlog_ms > 0)) * s[3] + requirement_class
+        return self.state.index(
+            snap.access_mbps,
+            snap.edge_in_system,
+            snap.access_backlog_ms,
+            snap.device_slowdown_estimate,
+            snap.device_class,
+            requirement_class,
+        )
 
     def _request_info(self, request: Request, snap: Snapshot) -> dict[str, Any]:
         # a dict literal rather than Snapshot._asdict(): this runs on every request

@@ -20,18 +20,17 @@ Implementation details and assumptions:
    bit for bit the requests and latencies of ``Simulator(system, replicate_generators(seed, B)[b])`` served
    with the same actions, whatever the batch size (``tests/test_engine.py``). Arrivals are each user's own
    process (Poisson or closed loop), as in the per-request path.
-2. **Masks.** Without a device fleet the env's discrete state encodes the requirement class, so each state
-   has one mask (``OrchestrationEnv.state_mask``): :class:`BatchQLearning` (without ``kind_masks``),
-   :class:`BatchUCB1` and :class:`BatchFixedPolicy` take ``state_masks`` (one row per state).
-   :class:`BatchQLearning` then stores ``Q`` of invalid pairs as ``-inf``, which gives exactly the
-   reference's masked choices and targets. With a fleet (the grounded ``paper``) the mask also depends on the
-   requesting device, which the state does not encode: each request's mask is the row of its *kind*
-   (device class x requirement class, :meth:`BatchSimulator.kinds`, :attr:`BatchSimulator.kind_masks`), and
-   the agents that take kinds (``kind_masks`` attribute) get ``act(states, kinds, measurements)`` and
-   ``learn(states, actions, rewards, next_states, next_kinds, latency_ms)``: :class:`BatchQLearning` with
-   ``kind_masks``, :class:`BatchKindPolicy`, and the agents that read the request's measurements
-   (:meth:`BatchSimulator.measurements`, the env's info of the same names): :class:`BatchRandom`,
-   :class:`BatchGreedyProfiles`, :class:`BatchAdaptiveGreedy`, :class:`BatchProfileHybrid` (in either world).
+2. **Masks and state.** The discrete state is the env's (:func:`orchlib.envs.orchestration.discrete_state`,
+   the one definition): it encodes the device class and the requirement class, so each state has one mask
+   (``state_masks``), in the ideal and the grounded world. :class:`BatchQLearning` stores ``Q`` of invalid
+   pairs as ``-inf``, which gives exactly the reference's masked choices and targets. The grounded state's
+   bandwidth estimate (H4) and device-load level (H5) come from per-replicate logs of the orchestrator's own
+   measurements (:class:`UploadLog`, :class:`UserHistory`). Each request's mask is also the row of its *kind*
+   (device class x requirement class, :meth:`BatchSimulator.kinds`, :attr:`BatchSimulator.kind_masks`); the
+   agents that read the request's measurements (:meth:`BatchSimulator.measurements`, the env's info of the
+   same names) and its device class take ``act(states, kinds, measurements)`` and
+   ``learn(states, actions, rewards, next_states, next_kinds, latency_ms)``: :class:`BatchRandom`,
+   :class:`BatchGreedyProfiles`, :class:`BatchAdaptiveGreedy`, :class:`BatchProfileHybrid`.
 3. **Same rules as the per-request agents.** Each batched agent calls the per-request class's pure functions
    (``qlearning.check_hyperparameters``/``exploration_probability``, ``baselines.profile_latency_ms_batch``,
    the ``agents.hybrid`` residual functions, ``random_valid_action``, ``masked_argmax``). Given the
@@ -47,7 +46,6 @@ Implementation details and assumptions:
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -64,19 +62,18 @@ from orchlib.agents.hybrid import (
     residual_update,
 )
 from orchlib.agents.qlearning import check_hyperparameters, exploration_probability
-from orchlib.envs.orchestration import OrchestrationEnv
+from orchlib.envs.orchestration import (
+    DEFAULT_BANDWIDTH_EDGES_MBPS,
+    DEFAULT_DEVICE_LOAD_EDGES,
+    DEFAULT_EDGE_LOAD_EDGES,
+    discrete_state,
+)
 from orchlib.system import dynamics
 from orchlib.system.engine import Engine, replicate_generators
 from orchlib.system.simulator import System
 
 #: decisions per block of a batched agent's random numbers.
 _AGENT_BLOCK = 256
-
-_ENV_DEFAULTS = inspect.signature(OrchestrationEnv).parameters
-#: the environment's default level edges, read from its signature so that the two cannot drift apart.
-DEFAULT_BANDWIDTH_EDGES_MBPS: tuple[float, ...] = _ENV_DEFAULTS["bandwidth_edges_mbps"].default
-DEFAULT_EDGE_LOAD_EDGES: tuple[int, ...] = _ENV_DEFAULTS["edge_load_edges"].default
-
 
 # ---------------------------------------------------------------------------------------------------------
 # The simulator
@@ -113,11 +110,9 @@ def discrete_state_shape(
     bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
     edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
 ) -> tuple[int, ...]:
-    """Sizes of the discrete state's components, as :attr:`OrchestrationEnv.state_shape`.
-
-    (access-bandwidth level, edge-load level, uplink busy, accuracy-requirement class).
-    """
-    return (len(bandwidth_edges_mbps) + 1, len(edge_load_edges) + 1, 2, len(system.requirement_pct))
+    """Sizes of the discrete state's components, as :attr:`OrchestrationEnv.state_shape`
+    (:func:`orchlib.envs.orchestration.discrete_state`, the one definition)."""
+    return discrete_state(system, bandwidth_edges_mbps, edge_load_edges).shape
 
 
 def discrete_state_masks(
@@ -125,13 +120,9 @@ def discrete_state_masks(
     bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
     edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
 ) -> np.ndarray:
-    """The action mask of each discrete state, shape (n_states, n_actions), as ``OrchestrationEnv.state_mask``.
-
-    The requirement class is the state's last component, so the mask is a function of the state.
-    """
-    shape = discrete_state_shape(system, bandwidth_edges_mbps, edge_load_edges)
-    requirement_class = np.unravel_index(np.arange(int(np.prod(shape))), shape)[-1]
-    return system.masks[requirement_class]
+    """The action mask of each discrete state, shape (n_states, n_actions), as ``OrchestrationEnv.state_mask``
+    (:meth:`orchlib.envs.orchestration.DiscreteState.masks`: a function of the state)."""
+    return discrete_state(system, bandwidth_edges_mbps, edge_load_edges).masks(system)
 
 
 class BatchSimulator:
@@ -146,8 +137,8 @@ class BatchSimulator:
         n_replicates: ``B``, an integer >= 1.
         rng: seed, ``SeedSequence`` or generator; replicate ``b`` draws from
             ``replicate_generators(rng, B)[b]``.
-        bandwidth_edges_mbps, edge_load_edges: level edges of the discrete state (default: the
-            environment's defaults); strictly increasing and positive.
+        bandwidth_edges_mbps, edge_load_edges, device_load_edges: level edges of the discrete state
+            (default: the environment's defaults); strictly increasing and positive.
 
     Raises:
         ValueError: ``n_replicates`` < 1 or bad level edges.
@@ -161,6 +152,7 @@ class BatchSimulator:
         *,
         bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
         edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
+        device_load_edges: tuple[float, ...] = DEFAULT_DEVICE_LOAD_EDGES,
     ) -> None:
         if (
             isinstance(n_replicates, bool)
@@ -172,21 +164,23 @@ class BatchSimulator:
             ("bandwidth_edges_mbps", bandwidth_edges_mbps),
             ("edge_load_edges", edge_load_edges),
         ):
-            if len(edges) == 0 or list(edges) != sorted(set(edges)) or any(e <= 0 for e in edges):
+            if len(edges) == 0:
                 raise ValueError(f"{name} must be strictly increasing positive numbers, got {edges!r}")
         self.system = system
         self.n_replicates = int(n_replicates)
-        self.bandwidth_edges_mbps = np.array(bandwidth_edges_mbps, dtype=float)
-        self.edge_load_edges = np.array(edge_load_edges, dtype=np.int64)
-        self.state_shape = discrete_state_shape(system, tuple(bandwidth_edges_mbps), tuple(edge_load_edges))
-        self.n_states = int(np.prod(self.state_shape))
+        #: the discrete state's definition, the env's (:func:`orchlib.envs.orchestration.discrete_state`).
+        self.state = discrete_state(
+            system, tuple(bandwidth_edges_mbps), tuple(edge_load_edges), tuple(device_load_edges)
+        )
+        self.bandwidth_edges_mbps = np.array(self.state.bandwidth_edges_mbps, dtype=float)
+        self.edge_load_edges = np.array(self.state.edge_load_edges, dtype=np.int64)
+        self.state_shape = self.state.shape
+        self.n_states = self.state.n_states
         #: the action mask of each discrete state, shape (n_states, n_actions): what batched agents are built on.
-        self.state_masks = discrete_state_masks(system, tuple(bandwidth_edges_mbps), tuple(edge_load_edges))
-        #: whether every request's mask is its state's (no device fleet: the mask depends only on the
-        #: requirement class, which the state encodes); otherwise use :meth:`masks` per request.
-        self.masks_follow_state = system.scenario.fleet is None
+        self.state_masks = self.state.masks(system)
         #: the action mask of each request kind (device class x requirement class, :meth:`kinds`), shape
-        #: (n_kinds, n_actions): every request's mask is one of these rows.
+        #: (n_kinds, n_actions): every request's mask is one of these rows (the state encodes both, so
+        #: ``state_masks`` agrees; the profile agents read the device class from the kind).
         self.kind_masks = system.device_masks.reshape(-1, system.n_actions)
         self._n_classes = system.requirement_pct.size
         self._estimate = system.scenario.bandwidth_estimate
@@ -205,6 +199,8 @@ class BatchSimulator:
         self.n_served = 0
         self._pending: BatchRequests | None = None
         self._measured_for: BatchRequests | None = None
+        #: each user's recent served requests (H5), the source of the device-load estimate in the state.
+        self.history = UserHistory(self.n_replicates, self.system.scenario.n_users)
         if self._estimate is not None:
             self.uploads = UploadLog(self.n_replicates, self._estimate.window)
 
@@ -262,17 +258,18 @@ class BatchSimulator:
     def observe(self, requests: BatchRequests) -> np.ndarray:
         """Discrete state of each replicate at its request, as ``OrchestrationEnv._observe``; shape (B,).
 
-        (access-bandwidth level, edge-load level, uplink busy, requirement class), mixed radix over
-        :attr:`state_shape`.
+        :meth:`orchlib.envs.orchestration.DiscreteState.index` of the replicate's measurements.
         """
         self._check_current(requests, "observe")
-        snapshot = self.measurements(requests)
-        bandwidth_level = np.searchsorted(self.bandwidth_edges_mbps, snapshot[:, 0], side="right")
-        load_level = np.searchsorted(self.edge_load_edges, snapshot[:, 4], side="right")
-        uplink_busy = snapshot[:, 2] > 0
-        s = self.state_shape
-        state = (bandwidth_level * s[1] + load_level) * s[2] + uplink_busy
-        return state * s[3] + requests.requirement_class
+        measured = self.measurements(requests)
+        return self.state.index(
+            measured[:, 0],
+            measured[:, 4],
+            measured[:, 2],
+            self.device_slowdown_estimate(requests),
+            self.engine.user_class[self._rows, requests.user],
+            requests.requirement_class,
+        )
 
     def measurements(self, requests: BatchRequests) -> np.ndarray:
         """What an orchestrator measures at each request, shape (B, 6), columns
@@ -288,6 +285,11 @@ class BatchSimulator:
                 )
             self._measured_for = requests
         return self._measured
+
+    def device_slowdown_estimate(self, requests: BatchRequests) -> np.ndarray:
+        """Each requesting user's last finished on-device compute time over its profile median (1: none yet),
+        as ``Snapshot.device_slowdown_estimate`` (H5), from :attr:`history`; shape (B,)."""
+        return self.history.device_slowdown(requests.user, requests.time_ms)
 
     def kinds(self, requests: BatchRequests) -> np.ndarray:
         """Each request's kind, shape (B,): ``device class * n_classes + requirement class`` (the
@@ -341,13 +343,53 @@ class BatchSimulator:
         if self._estimate is not None:  # the bits each access upload sends (read before the engine moves on)
             payload_bits = self.engine.request_payload_bits[self._rows, actions % system.n_variants]
         parts = self.engine.serve(actions).T.copy()
+        served = self.engine.served
+        self.history.record(requests.user, requests.time_ms + parts[6], served[:, 2])
         if self._estimate is not None:
-            served = self.engine.served
             off_device = (actions >= system.n_variants) & (served[:, 1] > 0)
             self.uploads.record(off_device, served[:, 0] + served[:, 1], payload_bits / (served[:, 1] * 1e3))
         self.n_served += 1
         self._pending = None
         return BatchBreakdown(*parts)
+
+
+class UserHistory:
+    """Each user's last :data:`UserHistory.DEPTH` served requests in ``B`` replicates (completion time, on-device
+    slowdown: observed compute over the profile median, 0 off the device): the orchestrator's H5 record.
+
+    The batched form of the ``Simulator``'s per-user history as its snapshot reads it (the last 16 entries;
+    of those finished by the request, the newest with an on-device slowdown; 1 when there is none), tested
+    bit for bit through the states in ``tests/test_engine.py``.
+    """
+
+    #: entries kept per user (the Simulator's snapshot looks at its last 16).
+    DEPTH = 16
+
+    def __init__(self, n_replicates: int, n_users: int) -> None:
+        shape = (n_replicates, n_users, self.DEPTH)
+        self.done_ms = np.full(shape, np.inf)  # completion times (inf: empty slot)
+        self.slowdown = np.zeros(shape)  # on-device slowdowns (0: served off the device)
+        self.n = np.zeros((n_replicates, n_users), dtype=np.int64)  # entries written per user
+        self._rows = np.arange(n_replicates)
+        self._newest_first = np.arange(self.DEPTH)
+
+    def record(self, user: np.ndarray, done_ms: np.ndarray, slowdown: np.ndarray) -> None:
+        """Append one served request per replicate (its user, completion time, on-device slowdown)."""
+        rows = self._rows
+        slot = self.n[rows, user] % self.DEPTH
+        self.done_ms[rows, user, slot] = done_ms
+        self.slowdown[rows, user, slot] = slowdown
+        self.n[rows, user] += 1
+
+    def device_slowdown(self, user: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
+        """The newest on-device slowdown among ``user``'s last entries finished by ``t_ms``; 1 if none."""
+        rows = self._rows
+        slots = (self.n[rows, user][:, None] - 1 - self._newest_first) % self.DEPTH  # newest first
+        done = self.done_ms[rows[:, None], user[:, None], slots]
+        slowdown = self.slowdown[rows[:, None], user[:, None], slots]
+        usable = (done <= t_ms[:, None]) & (slowdown > 0)
+        first = usable.argmax(axis=1)
+        return np.where(usable.any(axis=1), slowdown[rows, first], 1.0)
 
 
 class UploadLog:
@@ -502,20 +544,14 @@ class BatchQLearning:
     when ``explore_per_action`` is None): a uniformly random valid action; otherwise the valid action of
     largest ``Q(s, .)``, ties broken uniformly at random.
 
-    Where the mask is a function of the state, ``Q(s, a)`` of every invalid pair is stored as ``-inf`` and
+    Because the mask is a function of the state, ``Q(s, a)`` of every invalid pair is stored as ``-inf`` and
     never updated: the greedy choice and the target's maximum then need no mask at all, and pick exactly what
-    the reference's masked versions pick. With ``kind_masks`` (a device fleet: the mask depends on the
-    request's device, which the state does not encode) ``Q`` stays finite and each request's mask is its
-    kind's row (:meth:`BatchSimulator.kinds`): :meth:`act` and :meth:`learn` then take the kinds, the greedy
-    choice and the target's maximum add the kind's ``0 / -inf`` row, and exploration draws from the kind's
-    valid actions, as the reference does with the request's mask.
+    the reference's masked versions pick.
 
     Args:
         state_masks: bool array (n_states, n_actions), the mask of each state (``BatchSimulator.state_masks``).
         alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action: as
             :class:`~orchlib.agents.qlearning.QLearning`, with the same ranges.
-        kind_masks: bool array (n_kinds, n_actions), the mask of each request kind
-            (``BatchSimulator.kind_masks``), when the masks do not follow the state; None: they do.
 
     Raises:
         ValueError: a hyperparameter outside its range (named), or bad state masks.
@@ -532,7 +568,6 @@ class BatchQLearning:
         epsilon_decay: float = 0.999,
         initial_q: float = 0.0,
         explore_per_action: float | None = None,
-        kind_masks: np.ndarray | None = None,
     ) -> None:
         check_hyperparameters(
             alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action
@@ -547,15 +582,7 @@ class BatchQLearning:
         self.epsilon_decay = epsilon_decay
         self.initial_q = initial_q
         self.explore_per_action = explore_per_action
-        self.kind_masks = None if kind_masks is None else _check_state_masks(kind_masks)
-        if self.kind_masks is not None and self.kind_masks.shape[1] != self.n_actions:
-            raise ValueError(
-                f"kind_masks must have {self.n_actions} columns (the actions), got shape {self.kind_masks.shape}"
-            )
-        # exploration's valid actions and the greedy choice's 0/-inf rows: per state, or per request kind
-        by = self.state_masks if self.kind_masks is None else self.kind_masks
-        self._valid, self._n_valid = _uniform_valid_table(by)
-        self._kind_penalty = np.where(by, 0.0, -np.inf)
+        self._valid, self._n_valid = _uniform_valid_table(self.state_masks)
 
     def reset(
         self, n_replicates: int, rng: np.random.Generator | np.random.SeedSequence | int | None = None
@@ -566,11 +593,7 @@ class BatchQLearning:
         explore or not, the random action, the tie break).
         """
         self.draws_ = _ReplicateUniforms(replicate_generators(rng, n_replicates), 3)
-        row = (
-            np.where(self.state_masks, float(self.initial_q), -np.inf)
-            if self.kind_masks is None
-            else np.full(self.state_masks.shape, float(self.initial_q))
-        )
+        row = np.where(self.state_masks, float(self.initial_q), -np.inf)
         # Q(s, a) of each replicate, seconds, shape (B, S, A); -inf marks an invalid pair (class docstring).
         self.q_table_ = np.empty((n_replicates, self.n_states, self.n_actions))
         self.q_table_[...] = row
@@ -597,15 +620,8 @@ class BatchQLearning:
             )
         )
 
-    def act(
-        self, states: np.ndarray, kinds: np.ndarray | None = None, measurements: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Epsilon-greedy valid action of every replicate; shape (B,). ``kinds``: each request's kind (needed
-        with ``kind_masks``, ignored otherwise); ``measurements`` are not read."""
-        by_kind = self.kind_masks is not None
-        if by_kind and kinds is None:
-            raise ValueError("this agent was built with kind_masks: act() needs each request's kind")
-        masked_by = kinds if by_kind else states  # the rows of the valid-action tables
+    def act(self, states: np.ndarray) -> np.ndarray:
+        """Epsilon-greedy valid action of every replicate; shape (B,)."""
         t = self.n_decisions_
         epsilon = self.epsilon_at(t)
         self.n_decisions_ += 1
@@ -620,7 +636,7 @@ class BatchQLearning:
                 float(self.epsilon_decay),
                 float(self.epsilon_min),
                 float(self.explore_per_action),
-                self._n_valid[masked_by],
+                self._n_valid[states],
                 k,
             )
         u = self.draws_.take()
@@ -628,12 +644,7 @@ class BatchQLearning:
         n_explore = int(np.count_nonzero(explore))
         actions = np.empty(b, dtype=np.int64)
         if n_explore < b:
-            if by_kind:
-                q = np.take(
-                    self._q_rows, self._rows * self.n_states + states, axis=0, out=self._buffer, mode="clip"
-                )
-                q += self._kind_penalty[kinds]
-            elif self._next_states is not None and np.array_equal(states, self._next_states):
+            if self._next_states is not None and np.array_equal(states, self._next_states):
                 q = self._next_q
             else:
                 q = np.take(
@@ -644,32 +655,19 @@ class BatchQLearning:
             actions[greedy] = _argmax_random_ties(q if n_explore == 0 else q[greedy], u[greedy, 2])
         self._next_states = None
         if n_explore:
-            s = masked_by[explore]
+            s = states[explore]
             k = (u[explore, 1] * self._n_valid[s]).astype(np.int64)
             actions[explore] = self._valid[s, k]
         return actions
 
     def learn(
-        self,
-        states: np.ndarray,
-        actions: np.ndarray,
-        rewards: np.ndarray,
-        next_states: np.ndarray,
-        next_kinds: np.ndarray | None = None,
-        latency_ms: np.ndarray | None = None,
+        self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_states: np.ndarray
     ) -> None:
-        """One Q-learning update per replicate (``next_kinds``: the next requests' kinds, with ``kind_masks``;
-        ``latency_ms`` is not read: the reward carries it)."""
+        """One Q-learning update per replicate."""
         rows = self._rows
         next_q = np.take(
             self._q_rows, rows * self.n_states + next_states, axis=0, out=self._next_q, mode="clip"
         )
-        if self.kind_masks is not None:
-            if next_kinds is None:
-                raise ValueError(
-                    "this agent was built with kind_masks: learn() needs the next requests' kinds"
-                )
-            next_q += self._kind_penalty[next_kinds]  # the target maxes over the next request's valid actions
         target = rewards + float(self.gamma) * next_q[rows, next_q.argmax(axis=1)]
         old = self.q_table_[rows, states, actions]
         rate = float(self.alpha)
@@ -679,8 +677,6 @@ class BatchQLearning:
             rate = rate * n ** -float(self.alpha_exponent)
         new = old + rate * (target - old)
         self.q_table_[rows, states, actions] = new
-        if self.kind_masks is not None:  # act() gathers its own rows (the next kind's mask differs)
-            return
         same = np.flatnonzero(states == next_states)  # the update changed the row Q(s', .) itself
         next_q[same, actions[same]] = new[same]
         self._next_states = next_states.copy()
@@ -789,40 +785,6 @@ class BatchFixedPolicy:
     def learn(
         self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_states: np.ndarray
     ) -> None:
-        """Learn nothing."""
-
-
-class BatchKindPolicy:
-    """A fixed policy keyed by the request's kind (device class x requirement class,
-    :meth:`BatchSimulator.kinds`): ``policy[kind]`` in every replicate, whatever the discrete state.
-
-    The batched form of a baseline whose choice depends only on the request's mask and device (the fixed tier
-    baselines) in a world where the mask is not a function of the discrete state (a device fleet).
-
-    Args:
-        policy: int array of length n_kinds, one valid action per kind.
-        kind_masks: bool array (n_kinds, n_actions), the mask of each kind (``BatchSimulator.kind_masks``).
-        state_masks: bool array (n_states, n_actions), kept for :func:`run_batch`'s check.
-
-    Raises:
-        ValueError: an action invalid for its kind, or shapes that do not match.
-    """
-
-    def __init__(self, policy: np.ndarray, kind_masks: np.ndarray, state_masks: np.ndarray) -> None:
-        self.kind_masks = _check_state_masks(kind_masks)
-        self.state_masks = _check_state_masks(state_masks)
-        self.policy = _check_policy(policy, self.kind_masks, "kind")
-
-    def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
-        """Nothing to forget."""
-
-    def act(
-        self, states: np.ndarray, kinds: np.ndarray, measurements: np.ndarray | None = None
-    ) -> np.ndarray:
-        """``policy[kinds]``."""
-        return self.policy[kinds]
-
-    def learn(self, *args: np.ndarray) -> None:
         """Learn nothing."""
 
 
@@ -1068,11 +1030,6 @@ def run_batch(
         raise ValueError(
             f"agent.kind_masks (shape {np.shape(kind_masks)}) must be the simulator's kind_masks (shape "
             f"{sim.kind_masks.shape}): build the agent with BatchSimulator(system, ...).kind_masks"
-        )
-    if not by_kind and not sim.masks_follow_state:
-        raise ValueError(
-            f"scenario {system.scenario.name!r} has a device fleet, so a request's mask is not its state's: "
-            "give the agent kind_masks (BatchQLearning(..., kind_masks=...), BatchKindPolicy)"
         )
     agent.reset(sim.n_replicates, agent_rng)
     b = sim.n_replicates

@@ -75,13 +75,11 @@ from orchlib.study.batch import (
     BatchAgent,
     BatchFixedPolicy,
     BatchGreedyProfiles,
-    BatchKindPolicy,
     BatchProfileHybrid,
     BatchQLearning,
     BatchRandom,
     BatchSimulator,
     BatchUCB1,
-    discrete_state_masks,
 )
 from orchlib.system.scenario import TIERS, Scenario, preset
 from orchlib.system.simulator import System, build_system
@@ -500,35 +498,30 @@ class _BatchOracle:
 def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOracle | None:
     """The batched form of the spec's catalogue agent in ``env``, or None when it has none.
 
-    Batched forms (:mod:`orchlib.study.batch`): ``q_learning`` (:class:`BatchQLearning`, the catalogue's
-    defaults), ``ucb1`` (:class:`BatchUCB1`, the catalogue's ``c``), the fixed baselines of
-    :data:`_FIXED_POLICIES` (:class:`BatchFixedPolicy`, the scalar agent's choice in every state) and the
-    ``oracle`` (the argmin of the vectorised evaluation). With a device fleet (the grounded ``paper``: the mask
-    depends on the requesting device, not on the discrete state) ``q_learning`` takes each request's kind,
-    the fixed baselines are tabulated per kind (:class:`BatchKindPolicy`) and ``ucb1`` has no batched form.
-    Only a central decider with the discrete observation in ``"mask"`` mode and keyword arguments the batched
-    form takes qualifies; everything else (DQN, bandits without a batched form, per-user deciders, custom
-    agents) keeps the per-request path.
+    Batched forms (:mod:`orchlib.study.batch`), in the ideal and the grounded world: ``q_learning``
+    (:class:`BatchQLearning`, the catalogue's defaults), ``ucb1`` (:class:`BatchUCB1`, the catalogue's ``c``;
+    without a device fleet), the fixed baselines of :data:`_FIXED_POLICIES` (:class:`BatchFixedPolicy`, the
+    scalar agent's choice in every state, given the state's device class), the agents that read the request's
+    measurements (:data:`_BY_KIND`: random, greedy on the profiles, adaptive greedy, the hybrid) and the
+    ``oracle`` (the argmin of the vectorised evaluation). Only a central decider with the discrete observation
+    in ``"mask"`` mode and keyword arguments the batched form takes qualifies; everything else (DQN, bandits
+    without a batched form, per-user deciders, custom agents) keeps the per-request path.
     """
     from orchlib.agents.catalogue import PAPER_DEFAULTS, _ucb_defaults, make_agent
 
     if spec.deciders != "central" or env.observation_mode != "discrete" or env.accuracy_mode != "mask":
         return None
     kwargs = dict(spec.agent_kwargs)
-    masks = discrete_state_masks(env.system, env.bandwidth_edges_mbps, env.edge_load_edges)
+    system = env.system
+    masks = env.state.masks(system)  # a function of the state (it encodes device and requirement class)
     if spec.agent in _BY_KIND:
         # agents that read the request's measurements: built by the catalogue (its defaults, these kwargs),
-        # then played in their batched form, in either world
+        # then played in their batched form
         try:
             agent = make_agent(spec.agent, env, **kwargs)
         except (TypeError, ValueError):  # options the agent refuses: the per-request path reports them
             return None
-        kind_masks = env.system.device_masks.reshape(-1, env.system.n_actions)
-        return _BY_KIND[spec.agent](agent, kind_masks, masks)
-    if env.system.scenario.fleet is not None:
-        # the mask depends on the requesting device, which the discrete state does not encode: only agents that
-        # take each request's kind (device class x requirement class) batch here
-        return _batch_agent_by_kind(spec, env, masks, kwargs)
+        return _BY_KIND[spec.agent](agent, system.device_masks.reshape(-1, system.n_actions), masks)
     if spec.agent == "q_learning":
         return (
             BatchQLearning(masks, **{**PAPER_DEFAULTS, **kwargs})
@@ -536,13 +529,19 @@ def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOrac
             else None
         )
     if spec.agent == "ucb1":
-        return BatchUCB1(masks, **{**_ucb_defaults(env), **kwargs}) if set(kwargs) <= {"c"} else None
+        if system.scenario.fleet is not None or not set(kwargs) <= {"c"}:
+            return None  # (with a fleet the batched form is not tested against the reference: per request)
+        return BatchUCB1(masks, **{**_ucb_defaults(env), **kwargs})
     if spec.agent == "oracle":
         return _BatchOracle(masks) if not kwargs else None
     if spec.agent in _FIXED_POLICIES:
         agent = make_agent(spec.agent, env, **kwargs)
+        device_class = np.unravel_index(np.arange(masks.shape[0]), env.state_shape)[4]
         try:
-            policy = [agent.act(state, masks[state], {}) for state in range(masks.shape[0])]
+            policy = [
+                agent.act(state, masks[state], {"device_class": int(device_class[state])})
+                for state in range(masks.shape[0])
+            ]
         except ValueError:  # the agent refuses some state's mask: the per-request path reports where
             return None
         return BatchFixedPolicy(np.array(policy), masks)
@@ -556,38 +555,6 @@ _BY_KIND = {
     "adaptive_greedy": BatchAdaptiveGreedy,
     "hybrid": BatchProfileHybrid,
 }
-
-
-def _batch_agent_by_kind(
-    spec: RunSpec, env: OrchestrationEnv, masks: np.ndarray, kwargs: dict[str, Any]
-) -> BatchKindPolicy | _BatchOracle | None:
-    """:func:`batch_agent` in a world with a device fleet: Q-learning with per-request masks (``kind_masks``),
-    the oracle, and the fixed tier baselines tabulated over the request kinds (each kind's mask, with its
-    device class in the info the agent reads)."""
-    from orchlib.agents.catalogue import PAPER_DEFAULTS, make_agent
-
-    system = env.system
-    kind_masks = system.device_masks.reshape(-1, system.n_actions)
-    if spec.agent == "q_learning":
-        return (
-            BatchQLearning(masks, **{**PAPER_DEFAULTS, **kwargs}, kind_masks=kind_masks)
-            if set(kwargs) <= set(PAPER_DEFAULTS)
-            else None
-        )
-    if spec.agent == "oracle":
-        return _BatchOracle(masks) if not kwargs else None
-    if spec.agent in _FIXED_POLICIES:
-        agent = make_agent(spec.agent, env, **kwargs)
-        n_classes = system.requirement_pct.size
-        try:
-            policy = [
-                agent.act(0, kind_masks[kind], {"device_class": kind // n_classes})
-                for kind in range(kind_masks.shape[0])
-            ]
-        except ValueError:  # the agent refuses some kind's mask: the per-request path reports where
-            return None
-        return BatchKindPolicy(np.array(policy), kind_masks, masks)
-    return None
 
 
 def _batch_group_key(spec: RunSpec) -> str:
@@ -626,6 +593,7 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
         sim_rngs,
         bandwidth_edges_mbps=env.bandwidth_edges_mbps,
         edge_load_edges=env.edge_load_edges,
+        device_load_edges=env.state.device_load_edges,
     )
     agent.reset(len(specs), [np.random.default_rng(agent_seq) for _, agent_seq in seeds])
     n, b = first.scenario.n_requests, len(specs)
