@@ -258,6 +258,11 @@ class ProfileHybrid(GreedyProfiles):
         self.tier_counts_ = np.zeros((self._n_classes, 3))
         self._pending: tuple[int, int, float] | None = None  # (action, device class, m(action) ms) of act()
 
+    @property
+    def forgetting_factor(self) -> float:
+        """``lambda`` in use: ``forgetting``, or :func:`drift_forgetting` of the scenario when that is None."""
+        return self._lambda
+
     def residual(self, device_class: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``(mu, sd)`` of the log residual of every action for ``device_class``; shapes (n_actions,)."""
         return residual_log_mean_sd(

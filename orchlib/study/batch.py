@@ -943,11 +943,12 @@ class BatchProfileHybrid(_ByKind):
         c, estimate = self._pending
         sample = log_ratio(latency_ms, estimate)
         rows, tier = self._rows, actions // self.system.n_variants
+        keep = self.agent.forgetting_factor
         self.log_ratio_sums_[rows, c, actions], self.counts_[rows, c, actions] = residual_update(
-            self.log_ratio_sums_[rows, c, actions], self.counts_[rows, c, actions], sample
+            self.log_ratio_sums_[rows, c, actions], self.counts_[rows, c, actions], sample, keep
         )
         self.tier_sums_[rows, c, tier], self.tier_counts_[rows, c, tier] = residual_update(
-            self.tier_sums_[rows, c, tier], self.tier_counts_[rows, c, tier], sample
+            self.tier_sums_[rows, c, tier], self.tier_counts_[rows, c, tier], sample, keep
         )
 
 
