@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from scipy.stats import ks_2samp
+from scipy.stats import ks_2samp, ttest_ind
 
 from orchlib.agents.bandits import UCB1
 from orchlib.agents.catalogue import PAPER_DEFAULTS
@@ -293,7 +293,10 @@ def test_batched_q_learning_matches_q_learning_in_the_grounded_world() -> None:
         last,
     )
     batch = _batch_runs(system, BatchQLearning(masks, **PAPER_DEFAULTS), n_requests, 300, 3, last)
-    _assert_same_distribution(reference, batch)
+    # The fleet spreads the replicates' means widely (sd about 19 ms), so 40 reference runs pin their mean to
+    # about +-7 %: KS and a Welch t-test instead of the fixed 3 % band of the other comparisons.
+    assert ks_2samp(reference, batch).pvalue > KS_LEVEL
+    assert ttest_ind(reference, batch, equal_var=False).pvalue > KS_LEVEL
     # A learner that keeps exploring 30 % of the time is told apart (the fleet makes the replicates' means
     # spread widely, so a subtler change is not detectable with 40 reference runs).
     louder = {**PAPER_DEFAULTS, "epsilon_min": 0.3}
