@@ -2,7 +2,7 @@
 
 Runs :func:`orchlib.study.targets.measure_targets` (10 runs x 20,000 requests per agent and world, seed 2022;
 the cached runs in ``results/runs`` are reused, so after ``make reproduce`` this costs nothing; from scratch it
-is about 110 runs, 15 to 30 minutes on 2 cores). Quick mode: 2 runs x 300 requests into a temporary folder.
+is about 260 runs over both worlds, 20 to 40 minutes on 2 cores). Quick mode: 2 runs x 300 requests into a temporary folder.
 Run alone: ``.venv/bin/python benchmarks/bench_learners.py`` prints the table.
 """
 
@@ -30,7 +30,8 @@ def run(config: Config) -> Section:
         TITLE,
         intro=(
             "Measured values with 95% CIs over independent runs (the methods are in `orchlib.study.targets`). "
-            "`ideal` is the full-information world (today's `paper` preset until the grounded world lands). "
+            "`ideal` is the full-information world; `grounded paper` the `paper` preset (hidden drift, mixed "
+            "fleet, bandwidth estimate). "
             "Reconstruction: the paper's own numbers are 35% lower response time than its state of the art, "
             "< 0.9% accuracy loss, and up to 166.6x faster learning (companion paper); ours come from the "
             "scenario in docs/assumptions.md."

@@ -179,3 +179,26 @@ def test_gamma_from_influence_by_hand_and_bad_input() -> None:
         gamma_from_influence(-0.1)
     with pytest.raises(ValueError, match="lacks columns"):
         influence_ratio(__import__("pandas").DataFrame({"lag": [0]}))
+
+
+def test_hybrid_charges_an_action_for_the_spread_of_its_response_times() -> None:
+    """The residual estimates the mean ratio observed / model, exp(mu + v / 2), not its median: an action whose
+    ratio alternates between exp(-0.5) and exp(0.5) costs cosh(0.5) = 1.128 times its estimate on average."""
+    system = build_system(tiny())
+    info = {key: 0.0 for key in GREEDY_INFO_KEYS} | {"access_mbps": 20.0, "wan_mbps": 100.0}
+    estimates = profile_latency_ms(system, 20.0, 100.0)
+    spread, steady = system.n_variants, 2 * system.n_variants  # one edge action, one cloud action
+    agent = ProfileHybrid(
+        gym.spaces.Discrete(1), gym.spaces.Discrete(system.n_actions), system, forgetting=1.0
+    )
+    agent.reset(0)
+    for i in range(400):
+        for a, log_ratio in ((spread, 0.5 if i % 2 else -0.5), (steady, 0.0)):
+            mask = np.zeros(system.n_actions, dtype=bool)
+            mask[a] = True
+            assert agent.act(0, mask, info) == a
+            latency_ms = estimates[a] * math.exp(log_ratio)
+            agent.learn(0, a, -latency_ms / 1e3, 0, mask, {"latency_ms": latency_ms})
+    mu, v, _ = agent.residual(0)
+    assert math.exp(mu[spread] + v[spread] / 2) == pytest.approx(math.cosh(0.5), rel=0.01)
+    assert math.exp(mu[steady] + v[steady] / 2) == pytest.approx(1.0, abs=1e-9)

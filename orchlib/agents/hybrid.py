@@ -35,35 +35,41 @@ def log_ratio(observed_ms: np.ndarray, estimate_ms: np.ndarray) -> np.ndarray:
 
 
 def residual_update(
-    sums: np.ndarray, counts: np.ndarray, sample: np.ndarray, keep: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """:class:`ProfileHybrid`'s residual statistics after one more log-ratio ``sample``: ``(sums, counts)`` of
-    the served (class, action) and (class, tier) entries, the older ones weighted by the forgetting factor
-    ``keep`` (``lambda``): ``(keep * sums + sample, keep * counts + 1)`` (arrays broadcast; the batched form
-    calls it too)."""
-    return keep * sums + sample, keep * counts + 1.0
+    sums: np.ndarray, squares: np.ndarray, counts: np.ndarray, sample: np.ndarray, keep: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:class:`ProfileHybrid`'s residual statistics after one more log-ratio ``sample``: the weighted sums,
+    sums of squares and counts of the served (class, action) or (class, tier) entries, the older ones weighted
+    by the forgetting factor ``keep`` (``lambda``) (arrays broadcast; the batched form calls it too)."""
+    return keep * sums + sample, keep * squares + sample**2, keep * counts + 1.0
 
 
 def residual_log_mean_sd(
     sums: np.ndarray,
+    squares: np.ndarray,
     counts: np.ndarray,
     tier_sums: np.ndarray,
+    tier_squares: np.ndarray,
     tier_counts: np.ndarray,
     prior_count: float,
     sigma: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(mu, sd)`` of the log residual of every action (:class:`ProfileHybrid`'s formula) from the statistics
-    of one device class: ``sums``/``counts`` (..., n_actions), ``tier_sums``/``tier_counts`` (..., 3)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mu, v, sd)`` of the log residual of every action (:class:`ProfileHybrid`'s formulas) from the
+    statistics of one device class: ``sums``/``squares``/``counts`` (..., n_actions), the tier's (..., 3)."""
     k0 = float(prior_count)
     n_variants = sums.shape[-1] // 3
     mu_tier = tier_sums / (tier_counts + k0)
     mu = (sums + k0 * np.repeat(mu_tier, n_variants, axis=-1)) / (counts + k0)
-    return mu, float(sigma) / np.sqrt(counts + k0)
+    v_tier = _weighted_variance(tier_sums, tier_squares, tier_counts)
+    v_action = _weighted_variance(sums, squares, counts)
+    v = (counts * v_action + k0 * np.repeat(v_tier, n_variants, axis=-1)) / (counts + k0)
+    return mu, v, float(sigma) / np.sqrt(counts + k0)
 
 
-def hybrid_log_score(estimates_ms: np.ndarray, mu: np.ndarray, sd: np.ndarray, kappa: float) -> np.ndarray:
-    """``log(m(a)) + mu - kappa * sd``: the log of :class:`ProfileHybrid`'s optimistic corrected estimate."""
-    return np.log(np.maximum(estimates_ms, 1e-9)) + mu - float(kappa) * sd
+def hybrid_log_score(
+    estimates_ms: np.ndarray, mu: np.ndarray, v: np.ndarray, sd: np.ndarray, kappa: float
+) -> np.ndarray:
+    """``log(m(a)) + mu + v / 2 - kappa * sd``: the log of :class:`ProfileHybrid`'s optimistic corrected mean."""
+    return np.log(np.maximum(estimates_ms, 1e-9)) + mu + 0.5 * v - float(kappa) * sd
 
 
 def _n_device_classes(system: System) -> int:
@@ -108,6 +114,12 @@ def drift_forgetting(scenario: Scenario) -> float:
     n_classes = 1 if scenario.fleet is None else len(scenario.fleet.classes)
     memory = min(periods) * scenario.n_users * per_user / n_classes / 2.0
     return 1.0 - 1.0 / memory if memory > 1.0 else 0.0
+
+
+def _weighted_variance(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Variance from (weighted) sums, sums of squares and counts; 0 where fewer than two observations."""
+    safe = np.maximum(counts, 1e-12)
+    return np.where(counts > 1.0, np.maximum(squares / safe - (sums / safe) ** 2, 0.0), 0.0)
 
 
 class AdaptiveGreedy(GreedyProfiles):
@@ -198,8 +210,14 @@ class ProfileHybrid(GreedyProfiles):
 
         mu_tier = S_t / (n_t + k0)                 (shrunk towards 0: the model is right until shown otherwise)
         mu      = (S + k0 * mu_tier) / (n + k0)    (the variant's own evidence takes over as n grows)
+        v       = (n * v_a + k0 * v_t) / (n + k0)  (spread of log(observed / m): the pair's, pooled with its tier's)
         sd      = sigma / sqrt(n + k0)             (confidence)
-        score(a) = m(a) * exp(mu - kappa * sd)
+        score(a) = m(a) * exp(mu + v / 2 - kappa * sd)
+
+    ``exp(mu + v / 2)`` is the *mean* of a log-normal ratio, not its median ``exp(mu)``: the objective is the
+    mean response time, so an action whose response times spread (a queue behind co-tenant jobs, a device
+    that is sometimes throttled) must be charged for the spread. ``v_a`` and ``v_t`` are the weighted sample
+    variances (0 before two observations).
 
     The valid action of lowest score is served (ties at random). ``kappa * sd`` is optimism in the face of
     uncertainty: an action tried little looks up to ``exp(kappa * sigma / sqrt(k0))`` times faster than its
@@ -253,9 +271,11 @@ class ProfileHybrid(GreedyProfiles):
         super().reset(rng)
         shape = (self._n_classes, self.n_actions)
         self.log_ratio_sums_ = np.zeros(shape)  # weighted sum of log(observed / m) per (class, action)
+        self.log_ratio_squares_ = np.zeros(shape)  # weighted sum of log(observed / m)^2 per (class, action)
         self.counts_ = np.zeros(shape)  # effective number of real requests per (class, action)
         self.tier_sums_ = np.zeros((self._n_classes, 3))  # the same, pooled per (class, tier)
         self.tier_counts_ = np.zeros((self._n_classes, 3))
+        self.tier_squares_ = np.zeros((self._n_classes, 3))
         self._pending: tuple[int, int, float] | None = None  # (action, device class, m(action) ms) of act()
 
     @property
@@ -263,12 +283,15 @@ class ProfileHybrid(GreedyProfiles):
         """``lambda`` in use: ``forgetting``, or :func:`drift_forgetting` of the scenario when that is None."""
         return self._lambda
 
-    def residual(self, device_class: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """``(mu, sd)`` of the log residual of every action for ``device_class``; shapes (n_actions,)."""
+    def residual(self, device_class: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mu, v, sd)`` of the log residual of every action for ``device_class`` (its mean, spread and the
+        confidence of the mean); shapes (n_actions,)."""
         return residual_log_mean_sd(
             self.log_ratio_sums_[device_class],
+            self.log_ratio_squares_[device_class],
             self.counts_[device_class],
             self.tier_sums_[device_class],
+            self.tier_squares_[device_class],
             self.tier_counts_[device_class],
             self.prior_count,
             self.sigma,
@@ -281,9 +304,9 @@ class ProfileHybrid(GreedyProfiles):
             raise ValueError("mask must allow at least one action, got all False")
         c = _device_class(info, self._n_classes)
         estimates = self.estimates_ms(info)
-        mu, sd = self.residual(c)
+        mu, v, sd = self.residual(c)
         # Scores are compared as logs (a product of positive factors): minus the score is the request's Q.
-        log_score = hybrid_log_score(estimates, mu, sd, self.kappa)
+        log_score = hybrid_log_score(estimates, mu, v, sd, self.kappa)
         a = masked_argmax(-log_score, mask, self.rng_)
         self._pending = (a, c, float(estimates[a]))
         return a
@@ -305,9 +328,10 @@ class ProfileHybrid(GreedyProfiles):
         self._pending = None
         sample = float(log_ratio(float(info["latency_ms"]), estimate))
         tier = a // self.system.n_variants
-        self.log_ratio_sums_[c, a], self.counts_[c, a] = residual_update(
-            self.log_ratio_sums_[c, a], self.counts_[c, a], sample, self._lambda
+        keep = self._lambda
+        self.log_ratio_sums_[c, a], self.log_ratio_squares_[c, a], self.counts_[c, a] = residual_update(
+            self.log_ratio_sums_[c, a], self.log_ratio_squares_[c, a], self.counts_[c, a], sample, keep
         )
-        self.tier_sums_[c, tier], self.tier_counts_[c, tier] = residual_update(
-            self.tier_sums_[c, tier], self.tier_counts_[c, tier], sample, self._lambda
+        self.tier_sums_[c, tier], self.tier_squares_[c, tier], self.tier_counts_[c, tier] = residual_update(
+            self.tier_sums_[c, tier], self.tier_squares_[c, tier], self.tier_counts_[c, tier], sample, keep
         )

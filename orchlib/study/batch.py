@@ -902,8 +902,10 @@ class BatchProfileHybrid(_ByKind):
         shape = (n_replicates, self._n_device_classes)
         n_actions = self.system.n_actions
         self.log_ratio_sums_ = np.zeros((*shape, n_actions))  # sum of log(observed / m) per (class, action)
+        self.log_ratio_squares_ = np.zeros((*shape, n_actions))  # sum of its squares
         self.counts_ = np.zeros((*shape, n_actions))
         self.tier_sums_ = np.zeros((*shape, 3))  # the same, pooled per (class, tier)
+        self.tier_squares_ = np.zeros((*shape, 3))
         self.tier_counts_ = np.zeros((*shape, 3))
         self._pending: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -912,16 +914,18 @@ class BatchProfileHybrid(_ByKind):
         rows, c = self._rows, kinds // self._n_classes
         agent = self.agent
         estimates = self._estimates(kinds, measurements)
-        mu, sd = residual_log_mean_sd(
+        mu, v, sd = residual_log_mean_sd(
             self.log_ratio_sums_[rows, c],
+            self.log_ratio_squares_[rows, c],
             self.counts_[rows, c],
             self.tier_sums_[rows, c],
+            self.tier_squares_[rows, c],
             self.tier_counts_[rows, c],
             agent.prior_count,
             agent.sigma,
         )
         masks = self.kind_masks[kinds]
-        scores = -hybrid_log_score(estimates, mu, sd, agent.kappa)
+        scores = -hybrid_log_score(estimates, mu, v, sd, agent.kappa)
         values = np.where(masks, scores, -np.inf)
         actions = values.argmax(axis=1)
         tied = np.count_nonzero(values == values[rows, actions, None], axis=1) > 1
@@ -944,12 +948,14 @@ class BatchProfileHybrid(_ByKind):
         sample = log_ratio(latency_ms, estimate)
         rows, tier = self._rows, actions // self.system.n_variants
         keep = self.agent.forgetting_factor
-        self.log_ratio_sums_[rows, c, actions], self.counts_[rows, c, actions] = residual_update(
-            self.log_ratio_sums_[rows, c, actions], self.counts_[rows, c, actions], sample, keep
-        )
-        self.tier_sums_[rows, c, tier], self.tier_counts_[rows, c, tier] = residual_update(
-            self.tier_sums_[rows, c, tier], self.tier_counts_[rows, c, tier], sample, keep
-        )
+        action_stats = (self.log_ratio_sums_, self.log_ratio_squares_, self.counts_)
+        for stats, column in (
+            (action_stats, actions),
+            ((self.tier_sums_, self.tier_squares_, self.tier_counts_), tier),
+        ):
+            updated = residual_update(*(x[rows, c, column] for x in stats), sample, keep)
+            for x, value in zip(stats, updated, strict=True):
+                x[rows, c, column] = value
 
 
 # ---------------------------------------------------------------------------------------------------------

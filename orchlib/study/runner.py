@@ -86,9 +86,11 @@ from orchlib.system.simulator import System, build_system
 
 #: bump when the recorded columns or their meaning change, so older cached results are not reused.
 #: 2: issue 13 changed catalogue defaults and the discrete state (the keys do not capture them); 3: the
-#: engine's batched path records learners' runs from per-replicate streams (issue 14); 4: grounded Q-learning
-#: runs batched, and the hybrid's log-ratio sample is NumPy's log (issue 14b).
-RESULT_FORMAT = 4
+#: engine's batched path records learners' runs from per-replicate streams (issue 14); 4: the grounded
+#: discrete state gained the device class and device load, and the hybrid's residual forgets and charges
+#: spread (issue 13b); 5: grounded Q-learning runs batched, and the hybrid's log-ratio sample is NumPy's log
+#: (issue 14b).
+RESULT_FORMAT = 5
 
 #: ``factory(env) -> Agent``: builds the agent of a run instead of the catalogue (tests, custom agents).
 AgentFactory = Callable[[OrchestrationEnv], Agent]
