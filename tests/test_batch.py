@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from scipy.stats import ks_2samp
+from scipy.stats import ks_2samp, ttest_ind
 
 from orchlib.agents.bandits import UCB1
 from orchlib.agents.catalogue import PAPER_DEFAULTS
@@ -30,8 +30,8 @@ from orchlib.study.batch import (
     discrete_state_shape,
     run_batch,
 )
-from orchlib.system.engine import RESPONSE_PARTS
-from orchlib.system.scenario import Arrivals, ideal, tiny
+from orchlib.system.engine import RESPONSE_PARTS, replicate_generators
+from orchlib.system.scenario import Arrivals, ideal, paper, tiny
 from orchlib.system.simulator import Simulator, build_system
 
 #: KS p-values below this reject "same distribution" (fixed seeds make every p-value below deterministic).
@@ -279,6 +279,32 @@ def test_batched_q_learning_matches_q_learning_on_tiny(tiny_system) -> None:
     _assert_different_distribution(reference, slower)
 
 
+def test_batched_q_learning_matches_q_learning_in_the_grounded_world() -> None:
+    """paper: a device fleet (the state encodes the device class), JPEG payloads, hidden conditions, the
+    bandwidth estimate and the device-load level in the state."""
+    system = build_system(paper())
+    masks = discrete_state_masks(system)
+    n_requests, last = 1000, 400
+    reference = _reference_runs(
+        system,
+        lambda env: QLearning(env.observation_space, env.action_space, **PAPER_DEFAULTS),
+        n_requests,
+        range(40),
+        last,
+    )
+    batch = _batch_runs(system, BatchQLearning(masks, **PAPER_DEFAULTS), n_requests, 300, 3, last)
+    # The fleet spreads the replicates' means widely (sd about 19 ms), so 40 reference runs pin their mean to
+    # about +-7 %: KS and a Welch t-test instead of the fixed 3 % band of the other comparisons.
+    assert ks_2samp(reference, batch).pvalue > KS_LEVEL
+    assert ttest_ind(reference, batch, equal_var=False).pvalue > KS_LEVEL
+    # A learner that keeps exploring 30 % of the time is told apart (the fleet makes the replicates' means
+    # spread widely, so a subtler change is not detectable with 40 reference runs).
+    louder = {**PAPER_DEFAULTS, "epsilon_min": 0.3}
+    _assert_different_distribution(
+        reference, _batch_runs(system, BatchQLearning(masks, **louder), n_requests, 300, 3, last)
+    )
+
+
 def test_batched_q_learning_with_the_catalogue_defaults_matches_on_tiny(tiny_system) -> None:
     """The per-state exploration term and the per-visit step size (the catalogue's Q-learning) in both paths."""
     masks = discrete_state_masks(tiny_system)
@@ -383,3 +409,25 @@ def test_unsupported_and_bad_inputs_are_refused(paper_system, tiny_system) -> No
         BatchFixedPolicy(bad_policy, masks)
     with pytest.raises(ValueError, match="n_requests"):
         run_batch(tiny_system, BatchQLearning(discrete_state_masks(tiny_system)), 0, 2)
+
+
+def test_measurements_are_the_env_info_the_profile_agents_read() -> None:
+    from orchlib.agents.baselines import GREEDY_INFO_KEYS
+    from orchlib.system.engine import SNAPSHOT_COLUMNS
+
+    # BatchSimulator.measurements is the engine's snapshot with the estimate in column 0: same order
+    assert SNAPSHOT_COLUMNS == GREEDY_INFO_KEYS
+    system = build_system(paper())
+    sim = BatchSimulator(system, 2, rng=1)
+    env = OrchestrationEnv(system, oracle=False)
+    env.reset(seed=0)
+    env.sim = Simulator(system, replicate_generators(1, 2)[1])
+    requests = sim.next_requests()
+    for step in range(300):
+        request = env.sim.next_request()
+        info = env._request_info(request, env.sim.snapshot(request))
+        assert sim.measurements(requests)[1].tolist() == [float(info[k]) for k in GREEDY_INFO_KEYS]
+        actions = np.array([np.flatnonzero(m)[step % np.count_nonzero(m)] for m in sim.masks(requests)])
+        sim.serve(requests, actions)
+        env.sim.serve(request, int(actions[1]))
+        requests = sim.next_requests()

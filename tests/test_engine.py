@@ -38,10 +38,12 @@ def _busy(scenario):
     )
 
 
-# The batched path models the ideal world (it refuses grounded features by name), so the batch-vs-per-request
-# comparison runs there; the per-request-only tests below also run on the grounded paper world.
+# Both views on the ideal world and on the grounded paper world (payloads, fleet, hidden conditions, the
+# bandwidth estimate in the state).
 SCENARIOS = {
     "ideal_busy": lambda: _busy(ideal()),
+    "paper": paper,
+    "paper_busy": lambda: _busy(paper()),
     "tiny_closed_loop": lambda: tiny().replace(arrivals=Arrivals("closed_loop", think_time_ms=20.0)),
 }
 
@@ -50,7 +52,7 @@ SCENARIOS = {
 def test_replicates_in_one_batch_equal_separate_per_request_simulators(which) -> None:
     system = build_system(SCENARIOS[which]())
     n_replicates, n_requests, seed = 3, 600, 11
-    actions = np.random.default_rng(5).integers(system.n_actions, size=(n_requests, n_replicates))
+    uniforms = np.random.default_rng(5).random((n_requests, n_replicates))
     batch = BatchSimulator(system, n_replicates, rng=seed)
     env = OrchestrationEnv(system, oracle=False)
     singles = [Simulator(system, rng) for rng in replicate_generators(seed, n_replicates)]
@@ -58,7 +60,14 @@ def test_replicates_in_one_batch_equal_separate_per_request_simulators(which) ->
         requests = batch.next_requests()
         states = batch.observe(requests)
         evaluated = batch.evaluate(requests)
-        breakdown = batch.serve(requests, actions[k])
+        masks = batch.masks(requests)
+        # a random action each request's device and tiers can run (the grounded world has unrunnable ones)
+        runnable = masks & np.isfinite(evaluated)
+        counts = runnable.sum(axis=1)
+        actions = np.array(
+            [np.flatnonzero(row)[int(u * n)] for row, u, n in zip(runnable, uniforms[k], counts, strict=True)]
+        )
+        breakdown = batch.serve(requests, actions)
         for b, sim in enumerate(singles):
             request = sim.next_request()
             assert (request.time_ms, request.user, request.requirement_class) == (
@@ -66,10 +75,11 @@ def test_replicates_in_one_batch_equal_separate_per_request_simulators(which) ->
                 requests.user[b],
                 requests.requirement_class[b],
             )
+            np.testing.assert_array_equal(sim.mask(request), masks[b])
             env.sim = sim  # the env's own encoding of the state, from the simulator we drive
             assert env._observe(request)[0] == states[b]
             np.testing.assert_array_equal(sim.evaluate(request), evaluated[b])
-            served = sim.serve(request, int(actions[k, b]))
+            served = sim.serve(request, int(actions[b]))
             assert tuple(served) == tuple(getattr(breakdown, p)[b] for p in PARTS)
 
 

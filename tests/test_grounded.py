@@ -72,11 +72,19 @@ def test_paper_switches_every_feature_on() -> None:
     }
 
 
-def test_batch_path_refuses_grounded_features_by_name() -> None:
-    with pytest.raises(NotImplementedError, match="thermal throttling") as info:
-        BatchSimulator(build_system(paper()), 2, rng=0)
-    assert "jpeg payloads" in str(info.value) and "device fleet" in str(info.value)
-    BatchSimulator(build_system(ideal()), 2, rng=0)  # the ideal world stays on the fast path
+def test_batch_path_serves_the_grounded_world_with_per_request_masks() -> None:
+    # (bit for bit against the per-request path, states included: tests/test_engine.py)
+    sim = BatchSimulator(build_system(paper()), 40, rng=0)
+    requests = sim.next_requests()
+    states = sim.observe(requests)
+    kinds = sim.kinds(requests)
+    classes = sim.engine.user_class[np.arange(40), requests.user]
+    np.testing.assert_array_equal(
+        sim.masks(requests), sim.system.device_masks[classes, requests.requirement_class]
+    )
+    assert len(set(classes.tolist())) > 1  # a mixed fleet: the masks differ by device
+    assert np.array_equal(sim.kind_masks[kinds], sim.masks(requests))
+    assert np.array_equal(sim.state_masks[states], sim.masks(requests))  # the state encodes the device
 
 
 # ------------------------------------------------------------------------------ hidden factors stay hidden
@@ -453,3 +461,15 @@ def test_decoding_a_non_jpeg_is_a_clear_error() -> None:
 
     with pytest.raises(ValueError, match="not a decodable JPEG"):
         measure_decode_ms(b"not an image", repeats=3, warmup=0)
+
+
+def test_the_on_off_gate_counts_switches_as_searchsorted_does() -> None:
+    # the one compiled gate (dynamics.switches_until) against NumPy's reference, ties and ends included
+    rng = np.random.default_rng(2)
+    switches = np.cumsum(rng.integers(1, 4, size=40)).astype(float)
+    t = np.concatenate((switches, switches + 0.5, [-1.0, 0.0, switches[-1] + 10.0], rng.uniform(0, 120, 200)))
+    counts = np.searchsorted(switches, t, side="right")
+    np.testing.assert_array_equal(dynamics.is_on(switches, t), counts % 2 == 1)
+    ends = switches[np.minimum(counts, switches.size - 1)]
+    np.testing.assert_array_equal(dynamics.end_of_on_period(switches, t), np.where(counts % 2 == 1, ends, t))
+    assert dynamics.is_on(switches, float(switches[0])).shape == ()

@@ -22,7 +22,7 @@ from orchlib.envs.orchestration import PRIVATE_INFO_KEYS, OrchestrationEnv
 from orchlib.study.runner import REQUEST_COLUMNS, RUN_COLUMNS, RunSpec, grid, run_one, run_sweep
 from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.profiles import DATA_DIR
-from orchlib.system.scenario import Scenario, TierSpec, tiny
+from orchlib.system.scenario import Scenario, TierSpec, ideal, paper, tiny
 
 N_REQUESTS = 300
 
@@ -505,10 +505,9 @@ def test_batched_sweeps_record_what_the_per_request_path_records(scenario, tmp_p
     from orchlib.study.runner import batch_agent
 
     env = OrchestrationEnv(scenario)
-    specs = grid(
-        [scenario], ["edge_fastest", "oracle", "q_learning", "ucb1", "random"], n_replicates=3, seed=4
-    )
-    assert [batch_agent(spec, env) is not None for spec in specs[::3]] == [True, True, True, True, False]
+    agents = ["edge_fastest", "oracle", "q_learning", "ucb1", "random", "sota_location_only"]
+    specs = grid([scenario], agents, n_replicates=3, seed=4)
+    assert [batch_agent(spec, env) is not None for spec in specs[::3]] == [True] * 5 + [False]
     fast = run_sweep(specs, tmp_path / "fast", progress=False)
     slow = run_sweep(specs, tmp_path / "slow", progress=False, batched=False)
     assert fast.keys == slow.keys
@@ -526,6 +525,7 @@ def test_batched_sweeps_record_what_the_per_request_path_records(scenario, tmp_p
     pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["edge_fastest"]))
     pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["oracle"]))
     pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["random"]))
+    pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["sota_location_only"]))
     for name in ("q_learning", "ucb1"):
         f, s = (t.reset_index(drop=True) for t in by_agent[name])
         # the same requests (the simulator's stream is the per-request path's); the learner's own draws differ
@@ -542,3 +542,36 @@ def test_a_batched_replicate_does_not_depend_on_its_group(scenario, tmp_path):
     alone = run_sweep(specs[1:2], tmp_path / "alone", progress=False)
     one = together.requests[together.requests.replicate == 1].reset_index(drop=True)
     pd.testing.assert_frame_equal(one, alone.requests.reset_index(drop=True))
+
+
+@pytest.mark.parametrize("world", ["paper", "ideal"])
+def test_batched_sweeps_of_the_profile_agents_record_what_the_per_request_path_records(world, tmp_path):
+    # paper: a device fleet (the mask follows the device class the state encodes), JPEG payloads, hidden
+    # conditions, the bandwidth estimate in the state and the measurements. Fixed baselines, the oracle and
+    # the agents that read the measurements (greedy on the profiles, adaptive greedy, the hybrid; random)
+    # batch, and record the per-request table bit for bit.
+    from orchlib.study.runner import batch_agent
+
+    grounded = (paper() if world == "paper" else ideal()).replace(n_requests=400)
+    env = OrchestrationEnv(grounded)
+    agents = [
+        "local_fastest",
+        "edge_most_accurate",
+        "oracle",
+        "greedy_profiles",
+        "adaptive_greedy",
+        "hybrid",
+        "random",
+        "dqn",
+    ]
+    specs = grid([grounded], agents, n_replicates=2, seed=3)
+    assert [batch_agent(spec, env) is not None for spec in specs[::2]] == [True] * 7 + [False]
+    if world == "ideal":
+        specs = specs[6:14]  # the measurement readers (the others are covered on tiny above)
+    fast = run_sweep(specs[:14], tmp_path / "fast", progress=False)
+    slow = run_sweep(specs[:14], tmp_path / "slow", progress=False, batched=False)
+    assert fast.keys == slow.keys
+    pd.testing.assert_frame_equal(fast.requests.reset_index(drop=True), slow.requests.reset_index(drop=True))
+    if world == "paper":  # the fleet matters here: the local baseline's variants differ between devices
+        local = fast.requests[fast.requests.agent == "local_fastest"]
+        assert local.variant.nunique() > 1 and (local.tier == "end").any()

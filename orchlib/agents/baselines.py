@@ -97,16 +97,57 @@ def profile_latency_ms(
     Raises:
         ValueError: a rate that is not positive, or a backlog or count that is negative.
     """
-    if not (access_mbps > 0 and wan_mbps > 0):
-        raise ValueError(f"access_mbps and wan_mbps must be > 0, got {access_mbps!r} and {wan_mbps!r}")
+    return profile_latency_ms_batch(
+        system,
+        *(
+            np.array([value], dtype=float)
+            for value in (
+                access_mbps,
+                wan_mbps,
+                access_backlog_ms,
+                device_backlog_ms,
+                edge_in_system,
+                cloud_in_system,
+            )
+        ),
+        device_class=np.array([int(device_class)]),
+    )[0]
+
+
+def profile_latency_ms_batch(
+    system: System,
+    access_mbps: np.ndarray,
+    wan_mbps: np.ndarray,
+    access_backlog_ms: np.ndarray,
+    device_backlog_ms: np.ndarray,
+    edge_in_system: np.ndarray,
+    cloud_in_system: np.ndarray,
+    device_class: np.ndarray,
+) -> np.ndarray:
+    """:func:`profile_latency_ms` of ``B`` requests at once (the one implementation of the estimate).
+
+    Args: as :func:`profile_latency_ms`, each an array of shape (B,).
+
+    Returns:
+        Estimated response time of every action of every request, ms, shape (B, n_actions).
+
+    Raises:
+        ValueError: a rate that is not positive, or a backlog or count that is negative.
+    """
+    access_mbps = np.asarray(access_mbps, dtype=float)[:, None]
+    wan_mbps = np.asarray(wan_mbps, dtype=float)[:, None]
+    rates = np.concatenate((access_mbps.ravel(), wan_mbps.ravel()))
+    if not np.all(rates > 0):
+        raise ValueError(f"access_mbps and wan_mbps must be > 0, got {rates[~(rates > 0)][0]!r}")
     for name, value in (
         ("access_backlog_ms", access_backlog_ms),
         ("device_backlog_ms", device_backlog_ms),
         ("edge_in_system", edge_in_system),
         ("cloud_in_system", cloud_in_system),
     ):
-        if not value >= 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}")
+        value = np.ravel(value)
+        if not np.all(value >= 0):
+            raise ValueError(f"{name} must be >= 0, got {value[~(value >= 0)][0]!r}")
     scenario = system.scenario
     median = system.median_ms
     bits_per_ms = 1e3  # 1 Mbit/s carries 1e3 bits per ms
@@ -116,15 +157,24 @@ def profile_latency_ms(
     wan_down = result_bits / (wan_mbps * _downlink_ratio(scenario.wan) * bits_per_ms)
     half_access, half_wan = system.access_rtt_ms / 2, system.wan_rtt_ms / 2
 
-    def wait(tier: int, n_in_system: int, travel_ms: np.ndarray, n_workers: int) -> np.ndarray:
-        ahead = max(0, n_in_system - n_workers + 1)
-        if ahead == 0:  # also keeps 0 * inf (a variant the tier cannot run) from becoming NaN
-            return np.zeros_like(median[tier])
-        return np.maximum(0.0, ahead * median[tier] / n_workers - travel_ms)
+    def wait(tier: int, n_in_system: np.ndarray, travel_ms: np.ndarray, n_workers: int) -> np.ndarray:
+        ahead = np.maximum(0, np.asarray(n_in_system, dtype=float) - n_workers + 1)[:, None]
+        # ahead == 0 gives 0 (also keeps 0 * inf, a variant the tier cannot run, from becoming NaN)
+        with np.errstate(invalid="ignore"):
+            queued = np.maximum(0.0, ahead * median[tier] / n_workers - travel_ms)
+        return np.where(ahead == 0, 0.0, queued)
 
     overhead_end, overhead_edge, overhead_cloud = system.overhead_ms
-    end = device_backlog_ms + system.device_median_ms[int(device_class)] + overhead_end
-    at_edge = access_backlog_ms + input_bits / (access_mbps * bits_per_ms) + half_access
+    end = (
+        np.asarray(device_backlog_ms, dtype=float)[:, None]
+        + system.device_median_ms[device_class]
+        + overhead_end
+    )
+    at_edge = (
+        np.asarray(access_backlog_ms, dtype=float)[:, None]
+        + input_bits / (access_mbps * bits_per_ms)
+        + half_access
+    )
     edge = (
         at_edge
         + wait(EDGE, edge_in_system, at_edge, scenario.edge.n_workers)
@@ -144,7 +194,7 @@ def profile_latency_ms(
         + half_access
         + overhead_cloud
     )
-    return np.concatenate((end, edge, cloud))
+    return np.concatenate((end, edge, cloud), axis=1)
 
 
 class _OnTier(Agent):

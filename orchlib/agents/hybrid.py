@@ -12,7 +12,6 @@ they read too.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +22,54 @@ from orchlib.agents.base import Observation, check_real, masked_argmax
 from orchlib.agents.baselines import GreedyProfiles
 from orchlib.system.scenario import Scenario
 from orchlib.system.simulator import System
+
+
+def adaptive_factor_update(factor: np.ndarray, ratio: np.ndarray, beta: float) -> np.ndarray:
+    """:class:`AdaptiveGreedy`'s correction step: ``factor + beta * (ratio - factor)`` (arrays broadcast)."""
+    return factor + beta * (ratio - factor)
+
+
+def log_ratio(observed_ms: np.ndarray, estimate_ms: np.ndarray) -> np.ndarray:
+    """``log(observed / estimate)`` of served requests (both floored at 1e-9 ms): the hybrid's residual sample."""
+    return np.log(np.maximum(observed_ms, 1e-9) / np.maximum(estimate_ms, 1e-9))
+
+
+def residual_update(
+    sums: np.ndarray, squares: np.ndarray, counts: np.ndarray, sample: np.ndarray, keep: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:class:`ProfileHybrid`'s residual statistics after one more log-ratio ``sample``: the weighted sums,
+    sums of squares and counts of the served (class, action) or (class, tier) entries, the older ones weighted
+    by the forgetting factor ``keep`` (``lambda``) (arrays broadcast; the batched form calls it too)."""
+    return keep * sums + sample, keep * squares + sample**2, keep * counts + 1.0
+
+
+def residual_log_mean_sd(
+    sums: np.ndarray,
+    squares: np.ndarray,
+    counts: np.ndarray,
+    tier_sums: np.ndarray,
+    tier_squares: np.ndarray,
+    tier_counts: np.ndarray,
+    prior_count: float,
+    sigma: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mu, v, sd)`` of the log residual of every action (:class:`ProfileHybrid`'s formulas) from the
+    statistics of one device class: ``sums``/``squares``/``counts`` (..., n_actions), the tier's (..., 3)."""
+    k0 = float(prior_count)
+    n_variants = sums.shape[-1] // 3
+    mu_tier = tier_sums / (tier_counts + k0)
+    mu = (sums + k0 * np.repeat(mu_tier, n_variants, axis=-1)) / (counts + k0)
+    v_tier = _weighted_variance(tier_sums, tier_squares, tier_counts)
+    v_action = _weighted_variance(sums, squares, counts)
+    v = (counts * v_action + k0 * np.repeat(v_tier, n_variants, axis=-1)) / (counts + k0)
+    return mu, v, float(sigma) / np.sqrt(counts + k0)
+
+
+def hybrid_log_score(
+    estimates_ms: np.ndarray, mu: np.ndarray, v: np.ndarray, sd: np.ndarray, kappa: float
+) -> np.ndarray:
+    """``log(m(a)) + mu + v / 2 - kappa * sd``: the log of :class:`ProfileHybrid`'s optimistic corrected mean."""
+    return np.log(np.maximum(estimates_ms, 1e-9)) + mu + 0.5 * v - float(kappa) * sd
 
 
 def _n_device_classes(system: System) -> int:
@@ -142,7 +189,7 @@ class AdaptiveGreedy(GreedyProfiles):
         self._pending = None
         tier = a // self.system.n_variants
         ratio = float(info["latency_ms"]) / max(estimate, 1e-9)
-        self.factor_[tier, c] += self.beta * (ratio - self.factor_[tier, c])
+        self.factor_[tier, c] = adaptive_factor_update(self.factor_[tier, c], ratio, self.beta)
 
 
 class ProfileHybrid(GreedyProfiles):
@@ -231,19 +278,24 @@ class ProfileHybrid(GreedyProfiles):
         self.tier_squares_ = np.zeros((self._n_classes, 3))
         self._pending: tuple[int, int, float] | None = None  # (action, device class, m(action) ms) of act()
 
+    @property
+    def forgetting_factor(self) -> float:
+        """``lambda`` in use: ``forgetting``, or :func:`drift_forgetting` of the scenario when that is None."""
+        return self._lambda
+
     def residual(self, device_class: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(mu, v, sd)`` of the log residual of every action for ``device_class`` (its mean, spread and the
         confidence of the mean); shapes (n_actions,)."""
-        k0 = float(self.prior_count)
-        n_variants = self.system.n_variants
-        n_tier, sums_tier = self.tier_counts_[device_class], self.tier_sums_[device_class]
-        mu_tier = sums_tier / (n_tier + k0)
-        n, sums = self.counts_[device_class], self.log_ratio_sums_[device_class]
-        mu = (sums + k0 * np.repeat(mu_tier, n_variants)) / (n + k0)
-        v_tier = _weighted_variance(sums_tier, self.tier_squares_[device_class], n_tier)
-        v_action = _weighted_variance(sums, self.log_ratio_squares_[device_class], n)
-        v = (n * v_action + k0 * np.repeat(v_tier, n_variants)) / (n + k0)
-        return mu, v, float(self.sigma) / np.sqrt(n + k0)
+        return residual_log_mean_sd(
+            self.log_ratio_sums_[device_class],
+            self.log_ratio_squares_[device_class],
+            self.counts_[device_class],
+            self.tier_sums_[device_class],
+            self.tier_squares_[device_class],
+            self.tier_counts_[device_class],
+            self.prior_count,
+            self.sigma,
+        )
 
     def act(self, obs: Observation, mask: np.ndarray, info: Mapping[str, Any]) -> int:
         """The valid action of lowest optimistic corrected estimate."""
@@ -254,7 +306,7 @@ class ProfileHybrid(GreedyProfiles):
         estimates = self.estimates_ms(info)
         mu, v, sd = self.residual(c)
         # Scores are compared as logs (a product of positive factors): minus the score is the request's Q.
-        log_score = np.log(np.maximum(estimates, 1e-9)) + mu + 0.5 * v - float(self.kappa) * sd
+        log_score = hybrid_log_score(estimates, mu, v, sd, self.kappa)
         a = masked_argmax(-log_score, mask, self.rng_)
         self._pending = (a, c, float(estimates[a]))
         return a
@@ -274,12 +326,12 @@ class ProfileHybrid(GreedyProfiles):
             return  # not the request this agent just decided: no model prediction to compare with
         a, c, estimate = self._pending
         self._pending = None
-        log_ratio = math.log(max(float(info["latency_ms"]), 1e-9) / max(estimate, 1e-9))
+        sample = float(log_ratio(float(info["latency_ms"]), estimate))
         tier = a // self.system.n_variants
         keep = self._lambda
-        self.log_ratio_sums_[c, a] = keep * self.log_ratio_sums_[c, a] + log_ratio
-        self.log_ratio_squares_[c, a] = keep * self.log_ratio_squares_[c, a] + log_ratio**2
-        self.counts_[c, a] = keep * self.counts_[c, a] + 1.0
-        self.tier_sums_[c, tier] = keep * self.tier_sums_[c, tier] + log_ratio
-        self.tier_squares_[c, tier] = keep * self.tier_squares_[c, tier] + log_ratio**2
-        self.tier_counts_[c, tier] = keep * self.tier_counts_[c, tier] + 1.0
+        self.log_ratio_sums_[c, a], self.log_ratio_squares_[c, a], self.counts_[c, a] = residual_update(
+            self.log_ratio_sums_[c, a], self.log_ratio_squares_[c, a], self.counts_[c, a], sample, keep
+        )
+        self.tier_sums_[c, tier], self.tier_squares_[c, tier], self.tier_counts_[c, tier] = residual_update(
+            self.tier_sums_[c, tier], self.tier_squares_[c, tier], self.tier_counts_[c, tier], sample, keep
+        )

@@ -2,9 +2,10 @@
 
 :class:`BatchSimulator` holds the state of ``B`` replicates (seeds) of one :class:`~orchlib.system.simulator.System`
 as arrays with a leading ``B`` axis and serves one request of every replicate per call, with exactly the rules
-of :meth:`orchlib.system.simulator.Simulator.serve` (tested bit for bit against it). :class:`BatchQLearning`,
-:class:`BatchUCB1` and :class:`BatchFixedPolicy` are the batched forms of :class:`~orchlib.agents.qlearning.QLearning`,
-:class:`~orchlib.agents.bandits.UCB1` and a fixed state -> action table; they act on the discrete state of
+of :meth:`orchlib.system.simulator.Simulator.serve` (tested bit for bit against it), in the ideal and the
+grounded world. :class:`BatchQLearning`, :class:`BatchUCB1`, :class:`BatchFixedPolicy` and the other
+``Batch*`` agents are the batched forms of :class:`~orchlib.agents.qlearning.QLearning`,
+:class:`~orchlib.agents.bandits.UCB1`, fixed tables and the profile-based agents; they act on the discrete state of
 :class:`~orchlib.envs.orchestration.OrchestrationEnv` (same encoding as its ``_observe``). :func:`run_batch` plays an agent
 for ``n_requests`` requests in every replicate, the batched form of the Gymnasium loop
 ``act -> env.step -> learn``.
@@ -19,33 +20,55 @@ Implementation details and assumptions:
    bit for bit the requests and latencies of ``Simulator(system, replicate_generators(seed, B)[b])`` served
    with the same actions, whatever the batch size (``tests/test_engine.py``). Arrivals are each user's own
    process (Poisson or closed loop), as in the per-request path.
-2. **Batched agents read the mask from the state.** The env's discrete state encodes the requirement class,
-   so each state has one mask (``OrchestrationEnv.state_mask``); the agents take ``state_masks`` (one row per
-   state) instead of a mask per request. :class:`BatchQLearning` stores ``Q`` of invalid pairs as ``-inf``,
-   which gives exactly the reference's masked choices and targets. :class:`BatchUCB1` keeps means and
-   ``n ** -1/2`` per arm and computes its index in a different order than the reference (equal up to rounding).
-   Each replicate's agent draws from its own generator (so a replicate does not depend on the batch size),
-   but in another order than the per-request learner, so a batched learner's choices equal the per-request
-   learner's in distribution, not bitwise. The loop is the env's
-   ``accuracy_mode="mask"`` (reward without penalty), ``oracle=False``.
-3. **Not provided**: the ``box`` observation (use the per-request path for it).
+2. **Masks and state.** The discrete state is the env's (:func:`orchlib.envs.orchestration.discrete_state`,
+   the one definition): it encodes the device class and the requirement class, so each state has one mask
+   (``state_masks``), in the ideal and the grounded world. :class:`BatchQLearning` stores ``Q`` of invalid
+   pairs as ``-inf``, which gives exactly the reference's masked choices and targets. The grounded state's
+   bandwidth estimate (H4) and device-load level (H5) come from per-replicate logs of the orchestrator's own
+   measurements (:class:`UploadLog`, :class:`UserHistory`). Each request's mask is also the row of its *kind*
+   (device class x requirement class, :meth:`BatchSimulator.kinds`, :attr:`BatchSimulator.kind_masks`); the
+   agents that read the request's measurements (:meth:`BatchSimulator.measurements`, the env's info of the
+   same names) and its device class take ``act(states, kinds, measurements)`` and
+   ``learn(states, actions, rewards, next_states, next_kinds, latency_ms)``: :class:`BatchRandom`,
+   :class:`BatchGreedyProfiles`, :class:`BatchAdaptiveGreedy`, :class:`BatchProfileHybrid`.
+3. **Same rules as the per-request agents.** Each batched agent calls the per-request class's pure functions
+   (``qlearning.check_hyperparameters``/``exploration_probability``, ``baselines.profile_latency_ms_batch``,
+   the ``agents.hybrid`` residual functions, ``random_valid_action``, ``masked_argmax``). Given the
+   per-request agent's generators, random, greedy, adaptive greedy and the hybrid choose exactly what it
+   chooses. :class:`BatchUCB1` keeps means and ``n ** -1/2`` per arm and computes its index in a different
+   order than the reference (equal up to rounding); Q-learning and UCB1 draw from each replicate's own
+   generator but in another order than the per-request learner, so their choices equal the per-request
+   learner's in distribution, not bitwise. A replicate never depends on the batch size. The loop is the
+   env's ``accuracy_mode="mask"`` (reward without penalty), ``oracle=False``.
+4. **Not provided**: the ``box`` observation and the per-user response history it reads (use the
+   per-request path for it).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from orchlib.agents.base import check_real
+from orchlib.agents.base import check_real, masked_argmax, random_valid_action
+from orchlib.agents.baselines import profile_latency_ms_batch
+from orchlib.agents.hybrid import (
+    adaptive_factor_update,
+    hybrid_log_score,
+    log_ratio,
+    residual_log_mean_sd,
+    residual_update,
+)
 from orchlib.agents.qlearning import check_hyperparameters, exploration_probability
 from orchlib.envs.orchestration import (
     DEFAULT_BANDWIDTH_EDGES_MBPS,
+    DEFAULT_DEVICE_LOAD_EDGES,
     DEFAULT_EDGE_LOAD_EDGES,
     discrete_state,
 )
+from orchlib.system import dynamics
 from orchlib.system.engine import Engine, replicate_generators
 from orchlib.system.simulator import System
 
@@ -115,8 +138,8 @@ class BatchSimulator:
         n_replicates: ``B``, an integer >= 1.
         rng: seed, ``SeedSequence`` or generator; replicate ``b`` draws from
             ``replicate_generators(rng, B)[b]``.
-        bandwidth_edges_mbps, edge_load_edges: level edges of the discrete state (default: the
-            environment's defaults); strictly increasing and positive.
+        bandwidth_edges_mbps, edge_load_edges, device_load_edges: level edges of the discrete state
+            (default: the environment's defaults); strictly increasing and positive.
 
     Raises:
         ValueError: ``n_replicates`` < 1 or bad level edges.
@@ -130,14 +153,8 @@ class BatchSimulator:
         *,
         bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
         edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
+        device_load_edges: tuple[float, ...] = DEFAULT_DEVICE_LOAD_EDGES,
     ) -> None:
-        scenario = system.scenario
-        if scenario.grounded_features:
-            raise NotImplementedError(
-                f"BatchSimulator does not model {', '.join(scenario.grounded_features)} (scenario "
-                f"{scenario.name!r}); use orchlib.system.simulator.Simulator (the runner's serial path), or "
-                "Scenario.without_grounding() for the ideal world"
-            )
         if (
             isinstance(n_replicates, bool)
             or not isinstance(n_replicates, int | np.integer)
@@ -153,13 +170,21 @@ class BatchSimulator:
         self.system = system
         self.n_replicates = int(n_replicates)
         #: the discrete state's definition, the env's (:func:`orchlib.envs.orchestration.discrete_state`).
-        self.state = discrete_state(system, tuple(bandwidth_edges_mbps), tuple(edge_load_edges))
+        self.state = discrete_state(
+            system, tuple(bandwidth_edges_mbps), tuple(edge_load_edges), tuple(device_load_edges)
+        )
         self.bandwidth_edges_mbps = np.array(self.state.bandwidth_edges_mbps, dtype=float)
         self.edge_load_edges = np.array(self.state.edge_load_edges, dtype=np.int64)
         self.state_shape = self.state.shape
         self.n_states = self.state.n_states
         #: the action mask of each discrete state, shape (n_states, n_actions): what batched agents are built on.
         self.state_masks = self.state.masks(system)
+        #: the action mask of each request kind (device class x requirement class, :meth:`kinds`), shape
+        #: (n_kinds, n_actions): every request's mask is one of these rows (the state encodes both, so
+        #: ``state_masks`` agrees; the profile agents read the device class from the kind).
+        self.kind_masks = system.device_masks.reshape(-1, system.n_actions)
+        self._n_classes = system.requirement_pct.size
+        self._estimate = system.scenario.bandwidth_estimate
         self._rows = np.arange(self.n_replicates)
         # the generators are spawned once here (spawning from a Generator twice would give other children)
         self.engine = Engine(system, self.n_replicates, replicate_generators(rng, self.n_replicates))
@@ -174,6 +199,11 @@ class BatchSimulator:
         self.time_ms = np.zeros(self.n_replicates)  # the last request's arrival time
         self.n_served = 0
         self._pending: BatchRequests | None = None
+        self._measured_for: BatchRequests | None = None
+        #: each user's recent served requests (H5), the source of the device-load estimate in the state.
+        self.history = UserHistory(self.n_replicates, self.system.scenario.n_users)
+        if self._estimate is not None:
+            self.uploads = UploadLog(self.n_replicates, self._estimate.window)
 
     def _requests(self) -> BatchRequests:
         engine = self.engine
@@ -232,13 +262,46 @@ class BatchSimulator:
         :meth:`orchlib.envs.orchestration.DiscreteState.index` of the replicate's measurements.
         """
         self._check_current(requests, "observe")
-        snapshot = self.engine.snapshot()
-        # The batched path models the ideal world only (one device class, no hidden device load), so the
-        # device components are 0 here.
-        zeros = np.zeros(self.n_replicates, dtype=np.int64)
+        measured = self.measurements(requests)
         return self.state.index(
-            snapshot[:, 0], snapshot[:, 4], snapshot[:, 2], zeros + 1.0, zeros, requests.requirement_class
+            measured[:, 0],
+            measured[:, 4],
+            measured[:, 2],
+            self.device_slowdown_estimate(requests),
+            self.engine.user_class[self._rows, requests.user],
+            requests.requirement_class,
         )
+
+    def measurements(self, requests: BatchRequests) -> np.ndarray:
+        """What an orchestrator measures at each request, shape (B, 6), columns
+        :data:`orchlib.agents.baselines.GREEDY_INFO_KEYS` (the env's info of the same names): the access rate
+        (the bandwidth estimate with ``Scenario.bandwidth_estimate``), the WAN rate, the uplink and device
+        backlogs (ms), the requests at the edge and the cloud. Reused until the next requests."""
+        self._check_current(requests, "measurements")
+        if self._measured_for is not requests:
+            self._measured = self.engine.snapshot().copy()
+            if self._estimate is not None:
+                self._measured[:, 0] = self.uploads.estimate_mbps(
+                    requests.time_ms, float(self.system.scenario.access.uplink_mbps)
+                )
+            self._measured_for = requests
+        return self._measured
+
+    def device_slowdown_estimate(self, requests: BatchRequests) -> np.ndarray:
+        """Each requesting user's last finished on-device compute time over its profile median (1: none yet),
+        as ``Snapshot.device_slowdown_estimate`` (H5), from :attr:`history`; shape (B,)."""
+        return self.history.device_slowdown(requests.user, requests.time_ms)
+
+    def kinds(self, requests: BatchRequests) -> np.ndarray:
+        """Each request's kind, shape (B,): ``device class * n_classes + requirement class`` (the
+        requirement class alone without a fleet); its mask is ``kind_masks[kind]``."""
+        device_class = self.engine.user_class[self._rows, requests.user]
+        return device_class * self._n_classes + requests.requirement_class
+
+    def masks(self, requests: BatchRequests) -> np.ndarray:
+        """Each request's action mask, shape (B, n_actions), as ``Simulator.mask``: the requirement and what
+        the tiers and the requesting user's device can run."""
+        return self.kind_masks[self.kinds(requests)]
 
     def evaluate(self, requests: BatchRequests) -> np.ndarray:
         """Response time (ms) every action would give every replicate's request, shape (B, n_actions).
@@ -278,10 +341,106 @@ class BatchSimulator:
             if z.shape != (b,):
                 raise ValueError(f"z must have shape ({b},), got {z.shape}")
             self.engine.set_noise(actions // system.n_variants, z)
+        if self._estimate is not None:  # the bits each access upload sends (read before the engine moves on)
+            payload_bits = self.engine.request_payload_bits[self._rows, actions % system.n_variants]
         parts = self.engine.serve(actions).T.copy()
+        served = self.engine.served
+        self.history.record(requests.user, requests.time_ms + parts[6], served[:, 2])
+        if self._estimate is not None:
+            off_device = (actions >= system.n_variants) & (served[:, 1] > 0)
+            self.uploads.record(off_device, served[:, 0] + served[:, 1], payload_bits / (served[:, 1] * 1e3))
         self.n_served += 1
         self._pending = None
         return BatchBreakdown(*parts)
+
+
+class UserHistory:
+    """Each user's last :data:`UserHistory.DEPTH` served requests in ``B`` replicates (completion time, on-device
+    slowdown: observed compute over the profile median, 0 off the device): the orchestrator's H5 record.
+
+    The batched form of the ``Simulator``'s per-user history as its snapshot reads it (the last 16 entries;
+    of those finished by the request, the newest with an on-device slowdown; 1 when there is none), tested
+    bit for bit through the states in ``tests/test_engine.py``.
+    """
+
+    #: entries kept per user (the Simulator's snapshot looks at its last 16).
+    DEPTH = 16
+
+    def __init__(self, n_replicates: int, n_users: int) -> None:
+        shape = (n_replicates, n_users, self.DEPTH)
+        self.done_ms = np.full(shape, np.inf)  # completion times (inf: empty slot)
+        self.slowdown = np.zeros(shape)  # on-device slowdowns (0: served off the device)
+        self.n = np.zeros((n_replicates, n_users), dtype=np.int64)  # entries written per user
+        self._rows = np.arange(n_replicates)
+        self._newest_first = np.arange(self.DEPTH)
+
+    def record(self, user: np.ndarray, done_ms: np.ndarray, slowdown: np.ndarray) -> None:
+        """Append one served request per replicate (its user, completion time, on-device slowdown)."""
+        rows = self._rows
+        slot = self.n[rows, user] % self.DEPTH
+        self.done_ms[rows, user, slot] = done_ms
+        self.slowdown[rows, user, slot] = slowdown
+        self.n[rows, user] += 1
+
+    def device_slowdown(self, user: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
+        """The newest on-device slowdown among ``user``'s last entries finished by ``t_ms``; 1 if none."""
+        rows = self._rows
+        slots = (self.n[rows, user][:, None] - 1 - self._newest_first) % self.DEPTH  # newest first
+        done = self.done_ms[rows[:, None], user[:, None], slots]
+        slowdown = self.slowdown[rows[:, None], user[:, None], slots]
+        usable = (done <= t_ms[:, None]) & (slowdown > 0)
+        first = usable.argmax(axis=1)
+        return np.where(usable.any(axis=1), slowdown[rows, first], 1.0)
+
+
+class UploadLog:
+    """The orchestrator's log of completed access uploads in ``B`` replicates, and the bandwidth estimate it
+    gives (H4): the harmonic mean (:func:`orchlib.system.dynamics.harmonic_mean_mbps`) of the throughputs of
+    the last ``window`` uploads completed by the request's arrival; the nominal uplink rate before any.
+
+    The batched form of ``Simulator.access_estimate_mbps`` (same uploads, same estimator, same numbers: tested
+    bit for bit in ``tests/test_engine.py``). Uploads complete in FIFO order, so each replicate's completion
+    times increase and a pointer per replicate marks those completed by the current request.
+    """
+
+    def __init__(self, n_replicates: int, window: int) -> None:
+        self.window = int(window)
+        self.done_ms = np.full((n_replicates, 64), np.inf)  # completion times, ms (inf: no entry yet)
+        self.mbps = np.ones((n_replicates, 64))  # observed throughputs, Mbit/s
+        self.n = np.zeros(n_replicates, dtype=np.int64)  # entries per replicate
+        self.completed = np.zeros(n_replicates, dtype=np.int64)  # entries completed by the last request
+        self._rows = np.arange(n_replicates)
+
+    def record(self, which: np.ndarray, done_ms: np.ndarray, mbps: np.ndarray) -> None:
+        """Append an upload (completion time, throughput) to the replicates where ``which`` is True."""
+        rows = np.flatnonzero(which)
+        if rows.size == 0:
+            return
+        if self.n.max() >= self.done_ms.shape[1]:
+            width = 2 * self.done_ms.shape[1]
+            self.done_ms = np.pad(self.done_ms, ((0, 0), (0, width // 2)), constant_values=np.inf)
+            self.mbps = np.pad(self.mbps, ((0, 0), (0, width // 2)), constant_values=1.0)
+        self.done_ms[rows, self.n[rows]] = done_ms[rows]
+        self.mbps[rows, self.n[rows]] = mbps[rows]
+        self.n[rows] += 1
+
+    def estimate_mbps(self, t_ms: np.ndarray, nominal_mbps: float) -> np.ndarray:
+        """The estimate at each replicate's time ``t_ms`` (B,), Mbit/s (times never go back)."""
+        rows, j = self._rows, self.completed
+        while True:  # advance each pointer past the uploads completed by t (usually 0 or 1 step)
+            ahead = self.done_ms[rows, np.minimum(j, self.done_ms.shape[1] - 1)] <= t_ms
+            ahead &= j < self.n
+            if not ahead.any():
+                break
+            j += ahead
+        out = np.full(rows.size, nominal_mbps)
+        full = j >= self.window
+        if full.any():
+            columns = j[full, None] - self.window + np.arange(self.window)
+            out[full] = dynamics.harmonic_mean_mbps(self.mbps[rows[full, None], columns])
+        for b in np.flatnonzero((j > 0) & ~full):  # the first few uploads of a run
+            out[b] = dynamics.harmonic_mean_mbps(self.mbps[b, : j[b]])
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -588,6 +747,20 @@ class BatchUCB1:
         self.n_pulls_ += 1
 
 
+def _check_policy(policy: np.ndarray, masks: np.ndarray, what: str) -> np.ndarray:
+    """``policy`` as int64, one action per row of ``masks`` that the row allows (``what``: the rows' name)."""
+    policy = np.asarray(policy, dtype=np.int64)
+    n_rows, n_actions = masks.shape
+    if policy.shape != (n_rows,) or np.any((policy < 0) | (policy >= n_actions)):
+        raise ValueError(f"policy must have shape ({n_rows},) with actions in [0, {n_actions})")
+    invalid = np.flatnonzero(~masks[np.arange(n_rows), policy])
+    if invalid.size:
+        raise ValueError(
+            f"policy chooses an action its {what}'s mask forbids in {what}(s) {invalid.tolist()}"
+        )
+    return policy
+
+
 class BatchFixedPolicy:
     """A fixed policy: ``policy[state]`` in every replicate (no learning, no randomness).
 
@@ -601,15 +774,7 @@ class BatchFixedPolicy:
 
     def __init__(self, policy: np.ndarray, state_masks: np.ndarray) -> None:
         self.state_masks = _check_state_masks(state_masks)
-        self.policy = np.asarray(policy, dtype=np.int64)
-        n_states, n_actions = self.state_masks.shape
-        if self.policy.shape != (n_states,) or np.any((self.policy < 0) | (self.policy >= n_actions)):
-            raise ValueError(f"policy must have shape ({n_states},) with actions in [0, {n_actions})")
-        invalid = np.flatnonzero(~self.state_masks[np.arange(n_states), self.policy])
-        if invalid.size:
-            raise ValueError(
-                f"policy chooses an action its state's mask forbids in state(s) {invalid.tolist()}"
-            )
+        self.policy = _check_policy(policy, self.state_masks, "state")
 
     def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
         """Nothing to forget."""
@@ -622,6 +787,176 @@ class BatchFixedPolicy:
         self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_states: np.ndarray
     ) -> None:
         """Learn nothing."""
+
+
+class _ByKind:
+    """Shared part of the batched agents that read each request's kind and measurements (module docstring):
+    the per-request agent they mirror, the kind masks, and the device class of a kind."""
+
+    def __init__(self, agent: Any, kind_masks: np.ndarray, state_masks: np.ndarray) -> None:
+        self.agent = agent  # the per-request agent: its hyperparameters and system, as the catalogue built it
+        self.system = agent.system
+        self.kind_masks = _check_state_masks(kind_masks)
+        self.state_masks = _check_state_masks(state_masks)
+        if self.kind_masks.shape[1] != self.system.n_actions:
+            raise ValueError(
+                f"kind_masks must have {self.system.n_actions} columns, got {self.kind_masks.shape}"
+            )
+        self._n_classes = self.system.requirement_pct.size
+        self._n_device_classes = self.kind_masks.shape[0] // self._n_classes
+        self._valid, self._n_valid = _uniform_valid_table(self.kind_masks)
+
+    def _estimates(self, kinds: np.ndarray, measurements: np.ndarray) -> np.ndarray:
+        """:func:`~orchlib.agents.baselines.profile_latency_ms_batch` of each request, shape (B, n_actions)."""
+        return profile_latency_ms_batch(self.system, *measurements.T, device_class=kinds // self._n_classes)
+
+
+class BatchRandom(_ByKind):
+    """:class:`~orchlib.agents.baselines.RandomValid` for ``B`` replicates: a uniformly random action among
+    those the request's mask allows, drawn by the same function
+    (:func:`~orchlib.agents.base.random_valid_action`) from each replicate's generator, so given the
+    per-request agent's generators the choices are its choices bit for bit."""
+
+    def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
+        """Reseed (replicate ``b`` from ``replicate_generators(rng, n_replicates)[b]``)."""
+        self.rngs_ = replicate_generators(rng, n_replicates)
+
+    def act(
+        self, states: np.ndarray, kinds: np.ndarray, measurements: np.ndarray | None = None
+    ) -> np.ndarray:
+        """A uniformly random valid action per replicate."""
+        masks = self.kind_masks[kinds]
+        return np.array([random_valid_action(m, rng) for m, rng in zip(masks, self.rngs_, strict=True)])
+
+    def learn(self, *args: np.ndarray) -> None:
+        """Learn nothing."""
+
+
+class BatchGreedyProfiles(_ByKind):
+    """:class:`~orchlib.agents.baselines.GreedyProfiles` for ``B`` replicates: the valid action of lowest
+    profile estimate (ties: lowest index), the estimate computed for all replicates at once. Deterministic:
+    its choices equal the per-request agent's bit for bit."""
+
+    def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
+        """Nothing to forget."""
+
+    def act(self, states: np.ndarray, kinds: np.ndarray, measurements: np.ndarray) -> np.ndarray:
+        """Argmin over the request's mask of the profile estimates."""
+        return np.where(self.kind_masks[kinds], self._estimates(kinds, measurements), np.inf).argmin(axis=1)
+
+    def learn(self, *args: np.ndarray) -> None:
+        """Learn nothing."""
+
+
+class BatchAdaptiveGreedy(_ByKind):
+    """:class:`~orchlib.agents.hybrid.AdaptiveGreedy` for ``B`` replicates: one factor per (tier, device
+    class) and replicate, corrected by :func:`~orchlib.agents.hybrid.adaptive_factor_update`. Deterministic:
+    its choices equal the per-request agent's (bit for bit up to the rounding of the vectorised arithmetic)."""
+
+    def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
+        """Factors back to 1."""
+        self._rows = np.arange(n_replicates)
+        self.factor_ = np.ones(
+            (n_replicates, 3, self._n_device_classes)
+        )  # multiplies (tier, class) estimates
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None  # (device class, estimate of the action)
+
+    def act(self, states: np.ndarray, kinds: np.ndarray, measurements: np.ndarray) -> np.ndarray:
+        """The valid action of lowest corrected estimate (ties: lowest index)."""
+        rows, c = self._rows, kinds // self._n_classes
+        estimates = self._estimates(kinds, measurements)
+        corrected = estimates * np.repeat(self.factor_[rows, :, c], self.system.n_variants, axis=1)
+        actions = np.where(self.kind_masks[kinds], corrected, np.inf).argmin(axis=1)
+        self._pending = (c, estimates[rows, actions])
+        return actions
+
+    def learn(
+        self,
+        states: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_states: np.ndarray,
+        next_kinds: np.ndarray,
+        latency_ms: np.ndarray,
+    ) -> None:
+        """Move each used (tier, class) factor towards observed / estimated."""
+        c, estimate = self._pending
+        tier = actions // self.system.n_variants
+        ratio = latency_ms / np.maximum(estimate, 1e-9)
+        rows = self._rows
+        self.factor_[rows, tier, c] = adaptive_factor_update(
+            self.factor_[rows, tier, c], ratio, self.agent.beta
+        )
+
+
+class BatchProfileHybrid(_ByKind):
+    """:class:`~orchlib.agents.hybrid.ProfileHybrid` for ``B`` replicates: the profiled model for every action
+    of every replicate at once, corrected by the learned residual (:func:`~orchlib.agents.hybrid.residual_log_mean_sd`,
+    :func:`~orchlib.agents.hybrid.hybrid_log_score`, updated by :func:`~orchlib.agents.hybrid.residual_update`).
+    A replicate whose best scores tie calls :func:`~orchlib.agents.base.masked_argmax` with its own generator,
+    as the per-request agent does, so given its generators the choices are the per-request agent's."""
+
+    def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
+        """Forget every residual; reseed."""
+        self.rngs_ = replicate_generators(rng, n_replicates)
+        self._rows = np.arange(n_replicates)
+        shape = (n_replicates, self._n_device_classes)
+        n_actions = self.system.n_actions
+        self.log_ratio_sums_ = np.zeros((*shape, n_actions))  # sum of log(observed / m) per (class, action)
+        self.log_ratio_squares_ = np.zeros((*shape, n_actions))  # sum of its squares
+        self.counts_ = np.zeros((*shape, n_actions))
+        self.tier_sums_ = np.zeros((*shape, 3))  # the same, pooled per (class, tier)
+        self.tier_squares_ = np.zeros((*shape, 3))
+        self.tier_counts_ = np.zeros((*shape, 3))
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None
+
+    def act(self, states: np.ndarray, kinds: np.ndarray, measurements: np.ndarray) -> np.ndarray:
+        """The valid action of lowest optimistic corrected estimate per replicate."""
+        rows, c = self._rows, kinds // self._n_classes
+        agent = self.agent
+        estimates = self._estimates(kinds, measurements)
+        mu, v, sd = residual_log_mean_sd(
+            self.log_ratio_sums_[rows, c],
+            self.log_ratio_squares_[rows, c],
+            self.counts_[rows, c],
+            self.tier_sums_[rows, c],
+            self.tier_squares_[rows, c],
+            self.tier_counts_[rows, c],
+            agent.prior_count,
+            agent.sigma,
+        )
+        masks = self.kind_masks[kinds]
+        scores = -hybrid_log_score(estimates, mu, v, sd, agent.kappa)
+        values = np.where(masks, scores, -np.inf)
+        actions = values.argmax(axis=1)
+        tied = np.count_nonzero(values == values[rows, actions, None], axis=1) > 1
+        for b in np.flatnonzero(tied):  # rare: the per-request rule, with the replicate's generator
+            actions[b] = masked_argmax(scores[b], masks[b], self.rngs_[b])
+        self._pending = (c, estimates[rows, actions])
+        return actions
+
+    def learn(
+        self,
+        states: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_states: np.ndarray,
+        next_kinds: np.ndarray,
+        latency_ms: np.ndarray,
+    ) -> None:
+        """Add each served request's log(observed / m) to its action's and tier's residual statistics."""
+        c, estimate = self._pending
+        sample = log_ratio(latency_ms, estimate)
+        rows, tier = self._rows, actions // self.system.n_variants
+        keep = self.agent.forgetting_factor
+        action_stats = (self.log_ratio_sums_, self.log_ratio_squares_, self.counts_)
+        for stats, column in (
+            (action_stats, actions),
+            ((self.tier_sums_, self.tier_squares_, self.tier_counts_), tier),
+        ):
+            updated = residual_update(*(x[rows, c, column] for x in stats), sample, keep)
+            for x, value in zip(stats, updated, strict=True):
+                x[rows, c, column] = value
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -664,8 +999,10 @@ def run_batch(
         result.mean_latency_ms  # one number per replicate
 
     Args:
-        system: from :func:`~orchlib.system.simulator.build_system` (Poisson or closed-loop arrivals).
-        agent: a batched agent built on ``discrete_state_masks(system, bandwidth_edges_mbps, edge_load_edges)``.
+        system: from :func:`~orchlib.system.simulator.build_system` (Poisson or closed-loop arrivals; the grounded
+            world too).
+        agent: a batched agent built on ``discrete_state_masks(system, bandwidth_edges_mbps, edge_load_edges)``;
+            with a device fleet, one that takes the request kinds (``kind_masks``).
         n_requests: requests per replicate, >= 1.
         n_replicates: ``B`` >= 1.
         rng: seed or generator.
@@ -695,6 +1032,13 @@ def run_batch(
             f"agent.state_masks (shape {agent.state_masks.shape}) must be the simulator's state_masks "
             f"(shape {sim.state_masks.shape}): build the agent with discrete_state_masks(system, ...)"
         )
+    kind_masks = getattr(agent, "kind_masks", None)
+    by_kind = kind_masks is not None  # the agent takes each request's kind (its mask is the kind's row)
+    if by_kind and not np.array_equal(kind_masks, sim.kind_masks):
+        raise ValueError(
+            f"agent.kind_masks (shape {np.shape(kind_masks)}) must be the simulator's kind_masks (shape "
+            f"{sim.kind_masks.shape}): build the agent with BatchSimulator(system, ...).kind_masks"
+        )
     agent.reset(sim.n_replicates, agent_rng)
     b = sim.n_replicates
     latencies = np.empty((n_requests, b)) if record else None
@@ -702,13 +1046,18 @@ def run_batch(
     total = np.zeros(b)
     requests = sim.next_requests()
     states = sim.observe(requests)
+    kinds = sim.kinds(requests) if by_kind else None
     scale = float(reward_scale)
     for step in range(n_requests):
-        action = agent.act(states)
+        action = agent.act(states, kinds, sim.measurements(requests)) if by_kind else agent.act(states)
         latency_ms = sim.serve(requests, action).total_ms
         requests = sim.next_requests()
         next_states = sim.observe(requests)
-        agent.learn(states, action, -latency_ms / 1e3 * scale, next_states)
+        if by_kind:
+            kinds = sim.kinds(requests)
+            agent.learn(states, action, -latency_ms / 1e3 * scale, next_states, kinds, latency_ms)
+        else:
+            agent.learn(states, action, -latency_ms / 1e3 * scale, next_states)
         states = next_states
         total += latency_ms
         if record:

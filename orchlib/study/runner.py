@@ -13,12 +13,13 @@ which is what lets :func:`orchlib.study.metrics.compare_to_baseline` pair them b
 loky or Dask give the same numbers.
 
 Fast path. Replicates of a catalogue agent that has a batched form (:func:`batch_agent`: tabular Q-learning,
-UCB1, the fixed tier baselines and the oracle) run together, one task per group, on the batched engine
+UCB1, the fixed tier baselines, random, greedy on the profiles, adaptive greedy, the hybrid and the oracle; in
+the ideal and the grounded world) run together, one task per group, on the batched engine
 (:class:`orchlib.study.batch.BatchSimulator`), which records the same per-request table. Each replicate's
 simulator draws from the generator ``OrchestrationEnv.reset`` would give it, so its requests are the per-request
-path's, and the fixed policies' and the oracle's tables are bit for bit the per-request path's; the batched
-learners draw their exploration from the replicate's agent stream in their own order, so their numbers equal the
-per-request learners' in distribution only. A replicate's numbers do not depend on the other replicates of its
+path's, and the tables of the fixed policies, random, the profile agents and the oracle are bit for bit the
+per-request path's; Q-learning and UCB1 draw their exploration from the replicate's agent stream in their own
+order, so their numbers equal the per-request learners' in distribution only. A replicate's numbers do not depend on the other replicates of its
 group. ``run_sweep(..., batched=False)`` plays everything on the per-request path.
 
 Parallelism. :func:`run_sweep` uses the backend of the active ``joblib.parallel_config`` (loky processes by
@@ -70,12 +71,15 @@ from orchlib.agents.base import Agent
 from orchlib.envs.orchestration import OrchestrationEnv, public_info
 from orchlib.study import metrics
 from orchlib.study.batch import (
+    BatchAdaptiveGreedy,
     BatchAgent,
     BatchFixedPolicy,
+    BatchGreedyProfiles,
+    BatchProfileHybrid,
     BatchQLearning,
+    BatchRandom,
     BatchSimulator,
     BatchUCB1,
-    discrete_state_masks,
 )
 from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import TIERS, Scenario, preset
@@ -86,8 +90,8 @@ from orchlib.system.simulator import System, build_system
 #: engine's batched path records learners' runs from per-replicate streams (issue 14); 4: the grounded
 #: discrete state gained the device class and device load, and the hybrid's residual forgets and charges
 #: spread (issue 13b); 5: the per-request protocol cost ``overhead_ms`` is a part of the response time
-#: (issue 15).
-RESULT_FORMAT = 5
+#: (issue 15); 6: grounded Q-learning runs batched, and the hybrid's log-ratio sample is NumPy's log (issue 14b).
+RESULT_FORMAT = 6
 
 #: ``factory(env) -> Agent``: builds the agent of a run instead of the catalogue (tests, custom agents).
 AgentFactory = Callable[[OrchestrationEnv], Agent]
@@ -483,25 +487,30 @@ class _BatchOracle:
 def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOracle | None:
     """The batched form of the spec's catalogue agent in ``env``, or None when it has none.
 
-    Batched forms (:mod:`orchlib.study.batch`): ``q_learning`` (:class:`BatchQLearning`, the catalogue's
-    defaults), ``ucb1`` (:class:`BatchUCB1`, the catalogue's ``c``), the fixed baselines of
-    :data:`_FIXED_POLICIES` (:class:`BatchFixedPolicy`, the scalar agent's choice in every state) and the
-    ``oracle`` (the argmin of the vectorised evaluation). Only a scenario without grounded features
-    (``Scenario.grounded_features`` empty) and a central decider with the discrete observation in ``"mask"`` mode and keyword arguments the batched form
-    takes qualifies; everything else (DQN, bandits without a batched form, per-user deciders, custom agents)
-    keeps the per-request path.
+    Batched forms (:mod:`orchlib.study.batch`), in the ideal and the grounded world: ``q_learning``
+    (:class:`BatchQLearning`, the catalogue's defaults), ``ucb1`` (:class:`BatchUCB1`, the catalogue's ``c``;
+    without a device fleet), the fixed baselines of :data:`_FIXED_POLICIES` (:class:`BatchFixedPolicy`, the
+    scalar agent's choice in every state, given the state's device class), the agents that read the request's
+    measurements (:data:`_BY_KIND`: random, greedy on the profiles, adaptive greedy, the hybrid) and the
+    ``oracle`` (the argmin of the vectorised evaluation). Only a central decider with the discrete observation
+    in ``"mask"`` mode and keyword arguments the batched form takes qualifies; everything else (DQN, bandits
+    without a batched form, per-user deciders, custom agents) keeps the per-request path.
     """
     from orchlib.agents.catalogue import PAPER_DEFAULTS, _ucb_defaults, make_agent
 
     if spec.deciders != "central" or env.observation_mode != "discrete" or env.accuracy_mode != "mask":
         return None
-    if env.system.scenario.grounded_features:
-        # BatchSimulator refuses the grounded world (issue 12: per-device masks are not a function of the
-        # discrete state, and the hidden conditions' schedules are per replicate): the per-request path,
-        # which runs on the same engine, plays it
-        return None
     kwargs = dict(spec.agent_kwargs)
-    masks = discrete_state_masks(env.system, env.bandwidth_edges_mbps, env.edge_load_edges)
+    system = env.system
+    masks = env.state.masks(system)  # a function of the state (it encodes device and requirement class)
+    if spec.agent in _BY_KIND:
+        # agents that read the request's measurements: built by the catalogue (its defaults, these kwargs),
+        # then played in their batched form
+        try:
+            agent = make_agent(spec.agent, env, **kwargs)
+        except (TypeError, ValueError):  # options the agent refuses: the per-request path reports them
+            return None
+        return _BY_KIND[spec.agent](agent, system.device_masks.reshape(-1, system.n_actions), masks)
     if spec.agent == "q_learning":
         return (
             BatchQLearning(masks, **{**PAPER_DEFAULTS, **kwargs})
@@ -509,17 +518,32 @@ def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOrac
             else None
         )
     if spec.agent == "ucb1":
-        return BatchUCB1(masks, **{**_ucb_defaults(env), **kwargs}) if set(kwargs) <= {"c"} else None
+        if system.scenario.fleet is not None or not set(kwargs) <= {"c"}:
+            return None  # (with a fleet the batched form is not tested against the reference: per request)
+        return BatchUCB1(masks, **{**_ucb_defaults(env), **kwargs})
     if spec.agent == "oracle":
         return _BatchOracle(masks) if not kwargs else None
     if spec.agent in _FIXED_POLICIES:
         agent = make_agent(spec.agent, env, **kwargs)
+        device_class = np.unravel_index(np.arange(masks.shape[0]), env.state_shape)[4]
         try:
-            policy = [agent.act(state, masks[state], {}) for state in range(masks.shape[0])]
+            policy = [
+                agent.act(state, masks[state], {"device_class": int(device_class[state])})
+                for state in range(masks.shape[0])
+            ]
         except ValueError:  # the agent refuses some state's mask: the per-request path reports where
             return None
         return BatchFixedPolicy(np.array(policy), masks)
     return None
+
+
+#: catalogue agents that read each request's kind and measurements, and their batched forms.
+_BY_KIND = {
+    "random": BatchRandom,
+    "greedy_profiles": BatchGreedyProfiles,
+    "adaptive_greedy": BatchAdaptiveGreedy,
+    "hybrid": BatchProfileHybrid,
+}
 
 
 def _batch_group_key(spec: RunSpec) -> str:
@@ -558,6 +582,7 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
         sim_rngs,
         bandwidth_edges_mbps=env.bandwidth_edges_mbps,
         edge_load_edges=env.edge_load_edges,
+        device_load_edges=env.state.device_load_edges,
     )
     agent.reset(len(specs), [np.random.default_rng(agent_seq) for _, agent_seq in seeds])
     n, b = first.scenario.n_requests, len(specs)
@@ -567,13 +592,21 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
     requests = sim.next_requests()
     state = sim.observe(requests)
     is_oracle = isinstance(agent, _BatchOracle)
+    # the agent takes each request's kind and measurements (its mask is the kind's, not the state's)
+    by_kind = getattr(agent, "kind_masks", None) is not None
+    kinds = sim.kinds(requests)
     rows = np.arange(b)
     for i in range(n):
         if env.oracle or is_oracle:
             totals = sim.evaluate(requests)
-            totals[~sim.state_masks[state]] = np.inf
+            totals[~sim.kind_masks[kinds]] = np.inf  # each request's own mask (its state's without a fleet)
             best = totals.argmin(axis=1)
-        action = best if is_oracle else agent.act(state)
+        if is_oracle:
+            action = best
+        elif by_kind:
+            action = agent.act(state, kinds, sim.measurements(requests))
+        else:
+            action = agent.act(state)
         if env.oracle:
             record["oracle_latency_ms"][i] = totals[rows, best]
         breakdown = sim.serve(requests, action)
@@ -583,7 +616,7 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
         record["served_requirement_class"][i] = requests.requirement_class
         record["tier"][i], record["variant"][i] = tier, variant
         record["accuracy_pct"][i] = accuracy[variant]
-        record["met_requirement"][i] = True  # batched agents act within the state's mask
+        record["met_requirement"][i] = True  # batched agents act within the request's mask
         for name in _BREAKDOWN[:-1]:
             record[name][i] = getattr(breakdown, name)
         record["latency_ms"][i] = breakdown.total_ms
@@ -593,7 +626,11 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
         states[i] = state
         requests = sim.next_requests()
         next_state = sim.observe(requests)
-        agent.learn(state, action, rewards[i], next_state)
+        kinds = sim.kinds(requests)
+        if by_kind:
+            agent.learn(state, action, rewards[i], next_state, kinds, breakdown.total_ms)
+        else:
+            agent.learn(state, action, rewards[i], next_state)
         state = next_state
     out = []
     for k, spec in enumerate(specs):

@@ -49,18 +49,51 @@ def on_off_switch_times_ms(
     return start_ms + np.cumsum(durations.ravel())
 
 
+@numba.njit(cache=True, inline="always")
+def switches_until(switch_times_ms, n, t_ms):
+    """How many of an on/off process's first ``n`` switch times are ``<= t_ms`` (binary search); the process is
+    on at ``t_ms`` iff the count is odd (H2, H3). The one implementation of the on/off gate: the engine's
+    kernels call it on scalars, :func:`is_on` and :func:`end_of_on_period` on arrays."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if t_ms < switch_times_ms[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@numba.njit(cache=True, inline="always")
+def on_period_end(switch_times_ms, n, t_ms):
+    """``t_ms`` if the process is off then, else the end of the on period that holds ``t_ms`` (H3)."""
+    i = switches_until(switch_times_ms, n, t_ms)
+    return switch_times_ms[min(i, n - 1)] if i % 2 == 1 else t_ms
+
+
+@numba.njit(cache=True)
+def _gate(switch_times_ms, t_ms, ends):
+    """Per time: whether the process is on (``ends`` False) or :func:`on_period_end` (``ends`` True)."""
+    n = switch_times_ms.size
+    out = np.empty(t_ms.size)
+    for i in range(t_ms.size):
+        if ends:
+            out[i] = on_period_end(switch_times_ms, n, t_ms[i])
+        else:
+            out[i] = switches_until(switch_times_ms, n, t_ms[i]) % 2
+    return out
+
+
 def is_on(switch_times_ms: np.ndarray, t_ms: np.ndarray | float) -> np.ndarray:
     """Whether an on/off process (switch times from :func:`on_off_switch_times_ms`) is on at ``t_ms``."""
-    return np.searchsorted(switch_times_ms, t_ms, side="right") % 2 == 1
+    t = np.asarray(t_ms, dtype=float)
+    return _gate(np.asarray(switch_times_ms, dtype=float), t.ravel(), False).reshape(t.shape) == 1
 
 
 def end_of_on_period(switch_times_ms: np.ndarray, t_ms: np.ndarray | float) -> np.ndarray:
     """``t_ms`` if the process is off then, else the end of the on period that holds ``t_ms`` (H3)."""
     t = np.asarray(t_ms, dtype=float)
-    i = np.searchsorted(switch_times_ms, t, side="right")
-    on = i % 2 == 1
-    ends = switch_times_ms[np.minimum(i, switch_times_ms.size - 1)]
-    return np.where(on, ends, t)
+    return _gate(np.asarray(switch_times_ms, dtype=float), t.ravel(), True).reshape(t.shape)
 
 
 def harmonic_mean_mbps(throughputs_mbps: np.ndarray, axis: int = -1) -> np.ndarray:

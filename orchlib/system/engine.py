@@ -112,24 +112,17 @@ def _compute(median, noise, user, tier, v):
 
 
 @numba.njit(cache=True, inline="always")
-def _switches_until(row, n, t, need):
-    """How many of an on/off process's first ``n`` switch times are <= ``t`` (H2, H3).
+def _check_covered(row, n, t, need):
+    """Whether an on/off schedule's first ``n`` switch times reach past ``t`` (H2, H3).
 
     A time at or past the last known switch sets ``need`` (flag, latest such time): the caller extends the
     schedule from its own generator and computes again (the schedule's stream does not depend on how far
-    it has been extended, so the result is the same as with a longer schedule from the start).
+    it has been extended, so the result is the same as with a longer schedule from the start). The gate
+    itself is :func:`orchlib.system.dynamics.switches_until`.
     """
     if t >= row[n - 1]:
         need[0] = 1.0
         need[1] = max(need[1], t)
-    lo, hi = 0, n
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if t < row[mid]:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
 
 
 @numba.njit(cache=True, inline="always")
@@ -142,8 +135,10 @@ def _device_factor(b, u, start, device_free, world):
         h = dynamics.cooled_heat(heat[b, u], start - device_free[b, u], thermal[2])
         factor *= dynamics.thermal_slowdown(h, thermal[0])
     n = bg_count[b, u]
-    if n > 0 and _switches_until(bg_switch[b, u], n, start, need) % 2 == 1:
-        factor *= bg_slowdown[0]
+    if n > 0:
+        _check_covered(bg_switch[b, u], n, start, need)
+        if dynamics.switches_until(bg_switch[b, u], n, start) % 2 == 1:
+            factor *= bg_slowdown[0]
     return factor, h
 
 
@@ -157,10 +152,9 @@ def _server_start(arrive, workers, occupied, cot_switch, cot_n, need):
     best_w, best = 0, np.inf
     for w in range(workers.size):
         start = max(arrive, workers[w])
-        if w < occupied:
-            i = _switches_until(cot_switch, cot_n, start, need)
-            if i % 2 == 1:  # a co-tenant job is running: wait for its end
-                start = cot_switch[min(i, cot_n - 1)]
+        if w < occupied:  # a co-tenant job running then: wait for its end
+            _check_covered(cot_switch, cot_n, start, need)
+            start = dynamics.on_period_end(cot_switch, cot_n, start)
         if start < best:
             best_w, best = w, start
     return best_w, best
