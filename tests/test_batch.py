@@ -425,7 +425,7 @@ def test_measurements_are_the_env_info_the_profile_agents_read() -> None:
     requests = sim.next_requests()
     for step in range(300):
         request = env.sim.next_request()
-        info = env._request_info(request, env.sim.snapshot(request))
+        info = env._request_info(request, env.sim.snapshot(request), {})
         assert sim.measurements(requests)[1].tolist() == [float(info[k]) for k in GREEDY_INFO_KEYS]
         actions = np.array([np.flatnonzero(m)[step % np.count_nonzero(m)] for m in sim.masks(requests)])
         sim.serve(requests, actions)

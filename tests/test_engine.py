@@ -152,12 +152,36 @@ def test_in_system_counts_stay_exact_beyond_the_initial_capacity(toy_scenario) -
 def test_drawing_ahead_in_the_serve_call_changes_no_number(which) -> None:
     system = build_system(SCENARIOS[which]())
     plain, ahead = Simulator(system, rng=8), Simulator(system, rng=8, evaluate_ahead=True)
-    actions = np.random.default_rng(2).integers(system.n_actions, size=1100)  # more than one block of draws
-    for action in actions:
+    uniforms = np.random.default_rng(2).random(1100)  # more than one block of draws
+    for u in uniforms:
         requests = [sim.next_request() for sim in (plain, ahead)]
         assert requests[0] == requests[1]
         assert plain.snapshot(requests[0]) == ahead.snapshot(requests[1])
-        np.testing.assert_array_equal(plain.evaluate(requests[0]), ahead.evaluate(requests[1]))
-        assert plain.serve(requests[0], int(action)) == ahead.serve(requests[1], int(action))
+        evaluated = plain.evaluate(requests[0])
+        np.testing.assert_array_equal(evaluated, ahead.evaluate(requests[1]))
+        # an action the request's device and tiers can run (the grounded world has unrunnable ones)
+        runnable = np.flatnonzero(np.isfinite(evaluated))
+        action = int(runnable[int(u * runnable.size)])
+        assert plain.serve(requests[0], action) == ahead.serve(requests[1], action)
     with pytest.raises(RuntimeError, match="evaluate_ahead"):
         ahead.make_request(1e9, user=0)
+
+
+def test_an_action_its_tier_cannot_run_is_refused_and_runnable_is_what_evaluates_finite() -> None:
+    # an unrunnable action would hold its device or server for ever (and once made the on/off gates extend a
+    # co-tenant schedule without end): serve() refuses it, before any state changes
+    system = build_system(paper())
+    sim = Simulator(system, rng=3)
+    refused = 0
+    for _ in range(300):
+        request = sim.next_request()
+        evaluated = sim.evaluate(request)
+        finite = np.isfinite(evaluated)
+        assert not np.isnan(evaluated).any()
+        np.testing.assert_array_equal(sim._runnable[sim.user_class[request.user]], finite)
+        if not finite.all():
+            with pytest.raises(ValueError, match="cannot run for this request"):
+                sim.serve(request, int(np.flatnonzero(~finite)[0]))
+            refused += 1
+        sim.serve(request, int(np.argmin(evaluated)))
+    assert refused > 0, "grounded paper has variants a tier or device cannot run"

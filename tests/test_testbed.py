@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -254,7 +255,9 @@ def test_live_tiers_shaped_rate_added_rtt_bind_addresses_killed_edge_and_teardow
             await asyncio.sleep(0.005)
             testbed.kill("edge")
             facts["killed"] = await asyncio.wait_for(in_flight, 10.0)
+            started = time.perf_counter()
             facts["after"] = await testbed.ask(0, {"op": "infer", "tier": "edge", "variant": SMALL[0]})
+            facts["after_s"] = time.perf_counter() - started
             facts["cloud_after"] = await testbed.ask(0, {"op": "infer", "tier": "cloud", "variant": SMALL[0]})
         finally:
             await testbed.close()
@@ -282,7 +285,15 @@ def test_live_tiers_shaped_rate_added_rtt_bind_addresses_killed_edge_and_teardow
     assert facts["qdiscs"].count("qdisc tbf") == 4
     # the killed edge: the request in flight fails with a reason, the next one fails fast, the cloud still works
     assert not facts["killed"]["ok"] and facts["killed"]["error"]
-    assert not facts["after"]["ok"] and "Connect" in facts["after"]["error"]
+    # the next one fails fast with the transport's error, not the timeout: a refused connection, or (under load,
+    # when the pooled keep-alive connection is reused before the kernel has reset it) a read on a dead socket
+    after = facts["after"]
+    assert not after["ok"] and after["error"].split(":")[0] in (
+        "ConnectError",
+        "ReadError",
+        "RemoteProtocolError",
+    )
+    assert facts["after_s"] < 2.0, facts["after_s"]
     assert facts["cloud_after"]["ok"]
     # teardown: no namespace, no veth, no process of this testbed is left
     assert not facts["namespaces"] & links.existing_namespaces()

@@ -66,9 +66,12 @@ def switches_until(switch_times_ms, n, t_ms):
 
 @numba.njit(cache=True, inline="always")
 def on_period_end(switch_times_ms, n, t_ms):
-    """``t_ms`` if the process is off then, else the end of the on period that holds ``t_ms`` (H3)."""
+    """``t_ms`` if the process is off then, else the end of the on period that holds ``t_ms`` (H3).
+
+    Past the last known switch the end is not known yet: ``t_ms`` is returned, and the engine's caller extends
+    the schedule and computes again (for an infinite ``t_ms`` the answer stays infinite)."""
     i = switches_until(switch_times_ms, n, t_ms)
-    return switch_times_ms[min(i, n - 1)] if i % 2 == 1 else t_ms
+    return switch_times_ms[i] if i % 2 == 1 and i < n else t_ms
 
 
 @numba.njit(cache=True)

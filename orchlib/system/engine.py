@@ -118,9 +118,10 @@ def _check_covered(row, n, t, need):
     A time at or past the last known switch sets ``need`` (flag, latest such time): the caller extends the
     schedule from its own generator and computes again (the schedule's stream does not depend on how far
     it has been extended, so the result is the same as with a longer schedule from the start). The gate
-    itself is :func:`orchlib.system.dynamics.switches_until`.
+    itself is :func:`orchlib.system.dynamics.switches_until`. An infinite ``t`` (a server held for ever by an
+    action its tier cannot run) needs no switch: no schedule can cover it, and every time after it is infinite.
     """
-    if t >= row[n - 1]:
+    if row[n - 1] <= t < np.inf:
         need[0] = 1.0
         need[1] = max(need[1], t)
 

@@ -388,6 +388,19 @@ class Simulator:
         n_users = self.system.scenario.n_users
         #: each user's device class (the engine draws it; all 0 without a fleet).
         self.user_class = self._engine.user_class[0].tolist()
+        system = self.system
+        # what each device class's requests can run at all, shape (n_device_classes, n_actions): serving anything
+        # else would hold its device or server for ever (an infinite compute time), so serve() refuses it
+        self._runnable = np.concatenate(
+            (
+                np.isfinite(system.device_median_ms),
+                np.broadcast_to(
+                    np.isfinite(system.median_ms[1:]).ravel(),
+                    (len(system.device_median_ms), 2 * self._n_variants),
+                ),
+            ),
+            axis=1,
+        )
         # the orchestrator's own measurements (H4, H5): completed access uploads and served responses
         self._upload_done_ms: list[float] = []  # completion times of access uploads (FIFO, so increasing)
         self._upload_mbps: list[float] = []  # their observed throughputs
@@ -570,13 +583,21 @@ class Simulator:
 
         Raises:
             RuntimeError: ``request`` is not the current one.
-            ValueError: ``action`` out of range (the accuracy mask is the caller's to enforce).
+            ValueError: ``action`` out of range, or one the request's tier or device cannot run (the accuracy
+                mask is the caller's to enforce).
         """
         if request is not self._pending:
             self._check_current(request, "serve")
         n_actions = self._n_actions
         if not 0 <= action < n_actions:
             raise ValueError(f"action must be in [0, {n_actions}), got {action}")
+        if not self._runnable[self.user_class[request.user], action]:
+            tier, variant = divmod(action, self._n_variants)
+            raise ValueError(
+                f"action {action} ({TIERS[tier]}, {self.system.variant_names[variant]}) cannot run for this request: "
+                f"its tier (or user {request.user}'s device class) has no profile for that variant; the runnable "
+                "actions are those whose evaluate() is finite"
+            )
         self._action[0] = action
         # the payload this request sends (the engine's request arrays hold the next request after the call)
         payload_bits = float(self._engine.request_payload_bits[0, action % self._n_variants])
