@@ -176,6 +176,9 @@ def test_bad_scenario_trace_or_agent_fails_before_anything_starts(tmp_path):
             )
     with pytest.raises(ValueError, match="poisson"):
         testbed_run.TestbedConfig(scenario=_scenario(arrivals=Arrivals("closed_loop")))
+    for gap in (-1.0, float("nan"), "400"):
+        with pytest.raises(ValueError, match="calibration_gap_ms"):
+            testbed_run.TestbedConfig(scenario=_scenario(), calibration_gap_ms=gap)
     with pytest.raises(ValueError, match="unknown agent"):
         run_testbed(
             testbed_run.TestbedConfig(scenario=_scenario(), agent="nope", mode="loopback"), progress=False

@@ -80,11 +80,14 @@ def calibrate(
     repeats: int = 15,
     warmup: int = 3,
     rng: np.random.Generator | int | None = 0,
+    idle_gap_ms: float | None = None,
 ) -> list[dict[str, Any]]:
     """Measure this machine's batch-1 latency of each variant on one thread and the stretch to the target.
 
     Method: a fresh untrained model per variant, ``warmup`` untimed and ``repeats`` timed forward passes with
-    :func:`orchlib.profiling.profiler.measure_latency_ms` on one torch thread; ``factor = target median /
+    :func:`orchlib.profiling.profiler.measure_latency_ms` on one torch thread, each after ``idle_gap_ms`` of
+    idle time (None: :data:`~orchlib.profiling.profiler.AS_SERVED_GAP_MS`, as served: a device runs sporadic
+    requests, and a pass after idle time is slower than back to back, T12); ``factor = target median /
     local median``. A factor below 1 means the emulated device is faster than this machine; it cannot be
     emulated, the device then runs unstretched (factor 1) and the row says so (``emulable`` False).
 
@@ -94,8 +97,9 @@ def calibrate(
     import torch
 
     from orchlib.profiling.mobilenet import build_variant, parse_variant
-    from orchlib.profiling.profiler import measure_latency_ms
+    from orchlib.profiling.profiler import AS_SERVED_GAP_MS, measure_latency_ms
 
+    gap = AS_SERVED_GAP_MS if idle_gap_ms is None else idle_gap_ms
     rng = np.random.default_rng(rng)
     rows = []
     for name in variants:
@@ -103,7 +107,9 @@ def calibrate(
         resolution = parse_variant(name).resolution
         example = torch.from_numpy(wire.to_model_input(input_tensor(resolution, rng)))
         local = float(
-            np.median(measure_latency_ms(model, example, threads=1, repeats=repeats, warmup=warmup))
+            np.median(
+                measure_latency_ms(model, example, threads=1, repeats=repeats, warmup=warmup, idle_gap_ms=gap)
+            )
         )
         target = float(target_median_ms[name])
         rows.append(

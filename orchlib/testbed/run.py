@@ -111,6 +111,9 @@ class TestbedConfig:
     ports: tuple[int, int] = (18080, 18081)
     #: timed runs per variant in the device calibration.
     calibration_repeats: int = 15
+    #: idle time before each timed calibration pass, ms; None: as served
+    #: (:data:`orchlib.profiling.profiler.AS_SERVED_GAP_MS`), the way devices then run their sporadic requests (T12).
+    calibration_gap_ms: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.scenario, Scenario):
@@ -135,6 +138,13 @@ class TestbedConfig:
         if not (isinstance(self.server_threads, int) and 1 <= self.server_threads <= (os.cpu_count() or 1)):
             raise ValueError(
                 f"TestbedConfig.server_threads must be an integer in [1, {os.cpu_count()}], got {self.server_threads!r}"
+            )
+        gap = self.calibration_gap_ms
+        if gap is not None and not (
+            isinstance(gap, int | float) and math.isfinite(gap) and 0 <= gap <= 10_000
+        ):
+            raise ValueError(
+                f"TestbedConfig.calibration_gap_ms must be None or in [0, 10000] ms, got {gap!r}"
             )
         if self.kill_edge_at_s is not None and not 0 <= self.kill_edge_at_s < self.duration_s:
             raise ValueError(
@@ -682,6 +692,7 @@ async def _run(
             dict(zip(system.variant_names, system.median_ms[END].tolist(), strict=True)),
             repeats=config.calibration_repeats,
             rng=config.seed,
+            idle_gap_ms=config.calibration_gap_ms,
         )
     )
     stretch = dict(zip(calibration["model"], calibration["factor"], strict=True))
