@@ -277,3 +277,30 @@ def test_bandwidth_estimate_kept_per_upload_count_equals_the_estimator_at_any_ti
         assert seen == direct(t_ms)
     for t_ms in rng.permutation([t for t, _ in shown])[:200]:  # asked afterwards, in random order
         assert sim.access_estimate_mbps(float(t_ms)) == direct(float(t_ms))
+
+
+def test_the_measurement_logs_stay_bounded_and_give_the_same_estimates(monkeypatch):
+    # long runs must not keep a record per request: the upload log is trimmed and the per-user history holds
+    # what the snapshot reads; a simulator that trims every few uploads shows the same snapshots as one that
+    # never trims in this run
+    from orchlib.system import simulator as simulator_module
+    from orchlib.system.scenario import paper
+
+    scenario = paper().replace(n_requests=800)
+    system = build_system(scenario)
+    full = Simulator(system, rng=4)
+    monkeypatch.setattr(simulator_module, "_UPLOADS_KEPT", 8)
+    trimmed = Simulator(system, rng=4)
+    rng = np.random.default_rng(1)
+    for _ in range(scenario.n_requests):
+        requests = [sim.next_request() for sim in (full, trimmed)]
+        assert full.snapshot(requests[0]) == trimmed.snapshot(requests[1])
+        valid = np.flatnonzero(full.mask(requests[0]))
+        offloaded = valid[valid >= system.n_variants]
+        action = int(rng.choice(offloaded if offloaded.size and rng.random() < 0.8 else valid))
+        assert full.serve(requests[0], action) == trimmed.serve(requests[1], action)
+        assert len(trimmed._upload_done_ms) <= 16
+        assert all(len(history) <= simulator_module.HISTORY_DEPTH for history in full._history)
+    assert trimmed._uploads_dropped > 0 and len(full._upload_done_ms) > 100
+    with pytest.raises(ValueError, match="before the uploads this simulator still keeps"):
+        trimmed.access_estimate_mbps(0.0)

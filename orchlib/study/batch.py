@@ -70,7 +70,7 @@ from orchlib.envs.orchestration import (
 )
 from orchlib.system import dynamics
 from orchlib.system.engine import BREAKDOWN_COLUMNS, Engine, replicate_generators
-from orchlib.system.simulator import System
+from orchlib.system.simulator import HISTORY_DEPTH, System
 
 #: the response time's row in the engine's (transposed) serve output.
 _TOTAL = BREAKDOWN_COLUMNS.index("total_ms")
@@ -367,7 +367,7 @@ class UserHistory:
     """
 
     #: entries kept per user (the Simulator's snapshot looks at its last 16).
-    DEPTH = 16
+    DEPTH = HISTORY_DEPTH
 
     def __init__(self, n_replicates: int, n_users: int) -> None:
         shape = (n_replicates, n_users, self.DEPTH)

@@ -27,6 +27,7 @@ The model (each rule is numbered in ``docs/assumptions.md``, section "Latency mo
 from __future__ import annotations
 
 import bisect
+import collections
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,6 +50,12 @@ from orchlib.system.profiles import (
     resolve,
 )
 from orchlib.system.scenario import TIERS, LinkSpec, Scenario
+
+#: served requests kept per user for the snapshot's recent latency and device-load estimate (H5).
+HISTORY_DEPTH = 16
+#: completed access uploads kept for the bandwidth estimate (H4): between this (or the estimate's window, if
+#: larger) and twice this many, so estimates at the current request's time never need a dropped one.
+_UPLOADS_KEPT = 4096
 
 
 @dataclass(frozen=True, eq=False)
@@ -407,7 +414,15 @@ class Simulator:
         # the estimate depends only on how many uploads had completed: kept for that count, since it changes
         # far less often than requests arrive (recomputed the same way when it does)
         self._estimate_for, self._estimate_mbps = -1, 0.0
-        self._history: list[list[tuple[float, float, float]]] = [[] for _ in range(n_users)]
+        # uploads dropped from the front of the two lists (kept bounded on long runs, see _record)
+        self._uploads_dropped = 0
+        spec = self.system.scenario.bandwidth_estimate
+        self._uploads_kept = max(_UPLOADS_KEPT, spec.window if spec is not None else 0)
+        # each user's last served requests (completion time, response time, on-device slowdown): the snapshot
+        # reads the last 16, so no more are kept (memory stays bounded on long runs)
+        self._history: list[collections.deque[tuple[float, float, float]]] = [
+            collections.deque(maxlen=HISTORY_DEPTH) for _ in range(n_users)
+        ]
 
     @property
     def _cotenant(self) -> dynamics.OnOffSchedule | None:
@@ -495,7 +510,7 @@ class Simulator:
         row = self._engine.snapshot()[0].tolist()
         t, user = request.time_ms, request.user
         access_mbps = self.access_estimate_mbps(t) if self._estimated else row[0]
-        finished = [entry for entry in self._history[user][-16:] if entry[0] <= t]
+        finished = [entry for entry in self._history[user] if entry[0] <= t]
         recent = [entry[1] for entry in finished[-5:]]
         slowdowns = [entry[2] for entry in finished if entry[2] > 0]
         # positional (in Snapshot's field order): keywords cost more, and this runs on every request
@@ -517,6 +532,11 @@ class Simulator:
         if spec is None:
             return self.system.access_up.rate_mbps(t_ms / 1e3)
         j = bisect.bisect_right(self._upload_done_ms, t_ms)
+        if self._uploads_dropped and j < spec.window:
+            raise ValueError(
+                f"access_estimate_mbps: t_ms={t_ms} is before the uploads this simulator still keeps (it keeps the "
+                f"last {self._uploads_kept} to {2 * self._uploads_kept}, from {self._upload_done_ms[0]} ms on)"
+            )
         if j == 0:
             return float(self.system.scenario.access.uplink_mbps)
         if j != self._estimate_for:
@@ -561,6 +581,11 @@ class Simulator:
         if action >= self._n_variants and upload > 0:  # off the device: an access upload finished
             self._upload_done_ms.append(link_start + upload)
             self._upload_mbps.append(payload_bits / (upload * 1e3))
+            kept = self._uploads_kept
+            if len(self._upload_done_ms) > 2 * kept:  # keep memory bounded: drop the oldest half
+                del self._upload_done_ms[:kept], self._upload_mbps[:kept]
+                self._uploads_dropped += kept
+                self._estimate_for = max(-1, self._estimate_for - kept)
         total = parts[7]
         self._history[request.user].append((request.time_ms + total, total, slowdown))
 
