@@ -323,26 +323,6 @@ def test_cloud_accelerator_is_faster_per_inference_than_the_edge() -> None:
 # ------------------------------------------------------------------------------ outage traces
 
 
-def test_outage_trace_integrates_exactly(tmp_path: Path) -> None:
-    # 8 Mbit/s for 1 s, an outage of 2 s, then 4 Mbit/s (the last sample holds for the median interval, 1.5 s).
-    rate = latency.trace_rate(np.array([0.0, 1.0, 3.0]), np.array([8.0, 0.0, 4.0]))
-    # 1 MB = 8 Mbit from 0.5 s: 4 Mbit by 1 s, nothing until 3 s, 4 Mbit at 4 Mbit/s by 4 s: 3.5 s.
-    assert latency.transfer_time_ms(rate, 1e6, 500.0) == pytest.approx(3500.0)
-    # exactly the bits left before the outage: done when it starts, not when it ends
-    assert latency.transfer_time_ms(rate, 0.5e6, 500.0) == pytest.approx(500.0)
-    # starting inside the outage: wait until 3 s, then 4 Mbit at 4 Mbit/s
-    assert latency.transfer_time_ms(rate, 0.5e6, 1500.0) == pytest.approx(2500.0)
-    np.testing.assert_allclose(
-        latency.transfer_time_ms_array(rate, np.array([1e6, 0.5e6, 0.5e6]), np.array([500.0, 500.0, 1500.0])),
-        [3500.0, 500.0, 2500.0],
-    )
-    # a result ready during the outage waits for the link: 1 s, then 4004 B at 4 Mbit/s (results are
-    # integrated exactly by the same transfer rule since issue 14, which removed result_time_ms)
-    assert latency.transfer_time_ms(rate, 4004.0, 2000.0) == pytest.approx(1000.0 + 8.008)
-    # the trace loops after 4.5 s: 8 + 0 + 6 = 14 Mbit in the first period, then 2 Mbit at 8 Mbit/s: 4.75 s
-    assert latency.transfer_time_ms(rate, 2e6, 0.0) == pytest.approx(4750.0)
-
-
 def test_outage_trace_loads_and_drives_the_simulator(tmp_path: Path, toy_scenario) -> None:
     path = tmp_path / "outage.log"
     path.write_text("0.0 1.0\n1.0 0.0\n2.0 0\n3.0 1.0\n")

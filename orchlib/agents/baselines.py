@@ -19,18 +19,13 @@ import numpy as np
 from orchlib.agents.base import Agent, Observation, random_valid_action
 from orchlib.agents.qlearning import QLearning
 from orchlib.system import latency
+from orchlib.system.engine import SNAPSHOT_COLUMNS
 from orchlib.system.scenario import TIERS, LinkSpec
 from orchlib.system.simulator import CLOUD, EDGE, END, System
 
-#: the measurements :class:`GreedyProfiles` reads from ``info`` (all public; see ``Snapshot``).
-GREEDY_INFO_KEYS: tuple[str, ...] = (
-    "access_mbps",
-    "wan_mbps",
-    "access_backlog_ms",
-    "device_backlog_ms",
-    "edge_in_system",
-    "cloud_in_system",
-)
+#: the measurements :class:`GreedyProfiles` reads from ``info`` (all public; see ``Snapshot``): the engine's
+#: snapshot columns, under the same names in the env's info.
+GREEDY_INFO_KEYS: tuple[str, ...] = SNAPSHOT_COLUMNS
 
 
 def _check_system(system: System, action_space: gym.spaces.Discrete) -> None:

@@ -69,11 +69,8 @@ from orchlib.envs.orchestration import (
     discrete_state,
 )
 from orchlib.system import dynamics
-from orchlib.system.engine import BREAKDOWN_COLUMNS, Engine, replicate_generators
+from orchlib.system.engine import TOTAL_COLUMN, Engine, replicate_generators
 from orchlib.system.simulator import HISTORY_DEPTH, System
-
-#: the response time's row in the engine's (transposed) serve output.
-_TOTAL = BREAKDOWN_COLUMNS.index("total_ms")
 
 #: decisions per block of a batched agent's random numbers.
 _AGENT_BLOCK = 256
@@ -348,7 +345,7 @@ class BatchSimulator:
             payload_bits = self.engine.request_payload_bits[self._rows, actions % system.n_variants]
         parts = self.engine.serve(actions).T.copy()
         served = self.engine.served
-        self.history.record(requests.user, requests.time_ms + parts[_TOTAL], served[:, 2])
+        self.history.record(requests.user, requests.time_ms + parts[TOTAL_COLUMN], served[:, 2])
         if self._estimate is not None:
             off_device = (actions >= system.n_variants) & (served[:, 1] > 0)
             self.uploads.record(off_device, served[:, 0] + served[:, 1], payload_bits / (served[:, 1] * 1e3))

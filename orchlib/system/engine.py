@@ -518,6 +518,8 @@ RESPONSE_PARTS = (
 )
 #: columns of :meth:`Engine.serve`'s output: the seven parts of the response time and the total, ms.
 BREAKDOWN_COLUMNS = (*RESPONSE_PARTS, "total_ms")
+#: the response time's column in :meth:`Engine.serve`'s output.
+TOTAL_COLUMN = BREAKDOWN_COLUMNS.index("total_ms")
 #: columns of :meth:`Engine.snapshot`'s output.
 SNAPSHOT_COLUMNS = (
     "access_mbps",

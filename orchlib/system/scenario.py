@@ -30,6 +30,11 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def _finite_at_least_one(name: str, value: float) -> None:
+    ok = isinstance(value, int | float) and math.isfinite(value) and value >= 1
+    _check(ok, f"{name} must be a finite number >= 1, got {value!r}")
+
+
 def _finite_positive(name: str, value: float, allow_zero: bool = False) -> None:
     ok = isinstance(value, int | float) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
     _check(ok, f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
@@ -258,12 +263,7 @@ class Thermal:
     cool_time_constant_s: float = 60.0
 
     def __post_init__(self) -> None:
-        _check(
-            isinstance(self.max_slowdown, int | float)
-            and math.isfinite(self.max_slowdown)
-            and self.max_slowdown >= 1,
-            f"Thermal.max_slowdown must be a finite number >= 1, got {self.max_slowdown!r}",
-        )
+        _finite_at_least_one("Thermal.max_slowdown", self.max_slowdown)
         _finite_positive("Thermal.heat_time_constant_s", self.heat_time_constant_s)
         _finite_positive("Thermal.cool_time_constant_s", self.cool_time_constant_s)
 
@@ -283,10 +283,7 @@ class BackgroundLoad:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "applies_to", tuple(self.applies_to))
-        _check(
-            isinstance(self.slowdown, int | float) and math.isfinite(self.slowdown) and self.slowdown >= 1,
-            f"BackgroundLoad.slowdown must be a finite number >= 1, got {self.slowdown!r}",
-        )
+        _finite_at_least_one("BackgroundLoad.slowdown", self.slowdown)
         _finite_positive("BackgroundLoad.mean_on_s", self.mean_on_s)
         _finite_positive("BackgroundLoad.mean_off_s", self.mean_off_s)
 

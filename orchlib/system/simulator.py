@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from orchlib.system import dynamics, latency, payloads
-from orchlib.system.engine import CLOUD, EDGE, END, Engine, engine_compute_ms
+from orchlib.system.engine import CLOUD, EDGE, END, TOTAL_COLUMN, Engine, engine_compute_ms
 from orchlib.system.profiles import (
     DataError,
     load_decode_profile,
@@ -586,7 +586,7 @@ class Simulator:
                 del self._upload_done_ms[:kept], self._upload_mbps[:kept]
                 self._uploads_dropped += kept
                 self._estimate_for = max(-1, self._estimate_for - kept)
-        total = parts[7]
+        total = parts[TOTAL_COLUMN]
         self._history[request.user].append((request.time_ms + total, total, slowdown))
 
     def compute_ms(self, request: Request) -> np.ndarray:
