@@ -1048,7 +1048,9 @@ class Engine:
                 self._best_fresh = True
         return self._out_best_action, self._out_best_ms
 
-    def serve(self, actions: np.ndarray, then_next: bool = False, evaluate: int = EVALUATE_NONE) -> np.ndarray:
+    def serve(
+        self, actions: np.ndarray, then_next: bool = False, evaluate: int = EVALUATE_NONE
+    ) -> np.ndarray:
         """Serve every replicate's request with its action (int64, shape (B,)); update the state.
 
         With ``then_next``, also :meth:`next_requests` (``evaluate`` as there) in the same compiled call:
