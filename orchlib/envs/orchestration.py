@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -80,6 +81,9 @@ def _check_edges(name: str, edges: tuple[float, ...]) -> None:
 
 def _level(edges: tuple[float, ...], value: Any) -> Any:
     """Number of ``edges`` <= ``value`` (right-closed levels); scalars and arrays alike."""
+    # the env's path, once per request: the cheapest test first
+    if type(value) is float or type(value) is int:
+        return bisect.bisect_right(edges, value)
     if isinstance(value, np.ndarray):
         return np.searchsorted(edges, value, side="right")
     return bisect.bisect_right(edges, value)
@@ -106,7 +110,7 @@ class DiscreteState:
     #: accuracy-requirement classes.
     n_requirement_classes: int
 
-    @property
+    @functools.cached_property  # read on every request; the dataclass is frozen, so it never changes
     def shape(self) -> tuple[int, ...]:
         """Sizes of the components, in :data:`STATE_COMPONENTS` order."""
         return (

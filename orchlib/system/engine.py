@@ -43,6 +43,7 @@ stream stays the ideal world's.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import numba
@@ -573,6 +574,12 @@ def _serve_then_next(
 
 # fmt: on
 
+#: :func:`_serve_then_next`'s parameters, and where the ones that change on every call are in its argument list.
+_THEN_NEXT_PARAMETERS = tuple(inspect.signature(_serve_then_next.py_func).parameters)
+_THEN_NEXT_SLOTS = tuple(
+    _THEN_NEXT_PARAMETERS.index(name) for name in ("gap_column", "draw_column", "evaluate_mode")
+)
+
 
 # ---------------------------------------------------------------------------------------------------------
 # The state and its Python entry points
@@ -921,13 +928,30 @@ class Engine:
             *rules,
             self.next_arrival_ms,
         )
-        # _serve_then_next's arguments around the two draw columns, which change on every call
-        self._then_next_args = (
-            (*self._serve_args, not self.poisson, self._gaps),
-            (self.mean_gap_ms, self._out_serve, self.poisson, self._uniforms, self._normals),
-            (self.class_cdf, self._draws, self.request_class),
-            (self._out_snapshot, self._evaluation),
-        )
+        # _serve_then_next's arguments, as one list whose changing entries (the first replicate, the actions, the
+        # two draw columns and what to evaluate) are set in place before each call: the per-request path makes
+        # this call on every request, and building the argument tuple anew cost more than the rest of serve()
+        self._then_next_args = [
+            0,
+            None,
+            *self._serve_args,
+            not self.poisson,
+            self._gaps,
+            0,
+            self.mean_gap_ms,
+            self._out_serve,
+            self.poisson,
+            self._uniforms,
+            self._normals,
+            0,
+            self.class_cdf,
+            self._draws,
+            self.request_class,
+            EVALUATE_NONE,
+            self._out_snapshot,
+            self._evaluation,
+        ]
+        assert len(self._then_next_args) == len(_THEN_NEXT_PARAMETERS)
         self._best_args = (
             self.request_time_ms,
             self.request_user,
@@ -1065,19 +1089,22 @@ class Engine:
             self._refill_gaps()
         if then_next and self._draw_column >= BLOCK:
             self._refill_draws()
-        if then_next:
+        if then_next and not 0 <= self._draw_column - self._noise_from < _NOISE_COLUMNS:
             self._fill_noise()
         self._snapshot_fresh = self._evaluate_fresh = self._best_fresh = False
         first = 0
         while True:
             self._need[:] = 0.0
             if then_next:
-                # the arguments are prebuilt by _bind (the per-request path makes this call on every request)
-                serve_args, draw_args, class_args, out_args = self._then_next_args
-                first = _serve_then_next(
-                    first, actions, *serve_args, self._gap_column, *draw_args, self._draw_column, *class_args,
-                    evaluate, *out_args,
-                )  # fmt: skip
+                args = self._then_next_args  # prebuilt by _bind
+                gap_slot, draw_slot, evaluate_slot = _THEN_NEXT_SLOTS
+                args[0], args[1] = first, actions
+                args[gap_slot], args[draw_slot], args[evaluate_slot] = (
+                    self._gap_column,
+                    self._draw_column,
+                    evaluate,
+                )
+                first = _serve_then_next(*args)
             else:
                 gaps = self._gaps if closed_loop else self._no_gaps
                 first = _serve_batch(

@@ -529,9 +529,18 @@ class Simulator:
         row = self._engine.snapshot()[0].tolist()
         t, user = request.time_ms, request.user
         access_mbps = self.access_estimate_mbps(t) if self._estimated else row[0]
-        finished = [entry for entry in self._history[user] if entry[0] <= t]
-        recent = [entry[1] for entry in finished[-5:]]
-        slowdowns = [entry[2] for entry in finished if entry[2] > 0]
+        # the last (up to) 5 requests that had finished by t, and the last on-device slowdown among them, read
+        # from the newest entry back (entries are in service order, not completion order: each is checked)
+        recent: list[float] = []  # newest first
+        slowdown = 0.0
+        for done_ms, latency_ms, entry_slowdown in reversed(self._history[user]):
+            if done_ms <= t:
+                if len(recent) < 5:
+                    recent.append(latency_ms)
+                if slowdown == 0.0 and entry_slowdown > 0:
+                    slowdown = entry_slowdown
+                if slowdown > 0 and len(recent) == 5:
+                    break
         # positional (in Snapshot's field order): keywords cost more, and this runs on every request
         return Snapshot(
             access_mbps,
@@ -541,8 +550,8 @@ class Simulator:
             int(row[4]),
             int(row[5]),
             self.user_class[user],
-            sum(recent) / len(recent) if recent else 0.0,
-            slowdowns[-1] if slowdowns else 1.0,
+            sum(reversed(recent)) / len(recent) if recent else 0.0,  # added oldest first, as they happened
+            slowdown if slowdown > 0 else 1.0,
         )
 
     def access_estimate_mbps(self, t_ms: float) -> float:
