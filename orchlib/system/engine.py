@@ -411,38 +411,26 @@ def _evaluate_replicate(
 
 @numba.njit(cache=True)
 def _evaluate_batch(
-    time_ms, user, z, payload_bits,
-    device_free, access_free, wan_free, edge_workers, cloud_workers,
-    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world, out,
-):
-    """Response time (ms) of every action for every replicate's request, into ``out`` (B, n_actions)."""
-    every = np.ones(out.shape[1], dtype=np.bool_)
-    for b in range(time_ms.size):
-        _evaluate_replicate(
-            b, time_ms, user, payload_bits,
-            device_free, access_free, wan_free, edge_workers, cloud_workers,
-            median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-            every, False, out[b],
-        )
-
-
-@numba.njit(cache=True)
-def _best_batch(
     time_ms, user, payload_bits, requirement_class, user_class, kind_allowed,
     device_free, access_free, wan_free, edge_workers, cloud_workers,
     median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-    scratch, best_action, best_ms,
+    prune, out, best_action, best_ms,
 ):
-    """The clairvoyant best valid action of every replicate's request and its response time (ms), into
-    ``best_action`` and ``best_ms`` (B,): :func:`_evaluate_replicate` over the request's valid actions
-    (``kind_allowed[device class, requirement class]``), pruned; ``scratch`` (n_actions,) is overwritten."""
+    """:func:`_evaluate_replicate` for every replicate's request: the actions ``kind_allowed[device class,
+    requirement class]`` (bool, shape (n_device_classes or 1, n_classes, n_actions)) into ``out`` (B, n_actions),
+    the best one and its response time (ms) into ``best_action`` and ``best_ms`` (B,).
+
+    The one evaluation kernel: every action (:meth:`Engine.evaluate`: an all-True table, ``prune`` False) and the
+    best valid action (:meth:`Engine.best`: the valid actions, pruned) differ only in their arguments, so it is
+    compiled once (two kernels with the rules inlined in each doubled the first run's compile time).
+    """
     for b in range(time_ms.size):
         allowed = kind_allowed[user_class[b, user[b]], requirement_class[b]]
         best_action[b], best_ms[b] = _evaluate_replicate(
             b, time_ms, user, payload_bits,
             device_free, access_free, wan_free, edge_workers, cloud_workers,
             median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-            allowed, True, scratch,
+            allowed, prune, out[b],
         )
 
 
@@ -517,10 +505,10 @@ def _next_observed(
     median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
     evaluate_mode, snapshot_out, evaluation,
 ):
-    """:func:`_next_requests`, then :func:`_snapshot_batch` and, by ``evaluate_mode``, :func:`_evaluate_batch`
-    (:data:`EVALUATE_ALL`) or :func:`_best_batch` (:data:`EVALUATE_BEST`) of the new requests, in one call (the
-    state does not change between them; one call costs one dispatch). ``evaluation`` holds
-    ``(evaluate_out, user_class, kind_allowed, scratch, best_action, best_ms)``."""
+    """:func:`_next_requests`, then :func:`_snapshot_batch` and, by ``evaluate_mode``, :func:`_evaluate_batch` of
+    every action (:data:`EVALUATE_ALL`) or of the best valid one (:data:`EVALUATE_BEST`) of the new requests, in
+    one call (the state does not change between them; one call costs one dispatch). ``evaluation`` holds
+    ``(user_class, every_allowed, evaluate_out, kind_allowed, scratch, best_action, best_ms)``."""
     _next_requests(
         next_arrival, poisson, gaps, uniforms, normals, gap_column, draw_column, mean_gap_ms, class_cdf, input_bits,
         time_ms, user, requirement_class, z, payload_bits,
@@ -528,20 +516,14 @@ def _next_observed(
     _snapshot_batch(
         time_ms, user, device_free, access_free, edge_done, cloud_done, links, link_sizes, link_constant, snapshot_out
     )
-    evaluate_out, user_class, kind_allowed, scratch, best_action, best_ms = evaluation
-    if evaluate_mode == EVALUATE_ALL:
+    user_class, every_allowed, evaluate_out, kind_allowed, scratch, best_action, best_ms = evaluation
+    if evaluate_mode != EVALUATE_NONE:  # (with every action, the unmasked best lands in best_*: not read then)
+        prune = evaluate_mode == EVALUATE_BEST
         _evaluate_batch(
-            time_ms, user, z, payload_bits,
+            time_ms, user, payload_bits, requirement_class, user_class, kind_allowed if prune else every_allowed,
             device_free, access_free, wan_free, edge_workers, cloud_workers,
             median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-            evaluate_out,
-        )
-    elif evaluate_mode == EVALUATE_BEST:
-        _best_batch(
-            time_ms, user, payload_bits, requirement_class, user_class, kind_allowed,
-            device_free, access_free, wan_free, edge_workers, cloud_workers,
-            median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-            scratch, best_action, best_ms,
+            prune, scratch if prune else evaluate_out, best_action, best_ms,
         )
 
 
@@ -724,6 +706,7 @@ class Engine:
         self.kind_allowed = np.ascontiguousarray(
             system.masks[None] if s.fleet is None else system.device_masks, dtype=np.bool_
         )
+        self._every_allowed = np.ones_like(self.kind_allowed)  # what evaluate() evaluates: every action
         self.reset(rngs)
 
     def reset(self, rngs: Sequence[np.random.Generator]) -> None:
@@ -768,7 +751,7 @@ class Engine:
         self._out_evaluate = np.empty((b, self.system.n_actions))
         self._out_best_action = np.zeros(b, dtype=np.int64)
         self._out_best_ms = np.zeros(b)
-        self._scratch = np.empty(self.system.n_actions)
+        self._scratch = np.empty((b, self.system.n_actions))
         self._no_gaps = np.zeros((b, 1))
         self._bind()
 
@@ -962,14 +945,32 @@ class Engine:
             self.link_constant,
             self._out_snapshot,
         )
-        self._evaluate_args = (*request, *resources, *rules, self._out_evaluate)
         self._evaluation = (
-            self._out_evaluate,
             self.user_class,
+            self._every_allowed,
+            self._out_evaluate,
             self.kind_allowed,
             self._scratch,
             self._out_best_action,
             self._out_best_ms,
+        )
+        evaluate_inputs = (
+            self.request_time_ms,
+            self.request_user,
+            self.request_payload_bits,
+            self.request_class,
+            self.user_class,
+        )
+        # every action (the best of them, unmasked, into arrays of its own: a fresh best() stays as it is)
+        self._evaluate_args = (
+            *evaluate_inputs,
+            self._every_allowed,
+            *resources,
+            *rules,
+            False,
+            self._out_evaluate,
+            np.zeros_like(self._out_best_action),
+            np.zeros_like(self._out_best_ms),
         )
         self._serve_args = (
             *request,
@@ -983,14 +984,11 @@ class Engine:
         # never does)
         self._step_state: StepState | None = None
         self._best_args = (
-            self.request_time_ms,
-            self.request_user,
-            self.request_payload_bits,
-            self.request_class,
-            self.user_class,
+            *evaluate_inputs,
             self.kind_allowed,
             *resources,
             *rules,
+            True,
             self._scratch,
             self._out_best_action,
             self._out_best_ms,
@@ -1133,7 +1131,7 @@ class Engine:
         on ties), without evaluating the actions a lower bound rules out. Reused by later calls."""
         while not self._best_fresh:
             self._need[:] = 0.0
-            _best_batch(*self._best_args)
+            _evaluate_batch(*self._best_args)
             if self._need[0] > 0:  # an on/off schedule is too short: extend it and evaluate again
                 self._extend_schedules()
             else:
