@@ -361,52 +361,85 @@ def _evaluate_replicate(
     ``out`` (n_actions; ``inf`` where not allowed or not runnable); returns ``(action, ms)`` of the best one
     (the lowest total, the first action on ties, as ``argmin``; ``(0, inf)`` when none is finite).
 
-    With ``prune``, an edge or cloud action is not evaluated (its ``out`` entry is left as it is) when a
-    lower bound of its total already exceeds the best so far: the bound adds the same parts left to right with
-    the queueing wait and the download set to 0 and the WAN leg's wait and upload left out, and rounding is
-    monotone, so the bound never exceeds the total and the best is exactly the unpruned one.
+    With ``prune``, only the best is computed (``out`` is scratch): the end tier's actions are evaluated first,
+    then the edge and cloud actions in increasing order of a lower bound of their total, until the next bound
+    exceeds the best so far. The bound adds the same parts left to right with the queueing wait and the
+    download set to 0 and the WAN leg's wait and upload left out; rounding is monotone, so the bound never
+    exceeds the total and the best is exactly the unpruned one (first on ties included).
     """
     n_variants = result_bits.size
-    cot_switch, cot_count, occupied, need, overhead = world[5], world[6], world[7], world[8], world[10]
     t, u = time_ms[b], user[b]
     factor = _device_factor(b, u, max(t, device_free[b, u]), device_free, world)[0]
+    overhead = world[10]
     best_a, best = 0, np.inf
     last_payload, link_start, upload = -1.0, 0.0, 0.0
     for v in range(n_variants):
         for tier in range(3):
             a = tier * n_variants + v
+            out[a] = np.inf
             if not allowed[a]:
-                out[a] = np.inf
                 continue
             compute = _compute(median[b], sigma[b], u, tier, v)
             if tier == END and factor != 1.0:
                 compute *= factor
             if compute == np.inf:  # the tier or device cannot run this variant
-                out[a] = np.inf
                 continue
             payload = payload_bits[b, v]
             if tier != END and payload != last_payload:
                 # the access upload is the same for the edge and the cloud, and for variants of equal payload
                 link_start, upload = _uplink(payload, t, access_free[b], links, link_sizes, link_constant)
                 last_payload = payload
-            if prune and tier != END:
+            if prune and tier != END:  # its lower bound, for the second pass
                 propagation = 2 * half_access_rtt
                 if tier == CLOUD:
                     propagation += 2 * half_wan_rtt
-                bound = _total(link_start - t, upload, propagation, 0.0, compute, 0.0, overhead[tier])
-                if bound > best or (bound == best and a > best_a):
-                    continue
-            parts = _respond(
-                tier, compute, payload, result_bits[v], t,
-                link_start, upload, device_free[b, u], wan_free[b], edge_workers[b], cloud_workers[b],
-                cot_switch[b], cot_count[b], occupied[0], need,
-                links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+                out[a] = _total(link_start - t, upload, propagation, 0.0, compute, 0.0, overhead[tier])
+                continue
+            total = _respond_total(
+                b, tier, v, compute, payload, t, link_start, upload,
+                device_free[b, u], wan_free, edge_workers, cloud_workers,
+                result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
             )
-            total = _total(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], overhead[tier])
             out[a] = total
             if total < best or (total == best and a < best_a):
                 best_a, best = a, total
+    while prune:  # the edge and cloud actions, lowest bound first (the lowest action on equal bounds)
+        a, bound = -1, np.inf
+        for k in range(n_variants, out.size):
+            if out[k] < bound:
+                a, bound = k, out[k]
+        if a < 0 or bound > best or (bound == best and a > best_a):
+            break  # no action left can beat the best
+        out[a] = np.inf  # taken
+        tier, v = a // n_variants, a % n_variants
+        payload = payload_bits[b, v]
+        link_start, upload = _uplink(payload, t, access_free[b], links, link_sizes, link_constant)
+        total = _respond_total(
+            b, tier, v, _compute(median[b], sigma[b], u, tier, v), payload, t, link_start, upload,
+            device_free[b, u], wan_free, edge_workers, cloud_workers,
+            result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
+        )
+        if total < best or (total == best and a < best_a):
+            best_a, best = a, total
     return best_a, best
+
+
+@numba.njit(cache=True, inline="always")
+def _respond_total(
+    b, tier, v, compute, payload, t, link_start, upload,
+    device_free_ms, wan_free, edge_workers, cloud_workers,
+    result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
+):
+    """The response time :func:`_respond` and :func:`_total` give replicate ``b``'s request on ``tier`` with
+    variant ``v`` (its compute time, access-uplink slot and when the user's device is free given)."""
+    cot_switch, cot_count, occupied, need, overhead = world[5], world[6], world[7], world[8], world[10]
+    parts = _respond(
+        tier, compute, payload, result_bits[v], t,
+        link_start, upload, device_free_ms, wan_free[b], edge_workers[b], cloud_workers[b],
+        cot_switch[b], cot_count[b], occupied[0], need,
+        links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+    )
+    return _total(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], overhead[tier])
 
 
 @numba.njit(cache=True)
