@@ -584,6 +584,20 @@ def _serve_then_next(s, first, actions, gap_column, draw_column, evaluate_mode):
         s.median, s.sigma, s.result_bits, s.links, s.link_sizes, s.link_constant, s.half_access_rtt,
         s.half_wan_rtt, s.world, evaluate_mode, s.snapshot_out, s.evaluation,
     )
+    # everything the per-request path reads after the call, in one row per replicate (one .tolist() there)
+    best_action, best_ms = s.evaluation[5], s.evaluation[6]
+    row, payload_z, served = s.step_row, s.payload_z, s.world[9]
+    for b in range(row.shape[0]):
+        for k in range(ROW_SERVED):
+            row[b, k] = s.serve_out[b, k]
+        for k in range(3):
+            row[b, ROW_SERVED + k] = served[b, k]
+            row[b, ROW_REQUEST + 3 + k] = s.z[b, k]
+        row[b, ROW_REQUEST], row[b, ROW_REQUEST + 1] = s.time_ms[b], s.user[b]
+        row[b, ROW_REQUEST + 2], row[b, ROW_REQUEST + 6] = s.requirement_class[b], payload_z[b, draw_column]
+        for k in range(6):
+            row[b, ROW_SNAPSHOT + k] = s.snapshot_out[b, k]
+        row[b, ROW_BEST], row[b, ROW_BEST + 1] = best_action[b], best_ms[b]
     return -1
 
 
@@ -599,6 +613,7 @@ def _serve_then_next(s, first, actions, gap_column, draw_column, evaluate_mode):
 
 #: the fields of :class:`StepState`, in the order :func:`_step_state` takes them (``_serve_then_next``'s names).
 STEP_STATE_FIELDS = (
+    "step_row", "payload_z",
     "time_ms", "user", "z", "payload_bits",
     "device_free", "access_free", "wan_free", "edge_workers", "cloud_workers", "edge_done", "cloud_done",
     "median", "sigma", "result_bits", "links", "link_sizes", "link_constant", "half_access_rtt", "half_wan_rtt",
@@ -673,6 +688,20 @@ SNAPSHOT_COLUMNS = (
     "edge_in_system",
     "cloud_in_system",
 )
+#: columns of :attr:`Engine.step_row`, written by the per-request step (``serve(then_next=True)``): the served
+#: request's parts and total (:data:`BREAKDOWN_COLUMNS`) and measurements (``Engine.served``), the next
+#: request, its snapshot (:data:`SNAPSHOT_COLUMNS`) and, with :data:`EVALUATE_BEST`, its best valid action.
+STEP_ROW_COLUMNS = (
+    *BREAKDOWN_COLUMNS,
+    "served_upload_start_ms", "served_upload_ms", "served_device_slowdown",
+    "time_ms", "user", "requirement_class", "z_end", "z_edge", "z_cloud", "payload_z",
+    *SNAPSHOT_COLUMNS,
+    "best_action", "best_ms",
+)  # fmt: skip
+ROW_SERVED = STEP_ROW_COLUMNS.index("served_upload_start_ms")
+ROW_REQUEST = STEP_ROW_COLUMNS.index("time_ms")
+ROW_SNAPSHOT = STEP_ROW_COLUMNS.index("access_mbps")
+ROW_BEST = STEP_ROW_COLUMNS.index("best_action")
 
 
 def engine_compute_ms(engine: Engine, user: int, z: np.ndarray) -> np.ndarray:
@@ -785,6 +814,8 @@ class Engine:
         self._out_best_action = np.zeros(b, dtype=np.int64)
         self._out_best_ms = np.zeros(b)
         self._scratch = np.empty((b, self.system.n_actions))
+        #: what the per-request step wrote, one row per replicate (columns :data:`STEP_ROW_COLUMNS`).
+        self.step_row = np.zeros((b, len(STEP_ROW_COLUMNS)))
         self._no_gaps = np.zeros((b, 1))
         self._bind()
 
@@ -1030,6 +1061,8 @@ class Engine:
 
     def _pack_step_state(self) -> StepState:
         values = {
+            "step_row": self.step_row,
+            "payload_z": self._payload_z,
             "time_ms": self.request_time_ms,
             "user": self.request_user,
             "z": self.request_z,
@@ -1098,7 +1131,8 @@ class Engine:
             if evaluate == EVALUATE_ALL:
                 self.evaluate()
             else:
-                self.best()
+                action, ms = self.best()
+                self.step_row[:, ROW_BEST], self.step_row[:, ROW_BEST + 1] = action, ms
 
     @property
     def payload_z(self) -> np.ndarray:
