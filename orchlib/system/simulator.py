@@ -674,7 +674,7 @@ class Simulator:
         if request is not self._pending:
             self._check_current(request, "best")
         row = self._row
-        if row is not None:  # found in the serve call that drew the request
+        if row is not None and self._ahead == EVALUATE_BEST:  # found in the serve call that drew the request
             return int(row[ROW_BEST]), row[ROW_BEST + 1]
         action, ms = self._engine.best()
         return int(action[0]), float(ms[0])
