@@ -18,7 +18,10 @@
 * :func:`_next_request` -- the next request in time order over the users of one replicate.
 
 Every entry point is a loop of these over replicates (and actions): ``serve`` = respond + commit,
-``evaluate`` = respond for every action (the clairvoyant oracle, one call for all actions and replicates).
+``evaluate`` = respond for every action (the clairvoyant oracle, one call for all actions and replicates),
+``best`` = the same over a request's valid actions, skipping those a lower bound rules out (the env's oracle info).
+The per-request path's step (serve, then draw and observe the next request) is one compiled call whose
+arguments travel in one :class:`StepState`.
 :class:`~orchlib.system.simulator.Simulator` (per request, used by the Gymnasium env) is the ``B = 1`` view and
 :class:`~orchlib.study.batch.BatchSimulator` the ``B``-replicate view of this engine.
 
