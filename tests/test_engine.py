@@ -152,11 +152,12 @@ def test_in_system_counts_stay_exact_beyond_the_initial_capacity(toy_scenario) -
 def test_drawing_ahead_in_the_serve_call_changes_no_number(which) -> None:
     system = build_system(SCENARIOS[which]())
     plain, ahead = Simulator(system, rng=8), Simulator(system, rng=8, evaluate_ahead=True)
+    drawn = Simulator(system, rng=8, draw_ahead=True)  # drawn in the serve call, not evaluated
     uniforms = np.random.default_rng(2).random(1100)  # more than one block of draws
     for u in uniforms:
-        requests = [sim.next_request() for sim in (plain, ahead)]
-        assert requests[0] == requests[1]
-        assert plain.snapshot(requests[0]) == ahead.snapshot(requests[1])
+        requests = [sim.next_request() for sim in (plain, ahead, drawn)]
+        assert requests[0] == requests[1] == requests[2]
+        assert plain.snapshot(requests[0]) == ahead.snapshot(requests[1]) == drawn.snapshot(requests[2])
         evaluated = plain.evaluate(requests[0])
         np.testing.assert_array_equal(evaluated, ahead.evaluate(requests[1]))
         # an action the request's device and tiers can run (the grounded world has unrunnable ones)
@@ -165,9 +166,14 @@ def test_drawing_ahead_in_the_serve_call_changes_no_number(which) -> None:
         assert plain.best(requests[0]) == ahead.best(
             requests[1]
         )  # the masked best, also when all are evaluated
-        assert plain.serve(requests[0], action) == ahead.serve(requests[1], action)
-    with pytest.raises(RuntimeError, match="evaluate_ahead"):
-        ahead.make_request(1e9, user=0)
+        assert plain.best(requests[0]) == drawn.best(requests[2])
+        served = [
+            sim.serve(request, action) for sim, request in zip((plain, ahead, drawn), requests, strict=True)
+        ]
+        assert served[0] == served[1] == served[2]
+    for sim in (ahead, drawn):
+        with pytest.raises(RuntimeError, match="evaluate_ahead=False and draw_ahead=False"):
+            sim.make_request(1e9, user=0)
 
 
 @pytest.mark.parametrize("which", sorted(SCENARIOS))

@@ -333,8 +333,9 @@ class OrchestrationEnv(gym.Env):
             self.observation_space: gym.Space = gym.spaces.Discrete(self.n_states)
         else:
             self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(len(BOX_FEATURES),), dtype=np.float32)
-        # the oracle's best action is found in the compiled call that serves the previous request
-        self.sim = Simulator(self.system, rng=0, evaluate_ahead="best" if oracle else False)
+        # each request is drawn, observed and (for the oracle) its best action found in the compiled call that
+        # serves the previous one
+        self.sim = Simulator(self.system, rng=0, evaluate_ahead="best" if oracle else False, draw_ahead=True)
         self._n_variants = self.system.n_variants
         self._top1_pct = self.system.top1_pct.tolist()
         # 0 for the actions each (device class, requirement class) allows, inf for those it forbids (added to

@@ -378,6 +378,9 @@ class Simulator:
             :meth:`serve` (same numbers, less overhead when every request is evaluated, as the env's oracle
             does): ``True`` or ``"all"`` evaluates every action (:meth:`evaluate`), ``"best"`` finds the best
             valid action only (:meth:`best`); scripted :meth:`make_request` is then refused.
+        draw_ahead: draw the next request and its snapshot in the same compiled call as :meth:`serve` even
+            without an evaluation (implied by ``evaluate_ahead``; the Gymnasium env's path); scripted
+            :meth:`make_request` is then refused.
     """
 
     def __init__(
@@ -386,6 +389,7 @@ class Simulator:
         rng: np.random.Generator | int | None = None,
         *,
         evaluate_ahead: bool | Literal["all", "best"] = False,
+        draw_ahead: bool = False,
     ) -> None:
         self.system = system
         modes = {False: EVALUATE_NONE, True: EVALUATE_ALL, "all": EVALUATE_ALL, "best": EVALUATE_BEST}
@@ -394,6 +398,8 @@ class Simulator:
         #: evaluate when the request is drawn (one compiled call instead of two; for the oracle).
         self.evaluate_ahead = evaluate_ahead
         self._ahead = modes[evaluate_ahead]
+        #: draw the next request in the serve call (one compiled call per request instead of two).
+        self.draw_ahead = bool(draw_ahead) or self._ahead != EVALUATE_NONE
         self._requirement_pct = system.requirement_pct.tolist()
         self._n_classes = len(self._requirement_pct)
         self._n_actions = system.n_actions
@@ -510,10 +516,10 @@ class Simulator:
         """
         if self._pending is not None:
             raise RuntimeError("serve() the current request before making another")
-        if self.evaluate_ahead:
+        if self.draw_ahead:
             raise RuntimeError(
-                "make_request() needs a Simulator with evaluate_ahead=False (with it, serve() draws the next "
-                "request at once)"
+                "make_request() needs a Simulator with evaluate_ahead=False and draw_ahead=False (with either, "
+                "serve() draws the next request at once)"
             )
         if time_ms < self._last_time_ms:
             raise ValueError(f"time_ms must not go back in time: {time_ms} < {self._last_time_ms}")
@@ -704,13 +710,12 @@ class Simulator:
         n_variants = self._n_variants
         on_device = action < n_variants
         payload_bits = 0.0 if on_device else float(self._engine.request_payload_bits[0, action % n_variants])
-        ahead = self._ahead
         engine = self._engine
-        if ahead == EVALUATE_NONE:
+        if not self.draw_ahead:
             parts = engine.serve(self._action)[0].tolist()
             served = engine.served[0].tolist()
         else:  # the next request is drawn (and evaluated) in the same call; everything in one row
-            engine.serve(self._action, then_next=True, evaluate=ahead)
+            engine.serve(self._action, then_next=True, evaluate=self._ahead)
             self._row = row = engine.step_row[0].tolist()
             parts, served = row[:ROW_SERVED], row[ROW_SERVED : ROW_SERVED + 3]
         self._record(request, action, parts, served, payload_bits)
