@@ -63,7 +63,8 @@ def run(config: Config) -> Section:
     rows = []
     with tempfile.TemporaryDirectory(prefix="orchlib-bench-") as tmp:
         for label, extra in (("quick", ["--quick"]), ("full", [])):
-            wall, status = _timed(config, extra, Path(tmp) / label)
+            keep = label == "full" and config.reproduce_out is not None
+            wall, status = _timed(config, extra, config.reproduce_out if keep else Path(tmp) / label)
             command = "python -m orchlib reproduce " + " ".join([*extra, "--out", "<tmp>"])
             rows.append((f"`{command}` ({label})", wall, status))
     section.table(header, rows)

@@ -36,6 +36,8 @@ class Config:
     python: str = sys.executable
     #: a commit to measure side by side with this checkout (section 7); None skips that section.
     baseline: str | None = None
+    #: where section 6 keeps the full reproduction's results (None: a temporary folder).
+    reproduce_out: Path | None = None
 
     def size(self, full: int, quick: int) -> int:
         """``full`` normally, ``quick`` in quick mode."""

@@ -156,12 +156,24 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure this checkout side by side with COMMIT (section 7; long: it runs both reproduces "
         "and two cold `make test`s)",
     )
+    parser.add_argument(
+        "--reproduce-out",
+        type=Path,
+        metavar="DIR",
+        help="keep the full reproduction of section 6 (figures, tables, summary) in DIR, a new or empty folder, "
+        "instead of a temporary one",
+    )
     args = parser.parse_args(argv)
+    if args.reproduce_out is not None and args.reproduce_out.exists() and any(args.reproduce_out.iterdir()):
+        parser.error(
+            f"--reproduce-out {args.reproduce_out}: not empty (its cached runs would make the timing wrong)"
+        )
     config = Config(
         quick=args.quick,
         skip_reproduce=args.skip_reproduce,
         reproduce_timeout_s=args.reproduce_timeout,
         baseline=args.baseline,
+        reproduce_out=args.reproduce_out,
     )
     machine = machine_description()
     sections, timings, all_ok = [], [], True
