@@ -378,6 +378,48 @@ def test_replicates_are_independent_and_respect_masks(paper_system) -> None:
     assert np.unique(requests.time_ms).size == 400
 
 
+def test_skipping_the_user_history_on_ideal_gives_the_same_states_and_actions(paper_system) -> None:
+    """``ideal`` has no hidden device load, so its state's device-load level has one value and the batched
+    simulator does not keep the users' history (H5) by default: the same states, actions and latencies as
+    with the history kept. The grounded world still keeps both measurement logs (H4 and H5)."""
+    masks = discrete_state_masks(paper_system)
+    sims = [BatchSimulator(paper_system, 40, rng=2, keep_history=keep) for keep in (None, True)]
+    assert sims[0].history is None and sims[1].history is not None
+    agents = [BatchQLearning(masks, **PAPER_DEFAULTS) for _ in sims]
+    for agent in agents:
+        agent.reset(40, 3)
+    requests = [sim.next_requests() for sim in sims]
+    states = [sim.observe(r) for sim, r in zip(sims, requests, strict=True)]
+    for _ in range(400):
+        actions = [agent.act(s) for agent, s in zip(agents, states, strict=True)]
+        np.testing.assert_array_equal(actions[0], actions[1])
+        latencies = [sim.serve(r, a).total_ms for sim, r, a in zip(sims, requests, actions, strict=True)]
+        np.testing.assert_array_equal(latencies[0], latencies[1])
+        requests = [sim.next_requests() for sim in sims]
+        next_states = [sim.observe(r) for sim, r in zip(sims, requests, strict=True)]
+        np.testing.assert_array_equal(next_states[0], next_states[1])
+        for agent, s, a, latency, s_next in zip(agents, states, actions, latencies, next_states, strict=True):
+            agent.learn(s, a, -latency / 1e3, s_next)
+        states = next_states
+    assert sims[1].history.n.sum() == 40 * 400  # the full path did keep the record the default skips
+    assert np.all(sims[1].device_slowdown_estimate(requests[1]) > 0)
+    with pytest.raises(RuntimeError, match="keep_history=True"):
+        sims[0].device_slowdown_estimate(requests[0])
+    with pytest.raises(ValueError, match="keep_history"):
+        BatchSimulator(paper_system, 2, keep_history=1)
+
+    grounded = BatchSimulator(build_system(paper()), 4, rng=0)
+    assert grounded.keep_history and grounded.state.shape[3] > 1
+    requests = grounded.next_requests()
+    for step in range(200):
+        grounded.observe(requests)
+        actions = np.array([np.flatnonzero(m)[step % np.count_nonzero(m)] for m in grounded.masks(requests)])
+        grounded.serve(requests, actions)
+        requests = grounded.next_requests()
+    assert grounded.history.n.sum() == 4 * 200  # every served request is in the H5 record
+    assert grounded.uploads.n.sum() > 0  # and the off-device uploads in the H4 log
+
+
 def test_unsupported_and_bad_inputs_are_refused(paper_system, tiny_system) -> None:
     with pytest.raises(ValueError, match="n_replicates"):
         BatchSimulator(tiny_system, 0)

@@ -140,6 +140,10 @@ class BatchSimulator:
             ``replicate_generators(rng, B)[b]``.
         bandwidth_edges_mbps, edge_load_edges, device_load_edges: level edges of the discrete state
             (default: the environment's defaults); strictly increasing and positive.
+        keep_history: keep each user's served requests (:attr:`history`, the H5 record behind
+            :meth:`device_slowdown_estimate`). None (default): only where the discrete state reads it, a world
+            with hidden device load; elsewhere (``ideal``) its device-load level has one value, and skipping
+            the record leaves every state, measurement and latency unchanged (``tests/test_batch.py``).
 
     Raises:
         ValueError: ``n_replicates`` < 1 or bad level edges.
@@ -154,6 +158,7 @@ class BatchSimulator:
         bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
         edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
         device_load_edges: tuple[float, ...] = DEFAULT_DEVICE_LOAD_EDGES,
+        keep_history: bool | None = None,
     ) -> None:
         if (
             isinstance(n_replicates, bool)
@@ -185,6 +190,13 @@ class BatchSimulator:
         self.kind_masks = system.device_masks.reshape(-1, system.n_actions)
         self._n_classes = system.requirement_pct.size
         self._estimate = system.scenario.bandwidth_estimate
+        # Which of the state's components vary in this world: the device-load level (shape[3]) reads the history,
+        # the device class (shape[4]) a gather; a single-level component is 0 (DiscreteState.index).
+        self._reads_device_load = self.state.shape[3] > 1
+        self._reads_device_class = self.state.shape[4] > 1
+        if keep_history is not None and not isinstance(keep_history, bool):
+            raise ValueError(f"keep_history must be True, False or None, got {keep_history!r}")
+        self.keep_history = self._reads_device_load if keep_history is None else keep_history
         self._rows = np.arange(self.n_replicates)
         # the generators are spawned once here (spawning from a Generator twice would give other children)
         self.engine = Engine(system, self.n_replicates, replicate_generators(rng, self.n_replicates))
@@ -200,8 +212,11 @@ class BatchSimulator:
         self.n_served = 0
         self._pending: BatchRequests | None = None
         self._measured_for: BatchRequests | None = None
-        #: each user's recent served requests (H5), the source of the device-load estimate in the state.
-        self.history = UserHistory(self.n_replicates, self.system.scenario.n_users)
+        #: each user's recent served requests (H5), the source of the device-load estimate in the state; None
+        #: when not kept (``keep_history``).
+        self.history = (
+            UserHistory(self.n_replicates, self.system.scenario.n_users) if self.keep_history else None
+        )
         if self._estimate is not None:
             self.uploads = UploadLog(self.n_replicates, self._estimate.window)
 
@@ -263,12 +278,13 @@ class BatchSimulator:
         """
         self._check_current(requests, "observe")
         measured = self.measurements(requests)
+        # Components with a single level are 0 whatever is passed: skip reading them (the history may not be kept).
         return self.state.index(
             measured[:, 0],
             measured[:, 4],
             measured[:, 2],
-            self.device_slowdown_estimate(requests),
-            self.engine.user_class[self._rows, requests.user],
+            self.device_slowdown_estimate(requests) if self._reads_device_load else 1.0,
+            self.engine.user_class[self._rows, requests.user] if self._reads_device_class else 0,
             requests.requirement_class,
         )
 
@@ -289,7 +305,16 @@ class BatchSimulator:
 
     def device_slowdown_estimate(self, requests: BatchRequests) -> np.ndarray:
         """Each requesting user's last finished on-device compute time over its profile median (1: none yet),
-        as ``Snapshot.device_slowdown_estimate`` (H5), from :attr:`history`; shape (B,)."""
+        as ``Snapshot.device_slowdown_estimate`` (H5), from :attr:`history`; shape (B,).
+
+        Raises:
+            RuntimeError: the history is not kept (``keep_history``).
+        """
+        if self.history is None:
+            raise RuntimeError(
+                "this BatchSimulator keeps no user history (its world's state has no device-load level): build it "
+                "with keep_history=True to read device_slowdown_estimate"
+            )
         return self.history.device_slowdown(requests.user, requests.time_ms)
 
     def kinds(self, requests: BatchRequests) -> np.ndarray:
@@ -345,7 +370,8 @@ class BatchSimulator:
             payload_bits = self.engine.request_payload_bits[self._rows, actions % system.n_variants]
         parts = self.engine.serve(actions).T.copy()
         served = self.engine.served
-        self.history.record(requests.user, requests.time_ms + parts[TOTAL_COLUMN], served[:, 2])
+        if self.history is not None:
+            self.history.record(requests.user, requests.time_ms + parts[TOTAL_COLUMN], served[:, 2])
         if self._estimate is not None:
             off_device = (actions >= system.n_variants) & (served[:, 1] > 0)
             self.uploads.record(off_device, served[:, 0] + served[:, 1], payload_bits / (served[:, 1] * 1e3))
