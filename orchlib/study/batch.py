@@ -50,6 +50,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numba
 import numpy as np
 
 from orchlib.agents.base import check_real, masked_argmax, random_valid_action
@@ -532,29 +533,92 @@ class _ReplicateUniforms:
         return self._block[:, self._position - 1]
 
 
+# The batched learners' per-step rules as compiled loops over replicates: each reads its replicate's rows in place,
+# where NumPy would gather (B, A) copies of them and pass over them several times (about 1 ms per lockstep step
+# at B = 2,000). Same arithmetic in the same order, so the same choices and values bit for bit as the NumPy
+# versions they replace (tests/test_batch.py checks them against NumPy definitions).
+
+
+@numba.njit(cache=True)
+def _argmax_random_tie(row: np.ndarray, uniform: float) -> int:
+    """Index of the maximum of ``row``; among ``n`` tied maxima the ``int(uniform * n)``-th (in column order)."""
+    best, n = row[0], 1
+    for a in range(1, row.size):
+        x = row[a]
+        if x > best:
+            best, n = x, 1
+        elif x == best:
+            n += 1
+    k = int(uniform * n)
+    for a in range(row.size):
+        if row[a] == best:
+            if k == 0:
+                return a
+            k -= 1
+    return -1  # unreachable: the maximum is in the row
+
+
+@numba.njit(cache=True)
 def _argmax_random_ties(values: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
     """Row-wise argmax of ``values`` (B, A), ties broken uniformly at random with the row's uniform in
-    ``uniforms`` (B,); ``values`` is used as scratch.
+    ``uniforms`` (B,): of a row's ``n`` tied maxima, the ``int(u * n)``-th."""
+    out = np.empty(values.shape[0], dtype=np.int64)
+    for b in range(values.shape[0]):
+        out[b] = _argmax_random_tie(values[b], uniforms[b])
+    return out
 
-    Ties are found by a second argmax with each row's maximum masked out (cheaper than comparing every entry
-    with the maximum); only tied rows pay for a full count and a uniform draw.
-    """
-    rows = np.arange(values.shape[0])
-    best = values.argmax(axis=1)
-    top = values[rows, best]
-    values[rows, best] = -np.inf
-    tied = np.flatnonzero(values[rows, values.argmax(axis=1)] == top)
-    if tied.size:
-        values[tied, best[tied]] = top[tied]
-        ties = values[tied] == top[tied, None]
-        n_ties = np.count_nonzero(ties, axis=1)
-        k = (uniforms[tied] * n_ties).astype(np.int64)
-        # The k-th tied column of each tied row, read off the row-major list of all tied positions (a
-        # running count along each row would be several times slower).
-        flat = np.flatnonzero(ties)
-        first = np.cumsum(n_ties) - n_ties
-        best[tied] = flat[first + k] - np.arange(tied.size) * values.shape[1]
-    return best
+
+@numba.njit(cache=True)
+def _q_act(q_table, states, uniforms, epsilon, valid, n_valid, out):
+    """Epsilon-greedy choice of every replicate ``b`` in state ``s = states[b]`` into ``out``: explore if
+    ``uniforms[b, 0] < epsilon`` (``epsilon`` of length 1 or B), then the ``int(uniforms[b, 1] * n_valid[s])``-th
+    valid action; else the argmax of ``Q(s, .)`` with ties broken by ``uniforms[b, 2]``."""
+    shared = epsilon.size == 1
+    for b in range(states.size):
+        s = states[b]
+        if uniforms[b, 0] < epsilon[0 if shared else b]:
+            out[b] = valid[s, int(uniforms[b, 1] * n_valid[s])]
+        else:
+            out[b] = _argmax_random_tie(q_table[b, s], uniforms[b, 2])
+
+
+@numba.njit(cache=True)
+def _q_learn(q_table, states, actions, rewards, next_states, gamma, rate):
+    """``Q(s, a) += rate * (r + gamma * max Q(s', .) - Q(s, a))`` in every replicate (``rate`` of length 1 or B)."""
+    shared = rate.size == 1
+    for b in range(states.size):
+        row = q_table[b, next_states[b]]
+        top = row[0]
+        for a in range(1, row.size):
+            if row[a] > top:
+                top = row[a]
+        target = rewards[b] + gamma * top
+        old = q_table[b, states[b], actions[b]]
+        q_table[b, states[b], actions[b]] = old + rate[0 if shared else b] * (target - old)
+
+
+@numba.njit(cache=True)
+def _ucb1_act(inverse_sqrt_counts, means, state_penalty, states, scale, uniforms, row, out):
+    """UCB1's choice of every replicate into ``out``: the argmax over arms of
+    ``inverse_sqrt_counts * scale + means + state_penalty[s]`` (ties by ``uniforms``); ``row`` is scratch (A,)."""
+    for b in range(states.size):
+        penalty = state_penalty[states[b]]
+        for a in range(row.size):
+            row[a] = inverse_sqrt_counts[b, a] * scale + means[b, a] + penalty[a]
+        out[b] = _argmax_random_tie(row, uniforms[b])
+
+
+@numba.njit(cache=True)
+def _ucb1_learn(counts, sums, means, inverse_sqrt_counts, actions, rewards):
+    """Count each replicate's pull of ``actions[b]`` and add its reward; refresh that arm's mean and n ** -1/2."""
+    for b in range(actions.size):
+        a = actions[b]
+        n = counts[b, a] + 1
+        total = sums[b, a] + rewards[b]
+        counts[b, a] = n
+        sums[b, a] = total
+        means[b, a] = total / n
+        inverse_sqrt_counts[b, a] = 1.0 / np.sqrt(n)
 
 
 class BatchQLearning:
@@ -630,14 +694,8 @@ class BatchQLearning:
         # decisions taken in each state, per replicate (the k of the per-state exploration term)
         self.state_decisions_ = np.zeros((n_replicates, self.n_states), dtype=np.int64)
         self._rows = np.arange(n_replicates)
-        # Q viewed as one row per (replicate, state), so that each replicate's row is one flat index away.
-        self._q_rows = self.q_table_.reshape(n_replicates * self.n_states, self.n_actions)
-        # Scratch (B, A) rows, reused rather than allocated on every step.
-        self._buffer = np.empty((n_replicates, self.n_actions))
-        # learn() gathers Q(s', .) of every replicate for its target; those are the rows the next act() needs
-        # (patched where the update changed them), so act() reuses them when it is given these next states.
-        self._next_q = np.empty((n_replicates, self.n_actions))
-        self._next_states: np.ndarray | None = None
+        self._epsilon = np.empty(1)  # the step's exploration probability, as the kernel reads it
+        self._rate = np.array([float(self.alpha)])  # the learning rate, as the kernel reads it
 
     def epsilon_at(self, t: int) -> float:
         """Exploration probability of decision ``t`` (0-based), as :meth:`QLearning.epsilon_at`."""
@@ -650,9 +708,7 @@ class BatchQLearning:
     def act(self, states: np.ndarray) -> np.ndarray:
         """Epsilon-greedy valid action of every replicate; shape (B,)."""
         t = self.n_decisions_
-        epsilon = self.epsilon_at(t)
         self.n_decisions_ += 1
-        b = self._rows.size
         if self.explore_per_action is not None:
             # QLearning's per-state term c * |V| / k, replicate by replicate, under the same global cap and floor
             k = self.state_decisions_[self._rows, states] + 1
@@ -666,47 +722,24 @@ class BatchQLearning:
                 self._n_valid[states],
                 k,
             )
-        u = self.draws_.take()
-        explore = u[:, 0] < epsilon
-        n_explore = int(np.count_nonzero(explore))
-        actions = np.empty(b, dtype=np.int64)
-        if n_explore < b:
-            if self._next_states is not None and np.array_equal(states, self._next_states):
-                q = self._next_q
-            else:
-                q = np.take(
-                    self._q_rows, self._rows * self.n_states + states, axis=0, out=self._buffer, mode="clip"
-                )
-            # Only the replicates that do not explore need their greedy action.
-            greedy = self._rows if n_explore == 0 else np.flatnonzero(~explore)
-            actions[greedy] = _argmax_random_ties(q if n_explore == 0 else q[greedy], u[greedy, 2])
-        self._next_states = None
-        if n_explore:
-            s = states[explore]
-            k = (u[explore, 1] * self._n_valid[s]).astype(np.int64)
-            actions[explore] = self._valid[s, k]
+        else:
+            epsilon = self._epsilon
+            epsilon[0] = self.epsilon_at(t)
+        actions = np.empty(states.size, dtype=np.int64)
+        _q_act(self.q_table_, states, self.draws_.take(), epsilon, self._valid, self._n_valid, actions)
         return actions
 
     def learn(
         self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_states: np.ndarray
     ) -> None:
         """One Q-learning update per replicate."""
-        rows = self._rows
-        next_q = np.take(
-            self._q_rows, rows * self.n_states + next_states, axis=0, out=self._next_q, mode="clip"
-        )
-        target = rewards + float(self.gamma) * next_q[rows, next_q.argmax(axis=1)]
-        old = self.q_table_[rows, states, actions]
-        rate = float(self.alpha)
+        rate = self._rate
         if self.visits_ is not None:
+            rows = self._rows
             n = self.visits_[rows, states, actions] + 1
             self.visits_[rows, states, actions] = n
-            rate = rate * n ** -float(self.alpha_exponent)
-        new = old + rate * (target - old)
-        self.q_table_[rows, states, actions] = new
-        same = np.flatnonzero(states == next_states)  # the update changed the row Q(s', .) itself
-        next_q[same, actions[same]] = new[same]
-        self._next_states = next_states.copy()
+            rate = float(self.alpha) * n ** -float(self.alpha_exponent)
+        _q_learn(self.q_table_, states, actions, rewards, next_states, float(self.gamma), rate)
 
 
 class BatchUCB1:
@@ -746,30 +779,29 @@ class BatchUCB1:
         self.means_ = np.full(shape, np.finfo(float).max)
         self.inverse_sqrt_counts_ = np.zeros(shape)  # n(a) ** -1/2; 0 for an unpulled arm
         self.n_pulls_ = 0  # t: the same in every replicate, which pulls once per step
-        self._rows = np.arange(n_replicates)
-        # Scratch, reused: fresh (B, A) temporaries cost page faults on every step.
-        self._buffer = np.empty(shape)
-        self._penalty_rows = np.empty(shape)
+        self._row = np.empty(self.n_actions)  # scratch: one replicate's indices
 
     def act(self, states: np.ndarray) -> np.ndarray:
-        """An unpulled valid arm if any (random among them), else the valid arm of largest index."""
+        """An unpulled valid arm if any (random among them), else the valid arm of largest index; shape (B,)."""
         scale = float(self.c) * math.sqrt(2.0 * math.log(max(self.n_pulls_, 1)))
-        index = np.multiply(self.inverse_sqrt_counts_, scale, out=self._buffer)
-        index += self.means_
-        index += np.take(self._state_penalty, states, axis=0, out=self._penalty_rows, mode="clip")
-        return _argmax_random_ties(index, self.draws_.take()[:, 0])
+        actions = np.empty(states.size, dtype=np.int64)
+        _ucb1_act(
+            self.inverse_sqrt_counts_,
+            self.means_,
+            self._state_penalty,
+            states,
+            scale,
+            self.draws_.take()[:, 0],
+            self._row,
+            actions,
+        )
+        return actions
 
     def learn(
         self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_states: np.ndarray
     ) -> None:
         """Count each replicate's pull and add its reward."""
-        rows = self._rows
-        counts = self.counts_[rows, actions] + 1
-        sums = self.sums_[rows, actions] + rewards
-        self.counts_[rows, actions] = counts
-        self.sums_[rows, actions] = sums
-        self.means_[rows, actions] = sums / counts
-        self.inverse_sqrt_counts_[rows, actions] = 1.0 / np.sqrt(counts)
+        _ucb1_learn(self.counts_, self.sums_, self.means_, self.inverse_sqrt_counts_, actions, rewards)
         self.n_pulls_ += 1
 
 
