@@ -25,7 +25,8 @@ Implementation details and assumptions:
    (``state_masks``), in the ideal and the grounded world. :class:`BatchQLearning` stores ``Q`` of invalid
    pairs as ``-inf``, which gives exactly the reference's masked choices and targets. The grounded state's
    bandwidth estimate (H4) and device-load level (H5) come from per-replicate logs of the orchestrator's own
-   measurements (:class:`UploadLog`, :class:`UserHistory`). Each request's mask is also the row of its *kind*
+   measurements (:class:`UploadLog`, :class:`UserHistory`), kept only in a world whose state reads them
+   (``Scenario.bandwidth_estimate``; hidden device load): in ``ideal`` both components have one level. Each request's mask is also the row of its *kind*
    (device class x requirement class, :meth:`BatchSimulator.kinds`, :attr:`BatchSimulator.kind_masks`); the
    agents that read the request's measurements (:meth:`BatchSimulator.measurements`, the env's info of the
    same names) and its device class take ``act(states, kinds, measurements)`` and
@@ -38,7 +39,8 @@ Implementation details and assumptions:
    chooses. :class:`BatchUCB1` keeps means and ``n ** -1/2`` per arm and computes its index in a different
    order than the reference (equal up to rounding); Q-learning and UCB1 draw from each replicate's own
    generator but in another order than the per-request learner, so their choices equal the per-request
-   learner's in distribution, not bitwise. A replicate never depends on the batch size. The loop is the
+   learner's in distribution, not bitwise. A replicate never depends on the batch size. Their per-step rules
+   run as compiled loops over replicates (numba), which read each replicate's rows in place. The loop is the
    env's ``accuracy_mode="mask"`` (reward without penalty), ``oracle=False``.
 4. **Not provided**: the ``box`` observation and the per-user response history it reads (use the
    per-request path for it).
