@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from harness import Config, Section, Target, fmt, measure
+from harness import Config, Section, Target, fmt, load_note, measure
 from scipy.stats import ks_2samp, ttest_ind
 
 from orchlib.agents.catalogue import PAPER_DEFAULTS, make_agent, reward_scales
@@ -113,11 +113,7 @@ def run(config: Config) -> Section:
                 "loops that read each replicate's Q or index row in place); the simulator alone allows "
                 f"{fmt(1e6 * b / simulator_us, 3)} agent-steps/s"
             )
-            if timing.cpu.median >= TARGET_STEPS_PER_S:
-                cause += (
-                    f". On this process's CPU time it is {fmt(timing.cpu.median, 4)} agent-steps/s: the "
-                    "wall-clock shortfall is the load of other processes"
-                )
+            cause += load_note(timing.cpu.median, TARGET_STEPS_PER_S, "agent-steps/s")
         section.targets.append(
             Target(
                 f"fast path, batched {label}, B={b:,}: agent-steps/s",
