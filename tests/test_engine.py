@@ -167,6 +167,37 @@ def test_drawing_ahead_in_the_serve_call_changes_no_number(which) -> None:
         ahead.make_request(1e9, user=0)
 
 
+@pytest.mark.parametrize("which", sorted(SCENARIOS))
+def test_the_pruned_best_is_argmin_of_the_masked_evaluation(which) -> None:
+    # Engine.best skips the actions a lower bound rules out; its answer must be exactly argmin (first on ties)
+    # of the full evaluation over the request's valid actions, for every replicate, drawn ahead or on demand
+    system = build_system(SCENARIOS[which]())
+    n_replicates, n_requests = 3, 700
+    batch = BatchSimulator(system, n_replicates, rng=4)
+    engine = batch.engine
+    ahead = Simulator(system, rng=replicate_generators(4, n_replicates)[0], evaluate_ahead="best")
+    actions_rng = np.random.default_rng(6)
+    for _ in range(n_requests):
+        requests = batch.next_requests()
+        request = ahead.next_request()
+        masked = np.where(batch.masks(requests), batch.evaluate(requests), np.inf)
+        action, ms = engine.best()
+        np.testing.assert_array_equal(action, masked.argmin(axis=1))
+        np.testing.assert_array_equal(ms, masked.min(axis=1))
+        assert ahead.best(request) == (int(action[0]), float(ms[0]))  # the one drawn in the serve call
+        # random valid actions, so queues build on every tier
+        choice = [actions_rng.choice(np.flatnonzero(np.isfinite(row))) for row in masked]
+        batch.serve(requests, np.array(choice))
+        ahead.serve(request, int(choice[0]))
+    with pytest.raises(RuntimeError, match="best"):
+        ahead.best(request)
+
+
+def test_evaluate_ahead_is_checked() -> None:
+    with pytest.raises(ValueError, match="evaluate_ahead must be False, True, 'all' or 'best', got 'some'"):
+        Simulator(build_system(tiny()), evaluate_ahead="some")
+
+
 def test_an_action_its_tier_cannot_run_is_refused_and_runnable_is_what_evaluates_finite() -> None:
     # an unrunnable action would hold its device or server for ever (and once made the on/off gates extend a
     # co-tenant schedule without end): serve() refuses it, before any state changes

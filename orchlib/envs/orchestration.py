@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -80,6 +81,9 @@ def _check_edges(name: str, edges: tuple[float, ...]) -> None:
 
 def _level(edges: tuple[float, ...], value: Any) -> Any:
     """Number of ``edges`` <= ``value`` (right-closed levels); scalars and arrays alike."""
+    # the env's path, once per request: the cheapest test first
+    if type(value) is float or type(value) is int:
+        return bisect.bisect_right(edges, value)
     if isinstance(value, np.ndarray):
         return np.searchsorted(edges, value, side="right")
     return bisect.bisect_right(edges, value)
@@ -106,7 +110,7 @@ class DiscreteState:
     #: accuracy-requirement classes.
     n_requirement_classes: int
 
-    @property
+    @functools.cached_property  # read on every request; the dataclass is frozen, so it never changes
     def shape(self) -> tuple[int, ...]:
         """Sizes of the components, in :data:`STATE_COMPONENTS` order."""
         return (
@@ -329,7 +333,8 @@ class OrchestrationEnv(gym.Env):
             self.observation_space: gym.Space = gym.spaces.Discrete(self.n_states)
         else:
             self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(len(BOX_FEATURES),), dtype=np.float32)
-        self.sim = Simulator(self.system, rng=0, evaluate_ahead=oracle)
+        # the oracle's best action is found in the compiled call that serves the previous request
+        self.sim = Simulator(self.system, rng=0, evaluate_ahead="best" if oracle else False)
         self._n_variants = self.system.n_variants
         self._top1_pct = self.system.top1_pct.tolist()
         # 0 for the actions each (device class, requirement class) allows, inf for those it forbids (added to
@@ -438,10 +443,8 @@ class OrchestrationEnv(gym.Env):
         # the info is written key by key into one dict, in the documented order: this runs on every request
         info: dict[str, Any] = {}
         if self.oracle:
-            totals = self._masked_totals()
-            best = int(totals.argmin())
-            oracle_ms = float(totals[best])
-            info["oracle_action"] = best
+            oracle_action, oracle_ms = sim.best(request)
+            info["oracle_action"] = oracle_action
             info["oracle_latency_ms"] = oracle_ms
         wait_ms, upload_ms, propagation_ms, queue_ms, compute_ms, download_ms, overhead_ms, total_ms = (
             sim.serve(request, a)

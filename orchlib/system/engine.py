@@ -43,6 +43,7 @@ stream stays the ideal world's.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import numba
@@ -54,6 +55,8 @@ from orchlib.system.latency import BITS_PER_BYTE, link_rate_mbps, link_transfer_
 END, EDGE, CLOUD = 0, 1, 2
 #: draws per block of random numbers (the stream of a replicate depends on it, not on the batch size).
 BLOCK = 1024
+#: what the kernels that draw the next requests also evaluate: nothing, every action, or the best valid action.
+EVALUATE_NONE, EVALUATE_ALL, EVALUATE_BEST = 0, 1, 2
 #: link order in the packed link arrays.
 ACCESS_UP, ACCESS_DOWN, WAN_UP, WAN_DOWN = range(4)
 #: draw columns whose compute-noise factors are evaluated at a time (memory: B x this x classes x 3 x variants).
@@ -346,6 +349,65 @@ def _snapshot_batch(
         out[b, 4], out[b, 5] = snap[4], snap[5]
 
 
+@numba.njit(cache=True, inline="always")
+def _evaluate_replicate(
+    b, time_ms, user, payload_bits,
+    device_free, access_free, wan_free, edge_workers, cloud_workers,
+    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
+    allowed, prune, out,
+):
+    """Response time (ms) of the actions ``allowed`` (bool, n_actions) for replicate ``b``'s request, into
+    ``out`` (n_actions; ``inf`` where not allowed or not runnable); returns ``(action, ms)`` of the best one
+    (the lowest total, the first action on ties, as ``argmin``; ``(0, inf)`` when none is finite).
+
+    With ``prune``, an edge or cloud action is not evaluated (its ``out`` entry is left as it is) when a
+    lower bound of its total already exceeds the best so far: the bound adds the same parts left to right with
+    the queueing wait and the download set to 0 and the WAN leg's wait and upload left out, and rounding is
+    monotone, so the bound never exceeds the total and the best is exactly the unpruned one.
+    """
+    n_variants = result_bits.size
+    cot_switch, cot_count, occupied, need, overhead = world[5], world[6], world[7], world[8], world[10]
+    t, u = time_ms[b], user[b]
+    factor = _device_factor(b, u, max(t, device_free[b, u]), device_free, world)[0]
+    best_a, best = 0, np.inf
+    last_payload, link_start, upload = -1.0, 0.0, 0.0
+    for v in range(n_variants):
+        for tier in range(3):
+            a = tier * n_variants + v
+            if not allowed[a]:
+                out[a] = np.inf
+                continue
+            compute = _compute(median[b], sigma[b], u, tier, v)
+            if tier == END and factor != 1.0:
+                compute *= factor
+            if compute == np.inf:  # the tier or device cannot run this variant
+                out[a] = np.inf
+                continue
+            payload = payload_bits[b, v]
+            if tier != END and payload != last_payload:
+                # the access upload is the same for the edge and the cloud, and for variants of equal payload
+                link_start, upload = _uplink(payload, t, access_free[b], links, link_sizes, link_constant)
+                last_payload = payload
+            if prune and tier != END:
+                propagation = 2 * half_access_rtt
+                if tier == CLOUD:
+                    propagation += 2 * half_wan_rtt
+                bound = _total(link_start - t, upload, propagation, 0.0, compute, 0.0, overhead[tier])
+                if bound > best or (bound == best and a > best_a):
+                    continue
+            parts = _respond(
+                tier, compute, payload, result_bits[v], t,
+                link_start, upload, device_free[b, u], wan_free[b], edge_workers[b], cloud_workers[b],
+                cot_switch[b], cot_count[b], occupied[0], need,
+                links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+            )
+            total = _total(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], overhead[tier])
+            out[a] = total
+            if total < best or (total == best and a < best_a):
+                best_a, best = a, total
+    return best_a, best
+
+
 @numba.njit(cache=True)
 def _evaluate_batch(
     time_ms, user, z, payload_bits,
@@ -353,34 +415,34 @@ def _evaluate_batch(
     median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world, out,
 ):
     """Response time (ms) of every action for every replicate's request, into ``out`` (B, n_actions)."""
-    n_variants = result_bits.size
-    cot_switch, cot_count, occupied, need, overhead = world[5], world[6], world[7], world[8], world[10]
+    every = np.ones(out.shape[1], dtype=np.bool_)
     for b in range(time_ms.size):
-        t, u = time_ms[b], user[b]
-        factor = _device_factor(b, u, max(t, device_free[b, u]), device_free, world)[0]
-        last_payload, link_start, upload = -1.0, 0.0, 0.0
-        for v in range(n_variants):
-            # the access upload is the same for the edge and the cloud, and for variants of equal payload
-            payload = payload_bits[b, v]
-            if payload != last_payload:
-                link_start, upload = _uplink(payload, t, access_free[b], links, link_sizes, link_constant)
-                last_payload = payload
-            for tier in range(3):
-                compute = _compute(median[b], sigma[b], u, tier, v)
-                if tier == END and factor != 1.0:
-                    compute *= factor
-                if compute == np.inf:  # the tier or device cannot run this variant
-                    out[b, tier * n_variants + v] = np.inf
-                    continue
-                parts = _respond(
-                    tier, compute, payload, result_bits[v], t,
-                    link_start, upload, device_free[b, u], wan_free[b], edge_workers[b], cloud_workers[b],
-                    cot_switch[b], cot_count[b], occupied[0], need,
-                    links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
-                )
-                out[b, tier * n_variants + v] = _total(
-                    parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], overhead[tier]
-                )
+        _evaluate_replicate(
+            b, time_ms, user, payload_bits,
+            device_free, access_free, wan_free, edge_workers, cloud_workers,
+            median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
+            every, False, out[b],
+        )
+
+
+@numba.njit(cache=True)
+def _best_batch(
+    time_ms, user, payload_bits, requirement_class, user_class, kind_allowed,
+    device_free, access_free, wan_free, edge_workers, cloud_workers,
+    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
+    scratch, best_action, best_ms,
+):
+    """The clairvoyant best valid action of every replicate's request and its response time (ms), into
+    ``best_action`` and ``best_ms`` (B,): :func:`_evaluate_replicate` over the request's valid actions
+    (``kind_allowed[device class, requirement class]``), pruned; ``scratch`` (n_actions,) is overwritten."""
+    for b in range(time_ms.size):
+        allowed = kind_allowed[user_class[b, user[b]], requirement_class[b]]
+        best_action[b], best_ms[b] = _evaluate_replicate(
+            b, time_ms, user, payload_bits,
+            device_free, access_free, wan_free, edge_workers, cloud_workers,
+            median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
+            allowed, True, scratch,
+        )
 
 
 @numba.njit(cache=True)
@@ -452,10 +514,12 @@ def _next_observed(
     time_ms, user, requirement_class, z, payload_bits,
     device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
     median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-    with_evaluate, snapshot_out, evaluate_out,
+    evaluate_mode, snapshot_out, evaluation,
 ):
-    """:func:`_next_requests`, then :func:`_snapshot_batch` and optionally :func:`_evaluate_batch` of the new
-    requests, in one call (the state does not change between them; one call costs one dispatch)."""
+    """:func:`_next_requests`, then :func:`_snapshot_batch` and, by ``evaluate_mode``, :func:`_evaluate_batch`
+    (:data:`EVALUATE_ALL`) or :func:`_best_batch` (:data:`EVALUATE_BEST`) of the new requests, in one call (the
+    state does not change between them; one call costs one dispatch). ``evaluation`` holds
+    ``(evaluate_out, user_class, kind_allowed, scratch, best_action, best_ms)``."""
     _next_requests(
         next_arrival, poisson, gaps, uniforms, normals, gap_column, draw_column, mean_gap_ms, class_cdf, input_bits,
         time_ms, user, requirement_class, z, payload_bits,
@@ -463,12 +527,20 @@ def _next_observed(
     _snapshot_batch(
         time_ms, user, device_free, access_free, edge_done, cloud_done, links, link_sizes, link_constant, snapshot_out
     )
-    if with_evaluate:
+    evaluate_out, user_class, kind_allowed, scratch, best_action, best_ms = evaluation
+    if evaluate_mode == EVALUATE_ALL:
         _evaluate_batch(
             time_ms, user, z, payload_bits,
             device_free, access_free, wan_free, edge_workers, cloud_workers,
             median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
             evaluate_out,
+        )
+    elif evaluate_mode == EVALUATE_BEST:
+        _best_batch(
+            time_ms, user, payload_bits, requirement_class, user_class, kind_allowed,
+            device_free, access_free, wan_free, edge_workers, cloud_workers,
+            median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
+            scratch, best_action, best_ms,
         )
 
 
@@ -479,7 +551,7 @@ def _serve_then_next(
     median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
     next_arrival, closed_loop, gaps, gap_column, mean_gap_ms, serve_out,
     poisson, uniforms, normals, draw_column, class_cdf, input_bits, requirement_class,
-    with_evaluate, snapshot_out, evaluate_out,
+    evaluate_mode, snapshot_out, evaluation,
 ):
     """:func:`_serve_batch`, then :func:`_next_observed`, in one call (the per-request path's step)."""
     failed = _serve_batch(
@@ -495,12 +567,18 @@ def _serve_then_next(
         time_ms, user, requirement_class, z, payload_bits,
         device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
         median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-        with_evaluate, snapshot_out, evaluate_out,
+        evaluate_mode, snapshot_out, evaluation,
     )
     return -1
 
 
 # fmt: on
+
+#: :func:`_serve_then_next`'s parameters, and where the ones that change on every call are in its argument list.
+_THEN_NEXT_PARAMETERS = tuple(inspect.signature(_serve_then_next.py_func).parameters)
+_THEN_NEXT_SLOTS = tuple(
+    _THEN_NEXT_PARAMETERS.index(name) for name in ("gap_column", "draw_column", "evaluate_mode")
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -590,6 +668,11 @@ class Engine:
         # each tier's fixed per-request protocol cost, ms (end, edge, cloud; L11)
         self.overhead_ms = np.asarray(system.overhead_ms, dtype=float)
         self.class_cdf = np.asarray(system.requirement_cdf, dtype=float)
+        #: the valid actions of a request by (device class, requirement class), shape (n_device_classes or 1,
+        #: n_classes, n_actions): what the best valid action (:meth:`best`) is chosen from.
+        self.kind_allowed = np.ascontiguousarray(
+            system.masks[None] if s.fleet is None else system.device_masks, dtype=np.bool_
+        )
         self.reset(rngs)
 
     def reset(self, rngs: Sequence[np.random.Generator]) -> None:
@@ -632,6 +715,9 @@ class Engine:
         self._out_serve = np.empty((b, 8))
         self._out_snapshot = np.empty((b, 6))
         self._out_evaluate = np.empty((b, self.system.n_actions))
+        self._out_best_action = np.zeros(b, dtype=np.int64)
+        self._out_best_ms = np.zeros(b)
+        self._scratch = np.empty(self.system.n_actions)
         self._no_gaps = np.zeros((b, 1))
         self._bind()
 
@@ -826,6 +912,14 @@ class Engine:
             self._out_snapshot,
         )
         self._evaluate_args = (*request, *resources, *rules, self._out_evaluate)
+        self._evaluation = (
+            self._out_evaluate,
+            self.user_class,
+            self.kind_allowed,
+            self._scratch,
+            self._out_best_action,
+            self._out_best_ms,
+        )
         self._serve_args = (
             *request,
             *resources,
@@ -834,19 +928,50 @@ class Engine:
             *rules,
             self.next_arrival_ms,
         )
-        # _serve_then_next's arguments around the two draw columns, which change on every call
-        self._then_next_args = (
-            (*self._serve_args, not self.poisson, self._gaps),
-            (self.mean_gap_ms, self._out_serve, self.poisson, self._uniforms, self._normals),
-            (self.class_cdf, self._draws, self.request_class),
-            (self._out_snapshot, self._out_evaluate),
+        # _serve_then_next's arguments, as one list whose changing entries (the first replicate, the actions, the
+        # two draw columns and what to evaluate) are set in place before each call: the per-request path makes
+        # this call on every request, and building the argument tuple anew cost more than the rest of serve()
+        self._then_next_args = [
+            0,
+            None,
+            *self._serve_args,
+            not self.poisson,
+            self._gaps,
+            0,
+            self.mean_gap_ms,
+            self._out_serve,
+            self.poisson,
+            self._uniforms,
+            self._normals,
+            0,
+            self.class_cdf,
+            self._draws,
+            self.request_class,
+            EVALUATE_NONE,
+            self._out_snapshot,
+            self._evaluation,
+        ]
+        assert len(self._then_next_args) == len(_THEN_NEXT_PARAMETERS)
+        self._best_args = (
+            self.request_time_ms,
+            self.request_user,
+            self.request_payload_bits,
+            self.request_class,
+            self.user_class,
+            self.kind_allowed,
+            *resources,
+            *rules,
+            self._scratch,
+            self._out_best_action,
+            self._out_best_ms,
         )
-        self._snapshot_fresh = self._evaluate_fresh = False
+        self._snapshot_fresh = self._evaluate_fresh = self._best_fresh = False
 
-    def next_requests(self, with_evaluate: bool = False) -> None:
+    def next_requests(self, evaluate: int = EVALUATE_NONE) -> None:
         """Every replicate's next request (in time order over its users) into the request arrays.
 
-        Its :meth:`snapshot` (and, if ``with_evaluate``, its :meth:`evaluate`) is computed in the same call.
+        Its :meth:`snapshot` is computed in the same call, and by ``evaluate`` its :meth:`evaluate`
+        (:data:`EVALUATE_ALL`) or its :meth:`best` (:data:`EVALUATE_BEST`).
         """
         if self.poisson and self._gap_column >= BLOCK:
             self._refill_gaps()
@@ -856,15 +981,25 @@ class Engine:
         self._need[:] = 0.0
         _next_observed(
             *self._draw_blocks, self._gap_column, self._draw_column, *self._draw_args, *self._observe_args,
-            with_evaluate, self._out_snapshot, self._out_evaluate,
+            evaluate, self._out_snapshot, self._evaluation,
         )  # fmt: skip
-        self._snapshot_fresh, self._evaluate_fresh = True, with_evaluate
-        if with_evaluate and self._need[0] > 0:  # the evaluation met the end of a schedule: once more, longer
-            self._evaluate_fresh = False
-            self.evaluate()
+        self._evaluated(evaluate)
         if self.poisson:
             self._gap_column += 1
         self._draw_column += 1
+
+    def _evaluated(self, evaluate: int) -> None:
+        """Mark the new requests' snapshot and ``evaluate``'s result fresh, or redo the evaluation if it met the
+        end of an on/off schedule (the kernel's result is then void: once more, with longer schedules)."""
+        self._snapshot_fresh = True
+        self._evaluate_fresh = evaluate == EVALUATE_ALL
+        self._best_fresh = evaluate == EVALUATE_BEST
+        if evaluate != EVALUATE_NONE and self._need[0] > 0:
+            self._evaluate_fresh = self._best_fresh = False
+            if evaluate == EVALUATE_ALL:
+                self.evaluate()
+            else:
+                self.best()
 
     @property
     def payload_z(self) -> np.ndarray:
@@ -890,7 +1025,7 @@ class Engine:
             )
         else:
             self.request_payload_bits[:] = self.input_bits
-        self._snapshot_fresh = self._evaluate_fresh = False
+        self._snapshot_fresh = self._evaluate_fresh = self._best_fresh = False
 
     def set_noise(self, tiers: np.ndarray, z: np.ndarray) -> None:
         """Replace each replicate's compute-noise draw on one tier (``tiers``, ``z``: shape (B,))."""
@@ -898,7 +1033,7 @@ class Engine:
         self.request_z[rows, tiers] = z
         sigma = self.sigma[rows, self.request_user, tiers]  # (B, n_variants)
         self.request_noise[rows, tiers] = np.exp(sigma * np.asarray(z, dtype=float)[:, None])
-        self._evaluate_fresh = False
+        self._evaluate_fresh = self._best_fresh = False
 
     def snapshot(self) -> np.ndarray:
         """Measurements at every replicate's request, shape (B, 6), columns :data:`SNAPSHOT_COLUMNS`.
@@ -924,10 +1059,25 @@ class Engine:
                 self._evaluate_fresh = True
         return self._out_evaluate
 
-    def serve(self, actions: np.ndarray, then_next: bool = False, with_evaluate: bool = False) -> np.ndarray:
+    def best(self) -> tuple[np.ndarray, np.ndarray]:
+        """The clairvoyant best valid action of every replicate's request and its response time (ms), shape (B,)
+        each: ``argmin`` of :meth:`evaluate` over the request's valid actions (:attr:`kind_allowed`; the first
+        on ties), without evaluating the actions a lower bound rules out. Reused by later calls."""
+        while not self._best_fresh:
+            self._need[:] = 0.0
+            _best_batch(*self._best_args)
+            if self._need[0] > 0:  # an on/off schedule is too short: extend it and evaluate again
+                self._extend_schedules()
+            else:
+                self._best_fresh = True
+        return self._out_best_action, self._out_best_ms
+
+    def serve(
+        self, actions: np.ndarray, then_next: bool = False, evaluate: int = EVALUATE_NONE
+    ) -> np.ndarray:
         """Serve every replicate's request with its action (int64, shape (B,)); update the state.
 
-        With ``then_next``, also :meth:`next_requests` (``with_evaluate`` as there) in the same compiled call:
+        With ``then_next``, also :meth:`next_requests` (``evaluate`` as there) in the same compiled call:
         the same draws in the same order, one call instead of two.
 
         Returns the parts and total of each response time, shape (B, 8), columns :data:`BREAKDOWN_COLUMNS`
@@ -939,19 +1089,22 @@ class Engine:
             self._refill_gaps()
         if then_next and self._draw_column >= BLOCK:
             self._refill_draws()
-        if then_next:
+        if then_next and not 0 <= self._draw_column - self._noise_from < _NOISE_COLUMNS:
             self._fill_noise()
-        self._snapshot_fresh = self._evaluate_fresh = False
+        self._snapshot_fresh = self._evaluate_fresh = self._best_fresh = False
         first = 0
         while True:
             self._need[:] = 0.0
             if then_next:
-                # the arguments are prebuilt by _bind (the per-request path makes this call on every request)
-                serve_args, draw_args, class_args, out_args = self._then_next_args
-                first = _serve_then_next(
-                    first, actions, *serve_args, self._gap_column, *draw_args, self._draw_column, *class_args,
-                    with_evaluate, *out_args,
-                )  # fmt: skip
+                args = self._then_next_args  # prebuilt by _bind
+                gap_slot, draw_slot, evaluate_slot = _THEN_NEXT_SLOTS
+                args[0], args[1] = first, actions
+                args[gap_slot], args[draw_slot], args[evaluate_slot] = (
+                    self._gap_column,
+                    self._draw_column,
+                    evaluate,
+                )
+                first = _serve_then_next(*args)
             else:
                 gaps = self._gaps if closed_loop else self._no_gaps
                 first = _serve_batch(
@@ -968,10 +1121,7 @@ class Engine:
             self._gap_column += 1
         if then_next:
             self._draw_column += 1
-            self._snapshot_fresh, self._evaluate_fresh = True, with_evaluate
-            if with_evaluate and self._need[0] > 0:  # the next request's evaluation met a schedule's end
-                self._evaluate_fresh = False
-                self.evaluate()
+            self._evaluated(evaluate)
         return self._out_serve
 
     def _grow_done_lists(self) -> None:

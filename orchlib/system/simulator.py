@@ -32,13 +32,23 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from orchlib.system import dynamics, latency, payloads
-from orchlib.system.engine import CLOUD, EDGE, END, TOTAL_COLUMN, Engine, engine_compute_ms
+from orchlib.system.engine import (
+    CLOUD,
+    EDGE,
+    END,
+    EVALUATE_ALL,
+    EVALUATE_BEST,
+    EVALUATE_NONE,
+    TOTAL_COLUMN,
+    Engine,
+    engine_compute_ms,
+)
 from orchlib.system.profiles import (
     DataError,
     load_decode_profile,
@@ -362,15 +372,24 @@ class Simulator:
             engine.replicate_generators(seed, n)[i])``).
         evaluate_ahead: draw the next request, its snapshot and its evaluation in the same compiled call as
             :meth:`serve` (same numbers, less overhead when every request is evaluated, as the env's oracle
-            does); scripted :meth:`make_request` is then refused.
+            does): ``True`` or ``"all"`` evaluates every action (:meth:`evaluate`), ``"best"`` finds the best
+            valid action only (:meth:`best`); scripted :meth:`make_request` is then refused.
     """
 
     def __init__(
-        self, system: System, rng: np.random.Generator | int | None = None, *, evaluate_ahead: bool = False
+        self,
+        system: System,
+        rng: np.random.Generator | int | None = None,
+        *,
+        evaluate_ahead: bool | Literal["all", "best"] = False,
     ) -> None:
         self.system = system
-        #: evaluate every action when the request is drawn (one compiled call instead of two; for the oracle).
+        modes = {False: EVALUATE_NONE, True: EVALUATE_ALL, "all": EVALUATE_ALL, "best": EVALUATE_BEST}
+        if not any(evaluate_ahead is k or (isinstance(k, str) and evaluate_ahead == k) for k in modes):
+            raise ValueError(f"evaluate_ahead must be False, True, 'all' or 'best', got {evaluate_ahead!r}")
+        #: evaluate when the request is drawn (one compiled call instead of two; for the oracle).
         self.evaluate_ahead = evaluate_ahead
+        self._ahead = modes[evaluate_ahead]
         self._requirement_pct = system.requirement_pct.tolist()
         self._n_classes = len(self._requirement_pct)
         self._n_actions = system.n_actions
@@ -437,7 +456,7 @@ class Simulator:
         if self._drawn:  # serve() drew it already (evaluate_ahead)
             self._drawn = False
         else:
-            engine.next_requests(self.evaluate_ahead)
+            engine.next_requests(self._ahead)
         k = int(engine.request_class[0])
         z = engine.request_z[0].tolist()
         request = Request(
@@ -510,9 +529,18 @@ class Simulator:
         row = self._engine.snapshot()[0].tolist()
         t, user = request.time_ms, request.user
         access_mbps = self.access_estimate_mbps(t) if self._estimated else row[0]
-        finished = [entry for entry in self._history[user] if entry[0] <= t]
-        recent = [entry[1] for entry in finished[-5:]]
-        slowdowns = [entry[2] for entry in finished if entry[2] > 0]
+        # the last (up to) 5 requests that had finished by t, and the last on-device slowdown among them, read
+        # from the newest entry back (entries are in service order, not completion order: each is checked)
+        recent: list[float] = []  # newest first
+        slowdown = 0.0
+        for done_ms, latency_ms, entry_slowdown in reversed(self._history[user]):
+            if done_ms <= t:
+                if len(recent) < 5:
+                    recent.append(latency_ms)
+                if slowdown == 0.0 and entry_slowdown > 0:
+                    slowdown = entry_slowdown
+                if slowdown > 0 and len(recent) == 5:
+                    break
         # positional (in Snapshot's field order): keywords cost more, and this runs on every request
         return Snapshot(
             access_mbps,
@@ -522,8 +550,8 @@ class Simulator:
             int(row[4]),
             int(row[5]),
             self.user_class[user],
-            sum(recent) / len(recent) if recent else 0.0,
-            slowdowns[-1] if slowdowns else 1.0,
+            sum(reversed(recent)) / len(recent) if recent else 0.0,  # added oldest first, as they happened
+            slowdown if slowdown > 0 else 1.0,
         )
 
     def access_estimate_mbps(self, t_ms: float) -> float:
@@ -603,6 +631,15 @@ class Simulator:
         self._check_current(request, "evaluate")
         return self._engine.evaluate()[0].copy()
 
+    def best(self, request: Request) -> tuple[int, float]:
+        """The clairvoyant best action among the current request's valid ones (:meth:`mask`) and its response
+        time (ms): ``argmin`` of :meth:`evaluate` over them (the first on ties), computed without evaluating the
+        actions a lower bound rules out (``Engine.best``)."""
+        if request is not self._pending:
+            self._check_current(request, "best")
+        action, ms = self._engine.best()
+        return int(action[0]), float(ms[0])
+
     def serve(self, request: Request, action: int) -> Breakdown:
         """Serve the current request with ``action`` (tier x variant), update the state, return its breakdown.
 
@@ -626,9 +663,9 @@ class Simulator:
         self._action[0] = action
         # the payload this request sends (the engine's request arrays hold the next request after the call)
         payload_bits = float(self._engine.request_payload_bits[0, action % self._n_variants])
-        ahead = self.evaluate_ahead
-        parts = self._engine.serve(self._action, then_next=ahead, with_evaluate=ahead)[0].tolist()
-        self._drawn = ahead
+        ahead = self._ahead
+        parts = self._engine.serve(self._action, then_next=ahead != EVALUATE_NONE, evaluate=ahead)[0].tolist()
+        self._drawn = ahead != EVALUATE_NONE
         self._record(request, action, parts, payload_bits)
         self.n_served += 1
         self._pending = None
