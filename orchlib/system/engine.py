@@ -43,11 +43,12 @@ stream stays the ideal world's.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 
 import numba
 import numpy as np
+from numba.experimental import structref
+from numba.extending import overload
 
 from orchlib.system import dynamics, payloads
 from orchlib.system.latency import BITS_PER_BYTE, link_rate_mbps, link_transfer_ms
@@ -545,40 +546,90 @@ def _next_observed(
 
 
 @numba.njit(cache=True)
-def _serve_then_next(
-    first, actions, time_ms, user, z, payload_bits,
-    device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
-    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-    next_arrival, closed_loop, gaps, gap_column, mean_gap_ms, serve_out,
-    poisson, uniforms, normals, draw_column, class_cdf, input_bits, requirement_class,
-    evaluate_mode, snapshot_out, evaluation,
-):
-    """:func:`_serve_batch`, then :func:`_next_observed`, in one call (the per-request path's step)."""
+def _serve_then_next(s, first, actions, gap_column, draw_column, evaluate_mode):
+    """:func:`_serve_batch`, then :func:`_next_observed`, in one call (the per-request path's step).
+
+    ``s`` is a :class:`StepState` holding every other argument of the two (the same objects on every call).
+    The on/off schedules' request flag is cleared here (:meth:`Engine.serve` clears it before the other calls).
+    """
+    need = s.world[8]
+    need[0], need[1] = 0.0, 0.0
     failed = _serve_batch(
-        first, actions, time_ms, user, z, payload_bits,
-        device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
-        median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-        next_arrival, closed_loop, gaps, gap_column, mean_gap_ms, serve_out,
+        first, actions, s.time_ms, s.user, s.z, s.payload_bits,
+        s.device_free, s.access_free, s.wan_free, s.edge_workers, s.cloud_workers, s.edge_done, s.cloud_done,
+        s.median, s.sigma, s.result_bits, s.links, s.link_sizes, s.link_constant, s.half_access_rtt,
+        s.half_wan_rtt, s.world, s.next_arrival, s.closed_loop, s.gaps, gap_column, s.mean_gap_ms, s.serve_out,
     )
     if failed >= 0:
         return failed
     _next_observed(
-        next_arrival, poisson, gaps, uniforms, normals, gap_column, draw_column, mean_gap_ms, class_cdf, input_bits,
-        time_ms, user, requirement_class, z, payload_bits,
-        device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
-        median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-        evaluate_mode, snapshot_out, evaluation,
+        s.next_arrival, s.poisson, s.gaps, s.uniforms, s.normals, gap_column, draw_column, s.mean_gap_ms,
+        s.class_cdf, s.input_bits, s.time_ms, s.user, s.requirement_class, s.z, s.payload_bits,
+        s.device_free, s.access_free, s.wan_free, s.edge_workers, s.cloud_workers, s.edge_done, s.cloud_done,
+        s.median, s.sigma, s.result_bits, s.links, s.link_sizes, s.link_constant, s.half_access_rtt,
+        s.half_wan_rtt, s.world, evaluate_mode, s.snapshot_out, s.evaluation,
     )
     return -1
 
 
 # fmt: on
 
-#: :func:`_serve_then_next`'s parameters, and where the ones that change on every call are in its argument list.
-_THEN_NEXT_PARAMETERS = tuple(inspect.signature(_serve_then_next.py_func).parameters)
-_THEN_NEXT_SLOTS = tuple(
-    _THEN_NEXT_PARAMETERS.index(name) for name in ("gap_column", "draw_column", "evaluate_mode")
-)
+# ---------------------------------------------------------------------------------------------------------
+# The per-request step's arguments in one object
+#
+# The dispatcher of a compiled function checks and unboxes every argument on every call, about 65 ns per array:
+# with its ~50 arrays the per-request step spent about 3.5 us of its 20 us there. A StructRef holding them is
+# one argument (numba.experimental.structref; its fields are the same NumPy buffers, so the kernels' in-place
+# updates are seen by the Engine's arrays, and it is rebuilt whenever one of them is replaced).
+
+#: the fields of :class:`StepState`, in the order :func:`_step_state` takes them (``_serve_then_next``'s names).
+STEP_STATE_FIELDS = (
+    "time_ms", "user", "z", "payload_bits",
+    "device_free", "access_free", "wan_free", "edge_workers", "cloud_workers", "edge_done", "cloud_done",
+    "median", "sigma", "result_bits", "links", "link_sizes", "link_constant", "half_access_rtt", "half_wan_rtt",
+    "world", "next_arrival", "closed_loop", "gaps", "mean_gap_ms", "serve_out",
+    "poisson", "uniforms", "normals", "class_cdf", "input_bits", "requirement_class", "snapshot_out", "evaluation",
+)  # fmt: skip
+
+
+@structref.register
+class StepStateType(numba.types.StructRef):
+    """numba's type of :class:`StepState` (fields typed from the values it is built with)."""
+
+    def preprocess_fields(self, fields):
+        return tuple((name, numba.types.unliteral(typ)) for name, typ in fields)
+
+
+class StepState(structref.StructRefProxy):
+    """The arguments of the per-request step kernel that are the same objects on every call (see above)."""
+
+
+structref.define_boxing(StepStateType, StepState)
+
+
+def _pack_step_state(values):  # pragma: no cover - compiled only (the overload below)
+    raise NotImplementedError
+
+
+@overload(_pack_step_state)
+def _pack_step_state_impl(values):
+    state_type = StepStateType(list(zip(STEP_STATE_FIELDS, values.types, strict=True)))
+    # one assignment per field (a StructRef's fields are set by name); generated, as numba's own constructors are
+    lines = [f"    state.{name} = values[{k}]" for k, name in enumerate(STEP_STATE_FIELDS)]
+    source = (
+        "def impl(values):\n    state = structref.new(state_type)\n"
+        + "\n".join(lines)
+        + "\n    return state\n"
+    )
+    namespace = {"structref": structref, "state_type": state_type}
+    exec(source, namespace)  # a fixed source, built from the constant field names above
+    return namespace["impl"]
+
+
+@numba.njit(cache=True)
+def _step_state(values):
+    """A :class:`StepState` of ``values`` (a tuple in :data:`STEP_STATE_FIELDS` order)."""
+    return _pack_step_state(values)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -928,30 +979,9 @@ class Engine:
             *rules,
             self.next_arrival_ms,
         )
-        # _serve_then_next's arguments, as one list whose changing entries (the first replicate, the actions, the
-        # two draw columns and what to evaluate) are set in place before each call: the per-request path makes
-        # this call on every request, and building the argument tuple anew cost more than the rest of serve()
-        self._then_next_args = [
-            0,
-            None,
-            *self._serve_args,
-            not self.poisson,
-            self._gaps,
-            0,
-            self.mean_gap_ms,
-            self._out_serve,
-            self.poisson,
-            self._uniforms,
-            self._normals,
-            0,
-            self.class_cdf,
-            self._draws,
-            self.request_class,
-            EVALUATE_NONE,
-            self._out_snapshot,
-            self._evaluation,
-        ]
-        assert len(self._then_next_args) == len(_THEN_NEXT_PARAMETERS)
+        # the per-request step's StructRef (built when serve(then_next=True) first needs it: the batched path
+        # never does)
+        self._step_state: StepState | None = None
         self._best_args = (
             self.request_time_ms,
             self.request_user,
@@ -966,6 +996,44 @@ class Engine:
             self._out_best_ms,
         )
         self._snapshot_fresh = self._evaluate_fresh = self._best_fresh = False
+
+    def _pack_step_state(self) -> StepState:
+        values = {
+            "time_ms": self.request_time_ms,
+            "user": self.request_user,
+            "z": self.request_z,
+            "payload_bits": self.request_payload_bits,
+            "device_free": self.device_free_ms,
+            "access_free": self.access_free_ms,
+            "wan_free": self.wan_free_ms,
+            "edge_workers": self.edge_workers_ms,
+            "cloud_workers": self.cloud_workers_ms,
+            "edge_done": self.edge_done_ms,
+            "cloud_done": self.cloud_done_ms,
+            "median": self.median_ms,
+            "sigma": self.request_noise,
+            "result_bits": self.result_bits,
+            "links": self.links,
+            "link_sizes": self.link_sizes,
+            "link_constant": self.link_constant,
+            "half_access_rtt": float(self.half_access_rtt),
+            "half_wan_rtt": float(self.half_wan_rtt),
+            "world": self.world,
+            "next_arrival": self.next_arrival_ms,
+            "closed_loop": not self.poisson,
+            "gaps": self._gaps,
+            "mean_gap_ms": float(self.mean_gap_ms),
+            "serve_out": self._out_serve,
+            "poisson": self.poisson,
+            "uniforms": self._uniforms,
+            "normals": self._normals,
+            "class_cdf": self.class_cdf,
+            "input_bits": self._draws,
+            "requirement_class": self.request_class,
+            "snapshot_out": self._out_snapshot,
+            "evaluation": self._evaluation,
+        }
+        return _step_state(tuple(values[name] for name in STEP_STATE_FIELDS))
 
     def next_requests(self, evaluate: int = EVALUATE_NONE) -> None:
         """Every replicate's next request (in time order over its users) into the request arrays.
@@ -1094,18 +1162,14 @@ class Engine:
         self._snapshot_fresh = self._evaluate_fresh = self._best_fresh = False
         first = 0
         while True:
-            self._need[:] = 0.0
             if then_next:
-                args = self._then_next_args  # prebuilt by _bind
-                gap_slot, draw_slot, evaluate_slot = _THEN_NEXT_SLOTS
-                args[0], args[1] = first, actions
-                args[gap_slot], args[draw_slot], args[evaluate_slot] = (
-                    self._gap_column,
-                    self._draw_column,
-                    evaluate,
+                if self._step_state is None:
+                    self._step_state = self._pack_step_state()
+                first = _serve_then_next(
+                    self._step_state, first, actions, self._gap_column, self._draw_column, evaluate
                 )
-                first = _serve_then_next(*args)
             else:
+                self._need[:] = 0.0
                 gaps = self._gaps if closed_loop else self._no_gaps
                 first = _serve_batch(
                     first, actions, *self._serve_args, closed_loop, gaps, self._gap_column if closed_loop else 0,

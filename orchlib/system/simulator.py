@@ -437,11 +437,18 @@ class Simulator:
         self._uploads_dropped = 0
         spec = self.system.scenario.bandwidth_estimate
         self._uploads_kept = max(_UPLOADS_KEPT, spec.window if spec is not None else 0)
-        # each user's last served requests (completion time, response time, on-device slowdown): the snapshot
-        # reads the last 16, so no more are kept (memory stays bounded on long runs)
-        self._history: list[collections.deque[tuple[float, float, float]]] = [
+        # each user's last served requests (completion time, response time): the snapshot reads the last 16, so
+        # no more are kept (memory stays bounded on long runs)
+        self._history: list[collections.deque[tuple[float, float]]] = [
             collections.deque(maxlen=HISTORY_DEPTH) for _ in range(n_users)
         ]
+        # of those, the ones served on the device, with their place in the user's history (the count of the
+        # user's requests served before) and on-device slowdown: the snapshot's device-load tracker reads the
+        # newest finished one among the last 16 entries without walking past the requests served elsewhere
+        self._device_runs: list[collections.deque[tuple[int, float, float]]] = [
+            collections.deque(maxlen=HISTORY_DEPTH) for _ in range(n_users)
+        ]
+        self._n_user_served = [0] * n_users
 
     @property
     def _cotenant(self) -> dynamics.OnOffSchedule | None:
@@ -529,18 +536,23 @@ class Simulator:
         row = self._engine.snapshot()[0].tolist()
         t, user = request.time_ms, request.user
         access_mbps = self.access_estimate_mbps(t) if self._estimated else row[0]
-        # the last (up to) 5 requests that had finished by t, and the last on-device slowdown among them, read
-        # from the newest entry back (entries are in service order, not completion order: each is checked)
+        # the last (up to) 5 of the user's last 16 requests that had finished by t, and the newest on-device
+        # slowdown among those 16 that had finished, read from the newest entry back (entries are in service
+        # order, not completion order: each is checked)
         recent: list[float] = []  # newest first
-        slowdown = 0.0
-        for done_ms, latency_ms, entry_slowdown in reversed(self._history[user]):
+        for done_ms, latency_ms in reversed(self._history[user]):
             if done_ms <= t:
-                if len(recent) < 5:
-                    recent.append(latency_ms)
-                if slowdown == 0.0 and entry_slowdown > 0:
-                    slowdown = entry_slowdown
-                if slowdown > 0 and len(recent) == 5:
+                recent.append(latency_ms)
+                if len(recent) == 5:
                     break
+        slowdown = 1.0
+        window_start = self._n_user_served[user] - HISTORY_DEPTH
+        for place, done_ms, device_slowdown in reversed(self._device_runs[user]):
+            if place < window_start:
+                break
+            if done_ms <= t:
+                slowdown = device_slowdown
+                break
         # positional (in Snapshot's field order): keywords cost more, and this runs on every request
         return Snapshot(
             access_mbps,
@@ -551,7 +563,7 @@ class Simulator:
             int(row[5]),
             self.user_class[user],
             sum(reversed(recent)) / len(recent) if recent else 0.0,  # added oldest first, as they happened
-            slowdown if slowdown > 0 else 1.0,
+            slowdown,
         )
 
     def access_estimate_mbps(self, t_ms: float) -> float:
@@ -614,8 +626,12 @@ class Simulator:
                 del self._upload_done_ms[:kept], self._upload_mbps[:kept]
                 self._uploads_dropped += kept
                 self._estimate_for = max(-1, self._estimate_for - kept)
-        total = parts[TOTAL_COLUMN]
-        self._history[request.user].append((request.time_ms + total, total, slowdown))
+        total, user = parts[TOTAL_COLUMN], request.user
+        done_ms = request.time_ms + total
+        self._history[user].append((done_ms, total))
+        if slowdown > 0:  # served on the device
+            self._device_runs[user].append((self._n_user_served[user], done_ms, slowdown))
+        self._n_user_served[user] += 1
 
     def compute_ms(self, request: Request) -> np.ndarray:
         """This request's compute time for every (tier, variant), shape (3, n_variants)."""
@@ -662,7 +678,9 @@ class Simulator:
             )
         self._action[0] = action
         # the payload this request sends (the engine's request arrays hold the next request after the call)
-        payload_bits = float(self._engine.request_payload_bits[0, action % self._n_variants])
+        n_variants = self._n_variants
+        on_device = action < n_variants
+        payload_bits = 0.0 if on_device else float(self._engine.request_payload_bits[0, action % n_variants])
         ahead = self._ahead
         parts = self._engine.serve(self._action, then_next=ahead != EVALUATE_NONE, evaluate=ahead)[0].tolist()
         self._drawn = ahead != EVALUATE_NONE
