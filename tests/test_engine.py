@@ -162,6 +162,9 @@ def test_drawing_ahead_in_the_serve_call_changes_no_number(which) -> None:
         # an action the request's device and tiers can run (the grounded world has unrunnable ones)
         runnable = np.flatnonzero(np.isfinite(evaluated))
         action = int(runnable[int(u * runnable.size)])
+        assert plain.best(requests[0]) == ahead.best(
+            requests[1]
+        )  # the masked best, also when all are evaluated
         assert plain.serve(requests[0], action) == ahead.serve(requests[1], action)
     with pytest.raises(RuntimeError, match="evaluate_ahead"):
         ahead.make_request(1e9, user=0)

@@ -18,7 +18,10 @@
 * :func:`_next_request` -- the next request in time order over the users of one replicate.
 
 Every entry point is a loop of these over replicates (and actions): ``serve`` = respond + commit,
-``evaluate`` = respond for every action (the clairvoyant oracle, one call for all actions and replicates).
+``evaluate`` = respond for every action (the clairvoyant oracle, one call for all actions and replicates),
+``best`` = the same over a request's valid actions, skipping those a lower bound rules out (the env's oracle info).
+The per-request path's step (serve, then draw and observe the next request) is one compiled call whose
+arguments travel in one :class:`StepState`.
 :class:`~orchlib.system.simulator.Simulator` (per request, used by the Gymnasium env) is the ``B = 1`` view and
 :class:`~orchlib.study.batch.BatchSimulator` the ``B``-replicate view of this engine.
 
@@ -361,88 +364,109 @@ def _evaluate_replicate(
     ``out`` (n_actions; ``inf`` where not allowed or not runnable); returns ``(action, ms)`` of the best one
     (the lowest total, the first action on ties, as ``argmin``; ``(0, inf)`` when none is finite).
 
-    With ``prune``, an edge or cloud action is not evaluated (its ``out`` entry is left as it is) when a
-    lower bound of its total already exceeds the best so far: the bound adds the same parts left to right with
-    the queueing wait and the download set to 0 and the WAN leg's wait and upload left out, and rounding is
-    monotone, so the bound never exceeds the total and the best is exactly the unpruned one.
+    With ``prune``, only the best is computed (``out`` is scratch): the end tier's actions are evaluated first,
+    then the edge and cloud actions in increasing order of a lower bound of their total, until the next bound
+    exceeds the best so far. The bound adds the same parts left to right with the queueing wait and the
+    download set to 0 and the WAN leg's wait and upload left out; rounding is monotone, so the bound never
+    exceeds the total and the best is exactly the unpruned one (first on ties included).
     """
     n_variants = result_bits.size
-    cot_switch, cot_count, occupied, need, overhead = world[5], world[6], world[7], world[8], world[10]
     t, u = time_ms[b], user[b]
     factor = _device_factor(b, u, max(t, device_free[b, u]), device_free, world)[0]
+    overhead = world[10]
     best_a, best = 0, np.inf
     last_payload, link_start, upload = -1.0, 0.0, 0.0
     for v in range(n_variants):
         for tier in range(3):
             a = tier * n_variants + v
+            out[a] = np.inf
             if not allowed[a]:
-                out[a] = np.inf
                 continue
             compute = _compute(median[b], sigma[b], u, tier, v)
             if tier == END and factor != 1.0:
                 compute *= factor
             if compute == np.inf:  # the tier or device cannot run this variant
-                out[a] = np.inf
                 continue
             payload = payload_bits[b, v]
             if tier != END and payload != last_payload:
                 # the access upload is the same for the edge and the cloud, and for variants of equal payload
                 link_start, upload = _uplink(payload, t, access_free[b], links, link_sizes, link_constant)
                 last_payload = payload
-            if prune and tier != END:
+            if prune and tier != END:  # its lower bound, for the second pass
                 propagation = 2 * half_access_rtt
                 if tier == CLOUD:
                     propagation += 2 * half_wan_rtt
-                bound = _total(link_start - t, upload, propagation, 0.0, compute, 0.0, overhead[tier])
-                if bound > best or (bound == best and a > best_a):
-                    continue
-            parts = _respond(
-                tier, compute, payload, result_bits[v], t,
-                link_start, upload, device_free[b, u], wan_free[b], edge_workers[b], cloud_workers[b],
-                cot_switch[b], cot_count[b], occupied[0], need,
-                links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+                out[a] = _total(link_start - t, upload, propagation, 0.0, compute, 0.0, overhead[tier])
+                continue
+            total = _respond_total(
+                b, tier, v, compute, payload, t, link_start, upload,
+                device_free[b, u], wan_free, edge_workers, cloud_workers,
+                result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
             )
-            total = _total(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], overhead[tier])
             out[a] = total
             if total < best or (total == best and a < best_a):
                 best_a, best = a, total
+    while prune:  # the edge and cloud actions, lowest bound first (the lowest action on equal bounds)
+        a, bound = -1, np.inf
+        for k in range(n_variants, out.size):
+            if out[k] < bound:
+                a, bound = k, out[k]
+        if a < 0 or bound > best or (bound == best and a > best_a):
+            break  # no action left can beat the best
+        out[a] = np.inf  # taken
+        tier, v = a // n_variants, a % n_variants
+        payload = payload_bits[b, v]
+        link_start, upload = _uplink(payload, t, access_free[b], links, link_sizes, link_constant)
+        total = _respond_total(
+            b, tier, v, _compute(median[b], sigma[b], u, tier, v), payload, t, link_start, upload,
+            device_free[b, u], wan_free, edge_workers, cloud_workers,
+            result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
+        )
+        if total < best or (total == best and a < best_a):
+            best_a, best = a, total
     return best_a, best
+
+
+@numba.njit(cache=True, inline="always")
+def _respond_total(
+    b, tier, v, compute, payload, t, link_start, upload,
+    device_free_ms, wan_free, edge_workers, cloud_workers,
+    result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
+):
+    """The response time :func:`_respond` and :func:`_total` give replicate ``b``'s request on ``tier`` with
+    variant ``v`` (its compute time, access-uplink slot and when the user's device is free given)."""
+    cot_switch, cot_count, occupied, need, overhead = world[5], world[6], world[7], world[8], world[10]
+    parts = _respond(
+        tier, compute, payload, result_bits[v], t,
+        link_start, upload, device_free_ms, wan_free[b], edge_workers[b], cloud_workers[b],
+        cot_switch[b], cot_count[b], occupied[0], need,
+        links, link_sizes, link_constant, half_access_rtt, half_wan_rtt,
+    )
+    return _total(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], overhead[tier])
 
 
 @numba.njit(cache=True)
 def _evaluate_batch(
-    time_ms, user, z, payload_bits,
-    device_free, access_free, wan_free, edge_workers, cloud_workers,
-    median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world, out,
-):
-    """Response time (ms) of every action for every replicate's request, into ``out`` (B, n_actions)."""
-    every = np.ones(out.shape[1], dtype=np.bool_)
-    for b in range(time_ms.size):
-        _evaluate_replicate(
-            b, time_ms, user, payload_bits,
-            device_free, access_free, wan_free, edge_workers, cloud_workers,
-            median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-            every, False, out[b],
-        )
-
-
-@numba.njit(cache=True)
-def _best_batch(
     time_ms, user, payload_bits, requirement_class, user_class, kind_allowed,
     device_free, access_free, wan_free, edge_workers, cloud_workers,
     median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-    scratch, best_action, best_ms,
+    prune, out, best_action, best_ms,
 ):
-    """The clairvoyant best valid action of every replicate's request and its response time (ms), into
-    ``best_action`` and ``best_ms`` (B,): :func:`_evaluate_replicate` over the request's valid actions
-    (``kind_allowed[device class, requirement class]``), pruned; ``scratch`` (n_actions,) is overwritten."""
+    """:func:`_evaluate_replicate` for every replicate's request: the actions ``kind_allowed[device class,
+    requirement class]`` (bool, shape (n_device_classes or 1, n_classes, n_actions)) into ``out`` (B, n_actions),
+    the best one and its response time (ms) into ``best_action`` and ``best_ms`` (B,).
+
+    The one evaluation kernel: every action (:meth:`Engine.evaluate`: an all-True table, ``prune`` False) and the
+    best valid action (:meth:`Engine.best`: the valid actions, pruned) differ only in their arguments, so it is
+    compiled once (two kernels with the rules inlined in each doubled the first run's compile time).
+    """
     for b in range(time_ms.size):
         allowed = kind_allowed[user_class[b, user[b]], requirement_class[b]]
         best_action[b], best_ms[b] = _evaluate_replicate(
             b, time_ms, user, payload_bits,
             device_free, access_free, wan_free, edge_workers, cloud_workers,
             median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-            allowed, True, scratch,
+            allowed, prune, out[b],
         )
 
 
@@ -517,10 +541,10 @@ def _next_observed(
     median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
     evaluate_mode, snapshot_out, evaluation,
 ):
-    """:func:`_next_requests`, then :func:`_snapshot_batch` and, by ``evaluate_mode``, :func:`_evaluate_batch`
-    (:data:`EVALUATE_ALL`) or :func:`_best_batch` (:data:`EVALUATE_BEST`) of the new requests, in one call (the
-    state does not change between them; one call costs one dispatch). ``evaluation`` holds
-    ``(evaluate_out, user_class, kind_allowed, scratch, best_action, best_ms)``."""
+    """:func:`_next_requests`, then :func:`_snapshot_batch` and, by ``evaluate_mode``, :func:`_evaluate_batch` of
+    every action (:data:`EVALUATE_ALL`) or of the best valid one (:data:`EVALUATE_BEST`) of the new requests, in
+    one call (the state does not change between them; one call costs one dispatch). ``evaluation`` holds
+    ``(user_class, every_allowed, evaluate_out, kind_allowed, scratch, best_action, best_ms)``."""
     _next_requests(
         next_arrival, poisson, gaps, uniforms, normals, gap_column, draw_column, mean_gap_ms, class_cdf, input_bits,
         time_ms, user, requirement_class, z, payload_bits,
@@ -528,20 +552,14 @@ def _next_observed(
     _snapshot_batch(
         time_ms, user, device_free, access_free, edge_done, cloud_done, links, link_sizes, link_constant, snapshot_out
     )
-    evaluate_out, user_class, kind_allowed, scratch, best_action, best_ms = evaluation
-    if evaluate_mode == EVALUATE_ALL:
+    user_class, every_allowed, evaluate_out, kind_allowed, scratch, best_action, best_ms = evaluation
+    if evaluate_mode != EVALUATE_NONE:  # (with every action, the unmasked best lands in best_*: not read then)
+        prune = evaluate_mode == EVALUATE_BEST
         _evaluate_batch(
-            time_ms, user, z, payload_bits,
+            time_ms, user, payload_bits, requirement_class, user_class, kind_allowed if prune else every_allowed,
             device_free, access_free, wan_free, edge_workers, cloud_workers,
             median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-            evaluate_out,
-        )
-    elif evaluate_mode == EVALUATE_BEST:
-        _best_batch(
-            time_ms, user, payload_bits, requirement_class, user_class, kind_allowed,
-            device_free, access_free, wan_free, edge_workers, cloud_workers,
-            median, sigma, result_bits, links, link_sizes, link_constant, half_access_rtt, half_wan_rtt, world,
-            scratch, best_action, best_ms,
+            prune, scratch if prune else evaluate_out, best_action, best_ms,
         )
 
 
@@ -569,6 +587,20 @@ def _serve_then_next(s, first, actions, gap_column, draw_column, evaluate_mode):
         s.median, s.sigma, s.result_bits, s.links, s.link_sizes, s.link_constant, s.half_access_rtt,
         s.half_wan_rtt, s.world, evaluate_mode, s.snapshot_out, s.evaluation,
     )
+    # everything the per-request path reads after the call, in one row per replicate (one .tolist() there)
+    best_action, best_ms = s.evaluation[5], s.evaluation[6]
+    row, payload_z, served = s.step_row, s.payload_z, s.world[9]
+    for b in range(row.shape[0]):
+        for k in range(ROW_SERVED):
+            row[b, k] = s.serve_out[b, k]
+        for k in range(3):
+            row[b, ROW_SERVED + k] = served[b, k]
+            row[b, ROW_REQUEST + 3 + k] = s.z[b, k]
+        row[b, ROW_REQUEST], row[b, ROW_REQUEST + 1] = s.time_ms[b], s.user[b]
+        row[b, ROW_REQUEST + 2], row[b, ROW_REQUEST + 6] = s.requirement_class[b], payload_z[b, draw_column]
+        for k in range(6):
+            row[b, ROW_SNAPSHOT + k] = s.snapshot_out[b, k]
+        row[b, ROW_BEST], row[b, ROW_BEST + 1] = best_action[b], best_ms[b]
     return -1
 
 
@@ -584,6 +616,7 @@ def _serve_then_next(s, first, actions, gap_column, draw_column, evaluate_mode):
 
 #: the fields of :class:`StepState`, in the order :func:`_step_state` takes them (``_serve_then_next``'s names).
 STEP_STATE_FIELDS = (
+    "step_row", "payload_z",
     "time_ms", "user", "z", "payload_bits",
     "device_free", "access_free", "wan_free", "edge_workers", "cloud_workers", "edge_done", "cloud_done",
     "median", "sigma", "result_bits", "links", "link_sizes", "link_constant", "half_access_rtt", "half_wan_rtt",
@@ -658,6 +691,20 @@ SNAPSHOT_COLUMNS = (
     "edge_in_system",
     "cloud_in_system",
 )
+#: columns of :attr:`Engine.step_row`, written by the per-request step (``serve(then_next=True)``): the served
+#: request's parts and total (:data:`BREAKDOWN_COLUMNS`) and measurements (``Engine.served``), the next
+#: request, its snapshot (:data:`SNAPSHOT_COLUMNS`) and, with :data:`EVALUATE_BEST`, its best valid action.
+STEP_ROW_COLUMNS = (
+    *BREAKDOWN_COLUMNS,
+    "served_upload_start_ms", "served_upload_ms", "served_device_slowdown",
+    "time_ms", "user", "requirement_class", "z_end", "z_edge", "z_cloud", "payload_z",
+    *SNAPSHOT_COLUMNS,
+    "best_action", "best_ms",
+)  # fmt: skip
+ROW_SERVED = STEP_ROW_COLUMNS.index("served_upload_start_ms")
+ROW_REQUEST = STEP_ROW_COLUMNS.index("time_ms")
+ROW_SNAPSHOT = STEP_ROW_COLUMNS.index("access_mbps")
+ROW_BEST = STEP_ROW_COLUMNS.index("best_action")
 
 
 def engine_compute_ms(engine: Engine, user: int, z: np.ndarray) -> np.ndarray:
@@ -724,6 +771,7 @@ class Engine:
         self.kind_allowed = np.ascontiguousarray(
             system.masks[None] if s.fleet is None else system.device_masks, dtype=np.bool_
         )
+        self._every_allowed = np.ones_like(self.kind_allowed)  # what evaluate() evaluates: every action
         self.reset(rngs)
 
     def reset(self, rngs: Sequence[np.random.Generator]) -> None:
@@ -768,7 +816,9 @@ class Engine:
         self._out_evaluate = np.empty((b, self.system.n_actions))
         self._out_best_action = np.zeros(b, dtype=np.int64)
         self._out_best_ms = np.zeros(b)
-        self._scratch = np.empty(self.system.n_actions)
+        self._scratch = np.empty((b, self.system.n_actions))
+        #: what the per-request step wrote, one row per replicate (columns :data:`STEP_ROW_COLUMNS`).
+        self.step_row = np.zeros((b, len(STEP_ROW_COLUMNS)))
         self._no_gaps = np.zeros((b, 1))
         self._bind()
 
@@ -962,14 +1012,32 @@ class Engine:
             self.link_constant,
             self._out_snapshot,
         )
-        self._evaluate_args = (*request, *resources, *rules, self._out_evaluate)
         self._evaluation = (
-            self._out_evaluate,
             self.user_class,
+            self._every_allowed,
+            self._out_evaluate,
             self.kind_allowed,
             self._scratch,
             self._out_best_action,
             self._out_best_ms,
+        )
+        evaluate_inputs = (
+            self.request_time_ms,
+            self.request_user,
+            self.request_payload_bits,
+            self.request_class,
+            self.user_class,
+        )
+        # every action (the best of them, unmasked, into arrays of its own: a fresh best() stays as it is)
+        self._evaluate_args = (
+            *evaluate_inputs,
+            self._every_allowed,
+            *resources,
+            *rules,
+            False,
+            self._out_evaluate,
+            np.zeros_like(self._out_best_action),
+            np.zeros_like(self._out_best_ms),
         )
         self._serve_args = (
             *request,
@@ -983,14 +1051,11 @@ class Engine:
         # never does)
         self._step_state: StepState | None = None
         self._best_args = (
-            self.request_time_ms,
-            self.request_user,
-            self.request_payload_bits,
-            self.request_class,
-            self.user_class,
+            *evaluate_inputs,
             self.kind_allowed,
             *resources,
             *rules,
+            True,
             self._scratch,
             self._out_best_action,
             self._out_best_ms,
@@ -999,6 +1064,8 @@ class Engine:
 
     def _pack_step_state(self) -> StepState:
         values = {
+            "step_row": self.step_row,
+            "payload_z": self._payload_z,
             "time_ms": self.request_time_ms,
             "user": self.request_user,
             "z": self.request_z,
@@ -1067,7 +1134,8 @@ class Engine:
             if evaluate == EVALUATE_ALL:
                 self.evaluate()
             else:
-                self.best()
+                action, ms = self.best()
+                self.step_row[:, ROW_BEST], self.step_row[:, ROW_BEST + 1] = action, ms
 
     @property
     def payload_z(self) -> np.ndarray:
@@ -1133,7 +1201,7 @@ class Engine:
         on ties), without evaluating the actions a lower bound rules out. Reused by later calls."""
         while not self._best_fresh:
             self._need[:] = 0.0
-            _best_batch(*self._best_args)
+            _evaluate_batch(*self._best_args)
             if self._need[0] > 0:  # an on/off schedule is too short: extend it and evaluate again
                 self._extend_schedules()
             else:

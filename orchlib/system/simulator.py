@@ -45,6 +45,10 @@ from orchlib.system.engine import (
     EVALUATE_ALL,
     EVALUATE_BEST,
     EVALUATE_NONE,
+    ROW_BEST,
+    ROW_REQUEST,
+    ROW_SERVED,
+    ROW_SNAPSHOT,
     TOTAL_COLUMN,
     Engine,
     engine_compute_ms,
@@ -407,7 +411,9 @@ class Simulator:
         self._clear()
 
     def _clear(self) -> None:
-        self._drawn = False  # the engine holds the next request already (drawn with the last serve)
+        # with evaluate_ahead: the engine's step row after the last serve (the next request drawn, its snapshot
+        # and best action), as a list; None when the next request is not drawn yet
+        self._row: list[float] | None = None
         self.n_served = 0
         self._pending: Request | None = None
         self._last_time_ms = 0.0
@@ -460,10 +466,21 @@ class Simulator:
         if self._pending is not None:
             raise RuntimeError("serve() the current request before asking for the next one")
         engine = self._engine
-        if self._drawn:  # serve() drew it already (evaluate_ahead)
-            self._drawn = False
-        else:
-            engine.next_requests(self._ahead)
+        row = self._row
+        if row is not None:  # serve() drew it already (evaluate_ahead): read from the step's row
+            k = int(row[ROW_REQUEST + 2])
+            request = Request(
+                self.n_served,
+                int(row[ROW_REQUEST + 1]),
+                row[ROW_REQUEST],
+                k,
+                self._requirement_pct[k],
+                (row[ROW_REQUEST + 3], row[ROW_REQUEST + 4], row[ROW_REQUEST + 5]),
+                row[ROW_REQUEST + 6],
+            )
+            self._pending = request
+            return request
+        engine.next_requests(self._ahead)
         k = int(engine.request_class[0])
         z = engine.request_z[0].tolist()
         request = Request(
@@ -533,7 +550,8 @@ class Simulator:
         """Measurements available to an orchestrator at the (current) request's arrival (L8, H4, H5)."""
         if request is not self._pending:
             self._check_current(request, "snapshot")
-        row = self._engine.snapshot()[0].tolist()
+        row = self._row
+        row = self._engine.snapshot()[0].tolist() if row is None else row[ROW_SNAPSHOT : ROW_SNAPSHOT + 6]
         t, user = request.time_ms, request.user
         access_mbps = self.access_estimate_mbps(t) if self._estimated else row[0]
         # the last (up to) 5 of the user's last 16 requests that had finished by t, and the newest on-device
@@ -614,10 +632,12 @@ class Simulator:
             "cotenant_on": bool(cotenant is not None and dynamics.is_on(cotenant.covering(t), t)),
         }
 
-    def _record(self, request: Request, action: int, parts: list[float], payload_bits: float) -> None:
+    def _record(
+        self, request: Request, action: int, parts: list[float], served: list[float], payload_bits: float
+    ) -> None:
         """The orchestrator's measurements of a served request: the upload's throughput (H4), the response
-        time and the on-device slowdown (H5), from what the engine recorded when it served it."""
-        link_start, upload, slowdown = self._engine.served[0].tolist()
+        time and the on-device slowdown (H5), from what the engine recorded when it served it (``served``)."""
+        link_start, upload, slowdown = served
         if action >= self._n_variants and upload > 0:  # off the device: an access upload finished
             self._upload_done_ms.append(link_start + upload)
             self._upload_mbps.append(payload_bits / (upload * 1e3))
@@ -653,6 +673,9 @@ class Simulator:
         actions a lower bound rules out (``Engine.best``)."""
         if request is not self._pending:
             self._check_current(request, "best")
+        row = self._row
+        if row is not None and self._ahead == EVALUATE_BEST:  # found in the serve call that drew the request
+            return int(row[ROW_BEST]), row[ROW_BEST + 1]
         action, ms = self._engine.best()
         return int(action[0]), float(ms[0])
 
@@ -682,9 +705,15 @@ class Simulator:
         on_device = action < n_variants
         payload_bits = 0.0 if on_device else float(self._engine.request_payload_bits[0, action % n_variants])
         ahead = self._ahead
-        parts = self._engine.serve(self._action, then_next=ahead != EVALUATE_NONE, evaluate=ahead)[0].tolist()
-        self._drawn = ahead != EVALUATE_NONE
-        self._record(request, action, parts, payload_bits)
+        engine = self._engine
+        if ahead == EVALUATE_NONE:
+            parts = engine.serve(self._action)[0].tolist()
+            served = engine.served[0].tolist()
+        else:  # the next request is drawn (and evaluated) in the same call; everything in one row
+            engine.serve(self._action, then_next=True, evaluate=ahead)
+            self._row = row = engine.step_row[0].tolist()
+            parts, served = row[:ROW_SERVED], row[ROW_SERVED : ROW_SERVED + 3]
+        self._record(request, action, parts, served, payload_bits)
         self.n_served += 1
         self._pending = None
         return Breakdown(*parts)
