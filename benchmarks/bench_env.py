@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness import Config, Section, Target, fmt, measure
+from harness import Config, Section, Target, fmt, load_note, measure
 
 from orchlib.agents.catalogue import make_agent
 from orchlib.envs.orchestration import OrchestrationEnv
@@ -109,11 +109,7 @@ def run(config: Config) -> Section:
                 f"request, observation, info dict), {label} act+learn alone {fmt(agent_us)} µs; "
                 f"{TARGET_STEPS_PER_S:,} steps/s needs ≤ {fmt(1e6 / TARGET_STEPS_PER_S)} µs"
             )
-            if loop.cpu.median >= TARGET_STEPS_PER_S:
-                cause += (
-                    f". Measured on this process's CPU time it is {fmt(loop.cpu.median, 4)} steps/s: the wall-clock "
-                    "shortfall is the load of other processes"
-                )
+            cause += load_note(loop.cpu.median, TARGET_STEPS_PER_S, "steps/s")
         section.targets.append(
             Target(
                 f"{label} + env, steps/s", f"≥ {TARGET_STEPS_PER_S:,}", fmt(loop.wall.median, 4), met, cause

@@ -129,6 +129,17 @@ def measure(fn: Callable[[], object], *, repeats: int, number: int = 1, warmup: 
     return Timing(Stats(tuple(wall)), Stats(tuple(cpu)))
 
 
+def load_note(cpu_rate: float, target: float, unit: str) -> str:
+    """The clause a shortfall's cause gets when the rate on this process's CPU time (``cpu_rate``, ``unit``) meets
+    ``target``: the wall-clock shortfall is then the load of other processes; "" otherwise."""
+    if cpu_rate < target:
+        return ""
+    return (
+        f". On this process's CPU time it is {fmt(cpu_rate, 4)} {unit}: the wall-clock shortfall is the load of "
+        "other processes"
+    )
+
+
 @dataclass(frozen=True)
 class Target:
     """One target of the issue: met or not, with the measured number and, if not met, why."""

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -26,6 +28,7 @@ from orchlib.study.batch import (
     BatchQLearning,
     BatchSimulator,
     BatchUCB1,
+    _argmax_random_ties,
     discrete_state_masks,
     discrete_state_shape,
     run_batch,
@@ -376,6 +379,110 @@ def test_replicates_are_independent_and_respect_masks(paper_system) -> None:
         requests = sim.next_requests()
     # different replicates have different request times (each replicate its own generator)
     assert np.unique(requests.time_ms).size == 400
+
+
+def test_skipping_the_user_history_on_ideal_gives_the_same_states_and_actions(paper_system) -> None:
+    """``ideal`` has no hidden device load, so its state's device-load level has one value and the batched
+    simulator does not keep the users' history (H5) by default: the same states, actions and latencies as
+    with the history kept. The grounded world still keeps both measurement logs (H4 and H5)."""
+    masks = discrete_state_masks(paper_system)
+    sims = [BatchSimulator(paper_system, 40, rng=2, keep_history=keep) for keep in (None, True)]
+    assert sims[0].history is None and sims[1].history is not None
+    agents = [BatchQLearning(masks, **PAPER_DEFAULTS) for _ in sims]
+    for agent in agents:
+        agent.reset(40, 3)
+    requests = [sim.next_requests() for sim in sims]
+    states = [sim.observe(r) for sim, r in zip(sims, requests, strict=True)]
+    for _ in range(400):
+        actions = [agent.act(s) for agent, s in zip(agents, states, strict=True)]
+        np.testing.assert_array_equal(actions[0], actions[1])
+        latencies = [sim.serve(r, a).total_ms for sim, r, a in zip(sims, requests, actions, strict=True)]
+        np.testing.assert_array_equal(latencies[0], latencies[1])
+        requests = [sim.next_requests() for sim in sims]
+        next_states = [sim.observe(r) for sim, r in zip(sims, requests, strict=True)]
+        np.testing.assert_array_equal(next_states[0], next_states[1])
+        for agent, s, a, latency, s_next in zip(agents, states, actions, latencies, next_states, strict=True):
+            agent.learn(s, a, -latency / 1e3, s_next)
+        states = next_states
+    assert sims[1].history.n.sum() == 40 * 400  # the full path did keep the record the default skips
+    assert np.all(sims[1].device_slowdown_estimate(requests[1]) > 0)
+    with pytest.raises(RuntimeError, match="keep_history=True"):
+        sims[0].device_slowdown_estimate(requests[0])
+    with pytest.raises(ValueError, match="keep_history"):
+        BatchSimulator(paper_system, 2, keep_history=1)
+
+    grounded = BatchSimulator(build_system(paper()), 4, rng=0)
+    assert grounded.keep_history and grounded.state.shape[3] > 1
+    requests = grounded.next_requests()
+    for step in range(200):
+        grounded.observe(requests)
+        actions = np.array([np.flatnonzero(m)[step % np.count_nonzero(m)] for m in grounded.masks(requests)])
+        grounded.serve(requests, actions)
+        requests = grounded.next_requests()
+    assert grounded.history.n.sum() == 4 * 200  # every served request is in the H5 record
+    assert grounded.uploads.n.sum() > 0  # and the off-device uploads in the H4 log
+
+
+def test_compiled_agent_steps_equal_their_numpy_definitions(tiny_system) -> None:
+    """The batched learners' compiled steps against their definitions written in NumPy: the same choices and
+    the same Q-values and statistics, bit for bit (so their random streams are those of the NumPy versions)."""
+    rng = np.random.default_rng(0)
+
+    def tie_break(rows, uniforms):  # of a row's n tied maxima, the int(u * n)-th in column order
+        out = []
+        for row, u in zip(rows, uniforms, strict=True):
+            tied = np.flatnonzero(row == row.max())
+            out.append(tied[int(u * tied.size)])
+        return np.array(out)
+
+    values = rng.integers(0, 3, size=(2000, 7)).astype(float)  # many ties
+    values[rng.random(values.shape) < 0.3] = -np.inf
+    uniforms = rng.random(2000)
+    np.testing.assert_array_equal(_argmax_random_ties(values, uniforms), tie_break(values, uniforms))
+
+    masks = discrete_state_masks(tiny_system)
+    n_states, b = masks.shape[0], 64
+    valid = [np.flatnonzero(row) for row in masks]
+    q_agent = BatchQLearning(masks, epsilon=0.5, epsilon_decay=0.999, epsilon_min=0.05, gamma=0.8)
+    ucb_agent = BatchUCB1(masks, c=0.3)
+    q_agent.reset(b, 1)
+    ucb_agent.reset(b, 2)
+    q = np.where(masks, 0.0, -np.inf)[None].repeat(b, axis=0)
+    counts, sums = np.zeros((b, masks.shape[1]), dtype=np.int64), np.zeros((b, masks.shape[1]))
+    rows = np.arange(b)
+    for t in range(600):
+        states, next_states = rng.integers(n_states, size=(2, b))
+        # Q-learning: explore with the first uniform, a uniform valid action with the second, else greedy
+        u = copy.deepcopy(q_agent.draws_).take()
+        greedy = tie_break(q[rows, states], u[:, 2])
+        explored = np.array([valid[s][int(x * valid[s].size)] for s, x in zip(states, u[:, 1], strict=True)])
+        expected = np.where(u[:, 0] < q_agent.epsilon_at(t), explored, greedy)
+        actions = q_agent.act(states)
+        np.testing.assert_array_equal(actions, expected)
+        rewards = -rng.exponential(0.2, b)
+        target = rewards + 0.8 * q[rows, next_states].max(axis=1)
+        old = q[rows, states, actions]
+        q[rows, states, actions] = old + 0.1 * (target - old)
+        q_agent.learn(states, actions, rewards, next_states)
+        np.testing.assert_array_equal(q_agent.q_table_, q)
+        # UCB1: unpulled valid arms first, else the largest mean + c sqrt(2 ln t) n ** -1/2 (ties at random)
+        u = copy.deepcopy(ucb_agent.draws_).take()[:, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            index = np.where(
+                counts > 0,
+                0.3 * math.sqrt(2 * math.log(max(t, 1))) * (1.0 / np.sqrt(counts)) + sums / counts,
+                np.finfo(float).max,
+            )
+        expected = tie_break(np.where(masks[states], index, -np.inf), u)
+        actions = ucb_agent.act(states)
+        np.testing.assert_array_equal(actions, expected)
+        counts[rows, actions] += 1
+        sums[rows, actions] += rewards
+        ucb_agent.learn(states, actions, rewards, next_states)
+        np.testing.assert_array_equal(ucb_agent.counts_, counts)
+        np.testing.assert_array_equal(ucb_agent.sums_, sums)
+    assert np.count_nonzero(np.isfinite(q) & (q != 0)) > b  # the learner did learn
+    assert np.all((counts > 0).sum(axis=1) > 1)  # and the bandit tried several arms
 
 
 def test_unsupported_and_bad_inputs_are_refused(paper_system, tiny_system) -> None:

@@ -25,7 +25,8 @@ Implementation details and assumptions:
    (``state_masks``), in the ideal and the grounded world. :class:`BatchQLearning` stores ``Q`` of invalid
    pairs as ``-inf``, which gives exactly the reference's masked choices and targets. The grounded state's
    bandwidth estimate (H4) and device-load level (H5) come from per-replicate logs of the orchestrator's own
-   measurements (:class:`UploadLog`, :class:`UserHistory`). Each request's mask is also the row of its *kind*
+   measurements (:class:`UploadLog`, :class:`UserHistory`), kept only in a world whose state reads them
+   (``Scenario.bandwidth_estimate``; hidden device load): in ``ideal`` both components have one level. Each request's mask is also the row of its *kind*
    (device class x requirement class, :meth:`BatchSimulator.kinds`, :attr:`BatchSimulator.kind_masks`); the
    agents that read the request's measurements (:meth:`BatchSimulator.measurements`, the env's info of the
    same names) and its device class take ``act(states, kinds, measurements)`` and
@@ -38,7 +39,8 @@ Implementation details and assumptions:
    chooses. :class:`BatchUCB1` keeps means and ``n ** -1/2`` per arm and computes its index in a different
    order than the reference (equal up to rounding); Q-learning and UCB1 draw from each replicate's own
    generator but in another order than the per-request learner, so their choices equal the per-request
-   learner's in distribution, not bitwise. A replicate never depends on the batch size. The loop is the
+   learner's in distribution, not bitwise. A replicate never depends on the batch size. Their per-step rules
+   run as compiled loops over replicates (numba), which read each replicate's rows in place. The loop is the
    env's ``accuracy_mode="mask"`` (reward without penalty), ``oracle=False``.
 4. **Not provided**: the ``box`` observation and the per-user response history it reads (use the
    per-request path for it).
@@ -50,6 +52,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numba
 import numpy as np
 
 from orchlib.agents.base import check_real, masked_argmax, random_valid_action
@@ -140,6 +143,10 @@ class BatchSimulator:
             ``replicate_generators(rng, B)[b]``.
         bandwidth_edges_mbps, edge_load_edges, device_load_edges: level edges of the discrete state
             (default: the environment's defaults); strictly increasing and positive.
+        keep_history: keep each user's served requests (:attr:`history`, the H5 record behind
+            :meth:`device_slowdown_estimate`). None (default): only where the discrete state reads it, a world
+            with hidden device load; elsewhere (``ideal``) its device-load level has one value, and skipping
+            the record leaves every state, measurement and latency unchanged (``tests/test_batch.py``).
 
     Raises:
         ValueError: ``n_replicates`` < 1 or bad level edges.
@@ -154,6 +161,7 @@ class BatchSimulator:
         bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
         edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
         device_load_edges: tuple[float, ...] = DEFAULT_DEVICE_LOAD_EDGES,
+        keep_history: bool | None = None,
     ) -> None:
         if (
             isinstance(n_replicates, bool)
@@ -185,6 +193,13 @@ class BatchSimulator:
         self.kind_masks = system.device_masks.reshape(-1, system.n_actions)
         self._n_classes = system.requirement_pct.size
         self._estimate = system.scenario.bandwidth_estimate
+        # Which of the state's components vary in this world: the device-load level (shape[3]) reads the history,
+        # the device class (shape[4]) a gather; a single-level component is 0 (DiscreteState.index).
+        self._reads_device_load = self.state.shape[3] > 1
+        self._reads_device_class = self.state.shape[4] > 1
+        if keep_history is not None and not isinstance(keep_history, bool):
+            raise ValueError(f"keep_history must be True, False or None, got {keep_history!r}")
+        self.keep_history = self._reads_device_load if keep_history is None else keep_history
         self._rows = np.arange(self.n_replicates)
         # the generators are spawned once here (spawning from a Generator twice would give other children)
         self.engine = Engine(system, self.n_replicates, replicate_generators(rng, self.n_replicates))
@@ -200,8 +215,11 @@ class BatchSimulator:
         self.n_served = 0
         self._pending: BatchRequests | None = None
         self._measured_for: BatchRequests | None = None
-        #: each user's recent served requests (H5), the source of the device-load estimate in the state.
-        self.history = UserHistory(self.n_replicates, self.system.scenario.n_users)
+        #: each user's recent served requests (H5), the source of the device-load estimate in the state; None
+        #: when not kept (``keep_history``).
+        self.history = (
+            UserHistory(self.n_replicates, self.system.scenario.n_users) if self.keep_history else None
+        )
         if self._estimate is not None:
             self.uploads = UploadLog(self.n_replicates, self._estimate.window)
 
@@ -263,12 +281,13 @@ class BatchSimulator:
         """
         self._check_current(requests, "observe")
         measured = self.measurements(requests)
+        # Components with a single level are 0 whatever is passed: skip reading them (the history may not be kept).
         return self.state.index(
             measured[:, 0],
             measured[:, 4],
             measured[:, 2],
-            self.device_slowdown_estimate(requests),
-            self.engine.user_class[self._rows, requests.user],
+            self.device_slowdown_estimate(requests) if self._reads_device_load else 1.0,
+            self.engine.user_class[self._rows, requests.user] if self._reads_device_class else 0,
             requests.requirement_class,
         )
 
@@ -289,7 +308,16 @@ class BatchSimulator:
 
     def device_slowdown_estimate(self, requests: BatchRequests) -> np.ndarray:
         """Each requesting user's last finished on-device compute time over its profile median (1: none yet),
-        as ``Snapshot.device_slowdown_estimate`` (H5), from :attr:`history`; shape (B,)."""
+        as ``Snapshot.device_slowdown_estimate`` (H5), from :attr:`history`; shape (B,).
+
+        Raises:
+            RuntimeError: the history is not kept (``keep_history``).
+        """
+        if self.history is None:
+            raise RuntimeError(
+                "this BatchSimulator keeps no user history (its world's state has no device-load level): build it "
+                "with keep_history=True to read device_slowdown_estimate"
+            )
         return self.history.device_slowdown(requests.user, requests.time_ms)
 
     def kinds(self, requests: BatchRequests) -> np.ndarray:
@@ -345,7 +373,8 @@ class BatchSimulator:
             payload_bits = self.engine.request_payload_bits[self._rows, actions % system.n_variants]
         parts = self.engine.serve(actions).T.copy()
         served = self.engine.served
-        self.history.record(requests.user, requests.time_ms + parts[TOTAL_COLUMN], served[:, 2])
+        if self.history is not None:
+            self.history.record(requests.user, requests.time_ms + parts[TOTAL_COLUMN], served[:, 2])
         if self._estimate is not None:
             off_device = (actions >= system.n_variants) & (served[:, 1] > 0)
             self.uploads.record(off_device, served[:, 0] + served[:, 1], payload_bits / (served[:, 1] * 1e3))
@@ -506,29 +535,92 @@ class _ReplicateUniforms:
         return self._block[:, self._position - 1]
 
 
+# The batched learners' per-step rules as compiled loops over replicates: each reads its replicate's rows in place,
+# where NumPy would gather (B, A) copies of them and pass over them several times (about 1 ms per lockstep step
+# at B = 2,000). Same arithmetic in the same order, so the same choices and values bit for bit as the NumPy
+# versions they replace (tests/test_batch.py checks them against NumPy definitions).
+
+
+@numba.njit(cache=True)
+def _argmax_random_tie(row: np.ndarray, uniform: float) -> int:
+    """Index of the maximum of ``row``; among ``n`` tied maxima the ``int(uniform * n)``-th (in column order)."""
+    best, n = row[0], 1
+    for a in range(1, row.size):
+        x = row[a]
+        if x > best:
+            best, n = x, 1
+        elif x == best:
+            n += 1
+    k = int(uniform * n)
+    for a in range(row.size):
+        if row[a] == best:
+            if k == 0:
+                return a
+            k -= 1
+    return -1  # unreachable: the maximum is in the row
+
+
+@numba.njit(cache=True)
 def _argmax_random_ties(values: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
     """Row-wise argmax of ``values`` (B, A), ties broken uniformly at random with the row's uniform in
-    ``uniforms`` (B,); ``values`` is used as scratch.
+    ``uniforms`` (B,): of a row's ``n`` tied maxima, the ``int(u * n)``-th."""
+    out = np.empty(values.shape[0], dtype=np.int64)
+    for b in range(values.shape[0]):
+        out[b] = _argmax_random_tie(values[b], uniforms[b])
+    return out
 
-    Ties are found by a second argmax with each row's maximum masked out (cheaper than comparing every entry
-    with the maximum); only tied rows pay for a full count and a uniform draw.
-    """
-    rows = np.arange(values.shape[0])
-    best = values.argmax(axis=1)
-    top = values[rows, best]
-    values[rows, best] = -np.inf
-    tied = np.flatnonzero(values[rows, values.argmax(axis=1)] == top)
-    if tied.size:
-        values[tied, best[tied]] = top[tied]
-        ties = values[tied] == top[tied, None]
-        n_ties = np.count_nonzero(ties, axis=1)
-        k = (uniforms[tied] * n_ties).astype(np.int64)
-        # The k-th tied column of each tied row, read off the row-major list of all tied positions (a
-        # running count along each row would be several times slower).
-        flat = np.flatnonzero(ties)
-        first = np.cumsum(n_ties) - n_ties
-        best[tied] = flat[first + k] - np.arange(tied.size) * values.shape[1]
-    return best
+
+@numba.njit(cache=True)
+def _q_act(q_table, states, uniforms, epsilon, valid, n_valid, out):
+    """Epsilon-greedy choice of every replicate ``b`` in state ``s = states[b]`` into ``out``: explore if
+    ``uniforms[b, 0] < epsilon`` (``epsilon`` of length 1 or B), then the ``int(uniforms[b, 1] * n_valid[s])``-th
+    valid action; else the argmax of ``Q(s, .)`` with ties broken by ``uniforms[b, 2]``."""
+    shared = epsilon.size == 1
+    for b in range(states.size):
+        s = states[b]
+        if uniforms[b, 0] < epsilon[0 if shared else b]:
+            out[b] = valid[s, int(uniforms[b, 1] * n_valid[s])]
+        else:
+            out[b] = _argmax_random_tie(q_table[b, s], uniforms[b, 2])
+
+
+@numba.njit(cache=True)
+def _q_learn(q_table, states, actions, rewards, next_states, gamma, rate):
+    """``Q(s, a) += rate * (r + gamma * max Q(s', .) - Q(s, a))`` in every replicate (``rate`` of length 1 or B)."""
+    shared = rate.size == 1
+    for b in range(states.size):
+        row = q_table[b, next_states[b]]
+        top = row[0]
+        for a in range(1, row.size):
+            if row[a] > top:
+                top = row[a]
+        target = rewards[b] + gamma * top
+        old = q_table[b, states[b], actions[b]]
+        q_table[b, states[b], actions[b]] = old + rate[0 if shared else b] * (target - old)
+
+
+@numba.njit(cache=True)
+def _ucb1_act(inverse_sqrt_counts, means, state_penalty, states, scale, uniforms, row, out):
+    """UCB1's choice of every replicate into ``out``: the argmax over arms of
+    ``inverse_sqrt_counts * scale + means + state_penalty[s]`` (ties by ``uniforms``); ``row`` is scratch (A,)."""
+    for b in range(states.size):
+        penalty = state_penalty[states[b]]
+        for a in range(row.size):
+            row[a] = inverse_sqrt_counts[b, a] * scale + means[b, a] + penalty[a]
+        out[b] = _argmax_random_tie(row, uniforms[b])
+
+
+@numba.njit(cache=True)
+def _ucb1_learn(counts, sums, means, inverse_sqrt_counts, actions, rewards):
+    """Count each replicate's pull of ``actions[b]`` and add its reward; refresh that arm's mean and n ** -1/2."""
+    for b in range(actions.size):
+        a = actions[b]
+        n = counts[b, a] + 1
+        total = sums[b, a] + rewards[b]
+        counts[b, a] = n
+        sums[b, a] = total
+        means[b, a] = total / n
+        inverse_sqrt_counts[b, a] = 1.0 / np.sqrt(n)
 
 
 class BatchQLearning:
@@ -604,14 +696,8 @@ class BatchQLearning:
         # decisions taken in each state, per replicate (the k of the per-state exploration term)
         self.state_decisions_ = np.zeros((n_replicates, self.n_states), dtype=np.int64)
         self._rows = np.arange(n_replicates)
-        # Q viewed as one row per (replicate, state), so that each replicate's row is one flat index away.
-        self._q_rows = self.q_table_.reshape(n_replicates * self.n_states, self.n_actions)
-        # Scratch (B, A) rows, reused rather than allocated on every step.
-        self._buffer = np.empty((n_replicates, self.n_actions))
-        # learn() gathers Q(s', .) of every replicate for its target; those are the rows the next act() needs
-        # (patched where the update changed them), so act() reuses them when it is given these next states.
-        self._next_q = np.empty((n_replicates, self.n_actions))
-        self._next_states: np.ndarray | None = None
+        self._epsilon = np.empty(1)  # the step's exploration probability, as the kernel reads it
+        self._rate = np.array([float(self.alpha)])  # the learning rate, as the kernel reads it
 
     def epsilon_at(self, t: int) -> float:
         """Exploration probability of decision ``t`` (0-based), as :meth:`QLearning.epsilon_at`."""
@@ -624,9 +710,7 @@ class BatchQLearning:
     def act(self, states: np.ndarray) -> np.ndarray:
         """Epsilon-greedy valid action of every replicate; shape (B,)."""
         t = self.n_decisions_
-        epsilon = self.epsilon_at(t)
         self.n_decisions_ += 1
-        b = self._rows.size
         if self.explore_per_action is not None:
             # QLearning's per-state term c * |V| / k, replicate by replicate, under the same global cap and floor
             k = self.state_decisions_[self._rows, states] + 1
@@ -640,47 +724,24 @@ class BatchQLearning:
                 self._n_valid[states],
                 k,
             )
-        u = self.draws_.take()
-        explore = u[:, 0] < epsilon
-        n_explore = int(np.count_nonzero(explore))
-        actions = np.empty(b, dtype=np.int64)
-        if n_explore < b:
-            if self._next_states is not None and np.array_equal(states, self._next_states):
-                q = self._next_q
-            else:
-                q = np.take(
-                    self._q_rows, self._rows * self.n_states + states, axis=0, out=self._buffer, mode="clip"
-                )
-            # Only the replicates that do not explore need their greedy action.
-            greedy = self._rows if n_explore == 0 else np.flatnonzero(~explore)
-            actions[greedy] = _argmax_random_ties(q if n_explore == 0 else q[greedy], u[greedy, 2])
-        self._next_states = None
-        if n_explore:
-            s = states[explore]
-            k = (u[explore, 1] * self._n_valid[s]).astype(np.int64)
-            actions[explore] = self._valid[s, k]
+        else:
+            epsilon = self._epsilon
+            epsilon[0] = self.epsilon_at(t)
+        actions = np.empty(states.size, dtype=np.int64)
+        _q_act(self.q_table_, states, self.draws_.take(), epsilon, self._valid, self._n_valid, actions)
         return actions
 
     def learn(
         self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_states: np.ndarray
     ) -> None:
         """One Q-learning update per replicate."""
-        rows = self._rows
-        next_q = np.take(
-            self._q_rows, rows * self.n_states + next_states, axis=0, out=self._next_q, mode="clip"
-        )
-        target = rewards + float(self.gamma) * next_q[rows, next_q.argmax(axis=1)]
-        old = self.q_table_[rows, states, actions]
-        rate = float(self.alpha)
+        rate = self._rate
         if self.visits_ is not None:
+            rows = self._rows
             n = self.visits_[rows, states, actions] + 1
             self.visits_[rows, states, actions] = n
-            rate = rate * n ** -float(self.alpha_exponent)
-        new = old + rate * (target - old)
-        self.q_table_[rows, states, actions] = new
-        same = np.flatnonzero(states == next_states)  # the update changed the row Q(s', .) itself
-        next_q[same, actions[same]] = new[same]
-        self._next_states = next_states.copy()
+            rate = float(self.alpha) * n ** -float(self.alpha_exponent)
+        _q_learn(self.q_table_, states, actions, rewards, next_states, float(self.gamma), rate)
 
 
 class BatchUCB1:
@@ -720,30 +781,29 @@ class BatchUCB1:
         self.means_ = np.full(shape, np.finfo(float).max)
         self.inverse_sqrt_counts_ = np.zeros(shape)  # n(a) ** -1/2; 0 for an unpulled arm
         self.n_pulls_ = 0  # t: the same in every replicate, which pulls once per step
-        self._rows = np.arange(n_replicates)
-        # Scratch, reused: fresh (B, A) temporaries cost page faults on every step.
-        self._buffer = np.empty(shape)
-        self._penalty_rows = np.empty(shape)
+        self._row = np.empty(self.n_actions)  # scratch: one replicate's indices
 
     def act(self, states: np.ndarray) -> np.ndarray:
-        """An unpulled valid arm if any (random among them), else the valid arm of largest index."""
+        """An unpulled valid arm if any (random among them), else the valid arm of largest index; shape (B,)."""
         scale = float(self.c) * math.sqrt(2.0 * math.log(max(self.n_pulls_, 1)))
-        index = np.multiply(self.inverse_sqrt_counts_, scale, out=self._buffer)
-        index += self.means_
-        index += np.take(self._state_penalty, states, axis=0, out=self._penalty_rows, mode="clip")
-        return _argmax_random_ties(index, self.draws_.take()[:, 0])
+        actions = np.empty(states.size, dtype=np.int64)
+        _ucb1_act(
+            self.inverse_sqrt_counts_,
+            self.means_,
+            self._state_penalty,
+            states,
+            scale,
+            self.draws_.take()[:, 0],
+            self._row,
+            actions,
+        )
+        return actions
 
     def learn(
         self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_states: np.ndarray
     ) -> None:
         """Count each replicate's pull and add its reward."""
-        rows = self._rows
-        counts = self.counts_[rows, actions] + 1
-        sums = self.sums_[rows, actions] + rewards
-        self.counts_[rows, actions] = counts
-        self.sums_[rows, actions] = sums
-        self.means_[rows, actions] = sums / counts
-        self.inverse_sqrt_counts_[rows, actions] = 1.0 / np.sqrt(counts)
+        _ucb1_learn(self.counts_, self.sums_, self.means_, self.inverse_sqrt_counts_, actions, rewards)
         self.n_pulls_ += 1
 
 
