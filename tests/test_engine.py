@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import copy
 import dataclasses
+import pickle
 
 import numpy as np
 import pytest
@@ -225,3 +226,24 @@ def test_an_action_its_tier_cannot_run_is_refused_and_runnable_is_what_evaluates
             refused += 1
         sim.serve(request, int(np.argmin(evaluated)))
     assert refused > 0, "grounded paper has variants a tier or device cannot run"
+
+
+def test_a_copied_or_pickled_env_steps_on_exactly_as_the_original() -> None:
+    # the per-request step's StructRef (a compiled view of the engine's arrays) is not copied: each copy builds
+    # its own from its own arrays, so the copies never share or corrupt state
+    env = OrchestrationEnv("paper")
+    _, info = env.reset(seed=3)
+    for _ in range(50):
+        _, _, _, _, info = env.step(int(np.flatnonzero(info["action_mask"])[0]))
+    copies = [env, copy.deepcopy(env), pickle.loads(pickle.dumps(env))]
+    assert copies[1].sim._engine.device_free_ms is not env.sim._engine.device_free_ms
+    infos = [info] * 3
+    for k in range(30):
+        steps = [
+            c.step(int(np.flatnonzero(i["action_mask"])[k % 2 - 1]))
+            for c, i in zip(copies, infos, strict=True)
+        ]
+        infos = [s[4] for s in steps]
+        assert steps[0][0] == steps[1][0] == steps[2][0]
+        assert infos[0]["latency_ms"] == infos[1]["latency_ms"] == infos[2]["latency_ms"]
+        assert infos[0]["oracle_latency_ms"] == infos[1]["oracle_latency_ms"] == infos[2]["oracle_latency_ms"]

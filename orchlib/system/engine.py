@@ -1062,6 +1062,13 @@ class Engine:
         )
         self._snapshot_fresh = self._evaluate_fresh = self._best_fresh = False
 
+    def __getstate__(self) -> dict:
+        """For copies and pickles: everything but the per-request step's StructRef, a compiled view of this
+        engine's own arrays that cannot be copied (the copy builds its own on its first step)."""
+        state = self.__dict__.copy()
+        state["_step_state"] = None
+        return state
+
     def _pack_step_state(self) -> StepState:
         values = {
             "step_row": self.step_row,
