@@ -1193,26 +1193,28 @@ class Engine:
 
         No state changes; the returned array is reused by later calls.
         """
-        while not self._evaluate_fresh:
-            self._need[:] = 0.0
-            _evaluate_batch(*self._evaluate_args)
-            if self._need[0] > 0:  # an on/off schedule is too short: extend it and evaluate again
-                self._extend_schedules()
-            else:
-                self._evaluate_fresh = True
+        if not self._evaluate_fresh:
+            self._evaluate_with("_evaluate_args")
+            self._evaluate_fresh = True
         return self._out_evaluate
+
+    def _evaluate_with(self, arguments: str) -> None:
+        """Call the evaluation kernel with the argument tuple named ``arguments`` until no on/off schedule was
+        too short (each extension rebinds the tuples, so they are looked up again)."""
+        while True:
+            self._need[:] = 0.0
+            _evaluate_batch(*getattr(self, arguments))
+            if self._need[0] == 0:
+                return
+            self._extend_schedules()
 
     def best(self) -> tuple[np.ndarray, np.ndarray]:
         """The clairvoyant best valid action of every replicate's request and its response time (ms), shape (B,)
         each: ``argmin`` of :meth:`evaluate` over the request's valid actions (:attr:`kind_allowed`; the first
         on ties), without evaluating the actions a lower bound rules out. Reused by later calls."""
-        while not self._best_fresh:
-            self._need[:] = 0.0
-            _evaluate_batch(*self._best_args)
-            if self._need[0] > 0:  # an on/off schedule is too short: extend it and evaluate again
-                self._extend_schedules()
-            else:
-                self._best_fresh = True
+        if not self._best_fresh:
+            self._evaluate_with("_best_args")
+            self._best_fresh = True
         return self._out_best_action, self._out_best_ms
 
     def serve(
