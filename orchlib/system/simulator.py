@@ -417,7 +417,7 @@ class Simulator:
         self._clear()
 
     def _clear(self) -> None:
-        # with evaluate_ahead: the engine's step row after the last serve (the next request drawn, its snapshot
+        # with draw_ahead (or evaluate_ahead): the engine's step row after the last serve (the next request, its snapshot
         # and best action), as a list; None when the next request is not drawn yet
         self._row: list[float] | None = None
         self.n_served = 0
