@@ -20,11 +20,13 @@ import pytest
 from scipy.stats import ks_2samp, ttest_ind
 
 from orchlib.agents.bandits import UCB1
+from orchlib.agents.baselines import LocationOnlyQLearning
 from orchlib.agents.catalogue import PAPER_DEFAULTS
 from orchlib.agents.qlearning import QLearning
 from orchlib.envs.orchestration import OrchestrationEnv
 from orchlib.study.batch import (
     BatchFixedPolicy,
+    BatchLocationOnly,
     BatchQLearning,
     BatchSimulator,
     BatchUCB1,
@@ -328,6 +330,38 @@ def test_batched_q_learning_with_the_catalogue_defaults_matches_on_tiny(tiny_sys
     _assert_different_distribution(
         reference, _batch_runs(tiny_system, BatchQLearning(masks, **louder), n_requests, 1000, 2, last)
     )
+
+
+def test_batched_location_only_q_learning_matches_the_stand_in_on_tiny(tiny_system) -> None:
+    """The state-of-the-art stand-in (Q-learning over the three locations, the most accurate variant there)."""
+    masks = discrete_state_masks(tiny_system)
+    n_requests, last = 1000, 400
+    reference_agent = LocationOnlyQLearning
+    env = OrchestrationEnv(tiny_system, oracle=False)
+    actions = reference_agent(env.observation_space, env.action_space, tiny_system).actions
+    reference = _reference_runs(
+        tiny_system,
+        lambda env: reference_agent(env.observation_space, env.action_space, tiny_system),
+        n_requests,
+        range(60),
+        last,
+    )
+    batch = _batch_runs(tiny_system, BatchLocationOnly(actions, masks), n_requests, 1000, seed=4, last=last)
+    _assert_same_distribution(reference, batch)
+    # A stand-in that never stops picking locations at random is told apart.
+    louder = BatchLocationOnly(actions, masks, epsilon_min=1.0)
+    _assert_different_distribution(reference, _batch_runs(tiny_system, louder, n_requests, 1000, 4, last))
+
+
+def test_batched_location_only_refuses_bad_actions(tiny_system) -> None:
+    masks = discrete_state_masks(tiny_system)
+    for bad in ([0, 0, 1], [0, 1, masks.shape[1]], [[0, 1, 2]]):
+        with pytest.raises(ValueError, match="actions must be distinct actions"):
+            BatchLocationOnly(np.array(bad), masks)
+    env = OrchestrationEnv(tiny_system, oracle=False)
+    actions = LocationOnlyQLearning(env.observation_space, env.action_space, tiny_system).actions
+    with pytest.raises(ValueError, match="gamma"):
+        BatchLocationOnly(actions, masks, gamma=2.0)
 
 
 def test_batched_ucb1_matches_ucb1_on_tiny(tiny_system) -> None:

@@ -507,7 +507,7 @@ def test_batched_sweeps_record_what_the_per_request_path_records(scenario, tmp_p
     env = OrchestrationEnv(scenario)
     agents = ["edge_fastest", "oracle", "q_learning", "ucb1", "random", "sota_location_only"]
     specs = grid([scenario], agents, n_replicates=3, seed=4)
-    assert [batch_agent(spec, env) is not None for spec in specs[::3]] == [True] * 5 + [False]
+    assert [batch_agent(spec, env) is not None for spec in specs[::3]] == [True] * 6
     fast = run_sweep(specs, tmp_path / "fast", progress=False)
     slow = run_sweep(specs, tmp_path / "slow", progress=False, batched=False)
     assert fast.keys == slow.keys
@@ -525,8 +525,7 @@ def test_batched_sweeps_record_what_the_per_request_path_records(scenario, tmp_p
     pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["edge_fastest"]))
     pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["oracle"]))
     pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["random"]))
-    pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["sota_location_only"]))
-    for name in ("q_learning", "ucb1"):
+    for name in ("q_learning", "ucb1", "sota_location_only"):
         f, s = (t.reset_index(drop=True) for t in by_agent[name])
         # the same requests (the simulator's stream is the per-request path's); the learner's own draws differ
         pd.testing.assert_series_equal(f["time_s"], s["time_s"])
@@ -542,6 +541,52 @@ def test_a_batched_replicate_does_not_depend_on_its_group(scenario, tmp_path):
     alone = run_sweep(specs[1:2], tmp_path / "alone", progress=False)
     one = together.requests[together.requests.replicate == 1].reset_index(drop=True)
     pd.testing.assert_frame_equal(one, alone.requests.reset_index(drop=True))
+
+
+@pytest.mark.parametrize("world", ["tiny", "paper"])
+def test_runs_of_different_agents_batched_together_record_what_each_records_alone(world):
+    # one batch of one world plays several agents, each on its own block of replicates: every run's table is
+    # the one it gets alone (learners included: their exploration streams are their own replicates')
+    from orchlib.study.runner import _play_batched
+
+    scenario = (tiny() if world == "tiny" else paper()).replace(n_requests=300)
+    agents = ["q_learning", "oracle", "edge_fastest", "greedy_profiles", "random"]
+    if world == "tiny":
+        agents.append("ucb1")  # (batched without a device fleet only)
+    specs = grid([scenario], agents, n_replicates=2, seed=8)
+    shuffled = [specs[k] for k in np.random.default_rng(0).permutation(len(specs))]
+    together = {key: frame for key, frame, _ in _play_batched(shuffled, None)}
+    assert len(together) == len(specs)
+    for spec in specs:
+        [(key, alone, _)] = _play_batched([spec], None)
+        pd.testing.assert_frame_equal(together[key], alone)
+
+
+def test_batched_tasks_group_runs_by_world_and_keep_every_worker_busy():
+    from orchlib.study.runner import MAX_BATCH, _batch_group_key, _batches
+
+    worlds = [tiny().replace(n_requests=50), tiny().replace(n_requests=50, name="tiny_b")]
+    specs = grid(worlds, ["q_learning", "oracle", "edge_fastest", "dqn"], n_replicates=3, seed=1)
+    missing = [(spec, "fp") for spec in specs]
+    tasks = _batches(missing, None, True, n_workers=1)
+    batched = [t for t in tasks if t[2]]
+    # one task per world with all its batchable runs; DQN alone, after them
+    assert [len(members) for members, _, _ in batched] == [9, 9]
+    assert all(len({_batch_group_key(s) for s in members}) == 1 for members, _, _ in batched)
+    assert [t[2] for t in tasks] == [True, True] + [False] * 6
+    assert all(members[0].agent == "dqn" for members, _, is_batch in tasks if not is_batch)
+    # four workers: each world split in two; no task above MAX_BATCH; every run exactly once
+    for n_workers in (4, 1):
+        tasks = _batches(missing, None, True, n_workers=n_workers)
+        played = [s for members, _, _ in tasks for s in members]
+        assert sorted(s.to_json() for s in played) == sorted(s.to_json() for s in specs)
+        assert max(len(members) for members, _, _ in tasks) <= MAX_BATCH
+    assert len([t for t in _batches(missing, None, True, n_workers=4) if t[2]]) == 4
+    many = grid([worlds[0]], ["edge_fastest"], n_replicates=MAX_BATCH + 1, seed=1)
+    sizes = [len(m) for m, _, _ in _batches([(s, "fp") for s in many], None, True)]
+    assert sizes == [(MAX_BATCH + 1) // 2, (MAX_BATCH + 2) // 2]
+    # a factory or batched=False: one run per task, none batched
+    assert all(len(m) == 1 and not b for m, _, b in _batches(missing, None, False, n_workers=2))
 
 
 @pytest.mark.parametrize("world", ["paper", "ideal"])

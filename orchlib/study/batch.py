@@ -339,6 +339,14 @@ class BatchSimulator:
         self._check_current(requests, "evaluate")
         return self.engine.evaluate().copy()
 
+    def best(self, requests: BatchRequests) -> tuple[np.ndarray, np.ndarray]:
+        """The clairvoyant best valid action of every replicate's request and its response time (ms), shape (B,)
+        each: ``argmin`` of :meth:`evaluate` over the request's mask (:meth:`masks`; the first on ties), as
+        :meth:`orchlib.system.engine.Engine.best` finds it, without evaluating what a lower bound rules out."""
+        self._check_current(requests, "best")
+        action, ms = self.engine.best()
+        return action.copy(), ms.copy()
+
     def serve(
         self, requests: BatchRequests, actions: np.ndarray, z: np.ndarray | None = None
     ) -> BatchBreakdown:
@@ -805,6 +813,55 @@ class BatchUCB1:
         """Count each replicate's pull and add its reward."""
         _ucb1_learn(self.counts_, self.sums_, self.means_, self.inverse_sqrt_counts_, actions, rewards)
         self.n_pulls_ += 1
+
+
+class BatchLocationOnly:
+    """:class:`~orchlib.agents.baselines.LocationOnlyQLearning` (the state-of-the-art stand-in) for ``B``
+    replicates: :class:`BatchQLearning` over the three locations, each serving one fixed action (the most accurate
+    variant there), on the states' masks restricted to those actions.
+
+    Args:
+        actions: the full action of each location, int array of shape (3,)
+            (``LocationOnlyQLearning.actions``).
+        state_masks: bool array (n_states, n_actions), the mask of each state.
+        **q_learning_kwargs: hyperparameters of :class:`BatchQLearning`.
+
+    Raises:
+        ValueError: actions out of range or repeated, a state where none of them is valid, or a bad
+            hyperparameter (named).
+    """
+
+    def __init__(self, actions: np.ndarray, state_masks: np.ndarray, **q_learning_kwargs: Any) -> None:
+        state_masks = _check_state_masks(state_masks)
+        self.actions = np.asarray(actions, dtype=np.int64)
+        n_actions = state_masks.shape[1]
+        if (
+            self.actions.ndim != 1
+            or np.unique(self.actions).size != self.actions.size
+            or np.any((self.actions < 0) | (self.actions >= n_actions))
+        ):
+            raise ValueError(f"actions must be distinct actions in [0, {n_actions}), got {self.actions!r}")
+        self.state_masks = state_masks
+        #: the Q-learner over locations (its masks: each state's mask at :attr:`actions`).
+        self.q_learning = BatchQLearning(state_masks[:, self.actions], **q_learning_kwargs)
+        self._location = np.full(n_actions, -1, dtype=np.int64)  # the location of each action (-1: none)
+        self._location[self.actions] = np.arange(self.actions.size)
+
+    def reset(
+        self, n_replicates: int, rng: np.random.Generator | np.random.SeedSequence | int | None = None
+    ) -> None:
+        """Forget, reseed (as :meth:`BatchQLearning.reset`)."""
+        self.q_learning.reset(n_replicates, rng)
+
+    def act(self, states: np.ndarray) -> np.ndarray:
+        """The action of each replicate's epsilon-greedy location; shape (B,)."""
+        return self.actions[self.q_learning.act(states)]
+
+    def learn(
+        self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_states: np.ndarray
+    ) -> None:
+        """One Q-learning update per replicate, of the location its action used."""
+        self.q_learning.learn(states, self._location[actions], rewards, next_states)
 
 
 def _check_policy(policy: np.ndarray, masks: np.ndarray, what: str) -> np.ndarray:

@@ -12,15 +12,17 @@ requirements and compute noise (common random numbers; with Poisson arrivals, th
 which is what lets :func:`orchlib.study.metrics.compare_to_baseline` pair them by replicate. Results do not depend on the order runs are executed in, nor on the process: serial,
 loky or Dask give the same numbers.
 
-Fast path. Replicates of a catalogue agent that has a batched form (:func:`batch_agent`: tabular Q-learning,
-UCB1, the fixed tier baselines, random, greedy on the profiles, adaptive greedy, the hybrid and the oracle; in
-the ideal and the grounded world) run together, one task per group, on the batched engine
-(:class:`orchlib.study.batch.BatchSimulator`), which records the same per-request table. Each replicate's
-simulator draws from the generator ``OrchestrationEnv.reset`` would give it, so its requests are the per-request
-path's, and the tables of the fixed policies, random, the profile agents and the oracle are bit for bit the
-per-request path's; Q-learning and UCB1 draw their exploration from the replicate's agent stream in their own
-order, so their numbers equal the per-request learners' in distribution only. A replicate's numbers do not depend on the other replicates of its
-group. ``run_sweep(..., batched=False)`` plays everything on the per-request path.
+Fast path. Runs of catalogue agents that have a batched form (:func:`batch_agent`: tabular Q-learning with the
+paper's and the textbook defaults, the location-only stand-in, UCB1, the fixed tier baselines, random, greedy on
+the profiles, adaptive greedy, the hybrid and the oracle; in the ideal and the grounded world) run together on
+the batched engine (:class:`orchlib.study.batch.BatchSimulator`), one task per world (scenario and environment
+options) whatever their agents, at most :data:`MAX_BATCH` runs per task; it records the same per-request table.
+Each replicate's simulator draws from the generator ``OrchestrationEnv.reset`` would give it, so its requests
+are the per-request path's, and the tables of the fixed policies, random, the profile agents and the oracle are
+bit for bit the per-request path's; the Q-learners and UCB1 draw their exploration from the replicate's agent
+stream in their own order, so their numbers equal the per-request learners' in distribution only. A run's
+numbers do not depend on the other runs of its batch. ``run_sweep(..., batched=False)`` plays everything on the
+per-request path.
 
 Parallelism. :func:`run_sweep` uses the backend of the active ``joblib.parallel_config`` (loky processes by
 default), so ``with joblib.parallel_config(backend="dask"):`` sends the same sweep to a Dask cluster. Each
@@ -47,7 +49,9 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
+import inspect
 import io
+import itertools
 import json
 import math
 import operator
@@ -75,6 +79,7 @@ from orchlib.study.batch import (
     BatchAgent,
     BatchFixedPolicy,
     BatchGreedyProfiles,
+    BatchLocationOnly,
     BatchProfileHybrid,
     BatchQLearning,
     BatchRandom,
@@ -90,8 +95,9 @@ from orchlib.system.simulator import System, build_system
 #: engine's batched path records learners' runs from per-replicate streams (issue 14); 4: the grounded
 #: discrete state gained the device class and device load, and the hybrid's residual forgets and charges
 #: spread (issue 13b); 5: the per-request protocol cost ``overhead_ms`` is a part of the response time
-#: (issue 15); 6: grounded Q-learning runs batched, and the hybrid's log-ratio sample is NumPy's log (issue 14b).
-RESULT_FORMAT = 6
+#: (issue 15); 6: grounded Q-learning runs batched, and the hybrid's log-ratio sample is NumPy's log (issue 14b);
+#: 7: the textbook Q-learning and the location-only stand-in run batched (their exploration streams changed).
+RESULT_FORMAT = 7
 
 #: ``factory(env) -> Agent``: builds the agent of a run instead of the catalogue (tests, custom agents).
 AgentFactory = Callable[[OrchestrationEnv], Agent]
@@ -487,8 +493,9 @@ class _BatchOracle:
 def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOracle | None:
     """The batched form of the spec's catalogue agent in ``env``, or None when it has none.
 
-    Batched forms (:mod:`orchlib.study.batch`), in the ideal and the grounded world: ``q_learning``
-    (:class:`BatchQLearning`, the catalogue's defaults), ``ucb1`` (:class:`BatchUCB1`, the catalogue's ``c``;
+    Batched forms (:mod:`orchlib.study.batch`), in the ideal and the grounded world: ``q_learning`` and
+    ``q_learning_textbook`` (:class:`BatchQLearning` with the catalogue's defaults of each), the
+    state-of-the-art stand-in ``sota_location_only`` (:class:`BatchLocationOnly`), ``ucb1`` (:class:`BatchUCB1`, the catalogue's ``c``;
     without a device fleet), the fixed baselines of :data:`_FIXED_POLICIES` (:class:`BatchFixedPolicy`, the
     scalar agent's choice in every state, given the state's device class), the agents that read the request's
     measurements (:data:`_BY_KIND`: random, greedy on the profiles, adaptive greedy, the hybrid) and the
@@ -496,7 +503,7 @@ def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOrac
     in ``"mask"`` mode and keyword arguments the batched form takes qualifies; everything else (DQN, bandits
     without a batched form, per-user deciders, custom agents) keeps the per-request path.
     """
-    from orchlib.agents.catalogue import PAPER_DEFAULTS, _ucb_defaults, make_agent
+    from orchlib.agents.catalogue import PAPER_DEFAULTS, TEXTBOOK_DEFAULTS, _ucb_defaults, make_agent
 
     if spec.deciders != "central" or env.observation_mode != "discrete" or env.accuracy_mode != "mask":
         return None
@@ -511,12 +518,17 @@ def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOrac
         except (TypeError, ValueError):  # options the agent refuses: the per-request path reports them
             return None
         return _BY_KIND[spec.agent](agent, system.device_masks.reshape(-1, system.n_actions), masks)
-    if spec.agent == "q_learning":
-        return (
-            BatchQLearning(masks, **{**PAPER_DEFAULTS, **kwargs})
-            if set(kwargs) <= set(PAPER_DEFAULTS)
-            else None
-        )
+    if spec.agent in ("q_learning", "q_learning_textbook"):
+        defaults = PAPER_DEFAULTS if spec.agent == "q_learning" else TEXTBOOK_DEFAULTS
+        return BatchQLearning(masks, **{**defaults, **kwargs}) if set(kwargs) <= set(defaults) else None
+    if spec.agent == "sota_location_only":
+        if not set(kwargs) <= set(PAPER_DEFAULTS):
+            return None
+        try:
+            agent = make_agent(spec.agent, env, **kwargs)
+        except (TypeError, ValueError):  # options the agent refuses: the per-request path reports them
+            return None
+        return BatchLocationOnly(agent.actions, masks, **{**PAPER_DEFAULTS, **kwargs})
     if spec.agent == "ucb1":
         if system.scenario.fleet is not None or not set(kwargs) <= {"c"}:
             return None  # (with a fleet the batched form is not tested against the reference: per request)
@@ -547,18 +559,44 @@ _BY_KIND = {
 
 
 def _batch_group_key(spec: RunSpec) -> str:
-    """Specs with equal keys differ only in their replicate, so they can be played as one batch."""
+    """Specs with equal keys play in one world (scenario and environment options) and can share a batch,
+    whatever their agents: each replicate's numbers depend only on its own spec (:func:`_play_batched`)."""
+    options = {**_ENV_DEFAULTS, **dict(spec.env_kwargs)}  # options left at their default equal them given
+    return json.dumps([spec.scenario.to_json(), options], sort_keys=True)
+
+
+#: the environment's keyword options and their defaults.
+_ENV_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(OrchestrationEnv.__init__).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+}
+
+
+def _agent_key(spec: RunSpec) -> str:
+    """Specs with equal keys differ only in their replicate: one batched agent plays them all."""
     return spec.replace(replicate=0).to_json()
 
 
-def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tuple[str, pd.DataFrame, dict]]:
-    """Play replicates of one (scenario, agent, options) together: the per-request table of each, as
-    :func:`_play` records it.
+#: most replicates one batched task plays (the per-request table of each is held in memory until the end).
+MAX_BATCH = 64
 
-    Each replicate's system draws from the generator the per-request path's ``env.reset`` would give it,
-    so its requests are the per-request path's (and a fixed policy's whole table is bit for bit the same);
-    a learner's exploration draws from the replicate's agent stream in the batched agent's own order (equal in
-    distribution; see :mod:`orchlib.study.batch`).
+#: how a block of a batch acts: the oracle's best, by the discrete state, by the request's kind and measurements.
+_ACTS_ORACLE, _ACTS_BY_STATE, _ACTS_BY_KIND = 0, 1, 2
+
+
+def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tuple[str, pd.DataFrame, dict]]:
+    """Play runs of one world (scenario and environment options) together on the batched engine: the
+    per-request table of each, as :func:`_play` records it.
+
+    The runs may be of different agents: the replicates of each agent (specs equal but for the replicate) form
+    one contiguous block of the batch, played by that agent's batched form (:func:`batch_agent`). Each
+    replicate's system draws from the generator the per-request path's ``env.reset`` would give it, so its
+    requests are the per-request path's (and a fixed policy's whole table is bit for bit the same); a learner's
+    exploration draws from the replicate's agent stream in the batched agent's own order (equal in distribution;
+    see :mod:`orchlib.study.batch`). Nothing a replicate draws or sees depends on the other replicates of the
+    batch, so its table is the same in any batch (tested). Each run's ``wall_time_s`` is the batch's time over
+    its number of runs.
     """
     started = time.perf_counter()
     first = specs[0]
@@ -568,9 +606,30 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
             f"the data files of scenario {first.scenario.name!r} changed while the sweep ran; rerun the sweep"
         )
     env = OrchestrationEnv(system, **dict(first.env_kwargs))
-    agent = batch_agent(first, env)
-    if agent is None:
-        raise ValueError(f"agent {first.agent!r} with these options has no batched form")
+    if any(_batch_group_key(spec) != _batch_group_key(first) for spec in specs):
+        raise ValueError("a batch must play one scenario with one set of environment options")
+    # each agent's replicates as one contiguous block of the batch: (block, batched agent, how it acts)
+    by_agent: dict[str, list[int]] = {}
+    for k, spec in enumerate(specs):
+        by_agent.setdefault(_agent_key(spec), []).append(k)
+    order = [k for members in by_agent.values() for k in members]
+    specs = [specs[k] for k in order]
+    blocks: list[tuple[slice, Any, int]] = []
+    start = 0
+    for members in by_agent.values():
+        spec = specs[start]
+        agent = batch_agent(spec, env)
+        if agent is None:
+            raise ValueError(f"agent {spec.agent!r} with these options has no batched form")
+        block = slice(start, start + len(members))
+        if isinstance(agent, _BatchOracle):
+            how = _ACTS_ORACLE
+        elif getattr(agent, "kind_masks", None) is not None:  # reads each request's kind and measurements
+            how = _ACTS_BY_KIND
+        else:
+            how = _ACTS_BY_STATE
+        blocks.append((block, agent, how))
+        start = block.stop
     seeds = [spec.seed_sequences() for spec in specs]
     # the generator OrchestrationEnv.reset(seed=...) gives the per-request path's simulator
     sim_rngs = [
@@ -584,31 +643,31 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
         edge_load_edges=env.edge_load_edges,
         device_load_edges=env.state.device_load_edges,
     )
-    agent.reset(len(specs), [np.random.default_rng(agent_seq) for _, agent_seq in seeds])
+    for block, agent, _ in blocks:
+        agent.reset(block.stop - block.start, [np.random.default_rng(seq) for _, seq in seeds[block]])
     n, b = first.scenario.n_requests, len(specs)
     record = {name: np.empty((n, b)) for name in (*_SERVED, *(_ORACLE if env.oracle else ()))}
     rewards, states = np.empty((n, b)), np.empty((n, b), dtype=np.int64)
     accuracy = system.top1_pct
     requests = sim.next_requests()
     state = sim.observe(requests)
-    is_oracle = isinstance(agent, _BatchOracle)
-    # the agent takes each request's kind and measurements (its mask is the kind's, not the state's)
-    by_kind = getattr(agent, "kind_masks", None) is not None
+    reads_kind = any(how == _ACTS_BY_KIND for _, _, how in blocks)
+    needs_best = env.oracle or any(how == _ACTS_ORACLE for _, _, how in blocks)
     kinds = sim.kinds(requests)
-    rows = np.arange(b)
+    action = np.empty(b, dtype=np.int64)
     for i in range(n):
-        if env.oracle or is_oracle:
-            totals = sim.evaluate(requests)
-            totals[~sim.kind_masks[kinds]] = np.inf  # each request's own mask (its state's without a fleet)
-            best = totals.argmin(axis=1)
-        if is_oracle:
-            action = best
-        elif by_kind:
-            action = agent.act(state, kinds, sim.measurements(requests))
-        else:
-            action = agent.act(state)
+        if needs_best:  # the best valid action of each request's own mask, and its response time
+            best, best_ms = sim.best(requests)
+        measured = sim.measurements(requests) if reads_kind else None
+        for block, agent, how in blocks:
+            if how == _ACTS_ORACLE:
+                action[block] = best[block]
+            elif how == _ACTS_BY_KIND:
+                action[block] = agent.act(state[block], kinds[block], measured[block])
+            else:
+                action[block] = agent.act(state[block])
         if env.oracle:
-            record["oracle_latency_ms"][i] = totals[rows, best]
+            record["oracle_latency_ms"][i] = best_ms
         breakdown = sim.serve(requests, action)
         tier, variant = np.divmod(action, system.n_variants)
         record["served_user"][i] = requests.user
@@ -619,25 +678,35 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
         record["met_requirement"][i] = True  # batched agents act within the request's mask
         for name in _BREAKDOWN[:-1]:
             record[name][i] = getattr(breakdown, name)
-        record["latency_ms"][i] = breakdown.total_ms
+        total_ms = breakdown.total_ms
+        record["latency_ms"][i] = total_ms
         if env.oracle:
-            record["regret_ms"][i] = breakdown.total_ms - record["oracle_latency_ms"][i]
-        rewards[i] = -breakdown.total_ms / 1e3 * env.reward_scale
+            record["regret_ms"][i] = total_ms - best_ms
+        reward = rewards[i]
+        reward[:] = -total_ms / 1e3 * env.reward_scale
         states[i] = state
         requests = sim.next_requests()
         next_state = sim.observe(requests)
         kinds = sim.kinds(requests)
-        if by_kind:
-            agent.learn(state, action, rewards[i], next_state, kinds, breakdown.total_ms)
-        else:
-            agent.learn(state, action, rewards[i], next_state)
+        for block, agent, how in blocks:
+            if how == _ACTS_BY_KIND:
+                agent.learn(
+                    state[block],
+                    action[block],
+                    reward[block],
+                    next_state[block],
+                    kinds[block],
+                    total_ms[block],
+                )
+            elif how == _ACTS_BY_STATE:
+                agent.learn(state[block], action[block], reward[block], next_state[block])
         state = next_state
     out = []
     for k, spec in enumerate(specs):
         column = {name: values[:, k] for name, values in record.items()}
         frame = _request_frame(spec, system, column, rewards[:, k].copy(), states[:, k].copy())
         extra = _result_extra(spec, system, found, frame, started)
-        extra["summary"]["wall_time_s"] /= b  # the batch's time, shared by its replicates
+        extra["summary"]["wall_time_s"] /= b  # the batch's time, shared by its runs
         out.append((spec.key(found), frame, extra))
     return out
 
@@ -828,21 +897,31 @@ def _task(
 
 
 def _batches(
-    missing: Sequence[tuple[RunSpec, str]], factory: AgentFactory | None, batched: bool
+    missing: Sequence[tuple[RunSpec, str]], factory: AgentFactory | None, batched: bool, n_workers: int = 1
 ) -> list[tuple[list[RunSpec], str, bool]]:
-    """The missing runs as ``(specs, fingerprint, batched)`` tasks: replicates of an agent with a batched form
-    together (a group of one replicate too: its numbers do not depend on the group), the others one each."""
+    """The missing runs as ``(specs, fingerprint, batched)`` tasks: the runs with a batched form that share a
+    world (:func:`_batch_group_key`) together, whatever their agents, in tasks of at most :data:`MAX_BATCH`
+    runs and, when there are fewer worlds than workers, split so that every worker gets one (a run's numbers do
+    not depend on its batch); the others one run each, after them."""
     if factory is not None or not batched:
         return [([spec], fp, False) for spec, fp in missing]
-    groups: dict[str, tuple[list[RunSpec], str, bool]] = {}
+    groups: dict[str, tuple[list[RunSpec], str]] = {}
     tasks: list[tuple[list[RunSpec], str, bool]] = []
     for spec, fp in missing:
         system = system_for(spec.scenario)[0]
         if batch_agent(spec, OrchestrationEnv(system, **dict(spec.env_kwargs))) is None:
             tasks.append(([spec], fp, False))
             continue
-        groups.setdefault(_batch_group_key(spec), ([], fp, True))[0].append(spec)
-    return list(groups.values()) + tasks
+        groups.setdefault(_batch_group_key(spec), ([], fp))[0].append(spec)
+    n_batched = sum(len(members) for members, _ in groups.values())
+    size = max(1, min(MAX_BATCH, math.ceil(n_batched / max(1, n_workers))))
+    chunks = []
+    for members, fp in groups.values():
+        n_chunks = math.ceil(len(members) / size)
+        # equal parts (an agent's replicates may span two parts: each replicate is played alike in any batch)
+        bounds = np.linspace(0, len(members), n_chunks + 1).round().astype(int)
+        chunks += [(members[lo:hi], fp, True) for lo, hi in itertools.pairwise(bounds)]
+    return chunks + tasks
 
 
 @dataclass(frozen=True)
@@ -932,7 +1011,7 @@ def run_sweep(
         # Results are saved here, in the calling process, as they arrive: a remote Dask worker needs no access
         # to out_dir, and runs finished before an interruption stay saved.
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
-        tasks = _batches(missing, factory, batched)
+        tasks = _batches(missing, factory, batched, joblib.effective_n_jobs(n_jobs))
         jobs = (joblib.delayed(_task)(group, factory, fp, is_batch) for group, fp, is_batch in tasks)
         by_key = {spec.key(fp): spec for spec, fp in missing}
         with tqdm(total=len(missing), desc="orchlib runs", unit="run", disable=not progress) as bar:

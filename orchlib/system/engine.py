@@ -875,6 +875,10 @@ class Engine:
         else:
             self._sigma_classes = system.sigma[None].copy()
             self._sigma_class = np.zeros((b, n_users), dtype=np.int64)
+        # tiers whose sigma is the same in every class: their factors are computed once for all classes
+        self._tier_shared = [
+            bool((self._sigma_classes[:, t] == self._sigma_classes[0, t]).all()) for t in range(3)
+        ]
         self.request_noise = np.ones((b, 3, self.input_bits.size))  # the current requests' exp(sigma * z)
         self._noise = np.ones((b, _NOISE_COLUMNS, *self._sigma_classes.shape))
         self._noise_offset = np.array([-_NOISE_COLUMNS], dtype=np.int64)  # no column filled yet
@@ -896,7 +900,16 @@ class Engine:
             return
         z = self._normals[:, column : column + _NOISE_COLUMNS]  # (B, n, 3)
         n = z.shape[1]
-        self._noise[:, :n] = np.exp(self._sigma_classes[None, None] * z[:, :, None, :, None])
+        sigma = self._sigma_classes  # (classes, 3, variants)
+        for tier, shared in enumerate(
+            self._tier_shared
+        ):  # element by element exp(sigma[c, t, v] * z[b, i, t])
+            z_tier = z[:, :, tier, None]
+            if shared:
+                self._noise[:, :n, :, tier] = np.exp(sigma[0, tier] * z_tier)[:, :, None]
+            else:
+                for c in range(sigma.shape[0]):
+                    self._noise[:, :n, c, tier] = np.exp(sigma[c, tier] * z_tier)
         self._noise_offset[0] = self._noise_from = column
 
     def _pack_schedules(self) -> None:
