@@ -568,23 +568,25 @@ def test_batched_tasks_group_runs_by_world_and_keep_every_worker_busy():
     worlds = [tiny().replace(n_requests=50), tiny().replace(n_requests=50, name="tiny_b")]
     specs = grid(worlds, ["q_learning", "oracle", "edge_fastest", "dqn"], n_replicates=3, seed=1)
     missing = [(spec, "fp") for spec in specs]
-    tasks = _batches(missing, None, True, n_workers=1)
-    batched = [t for t in tasks if t[2]]
-    # one task per world with all its batchable runs; DQN alone, after them
-    assert [len(members) for members, _, _ in batched] == [9, 9]
-    assert all(len({_batch_group_key(s) for s in members}) == 1 for members, _, _ in batched)
-    assert [t[2] for t in tasks] == [True, True] + [False] * 6
-    assert all(members[0].agent == "dqn" for members, _, is_batch in tasks if not is_batch)
-    # four workers: each world split in two; no task above MAX_BATCH; every run exactly once
-    for n_workers in (4, 1):
-        tasks = _batches(missing, None, True, n_workers=n_workers)
+
+    def check(tasks):  # every run exactly once; a batch holds one world and at most MAX_BATCH runs
         played = [s for members, _, _ in tasks for s in members]
         assert sorted(s.to_json() for s in played) == sorted(s.to_json() for s in specs)
-        assert max(len(members) for members, _, _ in tasks) <= MAX_BATCH
-    assert len([t for t in _batches(missing, None, True, n_workers=4) if t[2]]) == 4
-    many = grid([worlds[0]], ["edge_fastest"], n_replicates=MAX_BATCH + 1, seed=1)
-    sizes = [len(m) for m, _, _ in _batches([(s, "fp") for s in many], None, True)]
-    assert sizes == [(MAX_BATCH + 1) // 2, (MAX_BATCH + 2) // 2]
+        assert all(len({_batch_group_key(s) for s in m}) == 1 and len(m) <= MAX_BATCH for m, _, _ in tasks)
+        return [(len(m), b) for m, _, b in tasks]
+
+    # DQN (no batched form) one run per task, first; then each world's nine batchable runs in one batch (one
+    # worker: two tasks of half the batched requests each)
+    assert check(_batches(missing, None, True, n_workers=1)) == [(1, False)] * 6 + [(9, True)] * 2
+    assert all(m[0].agent == "dqn" for m, _, b in _batches(missing, None, True) if not b)
+    # two workers: four tasks of about a quarter each; eight: sixteen, never empty
+    assert check(_batches(missing, None, True, n_workers=2)) == [(1, False)] * 6 + [(4, True), (5, True)] * 2
+    parts = [n for n, b in check(_batches(missing, None, True, n_workers=8)) if b]
+    assert len(parts) == 16 and set(parts) == {1, 2}
+    # a world of many runs is cut at MAX_BATCH even with one worker
+    many = grid([worlds[0]], ["edge_fastest"], n_replicates=3 * MAX_BATCH + 1, seed=1)
+    sizes = [len(m) for m, _, _ in _batches([(s, "fp") for s in many], None, True, n_workers=1)]
+    assert max(sizes) <= MAX_BATCH and sum(sizes) == 3 * MAX_BATCH + 1 and max(sizes) - min(sizes) <= 1
     # a factory or batched=False: one run per task, none batched
     assert all(len(m) == 1 and not b for m, _, b in _batches(missing, None, False, n_workers=2))
 

@@ -43,7 +43,6 @@ from orchlib.agents.baselines import (
     RandomValid,
     profile_latency_ms,
 )
-from orchlib.agents.dqn import DQN
 from orchlib.agents.hybrid import AdaptiveGreedy, ProfileHybrid
 from orchlib.agents.oracle import OracleAgent
 from orchlib.agents.qlearning import DynaQ, QLearning
@@ -195,6 +194,14 @@ def _unwrap(env: gym.Env) -> OrchestrationEnv:
     return inner
 
 
+def _dqn_class() -> type[Agent]:
+    """:class:`orchlib.agents.dqn.DQN`, imported when first built: torch takes about a second to import, and a
+    sweep's worker processes import the catalogue whether or not they run DQN."""
+    from orchlib.agents.dqn import DQN
+
+    return DQN
+
+
 def _direct(
     cls: type[Agent], env: OrchestrationEnv, defaults: dict[str, Any], kwargs: dict[str, Any]
 ) -> Agent:
@@ -254,7 +261,9 @@ _BUILDERS: dict[str, Callable[[OrchestrationEnv, dict[str, Any]], Agent]] = {
     # DQN: the class defaults (documented in orchlib.agents.dqn), with the same discount as the tabular learners, and
     # one gradient step every 4 requests (Stable-Baselines3's DQN default train_freq=4; every request would
     # make DQN 4x slower for little gain on this task).
-    "dqn": lambda env, kw: _direct(DQN, env, {"gamma": PAPER_DEFAULTS["gamma"], "train_every": 4}, kw),
+    "dqn": lambda env, kw: _direct(
+        _dqn_class(), env, {"gamma": PAPER_DEFAULTS["gamma"], "train_every": 4}, kw
+    ),
     "local_most_accurate": _baseline(LocalMostAccurate),
     "edge_most_accurate": _baseline(EdgeMostAccurate),
     "cloud_most_accurate": _baseline(CloudMostAccurate),

@@ -899,10 +899,12 @@ def _task(
 def _batches(
     missing: Sequence[tuple[RunSpec, str]], factory: AgentFactory | None, batched: bool, n_workers: int = 1
 ) -> list[tuple[list[RunSpec], str, bool]]:
-    """The missing runs as ``(specs, fingerprint, batched)`` tasks: the runs with a batched form that share a
-    world (:func:`_batch_group_key`) together, whatever their agents, in tasks of at most :data:`MAX_BATCH`
-    runs and, when there are fewer worlds than workers, split so that every worker gets one (a run's numbers do
-    not depend on its batch); the others one run each, after them."""
+    """The missing runs as ``(specs, fingerprint, batched)`` tasks.
+
+    Runs without a batched form: one task each, first. Runs with one: together per world
+    (:func:`_batch_group_key`), whatever their agents (a run's numbers do not depend on its batch), after them,
+    each world in equal parts of at most :data:`MAX_BATCH` runs and about ``1 / (2 * n_workers)`` of the
+    batched requests, so that the last tasks are small and the workers finish together."""
     if factory is not None or not batched:
         return [([spec], fp, False) for spec, fp in missing]
     groups: dict[str, tuple[list[RunSpec], str]] = {}
@@ -913,15 +915,16 @@ def _batches(
             tasks.append(([spec], fp, False))
             continue
         groups.setdefault(_batch_group_key(spec), ([], fp))[0].append(spec)
-    n_batched = sum(len(members) for members, _ in groups.values())
-    size = max(1, min(MAX_BATCH, math.ceil(n_batched / max(1, n_workers))))
-    chunks = []
+    total = sum(spec.scenario.n_requests for members, _ in groups.values() for spec in members)
+    share = max(1, math.ceil(total / (2 * max(1, n_workers))))  # requests per batched task, about
     for members, fp in groups.values():
-        n_chunks = math.ceil(len(members) / size)
+        requests = len(members) * members[0].scenario.n_requests  # (one world: one n_requests)
+        n_chunks = max(math.ceil(requests / share), math.ceil(len(members) / MAX_BATCH))
+        n_chunks = min(n_chunks, len(members))
         # equal parts (an agent's replicates may span two parts: each replicate is played alike in any batch)
         bounds = np.linspace(0, len(members), n_chunks + 1).round().astype(int)
-        chunks += [(members[lo:hi], fp, True) for lo, hi in itertools.pairwise(bounds)]
-    return chunks + tasks
+        tasks += [(members[lo:hi], fp, True) for lo, hi in itertools.pairwise(bounds)]
+    return tasks
 
 
 @dataclass(frozen=True)
