@@ -79,7 +79,9 @@ def test_the_wheel_carries_the_data_and_runs_from_another_folder(tmp_path: Path)
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    # numba's kernels interpreted: compiling them afresh for the installed copy took about 3 of this suite's
+    # minutes, and the compiled kernels are these same files, which the rest of the suite runs compiled
+    env = {**os.environ, "PYTHONPATH": str(target), "NUMBA_DISABLE_JIT": "1"}
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True
     )

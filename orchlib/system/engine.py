@@ -47,6 +47,7 @@ stream stays the ideal world's.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -640,8 +641,10 @@ class StepState(structref.StructRefProxy):
 structref.define_boxing(StepStateType, StepState)
 
 
-def _pack_step_state(values):  # pragma: no cover - compiled only (the overload below)
-    raise NotImplementedError
+def _pack_step_state(values):
+    """Compiled: the overload below. Interpreted (``NUMBA_DISABLE_JIT=1``, e.g. to debug a kernel in Python): a
+    plain object with the same fields, which the interpreted kernels read alike."""
+    return SimpleNamespace(**dict(zip(STEP_STATE_FIELDS, values, strict=True)))
 
 
 @overload(_pack_step_state)
