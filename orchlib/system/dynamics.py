@@ -15,7 +15,19 @@ import numba
 import numpy as np
 
 
-@numba.vectorize(["float64(float64, float64, float64)"], cache=True)
+def _ufunc(signature: str):
+    """A compiled ufunc of one signature (``numba.vectorize``); interpreted under ``NUMBA_DISABLE_JIT``, where
+    numba cannot build one, NumPy's ``vectorize`` of the same function."""
+
+    def wrap(function):
+        if numba.config.DISABLE_JIT:
+            return np.vectorize(function, otypes=[np.float64])
+        return numba.vectorize([signature], cache=True)(function)
+
+    return wrap
+
+
+@_ufunc("float64(float64, float64, float64)")
 def cooled_heat(heat, idle_ms, cool_tau_ms):
     """Heat after ``idle_ms`` of idleness: first-order decay ``heat * exp(-idle / tau_cool)`` (H1).
 
@@ -24,13 +36,13 @@ def cooled_heat(heat, idle_ms, cool_tau_ms):
     return heat * np.exp(-max(idle_ms, 0.0) / cool_tau_ms)
 
 
-@numba.vectorize(["float64(float64, float64, float64)"], cache=True)
+@_ufunc("float64(float64, float64, float64)")
 def heated(heat, busy_ms, heat_tau_ms):
     """Heat after ``busy_ms`` of inference: first-order rise towards 1, ``1 - (1 - heat) exp(-busy / tau)`` (H1)."""
     return 1.0 - (1.0 - heat) * np.exp(-max(busy_ms, 0.0) / heat_tau_ms)
 
 
-@numba.vectorize(["float64(float64, float64)"], cache=True)
+@_ufunc("float64(float64, float64)")
 def thermal_slowdown(heat, max_slowdown):
     """Compute-time multiplier at a heat level: ``1 + (max_slowdown - 1) * heat`` (1 when cold) (H1)."""
     return 1.0 + (max_slowdown - 1.0) * heat
