@@ -247,3 +247,47 @@ def test_a_copied_or_pickled_env_steps_on_exactly_as_the_original() -> None:
         assert steps[0][0] == steps[1][0] == steps[2][0]
         assert infos[0]["latency_ms"] == infos[1]["latency_ms"] == infos[2]["latency_ms"]
         assert infos[0]["oracle_latency_ms"] == infos[1]["oracle_latency_ms"] == infos[2]["oracle_latency_ms"]
+
+
+_INTERPRETED_STEPS = """
+import json, sys
+import numpy as np
+from orchlib.envs.orchestration import OrchestrationEnv
+from orchlib.system.scenario import paper
+env = OrchestrationEnv(paper().replace(n_requests=300))
+obs, info = env.reset(seed=5)
+rows = []
+for t in range(300):
+    valid = np.flatnonzero(info["action_mask"])
+    obs, reward, terminated, truncated, info = env.step(int(valid[(7 * t) % valid.size]))
+    rows.append([info["latency_ms"], info["oracle_latency_ms"], info["oracle_action"], obs])
+print(json.dumps(rows))
+"""
+
+
+def test_the_kernels_interpreted_give_what_they_give_compiled() -> None:
+    # NUMBA_DISABLE_JIT runs every kernel as plain Python (to debug one, and in the tests that run a fresh
+    # copy of the package): the grounded world's oracle actions and states are the compiled ones, and its
+    # latencies too up to the last bit or two (LLVM's code and libm's exp round a few results differently:
+    # about 4e-16 relative, measured)
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERPRETED_STEPS], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    interpreted = np.array(json.loads(done.stdout))
+    compiled_env = OrchestrationEnv(paper().replace(n_requests=300))
+    obs, info = compiled_env.reset(seed=5)
+    compiled = []
+    for t in range(300):
+        valid = np.flatnonzero(info["action_mask"])
+        obs, _, _, _, info = compiled_env.step(int(valid[(7 * t) % valid.size]))
+        compiled.append([info["latency_ms"], info["oracle_latency_ms"], info["oracle_action"], obs])
+    compiled = np.array(compiled)
+    np.testing.assert_array_equal(interpreted[:, 2:], compiled[:, 2:])
+    np.testing.assert_allclose(interpreted[:, :2], compiled[:, :2], rtol=1e-13, atol=0)
