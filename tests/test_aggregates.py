@@ -97,3 +97,24 @@ def test_acceleration_counts_requests_to_the_reference_level() -> None:
     assert row["acceleration"] == pytest.approx(20.0) and row["lower_bound"]
     with pytest.raises(ValueError, match="no runs of agent"):
         acceleration(table, "missing", reference="q")
+
+
+def test_the_batched_improvement_statistic_is_rliables_bit_for_bit() -> None:
+    # the bootstrap evaluates P(X > Y) for all resamples in one call; it must be rliable's per-task Mann-Whitney
+    # value exactly (ties, identical runs, unequal run counts)
+    import rliable.metrics as rly
+
+    from orchlib.study.aggregates import _improvement
+
+    rng = np.random.default_rng(3)
+    for n_x, n_y in ((10, 10), (7, 12), (3, 5)):
+        for _ in range(50):
+            x = rng.integers(0, 6, size=(n_x, 3)) / 4.0  # coarse values: many ties
+            y = rng.integers(0, 6, size=(n_y, 3)) / 4.0
+            if n_x == n_y and rng.random() < 0.2:
+                y = x.copy()  # rliable's shortcut for identical runs
+            ours = np.mean(np.stack([_improvement(x[:, t], y[:, t]) for t in range(3)], axis=-1), axis=-1)
+            assert ours == rly.probability_of_improvement(x, y)
+    # batched: each resample's value is the one-by-one value
+    xs, ys = rng.random((4, 9)), rng.random((4, 6))
+    np.testing.assert_array_equal(_improvement(xs, ys), [_improvement(a, b) for a, b in zip(xs, ys, strict=True)])

@@ -113,6 +113,14 @@ def iqm(
     return pd.DataFrame(rows)
 
 
+def _improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``P(X > Y)`` of each batch of runs, shapes (..., n_x) and (..., n_y): pairs where x wins, ties counting
+    half, over ``n_x * n_y`` (rliable's per-task Mann-Whitney statistic, 0.5 for identical runs)."""
+    x, y = x[..., :, None], y[..., None, :]
+    wins = np.sum(x > y, axis=(-2, -1)) + 0.5 * np.sum(x == y, axis=(-2, -1))
+    return wins / (x.shape[-2] * y.shape[-1])
+
+
 def probability_of_improvement(
     scores: pd.DataFrame,
     x: str,
@@ -131,10 +139,16 @@ def probability_of_improvement(
     point = float(rly.probability_of_improvement(mx, my))
     n_tasks = len(tasks)
 
-    def statistic(*columns: np.ndarray) -> float:
-        sx = np.stack(columns[:n_tasks], axis=1)
-        sy = np.stack(columns[n_tasks:], axis=1)
-        return float(rly.probability_of_improvement(sx, sy))
+    def statistic(*columns: np.ndarray, axis: int = -1) -> np.ndarray:
+        # rliable's statistic for a batch of resamples at once (columns: (..., runs)): per task the Mann-Whitney
+        # U of x over y (pairs won, ties half) over n_x * n_y, averaged over tasks. U is a count, exact in
+        # floating point, so this equals rliable's rank-sum value bit for bit (tested); one call instead of one
+        # per resample (the bootstrap took 14 of the learning targets' 120 s).
+        columns = tuple(np.moveaxis(column, axis, -1) for column in columns)
+        per_task = [
+            _improvement(x, y) for x, y in zip(columns[:n_tasks], columns[n_tasks:], strict=True)
+        ]
+        return np.mean(np.stack(per_task, axis=-1), axis=-1)
 
     ci = stats.bootstrap(
         (*mx.T, *my.T),
@@ -142,7 +156,7 @@ def probability_of_improvement(
         n_resamples=n_resamples,
         confidence_level=confidence_level,
         method="percentile",
-        vectorized=False,
+        vectorized=True,
         random_state=np.random.default_rng(rng),
     ).confidence_interval
     return point, float(ci.low), float(ci.high)
