@@ -117,4 +117,6 @@ def test_the_batched_improvement_statistic_is_rliables_bit_for_bit() -> None:
             assert ours == rly.probability_of_improvement(x, y)
     # batched: each resample's value is the one-by-one value
     xs, ys = rng.random((4, 9)), rng.random((4, 6))
-    np.testing.assert_array_equal(_improvement(xs, ys), [_improvement(a, b) for a, b in zip(xs, ys, strict=True)])
+    np.testing.assert_array_equal(
+        _improvement(xs, ys), [_improvement(a, b) for a, b in zip(xs, ys, strict=True)]
+    )

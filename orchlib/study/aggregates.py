@@ -145,9 +145,7 @@ def probability_of_improvement(
         # floating point, so this equals rliable's rank-sum value bit for bit (tested); one call instead of one
         # per resample (the bootstrap took 14 of the learning targets' 120 s).
         columns = tuple(np.moveaxis(column, axis, -1) for column in columns)
-        per_task = [
-            _improvement(x, y) for x, y in zip(columns[:n_tasks], columns[n_tasks:], strict=True)
-        ]
+        per_task = [_improvement(x, y) for x, y in zip(columns[:n_tasks], columns[n_tasks:], strict=True)]
         return np.mean(np.stack(per_task, axis=-1), axis=-1)
 
     ci = stats.bootstrap(
