@@ -85,8 +85,15 @@ def _seconds(command: list[str], cwd: Path, env: dict[str, str], timeout_s: floa
         return float("nan"), f"stopped after {fmt(timeout_s)} s"
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
-        tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-2:])[:300]
-        return float("nan"), f"failed (exit {done.returncode}): {tail}"
+        # the whole output kept for the diagnosis; the status names the failures (pytest's summary lines, on
+        # stdout: stderr holds only the build's warnings and make's last word)
+        log = Path(tempfile.mkdtemp(prefix="orchlib-vs-failed-")) / "output.txt"
+        log.write_text(
+            f"$ {' '.join(command)}\n{done.stdout}\n--- stderr ---\n{done.stderr}", encoding="utf-8"
+        )
+        lines = done.stdout.strip().splitlines() or done.stderr.strip().splitlines()
+        failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))] or lines[-2:]
+        return float("nan"), f"failed (exit {done.returncode}; output in {log}): {' '.join(failed)[:400]}"
     return elapsed, "ok"
 
 
