@@ -261,7 +261,8 @@ for t in range(300):
     valid = np.flatnonzero(info["action_mask"])
     obs, reward, terminated, truncated, info = env.step(int(valid[(7 * t) % valid.size]))
     rows.append([info["latency_ms"], info["oracle_latency_ms"], info["oracle_action"], obs])
-print(json.dumps(rows))
+import numba
+print(json.dumps({"jit_disabled": bool(numba.config.DISABLE_JIT), "rows": rows}))
 """
 
 
@@ -275,19 +276,16 @@ def test_the_kernels_interpreted_give_what_they_give_compiled() -> None:
     import subprocess
     import sys
 
-    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", _INTERPRETED_STEPS], env=env, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    interpreted = np.array(json.loads(done.stdout))
-    compiled_env = OrchestrationEnv(paper().replace(n_requests=300))
-    obs, info = compiled_env.reset(seed=5)
-    compiled = []
-    for t in range(300):
-        valid = np.flatnonzero(info["action_mask"])
-        obs, _, _, _, info = compiled_env.step(int(valid[(7 * t) % valid.size]))
-        compiled.append([info["latency_ms"], info["oracle_latency_ms"], info["oracle_action"], obs])
-    compiled = np.array(compiled)
+    def rows(disable_jit: str) -> np.ndarray:  # the script's steps in a fresh process
+        env = {**os.environ, "NUMBA_DISABLE_JIT": disable_jit}
+        done = subprocess.run(
+            [sys.executable, "-c", _INTERPRETED_STEPS], env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        out = json.loads(done.stdout)
+        assert out["jit_disabled"] == (disable_jit == "1")
+        return np.array(out["rows"])
+
+    interpreted, compiled = rows("1"), rows("0")
     np.testing.assert_array_equal(interpreted[:, 2:], compiled[:, 2:])
     np.testing.assert_allclose(interpreted[:, :2], compiled[:, :2], rtol=1e-13, atol=0)
