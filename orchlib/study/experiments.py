@@ -218,13 +218,15 @@ def _motivation_one_device(
             (name if name == "edge" else f"edge {name}", 1, workers) for name, workers in edges.items()
         ]
         options.append(("cloud", 2, None))
+        base_system = build_system(scenario)
         for option, tier_index, workers in options:
             sized = (
                 scenario
                 if workers is None
                 else scenario.replace(edge=dataclasses.replace(scenario.edge, n_workers=workers))
             )
-            system = build_system(sized)
+            # the edge's worker count is read from the scenario when a simulator starts; nothing else changes
+            system = base_system if sized == scenario else dataclasses.replace(base_system, scenario=sized)
             v = pick_variant(system, tier_index)
             row = {"panel": panel, "x": x, "tier": TIERS[tier_index], "option": option}
             row.update(edge_workers=sized.edge.n_workers, variant=None, mean_latency_ms=np.nan)
@@ -264,20 +266,33 @@ def _motivation_one_device(
     return pd.DataFrame(rows)
 
 
-def fastest_steady_tier(table: pd.DataFrame) -> pd.DataFrame:
-    """From :func:`motivation`: per (device, panel, x) the fastest tier not overloaded ("none" if all are), and
-    the fastest option (``fastest_option``: the tier, or the edge's size)."""
+#: options whose steady-state mean is within this fraction of the fastest one's count as tied in figure 1
+#: (2,000 requests per setting: smaller differences are within the settings' run-to-run noise).
+TIE_TOLERANCE = 0.05
+
+
+def fastest_steady_tier(table: pd.DataFrame, tie_tolerance: float = TIE_TOLERANCE) -> pd.DataFrame:
+    """From :func:`motivation`: per (device, panel, x) the fastest tier not overloaded ("none" if all are).
+
+    Tiers whose best option is within ``tie_tolerance`` of the fastest option's mean are tied: ``fastest``
+    joins them with "≈" in tier order (e.g. ``"end≈edge"``). ``fastest_option`` is the single fastest option
+    (the tier, or the edge's size).
+    """
     cells = ["device", "panel", "x"]
+    if "option" not in table.columns:
+        table = table.assign(option=table["tier"])
     usable = table[~table["overloaded"].astype(bool) & table["mean_latency_ms"].notna()]
-    best = usable.loc[
-        usable.groupby(cells, sort=False)["mean_latency_ms"].idxmin(), [*cells, "tier", "option"]
-    ]
-    keys = table[cells].drop_duplicates()
-    return (
-        keys.merge(best, on=cells, how="left")
-        .fillna({"tier": "none", "option": "none"})
-        .rename(columns={"tier": "fastest", "option": "fastest_option"})
-    )
+    rows = []
+    for key, cell in table.groupby(cells, sort=False):
+        steady = usable.loc[cell.index.intersection(usable.index)]
+        if steady.empty:
+            rows.append((*key, "none", "none"))
+            continue
+        best = steady["mean_latency_ms"].min()
+        near = set(steady.loc[steady["mean_latency_ms"] <= (1 + tie_tolerance) * best, "tier"])
+        fastest = "≈".join(t for t in TIERS if t in near)
+        rows.append((*key, fastest, steady.loc[steady["mean_latency_ms"].idxmin(), "option"]))
+    return pd.DataFrame(rows, columns=[*cells, "fastest", "fastest_option"])
 
 
 def with_profiles(scenario: Scenario, **profiles: str) -> Scenario:

@@ -16,6 +16,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from orchlib.study.experiments import TIE_TOLERANCE, fastest_steady_tier
 from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import TIERS
 
@@ -95,8 +96,10 @@ def plot_motivation(table: pd.DataFrame) -> Figure:
     One bar per option (the end device, the edge at each size of the table, the cloud). Each panel states
     under every setting which option is fastest among those with a steady state. A setting whose offered load
     is >= 1 (no steady state) is marked "overload" instead of drawing a bar; a tier that cannot run a variant
-    meeting the requirement is marked "n/a". The title says, per device, which tiers are fastest somewhere
-    (and if the edge never is), and whether the number of users changes the fastest tier.
+    meeting the requirement is marked "n/a". Tiers within :data:`~orchlib.study.experiments.TIE_TOLERANCE` of
+    the fastest are named together ("end≈edge", :func:`~orchlib.study.experiments.fastest_steady_tier`). The
+    title says, per device, which tiers are fastest somewhere (and if the edge never is), and whether the
+    number of users changes the fastest tier.
 
     Args:
         table: from :func:`orchlib.study.experiments.motivation` (device, panel, x, tier, option,
@@ -155,20 +158,16 @@ def plot_motivation(table: pd.DataFrame) -> Figure:
                             fontsize=7,
                             color=colors[option],
                         )
-            fastest = []
-            for x in order:
-                cell = steady[steady["x"] == x]
-                fastest.append(
-                    cell.loc[cell["mean_latency_ms"].idxmin(), "option"] if not cell.empty else "none"
-                )
+            fastest = fastest_steady_tier(part).set_index("x").loc[order, "fastest"].tolist()
             winners[(device, panel)] = fastest
             labels = [f"{x:g}" if isinstance(x, float) else str(x) for x in order]
-            short = [w.replace("edge ", "edge\n") for w in fastest]
-            ax.set_xticks(pos, [f"{label}\n{w}" for label, w in zip(labels, short, strict=True)], fontsize=8)
+            ax.set_xticks(
+                pos, [f"{label}\n{w}" for label, w in zip(labels, fastest, strict=True)], fontsize=8
+            )
             ax.set_yscale("log")
             ax.set_ylim(top=top)
             ax.set_xlabel(
-                f"{xlabel}\n(below: fastest option with a steady state)"
+                f"{xlabel}\n(below: fastest tier with a steady state; ≈: within {100 * TIE_TOLERANCE:.0f}%)"
                 if device_row == len(devices) - 1
                 else ""
             )
@@ -178,7 +177,9 @@ def plot_motivation(table: pd.DataFrame) -> Figure:
         parts = []
         for device in devices:
             won = sorted(
-                {w.split(" ")[0] for (d, _), ws in winners.items() if d == device for w in ws} - {"none"}
+                {t for (d, _), ws in winners.items() if d == device for w in ws for t in w.split("≈")}
+                - {"none"},
+                key=TIERS.index,
             )
             users_change = len(set(winners.get((device, "users"), [])) - {"none"}) > 1
             text = (
@@ -187,9 +188,9 @@ def plot_motivation(table: pd.DataFrame) -> Figure:
                 else f"{device}: {won[0] if won else 'none'} fastest everywhere"
             )
             text += "" if "edge" in won else " (the edge never)"
-            text += "; users change the fastest option" if users_change else "; users never change it"
+            text += "; users change the fastest tier" if users_change else "; users never change it"
             parts.append(text)
-        fig.suptitle("Motivation, fastest option with a steady state.\n" + "\n".join(parts), fontsize=11)
+        fig.suptitle("Motivation, fastest tier with a steady state.\n" + "\n".join(parts), fontsize=11)
         _note(
             fig,
             RECONSTRUCTION_NOTE

@@ -13,6 +13,7 @@ Output layout (``out``, default ``results/``)::
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,13 +69,12 @@ def _row(quantity: str, estimate: tuple[float, float, float], paper_key: str | N
     return (quantity, *(float(x) for x in estimate), paper_key)
 
 
-def _comparison_rows(row: pd.Series, setting: str) -> list[tuple]:
+def _comparison_rows(row: pd.Series, agent: str, setting: str) -> list[tuple]:
     """The time reduction, speedup and accuracy loss of one :func:`~orchlib.study.metrics.compare_to_baseline` row."""
 
     def ci(name: str, scale: float = 1.0) -> tuple[float, float, float]:
         return tuple(scale * row[f"{name}{end}"] for end in ("", "_low", "_high"))
 
-    agent = row["agent"]
     return [
         _row(
             f"{agent} response-time reduction vs state-of-the-art stand-in, {setting}, 1 - T/T_base (%)",
@@ -116,6 +116,7 @@ def summary_table(
         point = chosen.iloc[0]
         rows += _comparison_rows(
             point,
+            str(point["agent"]),
             f"at the paper's accuracy budget (every request tolerates {point['tolerance_pp']:g} pp: the largest "
             f"tolerance of figure 6's sweep with mean accuracy loss < {budget_pp:g} pp, X7)",
         )
@@ -127,9 +128,8 @@ def summary_table(
                 (np.nan, np.nan, np.nan),
             )
         )
-    q = comparison.set_index("agent").loc["q_learning"].copy()
-    q["agent"] = "q_learning"
-    rows += _comparison_rows(q, "unconstrained (the requirement mix S8)")
+    q = comparison.set_index("agent").loc["q_learning"]
+    rows += _comparison_rows(q, "q_learning", "unconstrained (the requirement mix S8)")
     generator = np.random.default_rng(rng)
     for agent in ("q_learning", "dyna_q", "hybrid", "adaptive_greedy"):
         ratio = second_half.loc[second_half["agent"] == agent, "latency_ratio_to_oracle"].to_numpy()
@@ -147,8 +147,7 @@ def summary_table(
             _row(
                 f"[{r.world}, steady Wi-Fi] {r.agent}: real requests until its latency stays within "
                 f"{r.tolerance:.0%} of its own final level ({r.final_ratio:.3f}x the oracle; sliding windows of "
-                f"{r.window}, {r.n_runs} runs)"
-                + ("" if settled else ": does not settle within the run"),
+                f"{r.window}, {r.n_runs} runs)" + ("" if settled else ": does not settle within the run"),
                 (r.settle_request, r.settle_request_low, r.settle_request_high),
             )
         )
@@ -204,6 +203,17 @@ def targets_rows(learning: pd.DataFrame) -> pd.DataFrame:
             "scenario": "learning targets of issue 13 (orchlib reconstruction; worlds in orchlib.study.targets)",
         }
     )
+
+
+#: fragments that mean a summary row was assembled wrongly: a missing number printed as "nan"/"None", empty
+#: parentheses, a parenthesis closed right after a separator, a doubled separator.
+_GLITCHES = re.compile(r"\bnan\b|\bNone\b|\(\s*\)|[;,]\s*\)|\(\s*[;,]|;\s*;|\[\s*,|,\s*\]", re.IGNORECASE)
+
+
+def summary_glitches(markdown: str) -> list[str]:
+    """The lines of a summary (``summary.md``) that contain a glitch: ``nan``/``None`` where a number or text
+    belongs, empty parentheses, or an unreplaced fragment such as ``(target (before); )``. Empty list: clean."""
+    return [line for line in markdown.splitlines() if _GLITCHES.search(line)]
 
 
 def format_estimate(value: float, low: float = np.nan, high: float = np.nan) -> tuple[str, str]:
@@ -371,7 +381,8 @@ def reproduce(
     done()
 
     summary = pd.concat(
-        [summary_table(runs, comparison, second_half, hyb, operating), targets_rows(learning)], ignore_index=True
+        [summary_table(runs, comparison, second_half, hyb, operating), targets_rows(learning)],
+        ignore_index=True,
     )
     _atomic_csv(out / "summary.csv", summary)
     import matplotlib.pyplot as plt
@@ -382,7 +393,10 @@ def reproduce(
         execute_notebooks(out, quick=quick, n_jobs=n_jobs)
         done()
     timings["total"] = time.perf_counter() - start_all
-    _atomic_text(out / "summary.md", _markdown(summary, budget, timings, quick))
+    markdown = _markdown(summary, budget, timings, quick)
+    _atomic_text(out / "summary.md", markdown)
+    for line in summary_glitches(markdown):
+        log(f"[orchlib reproduce] WARNING: a summary line has a glitch (nan, empty parentheses): {line}")
     log(f"[orchlib reproduce] done in {timings['total']:.0f} s: {out / 'summary.md'}")
     return timings
 
