@@ -29,8 +29,12 @@ def test_quick_summary_has_no_glitches(quick_out: Path) -> None:
 def test_quick_summary_has_the_rows_issue_24_asks_for(quick_out: Path) -> None:
     summary = pd.read_csv(quick_out / "summary.csv", keep_default_na=False)
     quantity = summary["quantity"]
-    budget = summary[quantity.str.startswith("q_learning response-time reduction vs state-of-the-art stand-in, at")]
-    budget = budget if len(budget) else summary[quantity.str.contains("no tolerance of figure 6's sweep keeps")]
+    budget = summary[
+        quantity.str.startswith("q_learning response-time reduction vs state-of-the-art stand-in, at")
+    ]
+    budget = (
+        budget if len(budget) else summary[quantity.str.contains("no tolerance of figure 6's sweep keeps")]
+    )
     assert len(budget) == 1
     if budget["paper_quote"].item():  # a measured operating point stands beside the paper's 35%
         assert budget["paper_quote"].item() == "35%" and budget["ci95_low"].item() != ""
@@ -40,7 +44,13 @@ def test_quick_summary_has_the_rows_issue_24_asks_for(quick_out: Path) -> None:
     accel = summary[quantity.str.contains("hybrid learning acceleration")]
     assert sorted(accel["quantity"].str.extract(r"^\[(\w+),")[0].unique()) == ["ideal", "paper"]
     assert (accel["paper_quote"] == "up to 166.6x").all()
-    assert summary[["ours", "ci95_low", "ci95_high"]].astype(str).apply(lambda c: c.str.lower() != "nan").all().all()
+    assert (
+        summary[["ours", "ci95_low", "ci95_high"]]
+        .astype(str)
+        .apply(lambda c: c.str.lower() != "nan")
+        .all()
+        .all()
+    )
 
 
 def test_quick_reproduce_writes_every_figure(quick_out: Path) -> None:

@@ -206,16 +206,29 @@ def run_matrices(requests: pd.DataFrame, agent: str) -> tuple[np.ndarray, np.nda
     )
 
 
+def window_lengths(n: int, window: int, growth: float) -> np.ndarray:
+    """Length of the window that starts at each 0-based request ``t`` of a run of ``n``: ``max(window,
+    ceil(growth * (t + 1)))``, for every ``t`` whose window ends within the run (the curve's length)."""
+    starts = np.arange(n)
+    lengths = np.maximum(window, np.ceil(growth * (starts + 1)).astype(np.int64))
+    return lengths[starts + lengths <= n]
+
+
 def _settle_requests(
-    latency: np.ndarray, oracle: np.ndarray, window: int, tolerance: float, final_fraction: float
+    latency: np.ndarray,
+    oracle: np.ndarray,
+    window: int,
+    growth: float,
+    tolerance: float,
+    final_fraction: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The settling count of each row of pooled per-request sums (``latency``, ``oracle``: (B, n) sums over
     the runs of each resample).
 
-    Returns ``(settle_request, final_ratio, ratio)``: the 1-based request from which every sliding window of
-    ``window`` requests has a pooled ratio (latency / oracle latency) at or below ``(1 + tolerance) *`` the
-    level (NaN when the last window is above it), the run's final ratio (pooled over its last
-    ``final_fraction`` of requests), and the sliding-window ratio curve (B, n - window + 1).
+    Returns ``(settle_request, final_ratio, ratio)``: the 1-based request from which every window (starting
+    at each request, of :func:`window_lengths`) has a pooled ratio (latency / oracle latency) at or below
+    ``(1 + tolerance) *`` the final ratio (NaN when the last window is above it), the final ratio (pooled over
+    the last ``final_fraction`` of requests), and the window ratio curve (B, number of windows).
     """
     n = latency.shape[1]
     n_final = max(window, round(final_fraction * n))
@@ -223,7 +236,9 @@ def _settle_requests(
     zeros = np.zeros((latency.shape[0], 1))
     cum_l = np.concatenate([zeros, np.cumsum(latency, axis=1)], axis=1)
     cum_o = np.concatenate([zeros, np.cumsum(oracle, axis=1)], axis=1)
-    ratio = (cum_l[:, window:] - cum_l[:, :-window]) / (cum_o[:, window:] - cum_o[:, :-window])
+    lengths = window_lengths(n, window, growth)
+    starts = np.arange(lengths.size)
+    ratio = (cum_l[:, starts + lengths] - cum_l[:, starts]) / (cum_o[:, starts + lengths] - cum_o[:, starts])
     above = ratio > (1 + tolerance) * final[:, None]
     last_above = np.where(above.any(axis=1), ratio.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1), -1)
     settle = np.where(last_above == ratio.shape[1] - 1, np.nan, last_above + 2.0)
@@ -252,8 +267,12 @@ def _bootstrap_settle(
     return np.concatenate(settles), (np.concatenate(curves) if points is not None else None)
 
 
-def _check_settling(requests: pd.DataFrame, window: int, tolerance: float) -> None:
+def _check_settling(requests: pd.DataFrame, window: int, growth: float, tolerance: float) -> None:
     _check_window(window)
+    if not (isinstance(growth, int | float) and np.isfinite(growth) and 0 <= growth < 1):
+        raise ValueError(
+            f"growth must be a number in [0, 1) (a window's length per request index), got {growth!r}"
+        )
     _require(requests, [*RUN_KEYS, "request", "latency_ms", "oracle_latency_ms"], "requests")
     if not (isinstance(tolerance, int | float) and np.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(
@@ -272,7 +291,7 @@ def _settle_agent(
     """:func:`_settle_requests` of ``agent``'s pooled runs and of ``n_resamples`` bootstrap resamples of them."""
     latency, oracle = run_matrices(requests, agent)
     n_runs, n = latency.shape
-    if n < 2 * rule["window"]:
+    if window_lengths(n, rule["window"], rule["growth"]).size < 2:
         raise ValueError(
             f"runs of {agent!r} have {n} requests; settling needs at least 2 windows of {rule['window']}"
         )
@@ -300,7 +319,8 @@ def _settle_agent(
 def settling(
     requests: pd.DataFrame,
     agents: Sequence[str] | None = None,
-    window: int = 100,
+    window: int = 20,
+    growth: float = 0.1,
     tolerance: float = 0.05,
     final_fraction: float = 0.2,
     n_resamples: int = 1000,
@@ -310,21 +330,23 @@ def settling(
     """How many real requests each agent needs to reach its own final level and stay there (per scenario).
 
     Definitions. An agent's *curve* is its response time relative to the per-request oracle's, pooled over its
-    runs: at request ``t`` (1-based), the sum of its latencies over the ``window`` requests from ``t`` on, in
-    all runs, over the oracle's sum on the same requests. The ratio to the oracle on the same requests cancels
-    what the network, the arrivals and the hidden conditions do to both (common random numbers), so short
-    windows measure the agent rather than the world. Its *final level* is the pooled ratio over its last
-    ``final_fraction`` of requests. Its *settling request* is the first request ``t`` from which the curve is at
-    or below ``(1 + tolerance) * final level`` for every later ``t``: sliding windows, so the count has the
-    resolution of one request. An agent at its level from its first request settles at request 1. The 95%
-    interval is a percentile bootstrap over the agent's runs (runs resampled with replacement and the curve,
-    the level and the count recomputed); resamples whose last window is above the band are dropped and
-    counted in ``settled_share``.
+    runs: at request ``t`` (1-based), the sum of its latencies over a window of requests from ``t`` on, in all
+    runs, over the oracle's sum on the same requests. The ratio to the oracle on the same requests cancels
+    what the network, the arrivals and the hidden conditions do to both (common random numbers). Windows start
+    at every request and grow with it: ``max(window, growth * t)`` requests (:func:`window_lengths`), so the
+    first requests are resolved one by one while late windows, where a curve moves slowly, pool enough
+    requests that their noise stays well inside the band (fixed windows of 100 on the grounded world moved by
+    more than 5 % at random to the end of the run). Its *final level* is the pooled ratio over its last
+    ``final_fraction`` of requests. Its *settling request* is the first request ``t`` from which the curve is
+    at or below ``(1 + tolerance) * final level`` for every later ``t``. An agent at its level from its first
+    request settles at request 1. The 95% interval is a percentile bootstrap over the agent's runs (runs
+    resampled with replacement and the curve, the level and the count recomputed); resamples whose last window
+    is above the band are dropped and counted in ``settled_share``.
 
     Returns:
         ``(table, curves)``: ``table`` one row per (scenario, agent): ``final_ratio``, ``settle_request``,
         ``settle_request_low``, ``settle_request_high``, ``settled_share``, ``n_runs``, ``n_requests``,
-        ``window``, ``tolerance``; ``curves`` the pooled curve at about ``curve_points`` log-spaced requests
+        ``window``, ``growth``, ``tolerance``; ``curves`` the pooled curve at about ``curve_points`` log-spaced requests
         with a 95% band: ``scenario``, ``agent``, ``request``, ``ratio_to_oracle``, ``ratio_low``,
         ``ratio_high``.
 
@@ -332,9 +354,9 @@ def settling(
         ValueError: missing columns, a bad ``window`` or ``tolerance``, runs of different lengths, or runs
             shorter than two windows.
     """
-    _check_settling(requests, window, tolerance)
+    _check_settling(requests, window, growth, tolerance)
     gen = np.random.default_rng(rng)
-    rule = {"window": window, "tolerance": tolerance, "final_fraction": final_fraction}
+    rule = {"window": window, "growth": growth, "tolerance": tolerance, "final_fraction": final_fraction}
     rows, curve_rows = [], []
     for scenario, part in requests.groupby("scenario", observed=True):
         names = agents if agents is not None else sorted(part["agent"].astype(str).unique())
@@ -354,6 +376,7 @@ def settling(
                     "n_runs": got["n_runs"],
                     "n_requests": got["n_requests"],
                     "window": window,
+                    "growth": float(growth),
                     "tolerance": float(tolerance),
                 }
             )
@@ -377,7 +400,8 @@ def acceleration(
     requests: pd.DataFrame,
     agent: str,
     reference: str = "q_learning",
-    window: int = 100,
+    window: int = 20,
+    growth: float = 0.1,
     tolerance: float = 0.05,
     final_fraction: float = 0.2,
     n_resamples: int = 1000,
@@ -400,9 +424,9 @@ def acceleration(
     Raises:
         ValueError: as :func:`settling`.
     """
-    _check_settling(requests, window, tolerance)
+    _check_settling(requests, window, growth, tolerance)
     gen = np.random.default_rng(rng)
-    rule = {"window": window, "tolerance": tolerance, "final_fraction": final_fraction}
+    rule = {"window": window, "growth": growth, "tolerance": tolerance, "final_fraction": final_fraction}
     rows = []
     for scenario, part in requests.groupby("scenario", observed=True):
         ref, mine = (_settle_agent(part, name, n_resamples, gen, **rule) for name in (reference, agent))

@@ -656,8 +656,11 @@ def operating_point(
 #: plain RL baseline (Q-learning with textbook defaults, A1), the textbook hybrid (Dyna-Q, A2) and the profile
 #: hybrid (A7).
 HYBRID_AGENTS: tuple[str, ...] = ("q_learning", "q_learning_textbook", "dyna_q", "hybrid")
-#: the settling rule of figure 7 (X3): sliding windows of this many requests, within this fraction of the level.
-SETTLE_WINDOW, SETTLE_TOLERANCE = 100, 0.05
+#: the settling rule of figure 7 (X3): windows starting at every request, of max(SETTLE_WINDOW, SETTLE_GROWTH x
+#: the request index) requests, within SETTLE_TOLERANCE of the method's own final level.
+SETTLE_WINDOW, SETTLE_GROWTH, SETTLE_TOLERANCE = 20, 0.1, 0.05
+#: the settling rule as keyword arguments of :func:`orchlib.study.aggregates.settling` and ``acceleration``.
+SETTLE_RULE = {"window": SETTLE_WINDOW, "growth": SETTLE_GROWTH, "tolerance": SETTLE_TOLERANCE}
 
 
 def steady_scenario(world: Scenario, n_requests: int) -> Scenario:
@@ -684,8 +687,8 @@ def hybrid(
     ``budget.learning_replicates`` runs each; and the hybrid's acceleration over Q-learning.
 
     The measure is :func:`orchlib.study.aggregates.settling` (latency relative to the oracle's, pooled over
-    runs, sliding windows of :data:`SETTLE_WINDOW` requests, within :data:`SETTLE_TOLERANCE` of the final
-    level; one-request resolution, bootstrap CIs over runs) and the acceleration
+    runs, windows starting at every request and growing with it (:data:`SETTLE_RULE`), within
+    :data:`SETTLE_TOLERANCE` of the final level; bootstrap CIs over runs) and the acceleration
     :func:`orchlib.study.aggregates.acceleration` (ratio of settling requests).
 
     Returns:
@@ -702,7 +705,7 @@ def hybrid(
         list(worlds.values()), list(HYBRID_AGENTS), n_replicates=budget.learning_replicates, seed=budget.seed
     )
     requests = run_sweep(specs, out_dir, n_jobs=n_jobs, progress=progress).requests
-    rule = {"window": SETTLE_WINDOW, "tolerance": SETTLE_TOLERANCE}
+    rule = SETTLE_RULE
     settle, curves = aggregates.settling(requests, HYBRID_AGENTS, rng=budget.seed, **rule)
     # one world at a time with the same seed, as the learning targets compute it (the same numbers)
     accel = pd.concat(

@@ -146,17 +146,21 @@ def summary_table(
         rows.append(
             _row(
                 f"[{r.world}, steady Wi-Fi] {r.agent}: real requests until its latency stays within "
-                f"{r.tolerance:.0%} of its own final level ({r.final_ratio:.3f}x the oracle; sliding windows of "
-                f"{r.window}, {r.n_runs} runs)" + ("" if settled else ": does not settle within the run"),
+                f"{r.tolerance:.0%} of its own final level ({r.final_ratio:.3f}x the oracle; windows of "
+                f"max({r.window}, {r.growth:.0%} of the request index) from every request, {r.n_runs} runs)"
+                + ("" if settled else ": does not settle within the run"),
                 (r.settle_request, r.settle_request_low, r.settle_request_high),
             )
         )
     for r in accel.itertuples():
         rows.append(
             _row(
-                f"[{r.world}, steady Wi-Fi] hybrid learning acceleration: requests to settle, {r.reference} "
-                f"({r.reference_requests:.0f}) / hybrid ({r.agent_requests:.0f}) (x)"
-                + ("" if r.reached else ": a method does not settle within the run"),
+                f"[{r.world}, steady Wi-Fi] hybrid learning acceleration: requests to settle, {r.reference} / hybrid (x)"
+                + (
+                    f": {r.reference_requests:.0f} / {r.agent_requests:.0f}"
+                    if r.reached
+                    else ": a method does not settle within the run"
+                ),
                 (r.acceleration, r.acceleration_low, r.acceleration_high),
                 "hybrid_learning_acceleration_x",
             )
