@@ -209,10 +209,10 @@ def plot_headline(
     comparison: pd.DataFrame,
     baseline: str,
     operating: pd.DataFrame | None = None,
-    agent: str = "q_learning",
+    method: str = "q_learning",
 ) -> Figure:
     """Figure 2: mean response time and delivered accuracy per policy, with speedup and accuracy loss over
-    ``baseline``; with ``operating``, a lower panel gives ``agent``'s time reduction at the paper's accuracy
+    ``baseline``; with ``operating``, a lower panel gives ``method``'s time reduction at the paper's accuracy
     budget beside the unconstrained one (95% CIs) and the paper's claim.
 
     Args:
@@ -222,7 +222,7 @@ def plot_headline(
         baseline: the agent the comparison is against (the state-of-the-art stand-in).
         operating: :func:`orchlib.study.experiments.operating_point` (tolerance_pp, budget_pp, chosen and the
             comparison columns), or None for no lower panel.
-        agent: the method of the lower panel.
+        method: the agent of the lower panel (the paper's method).
     """
     _require(runs, ["agent", "replicate", "mean_latency_ms", "mean_accuracy_pct"], "plot_headline runs")
     _require(comparison, ["agent", "time_reduction", "accuracy_loss_pp"], "plot_headline comparison")
@@ -289,10 +289,10 @@ def plot_headline(
                     va="center",
                     fontsize=8,
                 )
-        ax_t.set_title(f"response time (red: baseline '{baseline}'; right: change vs it)")
-        ax_a.set_title("accuracy (right: change vs baseline, percentage points)")
+        ax_t.set_title(f"response time (red: baseline '{baseline}';\nright: change vs it)", fontsize=10)
+        ax_a.set_title("accuracy\n(right: change vs baseline, percentage points)", fontsize=10)
         if operating is not None:
-            _operating_panel(axes["point"], operating, comparison.set_index("agent").loc[agent], agent)
+            _operating_panel(axes["point"], operating, comparison.set_index("agent").loc[method], method)
         _note(fig)
     return fig
 

@@ -158,6 +158,11 @@ def summary_table(
                 f"[{r.world}, steady Wi-Fi] hybrid learning acceleration: requests to settle, {r.reference} / hybrid (x)"
                 + (
                     f": {r.reference_requests:.0f} / {r.agent_requests:.0f}"
+                    + (
+                        " (the hybrid is at its level from its first request: the ratio is the reference's count)"
+                        if r.agent_requests == 1
+                        else ""
+                    )
                     if r.reached
                     else ": a method does not settle within the run"
                 ),
