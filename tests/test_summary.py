@@ -60,7 +60,8 @@ def _inputs() -> tuple:
             "settle_request_low": [7000.0, 40.0],
             "settle_request_high": [11000.0, 90.0],
             "n_runs": [10, 10],
-            "window": [100, 100],
+            "window": [20, 20],
+            "growth": [0.1, 0.1],
             "tolerance": [0.05, 0.05],
         }
     )

@@ -177,7 +177,8 @@ def measure_targets(
 
         steady = req[req["scenario"].astype(str) == variants["steady"].name]
         # The companion paper's measure: real requests to reach one's own final level and stay there, as figure 7
-        # counts them (experiments.hybrid: ratio to the oracle pooled over runs, windows from every request). Against the textbook-default Q-learning too: the companion paper's baseline is plain RL.
+        # counts them (experiments.hybrid: ratio to the oracle pooled over runs, windows from every request).
+        # Against the textbook-default Q-learning too: the companion paper's baseline is plain RL.
         for reference in ("q_learning", "q_learning_textbook"):
             acc = aggregates.acceleration(
                 steady,
