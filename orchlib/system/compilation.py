@@ -20,12 +20,12 @@ import threading
 
 from numba.core import event
 
-#: what the line says about the time: the first env's compilation took 14-17 s of CPU on the developers' 2-core
-#: machines (30-45 s of wall time while other work ran), every entry point's about 25 s of CPU
-#: (``benchmarks/bench_vs_baseline.py``, section 7, measures it side by side with the commit before issue 22).
+#: what the line says about the time: the first env's compilation took about 25 s of CPU on the developers' 2-core
+#: machines (about 290 s before issue 22), every entry point's (``compile_engine``) about the same; more wall time
+#: while other work runs (``benchmarks/bench_vs_baseline.py``, section 7; ``bench_compile.py``, section 11).
 FIRST_COMPILE_NOTICE = (
     "orchlib: compiling the simulation engine's kernels for this CPU with numba (first use after an install, "
-    "upgrade or edit; 15-60 s on a 2-core machine, then cached for every later run)"
+    "upgrade or edit; 20-60 s on a 2-core machine, then cached for every later run)"
 )
 
 _lock = threading.Lock()

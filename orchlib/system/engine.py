@@ -37,12 +37,13 @@ differently in the last bit on CPUs with and without AVX-512, so ``tests/test_gr
 world with the stored pre-engine table within 1e-12 relative); result downloads are integrated exactly in the
 oracle's evaluation as in serving (assumptions L3, L9 and L10 in ``docs/assumptions.md``).
 
-Compilation. The large rules, :func:`_respond`, :func:`_evaluate_replicate` and the trace integration
-(:func:`orchlib.system.latency.link_transfer_ms`), are compiled once each and called; only the small ones
-(a few lines: the FIFO slot, the compute time, a binary search) are inlined (``inline="always"``) where they are
-called in the hot loops. Inlining everything copied ``_respond`` three times, each with its four trace
-integrations, and made the first use compile for minutes in gigabytes of memory (issue 22: about 4 minutes of
-CPU and 5 GB for the first env before, about 15 s and 0.4 GB after, ``benchmarks/bench_vs_baseline.py``).
+Compilation. The trace integration of a link whose rate changes
+(:func:`orchlib.system.latency.link_transfer_ms`'s two piecewise-linear lookups) is compiled once and called;
+every other rule is inlined (``inline="always"``) where it is used, as calls with array arguments cost the hot
+loops about 2x (argument views and reference counts per call; measured at B = 64). Inlining the trace
+integration too copied it into each of the engine's eight transfers and made the first use compile for minutes in
+gigabytes of memory (issue 22: about 290 s of CPU and 5 GB for the first env before, about 25 s and 0.45 GB
+after, measured side by side in ``benchmarks/bench_vs_baseline.py``; the same warm speed within about 10 %).
 The engine passes every scenario's values with one set of types (floats, float64 arrays), so one compilation
 serves every world; :mod:`orchlib.system.compilation` says so when it happens and compiles ahead for workers.
 
@@ -189,7 +190,7 @@ def _uplink(payload, t, access_free, links, link_sizes, link_constant):
     return link_start, _transfer(links, link_sizes, link_constant, ACCESS_UP, payload, link_start)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _respond(
     tier, compute, payload, result, t, link_start, upload,
     device_free, wan_free, edge_row, cloud_row, cot_switch, cot_n, occupied, need,
@@ -372,7 +373,7 @@ def _snapshot_batch(
         out[b, 4], out[b, 5] = snap[4], snap[5]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _evaluate_replicate(
     b, time_ms, user, payload_bits,
     device_free, access_free, wan_free, edge_workers, cloud_workers,

@@ -134,16 +134,25 @@ def link_time_of_bits(table: np.ndarray, n_prefix: int, n_tail: int, bits: float
 
 
 @numba.njit(cache=True)
+def _trace_transfer_ms(table: np.ndarray, n_prefix: int, n_tail: int, bits: float, start_ms: float) -> float:
+    """:func:`link_transfer_ms` of a link whose rate changes: ``C^-1(C(t) + b) - t`` (module docstring).
+
+    Compiled once and called (not inlined): its two trace integrations are the largest rule of the engine, and
+    inlining them at each of the engine's transfers made the first compilation take minutes (issue 22)."""
+    start_s = start_ms / 1e3
+    carried, segment = _cumulative(table, n_prefix, n_tail, start_s, PREFIX_T, -1)
+    end_s = _cumulative(table, n_prefix, n_tail, carried + bits, PREFIX_B, segment)[0]
+    return (end_s - start_s) * 1e3
+
+
+@numba.njit(cache=True, inline="always")
 def link_transfer_ms(
     table: np.ndarray, n_prefix: int, n_tail: int, constant_mbps: float, bits: float, start_ms: float
 ) -> float:
     """Time (ms) to send ``bits`` starting at ``start_ms``: ``C^-1(C(t) + b) - t`` (module docstring)."""
     if constant_mbps > 0:
         return bits / (constant_mbps * 1e3)  # Mbit/s = 1e3 bit/ms
-    start_s = start_ms / 1e3
-    carried, segment = _cumulative(table, n_prefix, n_tail, start_s, PREFIX_T, -1)
-    end_s = _cumulative(table, n_prefix, n_tail, carried + bits, PREFIX_B, segment)[0]
-    return (end_s - start_s) * 1e3
+    return _trace_transfer_ms(table, n_prefix, n_tail, bits, start_ms)
 
 
 @numba.njit(cache=True, inline="always")
