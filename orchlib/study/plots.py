@@ -656,3 +656,112 @@ def plot_testbed_choices(requests: pd.DataFrame) -> Figure:
         bottom.legend(fontsize=8, loc="upper right")
         fig.tight_layout()
     return fig
+
+
+# 11 --------------------------------------------------------------------------------------------------------
+_KIND_COLORS = {"oracle": "0.35", "learner": "#C44E52", "fixed rule": "#4C72B0"}
+
+
+def _horizontal_boxes(ax: plt.Axes, samples: list[np.ndarray], colors: list[str]) -> None:
+    """One horizontal box (quartiles, whiskers at 1.5 IQR, no fliers) per sample at y = 0, 1, ..., top to
+    bottom, with every value drawn as a jittered point."""
+    boxes = ax.boxplot(
+        samples,
+        positions=range(len(samples)),
+        orientation="horizontal",
+        widths=0.6,
+        showfliers=False,
+        patch_artist=True,
+        medianprops={"color": "k"},
+    )
+    for box, color in zip(boxes["boxes"], colors, strict=True):
+        box.set(facecolor=color, alpha=0.6)
+    jitter = np.random.default_rng(0)  # fixed, so the figure does not change between runs
+    for i, values in enumerate(samples):
+        ax.scatter(values, i + jitter.uniform(-0.2, 0.2, len(values)), s=4, color="k", alpha=0.4, zorder=3)
+    ax.set_ylim(len(samples) - 0.5, -0.5)
+
+
+def plot_random_worlds(table: pd.DataFrame, comparison: pd.DataFrame, feature: str) -> Figure:
+    """Figure 11: where learning pays, over many randomly drawn grounded worlds.
+
+    Args:
+        table: :func:`orchlib.study.worlds.world_table` with the world features (one row per world and method:
+            ``world``, ``method``, ``method_kind``, ``latency_ratio_to_oracle``, and ``feature``).
+        comparison: :func:`orchlib.study.worlds.learner_comparison` (``world``, ``learner``,
+            ``advantage_over_best_fixed``, ``beats_best_fixed``).
+        feature: a world feature column of ``table`` for panel (c) (e.g. the one most associated with the
+            learners' advantage).
+
+    (a) each method's ratio to the per-request clairvoyant best, one point per world (box: quartiles);
+    (b) each learner's advantage over the best fixed rule of each world (> 1: the learner is faster), with the
+    number of worlds it wins; (c) the best learner's advantage against ``feature``.
+    """
+    _require(
+        table, ["world", "method", "method_kind", "latency_ratio_to_oracle", feature], "plot_random_worlds"
+    )
+    _require(
+        comparison,
+        ["world", "learner", "advantage_over_best_fixed", "beats_best_fixed"],
+        "plot_random_worlds",
+    )
+    table, comparison = _plain(table), _plain(comparison)
+    order = list(table.groupby("method")["latency_ratio_to_oracle"].median().sort_values().index)
+    kinds = table.drop_duplicates("method").set_index("method")["method_kind"]
+    learners = list(dict.fromkeys(comparison["learner"]))
+    n_worlds = table["world"].nunique()
+    with _style():
+        fig = plt.figure(figsize=(15, 5.8), constrained_layout=True)
+        ax_a, ax_b, ax_c = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 1.0, 1.0]})
+        _horizontal_boxes(
+            ax_a,
+            [table.loc[table["method"] == m, "latency_ratio_to_oracle"].to_numpy(float) for m in order],
+            [_KIND_COLORS.get(kinds[m], "0.5") for m in order],
+        )
+        ax_a.set_yticks(range(len(order)), order)
+        ax_a.set_xscale("log")
+        ax_a.set(xlabel="mean response time / clairvoyant best (log)", ylabel="")
+        ax_a.set_title(f"(a) ratio to the oracle over {n_worlds} worlds", fontsize=10)
+        for label in ax_a.get_yticklabels():
+            label.set_color(_KIND_COLORS.get(kinds.get(label.get_text(), ""), "k"))
+
+        _horizontal_boxes(
+            ax_b,
+            [
+                comparison.loc[comparison["learner"] == m, "advantage_over_best_fixed"].to_numpy(float)
+                for m in learners
+            ],
+            ["#E8A0A2"] * len(learners),
+        )
+        ax_b.set_yticks(range(len(learners)), learners)
+        ax_b.axvline(1.0, color="k", lw=1, ls="--")
+        ax_b.set_xscale("log")
+        for i, learner in enumerate(learners):
+            part = comparison[comparison["learner"] == learner]
+            ax_b.annotate(
+                f"wins {int(part['beats_best_fixed'].sum())}/{len(part)}",
+                (1.0, i),
+                xytext=(4, -10),
+                textcoords="offset points",
+                fontsize=8,
+            )
+        ax_b.set(xlabel="best fixed rule's ratio / learner's (> 1: learner faster; log)", ylabel="")
+        ax_b.set_title("(b) learners against the best fixed rule of each world", fontsize=10)
+
+        best = comparison[comparison["learner"] == "best learner"]
+        if best.empty:
+            best = comparison[comparison["learner"] == learners[0]]
+        values = table.drop_duplicates("world").set_index("world")[feature]
+        x = best["world"].map(values)
+        ax_c.scatter(
+            x,
+            best["advantage_over_best_fixed"],
+            s=14,
+            c=np.where(best["beats_best_fixed"], _KIND_COLORS["learner"], _KIND_COLORS["fixed rule"]),
+        )
+        ax_c.axhline(1.0, color="k", lw=1, ls="--")
+        ax_c.set_yscale("log")
+        ax_c.set(xlabel=feature, ylabel="advantage over the best fixed rule (log)")
+        ax_c.set_title(f"(c) {best['learner'].iloc[0]} (red: wins) against {feature}", fontsize=10)
+        _note(fig)
+    return fig
