@@ -94,6 +94,23 @@ def test_a_range_of_one_value_fixes_the_factor_and_a_zero_share_switches_the_con
     assert {s.access.uplink_mbps for s in scenarios} == {5.0}
 
 
+def test_features_of_the_paper_preset_are_its_documented_values() -> None:
+    features = worlds.world_features(paper())
+    assert features["n_users"] == 8 and features["n_device_classes"] == 5
+    assert features["phone_share"] == pytest.approx(0.6) and features["slow_device_share"] == pytest.approx(
+        0.2
+    )
+    assert features["thermal_max_slowdown"] == 1.9 and features["background_slowdown"] == 2.0
+    assert features["background_busy_share"] == pytest.approx(0.2)  # H2: 10 s busy, 40 s quiet
+    assert features["cotenant_busy_share"] == pytest.approx(0.4)  # H3: 0.1 s on, 0.15 s off
+    assert features["mean_tolerance_pp"] == pytest.approx(5.0)
+    assert features["min_tolerance_pp"] == pytest.approx(1.0)
+    assert features["uplink_mbps"] == paper().access.uplink_mbps and features["trace_kind"] == "3g_bus"
+    off = worlds.world_features(paper().without_grounding())
+    assert off["cotenant_busy_share"] == 0.0 and off["thermal_max_slowdown"] == 1.0
+    assert off["n_device_classes"] == 1
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -166,11 +183,15 @@ def test_the_study_runs_end_to_end_and_reads_back_the_same_numbers(tiny_result) 
     ]
     assert len(result.runs) == 3 * len(TINY.methods) * 2
     again = worlds.run_world_study(TINY, out, n_jobs=1, progress=False)  # from the cache
-    pd.testing.assert_frame_equal(result.runs.reset_index(drop=True), again.runs.reset_index(drop=True))
+    pd.testing.assert_frame_equal(result.runs, again.runs)
+    # the paper preset runs beside the drawn worlds, as a reference outside them
+    assert set(result.reference_runs["world"]) == {"paper"} and "paper" not in set(result.runs["world"])
+    assert len(result.reference_runs) == len(TINY.methods) * 2
+    assert result.reference_world["cotenant_busy_share"].iloc[0] == pytest.approx(0.4)
 
 
 def test_ratios_to_the_clairvoyant_best_are_at_least_one_and_the_oracle_is_one(tiny_result) -> None:
-    runs = tiny_result[0].runs
+    runs = pd.concat([tiny_result[0].runs, tiny_result[0].reference_runs])
     oracle = runs[runs["method"] == "oracle"]
     # the oracle's requests are each served at the evaluated best: ratio 1 up to rounding of the means
     np.testing.assert_allclose(oracle["latency_ratio_to_oracle"], 1.0, rtol=1e-12)
@@ -193,7 +214,7 @@ def test_world_table_ranks_methods_per_world(tiny_result) -> None:
         assert part.loc[part["method"] != "oracle", "rank_among_non_oracle"].min() == 1
     assert {"latency_ratio_to_oracle", "mean_latency_ms", "uplink_mbps"} <= set(table.columns)
     analysis = worlds.analyse(result)
-    fig = plots.plot_random_worlds(analysis.table, analysis.comparison, analysis.feature)
+    fig = plots.plot_random_worlds(analysis.table, analysis.comparison, analysis.feature, analysis.reference)
     assert len(fig.axes) == 3
     plt.close(fig)
     text = "\n".join(worlds.summary_lines(analysis, TINY))

@@ -682,7 +682,9 @@ def _horizontal_boxes(ax: plt.Axes, samples: list[np.ndarray], colors: list[str]
     ax.set_ylim(len(samples) - 0.5, -0.5)
 
 
-def plot_random_worlds(table: pd.DataFrame, comparison: pd.DataFrame, feature: str) -> Figure:
+def plot_random_worlds(
+    table: pd.DataFrame, comparison: pd.DataFrame, feature: str, reference: pd.DataFrame | None = None
+) -> Figure:
     """Figure 11: where learning pays, over many randomly drawn grounded worlds.
 
     Args:
@@ -692,6 +694,7 @@ def plot_random_worlds(table: pd.DataFrame, comparison: pd.DataFrame, feature: s
             ``advantage_over_best_fixed``, ``beats_best_fixed``).
         feature: a world feature column of ``table`` for panel (c) (e.g. the one most associated with the
             learners' advantage).
+        reference: optionally, the same table of a reference world (e.g. the ``paper`` preset), marked in (a).
 
     (a) each method's ratio to the per-request clairvoyant best, one point per world (box: quartiles);
     (b) each learner's advantage over the best fixed rule of each world (> 1: the learner is faster), with the
@@ -719,6 +722,11 @@ def plot_random_worlds(table: pd.DataFrame, comparison: pd.DataFrame, feature: s
             [_KIND_COLORS.get(kinds[m], "0.5") for m in order],
         )
         ax_a.set_yticks(range(len(order)), order)
+        if reference is not None and len(reference):
+            ref = _plain(reference).set_index("method")["latency_ratio_to_oracle"].reindex(order)
+            name = str(reference["world"].iloc[0])
+            ax_a.scatter(ref, range(len(order)), marker="D", s=30, color="#DD8452", zorder=4, label=name)
+            ax_a.legend(loc="lower right", fontsize=8, title="reference world", title_fontsize=8)
         ax_a.set_xscale("log")
         ax_a.set(xlabel="mean response time / clairvoyant best (log)", ylabel="")
         ax_a.set_title(f"(a) ratio to the oracle over {n_worlds} worlds", fontsize=10)

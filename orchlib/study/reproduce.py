@@ -413,7 +413,8 @@ def random_worlds(
     _atomic_csv(tables / "fig11_stumps.csv", analysis.stumps)
     settings = {**dataclasses.asdict(study), "ranges": study.ranges.to_dict()}
     _atomic_text(tables / "fig11_study.json", json.dumps(settings, indent=1, sort_keys=True))
-    fig = plots.plot_random_worlds(analysis.table, analysis.comparison, analysis.feature)
+    _atomic_csv(tables / "fig11_reference.csv", analysis.reference)
+    fig = plots.plot_random_worlds(analysis.table, analysis.comparison, analysis.feature, analysis.reference)
     plots.save(fig, figures, "fig11_random_worlds")
     return worlds.summary_lines(analysis, study)
 

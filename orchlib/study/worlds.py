@@ -5,7 +5,7 @@ held-out grounded worlds they do not. This study draws many worlds from stated r
 method on each, then asks which world features go with the learners beating the best fixed rule.
 
 * :class:`WorldRanges` -- the ranges worlds are drawn from (frozen, validated; each range and its reason is in
-  ``docs/assumptions.md``, W1-W9);
+  ``docs/assumptions.md``, W1-W10);
 * :func:`draw_world` / :func:`draw_worlds` -- seeded worlds: each a grounded :class:`Scenario` built from
   :func:`orchlib.system.scenario.paper` with :func:`dataclasses.replace`, and its features as numbers;
 * :class:`WorldStudy` and :func:`run_world_study` -- the methods x worlds x replicates sweep on the runner's
@@ -37,7 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from orchlib.study import metrics
-from orchlib.system.profiles import data_dir, resolve
+from orchlib.system.profiles import data_dir, load_variants, resolve
 from orchlib.system.scenario import (
     AccuracyRequirement,
     BackgroundLoad,
@@ -116,7 +116,7 @@ def _check_range(name: str, value: Any, low: float, high: float, integer: bool =
 
 @dataclass(frozen=True)
 class WorldRanges:
-    """The ranges random grounded worlds are drawn from (reasons: ``docs/assumptions.md`` W1-W9).
+    """The ranges random grounded worlds are drawn from (reasons: ``docs/assumptions.md`` W1-W10).
 
     Every pair ``(low, high)`` is inclusive and drawn uniformly, except ``uplink_mbps`` (log-uniform). A
     range of one value (``low == high``) fixes that factor. Everything not named here is the ``paper``
@@ -280,7 +280,6 @@ def draw_world(
         trace_rescale=True,
         level=None,
     )
-    phones = set(BackgroundLoad().applies_to)
     scenario = dataclasses.replace(
         base,
         name=name,
@@ -301,35 +300,57 @@ def draw_world(
         else None,
         accuracy=AccuracyRequirement.from_tolerances(tolerances, tolerance_shares, variants=base.variants),
     )
-    trace_row = _trace_index().loc[trace]
-    features = {
-        "n_users": n_users,
-        "n_device_classes": len(classes),
-        "phone_share": float(sum(s for c, s in zip(classes, class_shares, strict=True) if c in phones)),
-        "slow_device_share": float(
-            sum(s for c, s in zip(classes, class_shares, strict=True) if c == "rpi4_tflite115")
-        ),
-        "uplink_mbps": uplink,
-        "rtt_ms": rtt,
-        "trace_p90_p10_ratio": float(trace_row["p90_mbps"] / trace_row["p10_mbps"]),
-        "thermal_max_slowdown": thermal,
-        "background_slowdown": background,
-        "background_busy_share": background_busy,
-        "cotenant_busy_share": cotenant_busy,
-        "mean_tolerance_pp": float(np.dot(tolerances, tolerance_shares)),
-        "min_tolerance_pp": float(min(tolerances)),
-        "trace": trace,
-        "trace_kind": str(trace_row["kind"]),
-        "fleet": " ".join(f"{c}:{s:.2f}" for c, s in zip(classes, class_shares, strict=True)),
-        "tolerances_pp": " ".join(
-            f"{t:g}:{s:.2f}" for t, s in zip(tolerances, tolerance_shares, strict=True)
-        ),
-    }
-    return scenario, features
+    return scenario, world_features(scenario)
 
 
 def _trace_index() -> pd.DataFrame:
     return pd.read_csv(data_dir() / "traces" / "index.csv", comment="#").set_index("file")
+
+
+def _busy_share(on_s: float, off_s: float) -> float:
+    return on_s / (on_s + off_s)
+
+
+def world_features(scenario: Scenario) -> dict[str, Any]:
+    """The study's features of any scenario (:data:`FEATURES`, plus ``trace``, ``trace_kind``, ``fleet`` and
+    ``tolerances_pp`` as text): a condition that is off counts as slowdown 1 and busy share 0; a steady link
+    has trace variability 1; tolerances are measured below the best variant of the scenario's table."""
+    fleet = scenario.fleet or Fleet((scenario.end.profile,), (1.0,))
+    pairs = list(zip(fleet.classes, fleet.probabilities, strict=True))
+    background, cotenant = scenario.background, scenario.cotenant
+    phones = set((background or BackgroundLoad()).applies_to)
+    best = float(load_variants(scenario.variants).column("top1_pct").max())
+    tolerances = np.round(best - np.array(scenario.accuracy.levels_pct), 6)
+    shares = np.array(scenario.accuracy.probabilities)
+    trace = scenario.access.trace
+    if trace is not None and trace in _trace_index().index:
+        row = _trace_index().loc[trace]
+        variability, kind = float(row["p90_mbps"] / row["p10_mbps"]), str(row["kind"])
+    else:
+        variability, kind = 1.0, "steady" if trace is None else "custom"
+    return {
+        "n_users": scenario.n_users,
+        "n_device_classes": len(fleet.classes),
+        "phone_share": float(sum(share for c, share in pairs if c in phones)),
+        "slow_device_share": float(sum(share for c, share in pairs if c == "rpi4_tflite115")),
+        "uplink_mbps": scenario.access.uplink_mbps,
+        "rtt_ms": scenario.access.rtt_ms,
+        "trace_p90_p10_ratio": variability,
+        "thermal_max_slowdown": scenario.thermal.max_slowdown if scenario.thermal else 1.0,
+        "background_slowdown": background.slowdown if background else 1.0,
+        "background_busy_share": _busy_share(background.mean_on_s, background.mean_off_s)
+        if background
+        else 0.0,
+        "cotenant_busy_share": _busy_share(cotenant.mean_on_s, cotenant.mean_off_s) if cotenant else 0.0,
+        "mean_tolerance_pp": float(np.dot(tolerances, shares)),
+        "min_tolerance_pp": float(tolerances.min()),
+        "trace": trace or "steady",
+        "trace_kind": kind,
+        "fleet": " ".join(f"{c}:{share:.2f}" for c, share in pairs),
+        "tolerances_pp": " ".join(
+            f"{t:g}:{share:.2f}" for t, share in sorted(zip(tolerances, shares, strict=True))
+        ),
+    }
 
 
 def draw_worlds(
@@ -375,7 +396,7 @@ class WorldStudy:
     #: independent runs per (world, method) (common random numbers across methods).
     n_replicates: int = 3
     #: requests per run (chosen so the study fits ``make reproduce``'s budget; W9).
-    n_requests: int = 2000
+    n_requests: int = 1500
     #: methods run in every world (each needs a batched form).
     methods: tuple[str, ...] = METHODS
     #: seed of the worlds' draw and of the runs.
@@ -407,7 +428,7 @@ class WorldStudy:
         return dataclasses.replace(self, **changes)
 
 
-#: the study of ``make reproduce``: 100 worlds x 3 replicates x 12 methods x 2,000 requests (W9).
+#: the study of ``make reproduce``: 100 worlds x 3 replicates x 12 methods x 1,500 requests (W9).
 FULL_STUDY = WorldStudy()
 #: the quick variant (``reproduce --quick``, tests, the notebook in quick mode).
 QUICK_STUDY = WorldStudy(n_worlds=8, n_replicates=2, n_requests=300)
@@ -423,7 +444,14 @@ class WorldStudyResult:
     #: ``mean_accuracy_pct``, ``latency_ratio_to_oracle`` (whole run), ``latency_ratio_to_oracle_second_half``,
     #: ``latency_ratio_to_oracle_run``.
     runs: pd.DataFrame
+    #: the ``paper`` preset's features (one row, world ``paper``), run beside the drawn worlds for reference.
+    reference_world: pd.DataFrame
+    #: the ``paper`` preset's runs (columns as ``runs``); not part of the analysis over drawn worlds.
+    reference_runs: pd.DataFrame
 
+
+#: the name of the reference world, the ``paper`` preset run with the study's methods and size.
+REFERENCE = "paper"
 
 #: worlds per call of the runner: bounds the memory of one sweep's per-request tables (about 30 MB per world
 #: at 2,000 requests), while leaving several worlds (tasks) for the workers to share.
@@ -450,6 +478,8 @@ def run_world_study(
     if not isinstance(study, WorldStudy):
         raise TypeError(f"study must be a WorldStudy, got {type(study).__name__}")
     scenarios, worlds = draw_worlds(study.ranges, study.n_worlds, study.seed, study.n_requests)
+    reference = paper().replace(name=REFERENCE, n_requests=study.n_requests)
+    scenarios = [*scenarios, reference]
     parts = []
     for start in range(0, len(scenarios), WORLDS_PER_SWEEP):
         chunk = scenarios[start : start + WORLDS_PER_SWEEP]
@@ -493,7 +523,14 @@ def run_world_study(
         "latency_ratio_to_oracle_second_half",
         "latency_ratio_to_oracle_run",
     ]
-    return WorldStudyResult(worlds=worlds, runs=runs[columns].sort_values(["world", "method", "replicate"]))
+    runs = runs[columns].sort_values(["world", "method", "replicate"]).reset_index(drop=True)
+    drawn = runs["world"] != REFERENCE
+    return WorldStudyResult(
+        worlds=worlds,
+        runs=runs[drawn].reset_index(drop=True),
+        reference_world=pd.DataFrame([{"world": REFERENCE, **world_features(reference)}]),
+        reference_runs=runs[~drawn].reset_index(drop=True),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -542,7 +579,13 @@ def world_table(runs: pd.DataFrame, worlds: pd.DataFrame | None = None) -> pd.Da
     return table.sort_values(["world", "rank", "method"]).reset_index(drop=True)
 
 
-def learner_comparison(table: pd.DataFrame, ratio: str = "latency_ratio_to_oracle") -> pd.DataFrame:
+#: a difference in mean ratio smaller than this share is called a tie in the summary (W10).
+MARGIN = 0.01
+
+
+def learner_comparison(
+    table: pd.DataFrame, ratio: str = "latency_ratio_to_oracle", margin: float = MARGIN
+) -> pd.DataFrame:
     """Per world and learner: the learner against the best fixed rule of that world (chosen in hindsight) and
     against ``greedy_profiles`` (the one fixed rule that needs no hindsight), on the mean ``ratio``.
 
@@ -551,8 +594,15 @@ def learner_comparison(table: pd.DataFrame, ratio: str = "latency_ratio_to_oracl
     Returns:
         ``world``, ``learner``, ``learner_ratio``, ``best_fixed_rule``, ``best_fixed_ratio``,
         ``advantage_over_best_fixed`` (best fixed ratio / learner ratio; > 1: the learner is faster),
-        ``beats_best_fixed``, and with greedy in the table ``advantage_over_greedy``, ``beats_greedy``.
+        ``beats_best_fixed`` (advantage > 1), ``outcome`` (``"win"`` if the advantage exceeds ``1 + margin``,
+        ``"loss"`` if it is below ``1 / (1 + margin)``, else ``"tie"``), and with greedy in the table
+        ``advantage_over_greedy``, ``beats_greedy``.
+
+    Raises:
+        ValueError: no fixed rule or no learner in the table; ``margin`` not in [0, 1).
     """
+    if isinstance(margin, bool) or not (isinstance(margin, int | float) and 0 <= margin < 1):
+        raise ValueError(f"margin must be a number in [0, 1), got {margin!r}")
     fixed = table[table["method"].isin(FIXED_RULES)]
     learners = table[table["method"].isin(LEARNERS)]
     if fixed.empty or learners.empty:
@@ -569,6 +619,11 @@ def learner_comparison(table: pd.DataFrame, ratio: str = "latency_ratio_to_oracl
     out = rows.merge(best_fixed, on="world")
     out["advantage_over_best_fixed"] = out["best_fixed_ratio"] / out["learner_ratio"]
     out["beats_best_fixed"] = out["advantage_over_best_fixed"] > 1
+    out["outcome"] = np.select(
+        [out["advantage_over_best_fixed"] > 1 + margin, out["advantage_over_best_fixed"] < 1 / (1 + margin)],
+        ["win", "loss"],
+        "tie",
+    )
     greedy = table.loc[table["method"] == "greedy_profiles", ["world", ratio]]
     if not greedy.empty:
         out = out.merge(greedy.rename(columns={ratio: "_greedy"}), on="world", how="left")
@@ -727,32 +782,42 @@ def summary_lines(analysis: WorldAnalysis, study: WorldStudy) -> list[str]:
     lines = [
         "## Where learning pays: random grounded worlds",
         "",
-        f"{n_worlds} worlds drawn from `WorldRanges` (docs/assumptions.md W1-W9; seed {study.seed}), "
+        f"{n_worlds} worlds drawn from `WorldRanges` (docs/assumptions.md W1-W10; seed {study.seed}), "
         f"{study.n_replicates} runs x {study.n_requests} requests per method and world. Ratio = mean "
         "response time / mean per-request clairvoyant best over the same requests (>= 1; whole runs, "
         "learning included). Best fixed rule = the fastest of the fixed placements and `greedy_profiles` "
-        "in each world, chosen in hindsight.",
+        "in each world, chosen in hindsight. The `paper` preset, run with the same methods and size, is a reference "
+        "beside the drawn worlds (not part of their counts or correlations).",
         "",
-        "| method | kind | median ratio over worlds | worlds ranked first among non-oracle | median rank |",
-        "|---|---|---|---|---|",
+        "| method | kind | median ratio over worlds | worlds ranked first among non-oracle | median rank "
+        "| ratio on the `paper` preset (reference) |",
+        "|---|---|---|---|---|---|",
     ]
+    reference = analysis.reference.set_index("method")["latency_ratio_to_oracle"]
     order = table.groupby("method")["latency_ratio_to_oracle"].median().sort_values()
     for method, median in order.items():
         part = table[table["method"] == method]
         first = (part["rank_among_non_oracle"] == 1).sum() if method != ORACLE else np.nan
         first_text = f"{int(first)} of {n_worlds}" if np.isfinite(first) else "(oracle)"
         lines.append(
-            f"| {method} | {method_kind(method)} | {median:.3f} | {first_text} | {part['rank'].median():g} |"
+            f"| {method} | {method_kind(method)} | {median:.3f} | {first_text} | {part['rank'].median():g} "
+            f"| {reference.get(method, np.nan):.3f} |"
         )
     lines += [
         "",
-        "| learner | beats the best fixed rule in | beats greedy_profiles in | median advantage over best fixed |",
-        "|---|---|---|---|",
+        f"Against the best fixed rule: a win or a loss is a difference of more than {MARGIN:.0%} in mean ratio, "
+        "anything closer a tie; `best learner` is the fastest learner of each world (in hindsight too).",
+        "",
+        "| learner | beats the best fixed rule in | wins / ties / losses | beats greedy_profiles in "
+        "| median advantage over best fixed |",
+        "|---|---|---|---|---|",
     ]
     for learner, part in comparison.groupby("learner", sort=False):
         greedy = f"{int(part['beats_greedy'].sum())} of {len(part)} worlds" if "beats_greedy" in part else ""
+        outcomes = part["outcome"].value_counts()
         lines.append(
-            f"| {learner} | {int(part['beats_best_fixed'].sum())} of {len(part)} worlds | {greedy} | "
+            f"| {learner} | {int(part['beats_best_fixed'].sum())} of {len(part)} worlds | "
+            f"{outcomes.get('win', 0)} / {outcomes.get('tie', 0)} / {outcomes.get('loss', 0)} | {greedy} | "
             f"{part['advantage_over_best_fixed'].median():.3f}x |"
         )
     lines += [
@@ -794,6 +859,8 @@ class WorldAnalysis:
     stumps: pd.DataFrame
     #: the feature most associated (largest ``|spearman_rho|``) with the best learner's advantage.
     feature: str
+    #: :func:`world_table` of the reference world (the ``paper`` preset), with its features.
+    reference: pd.DataFrame
 
 
 def analyse(result: WorldStudyResult) -> WorldAnalysis:
@@ -804,4 +871,5 @@ def analyse(result: WorldStudyResult) -> WorldAnalysis:
     stumps = decision_stumps(comparison, result.worlds)
     best = effects[effects["learner"] == "best learner"].dropna(subset=["spearman_rho"])
     feature = str(best["feature"].iloc[0]) if len(best) else FEATURES[0]
-    return WorldAnalysis(table, comparison, effects, stumps, feature)
+    reference = world_table(result.reference_runs, result.reference_world)
+    return WorldAnalysis(table, comparison, effects, stumps, feature, reference)

@@ -9,7 +9,7 @@ The science is in plain functions that tests call directly:
 
 :class:`WorldsPanel` lays the controls out with ipywidgets 8 (range sliders with ``continuous_update=False``,
 lists of device classes and traces) and calls those functions only when Run is pressed; moving a control marks
-the shown result stale. The worlds are the project's reconstruction (``docs/assumptions.md`` W1-W9).
+the shown result stale. The worlds are the project's reconstruction (``docs/assumptions.md`` W1-W10).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def run_and_analyse(
 
 def figure_of(analysis: worlds.WorldAnalysis) -> Figure:
     """Figure 11 of an analysis."""
-    return plots.plot_random_worlds(analysis.table, analysis.comparison, analysis.feature)
+    return plots.plot_random_worlds(analysis.table, analysis.comparison, analysis.feature, analysis.reference)
 
 
 class WorldsPanel:
