@@ -709,51 +709,66 @@ def plot_random_worlds(
         "plot_random_worlds",
     )
     table, comparison = _plain(table), _plain(comparison)
-    order = list(table.groupby("method")["latency_ratio_to_oracle"].median().sort_values().index)
+    # the oracle is 1 by construction: panel (a) shows the others' excess over it, which a log axis spreads out
+    others = table[table["method_kind"] != "oracle"]
+    order = list(others.groupby("method")["latency_ratio_to_oracle"].median().sort_values().index)
     kinds = table.drop_duplicates("method").set_index("method")["method_kind"]
     learners = list(dict.fromkeys(comparison["learner"]))
     n_worlds = table["world"].nunique()
     with _style():
         fig = plt.figure(figsize=(15, 5.8), constrained_layout=True)
         ax_a, ax_b, ax_c = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 1.0, 1.0]})
+        excess = {m: 100 * (others.loc[others["method"] == m, "latency_ratio_to_oracle"] - 1) for m in order}
+        floor = 0.01  # %: a method exactly at the oracle in a world is drawn at this floor of the log axis
         _horizontal_boxes(
             ax_a,
-            [table.loc[table["method"] == m, "latency_ratio_to_oracle"].to_numpy(float) for m in order],
+            [np.maximum(excess[m].to_numpy(float), floor) for m in order],
             [_KIND_COLORS.get(kinds[m], "0.5") for m in order],
         )
         ax_a.set_yticks(range(len(order)), order)
         if reference is not None and len(reference):
             ref = _plain(reference).set_index("method")["latency_ratio_to_oracle"].reindex(order)
             name = str(reference["world"].iloc[0])
-            ax_a.scatter(ref, range(len(order)), marker="D", s=30, color="#DD8452", zorder=4, label=name)
+            ax_a.scatter(
+                np.maximum(100 * (ref - 1), floor),
+                range(len(order)),
+                marker="D",
+                s=30,
+                color="#DD8452",
+                zorder=4,
+                label=name,
+            )
             ax_a.legend(loc="lower right", fontsize=8, title="reference world", title_fontsize=8)
         ax_a.set_xscale("log")
-        ax_a.set(xlabel="mean response time / clairvoyant best (log)", ylabel="")
-        ax_a.set_title(f"(a) ratio to the oracle over {n_worlds} worlds", fontsize=10)
+        ax_a.set(
+            xlabel=f"mean response time above the clairvoyant best (%, log; < {floor:g} % drawn at {floor:g} %)",
+            ylabel="",
+        )
+        ax_a.set_title(
+            f"(a) distance from the oracle in {n_worlds} worlds (oracle: 0 by definition)", fontsize=10
+        )
         for label in ax_a.get_yticklabels():
             label.set_color(_KIND_COLORS.get(kinds.get(label.get_text(), ""), "k"))
 
+        advantage = {
+            m: comparison.loc[comparison["learner"] == m, "advantage_over_best_fixed"].to_numpy(float)
+            for m in learners
+        }
+        every = np.concatenate(list(advantage.values()))
+        low, high = max(0.5, every.min() / 1.02), max(1.05, every.max() * 1.02)
         _horizontal_boxes(
-            ax_b,
-            [
-                comparison.loc[comparison["learner"] == m, "advantage_over_best_fixed"].to_numpy(float)
-                for m in learners
-            ],
-            ["#E8A0A2"] * len(learners),
+            ax_b, [np.clip(advantage[m], low, high) for m in learners], ["#E8A0A2"] * len(learners)
         )
         ax_b.set_yticks(range(len(learners)), learners)
         ax_b.axvline(1.0, color="k", lw=1, ls="--")
-        ax_b.set_xscale("log")
+        ax_b.set_xlim(low, high)
         for i, learner in enumerate(learners):
             part = comparison[comparison["learner"] == learner]
-            ax_b.annotate(
-                f"wins {int(part['beats_best_fixed'].sum())}/{len(part)}",
-                (1.0, i),
-                xytext=(4, -10),
-                textcoords="offset points",
-                fontsize=8,
-            )
-        ax_b.set(xlabel="best fixed rule's ratio / learner's (> 1: learner faster; log)", ylabel="")
+            clipped = int((advantage[learner] < low).sum())
+            text = f"faster in {int(part['beats_best_fixed'].sum())}/{len(part)}"
+            text += f"; {clipped} below {low:.2f} drawn at the edge" if clipped else ""
+            ax_b.annotate(text, (0.99, i - 0.32), xycoords=("axes fraction", "data"), ha="right", fontsize=8)
+        ax_b.set(xlabel="best fixed rule's ratio / learner's (> 1: learner faster)", ylabel="")
         ax_b.set_title("(b) learners against the best fixed rule of each world", fontsize=10)
 
         best = comparison[comparison["learner"] == "best learner"]
@@ -768,8 +783,7 @@ def plot_random_worlds(
             c=np.where(best["beats_best_fixed"], _KIND_COLORS["learner"], _KIND_COLORS["fixed rule"]),
         )
         ax_c.axhline(1.0, color="k", lw=1, ls="--")
-        ax_c.set_yscale("log")
-        ax_c.set(xlabel=feature, ylabel="advantage over the best fixed rule (log)")
-        ax_c.set_title(f"(c) {best['learner'].iloc[0]} (red: wins) against {feature}", fontsize=10)
+        ax_c.set(xlabel=feature, ylabel="best fixed rule's ratio / learner's")
+        ax_c.set_title(f"(c) {best['learner'].iloc[0]} (red: faster) against {feature}", fontsize=10)
         _note(fig)
     return fig

@@ -14,7 +14,6 @@ the shown result stale. The worlds are the project's reconstruction (``docs/assu
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -22,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from orchlib.study import plots, worlds
+from orchlib.ui.widgets import RunPanel, png_outputs
 
 #: range controls: (WorldRanges field, label, lowest, highest, step); integer ranges have step 1.
 _RANGE_CONTROLS: tuple[tuple[str, str, float, float, float], ...] = (
@@ -84,7 +83,7 @@ def figure_of(analysis: worlds.WorldAnalysis) -> Figure:
     return plots.plot_random_worlds(analysis.table, analysis.comparison, analysis.feature, analysis.reference)
 
 
-class WorldsPanel:
+class WorldsPanel(RunPanel):
     """ipywidgets controls for the study's ranges and size, a Run button, a status line and an output.
 
     Args:
@@ -191,19 +190,7 @@ class WorldsPanel:
         except Exception as exc:
             self.status.value = f"error: {exc}"
             raise
-        try:
-            from orchlib.ui.widgets import figure_png
-
-            png = figure_png(fig)
-        finally:
-            plt.close(fig)
-        self.output.outputs = (
-            {
-                "output_type": "display_data",
-                "data": {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": "<figure 11>"},
-                "metadata": {},
-            },
-        )
+        self.output.outputs = png_outputs(fig, "<figure 11: where learning pays>")
         self.analysis, self.shown_values = analysis, values
         wins = analysis.comparison[analysis.comparison["learner"] == "best learner"]["beats_best_fixed"]
         self.status.value = (
@@ -215,12 +202,3 @@ class WorldsPanel:
     def _on_control(self, change: Mapping[str, Any]) -> None:
         if self.shown_values is not None and self.values() != self.shown_values:
             self.status.value = "stale: settings changed since the figure was drawn; press Run"
-
-    def _on_run_clicked(self, _button: widgets.Button) -> None:
-        try:
-            self.run()
-        except Exception:  # shown in the status line by run(); there is nowhere else to report it
-            return
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
