@@ -32,9 +32,18 @@ normals (compute noise per tier) from another; each block is refilled when it ru
 therefore depend only on its generator, never on the batch size: ``B`` replicates in one engine give
 bit for bit the numbers of ``B`` engines of one replicate each (``tests/test_engine.py``). The compute-noise
 factor ``exp(sigma * z)`` is evaluated by NumPy when the draws are made (:meth:`Engine._fill_noise`), so the per-request numbers equal
-those of the simulator before the engine bit for bit (the ``ideal`` world's SHA-256 in
-``tests/test_grounded.py``); result downloads are integrated exactly in the oracle's evaluation as in serving
-(assumptions L3, L9 and L10 in ``docs/assumptions.md``).
+those of the simulator before the engine (bit for bit on one CPU; NumPy's ``exp`` rounds a few results
+differently in the last bit on CPUs with and without AVX-512, so ``tests/test_grounded.py`` compares the ``ideal``
+world with the stored pre-engine table within 1e-12 relative); result downloads are integrated exactly in the
+oracle's evaluation as in serving (assumptions L3, L9 and L10 in ``docs/assumptions.md``).
+
+Compilation. Each rule is its own compiled function, called (not inlined by numba) from the entry points:
+numba then compiles it once per argument types and LLVM still inlines it where that pays, whereas
+``inline="always"`` copied the rules into every caller before compiling (``_respond`` three times, each with
+its trace integrations) and made the first use compile for minutes in gigabytes of memory (issue 22: 5 GB and
+4-5 minutes for the first env before, measured in ``benchmarks/bench_vs_baseline.py``; the same warm speed).
+The engine passes every scenario's values with one set of types (floats, float64 arrays), so one compilation
+serves every world; :mod:`orchlib.system.compilation` says so when it happens and compiles ahead for workers.
 
 The grounded world (issue 12) is in the same rules: per-request JPEG payloads (a block of sizes drawn from the
 replicate's payload generator), per-user device medians and sigmas (shape (B, n_users, 3, n_variants)),
@@ -54,8 +63,10 @@ import numpy as np
 from numba.experimental import structref
 from numba.extending import overload
 
-from orchlib.system import dynamics, payloads
+from orchlib.system import compilation, dynamics, payloads
 from orchlib.system.latency import BITS_PER_BYTE, link_rate_mbps, link_transfer_ms
+
+compilation.announce_first_compilation()
 
 END, EDGE, CLOUD = 0, 1, 2
 #: draws per block of random numbers (the stream of a replicate depends on it, not on the batch size).
@@ -94,13 +105,13 @@ def replicate_generators(
 
 
 # fmt: off
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _transfer(links, link_sizes, link_constant, k, bits, start_ms):
     """Time (ms) to send ``bits`` over link ``k`` from ``start_ms`` (exact trace integration)."""
     return link_transfer_ms(links[k], link_sizes[k, 0], link_sizes[k, 1], link_constant[k], bits, start_ms)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _earliest(free_ms):
     """Index of the earliest free worker (the first one on ties)."""
     best = 0
@@ -110,7 +121,7 @@ def _earliest(free_ms):
     return best
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _compute(median, noise, user, tier, v):
     """Compute time (ms) of variant ``v`` on ``tier`` for ``user``: log-normal, ``median * exp(sigma * z)`` (L7),
     with ``noise`` = the request's ``exp(sigma * z)`` (3, n_variants), evaluated by NumPy when the draws are
@@ -119,7 +130,7 @@ def _compute(median, noise, user, tier, v):
     return median[user, tier, v] * noise[tier, v]
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _check_covered(row, n, t, need):
     """Whether an on/off schedule's first ``n`` switch times reach past ``t`` (H2, H3).
 
@@ -134,7 +145,7 @@ def _check_covered(row, n, t, need):
         need[1] = max(need[1], t)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _device_factor(b, u, start, device_free, world):
     """Compute-time multiplier on user ``u``'s device for an inference starting at ``start`` (H1 thermal
     throttling, H2 background load), and the device's heat then."""
@@ -151,7 +162,7 @@ def _device_factor(b, u, start, device_free, world):
     return factor, h
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _server_start(arrive, workers, occupied, cot_switch, cot_n, need):
     """``(worker, start)``: the FIFO server's earliest start for an input arriving at ``arrive``; the first
     ``occupied`` workers wait for the end of a co-tenant job that is running then (H3; 0 without one)."""
@@ -169,7 +180,7 @@ def _server_start(arrive, workers, occupied, cot_switch, cot_n, need):
     return best_w, best
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _uplink(payload, t, access_free, links, link_sizes, link_constant):
     """``(link_start, upload)``, ms: the shared access uplink sends one upload at a time, first come first
     served, from ``link_start`` on, at the link's rate over time."""
@@ -177,7 +188,7 @@ def _uplink(payload, t, access_free, links, link_sizes, link_constant):
     return link_start, _transfer(links, link_sizes, link_constant, ACCESS_UP, payload, link_start)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _respond(
     tier, compute, payload, result, t, link_start, upload,
     device_free, wan_free, edge_row, cloud_row, cot_switch, cot_n, occupied, need,
@@ -227,14 +238,14 @@ def _respond(
     return wait, upload, propagation, start - arrive, compute, download, nan, uploaded, wan_uploaded, done, w
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _total(wait, upload, propagation, queue, compute, download, overhead):
     """The response time: the seven parts added left to right (``overhead`` last: the tier's fixed
     per-request protocol cost, L11, which occupies neither a link nor a server and so moves no free time)."""
     return wait + upload + propagation + queue + compute + download + overhead
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _free_slot(done_ms, t):
     """A slot of a completion-time list whose request has left the system by ``t`` (-1 if none)."""
     for k in range(done_ms.size):
@@ -243,7 +254,7 @@ def _free_slot(done_ms, t):
     return -1
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _commit(
     b, tier, t, user, device_done, uploaded, wan_uploaded, server_done, worker,
     device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
@@ -270,7 +281,7 @@ def _commit(
     return True
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _count_after(done_ms, t):
     """Requests of a completion-time list still in the system at ``t``."""
     n = 0
@@ -279,7 +290,7 @@ def _count_after(done_ms, t):
     return n
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _snapshot(b, t, user, device_free, access_free, edge_done, cloud_done, links, link_sizes, link_constant):
     """(access Mbit/s, WAN Mbit/s, access backlog ms, device backlog ms, edge in system, cloud in system)."""
     t_s = t / 1e3
@@ -294,7 +305,7 @@ def _snapshot(b, t, user, device_free, access_free, edge_done, cloud_done, links
     )
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _next_request(b, next_arrival, poisson, gap_ms):
     """(time, user) of replicate ``b``'s next request: the earliest next arrival (lowest user on ties).
 
@@ -354,7 +365,7 @@ def _snapshot_batch(
         out[b, 4], out[b, 5] = snap[4], snap[5]
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _evaluate_replicate(
     b, time_ms, user, payload_bits,
     device_free, access_free, wan_free, edge_workers, cloud_workers,
@@ -428,7 +439,7 @@ def _evaluate_replicate(
     return best_a, best
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _respond_total(
     b, tier, v, compute, payload, t, link_start, upload,
     device_free_ms, wan_free, edge_workers, cloud_workers,
@@ -735,7 +746,9 @@ class Engine:
         self.n_replicates = n_replicates
         s = system.scenario
         self.poisson = s.arrivals.process == "poisson"
-        self.mean_gap_ms = 1e3 / s.arrivals.rate_per_s if self.poisson else s.arrivals.think_time_ms
+        # Every value the kernels take has one type whatever the scenario (floats, float64 arrays), so one
+        # compilation serves every world (an int think time or byte count would compile the kernels again).
+        self.mean_gap_ms = float(1e3 / s.arrivals.rate_per_s if self.poisson else s.arrivals.think_time_ms)
         self.grounded = bool(s.grounded_features)
         self.jpeg = s.payload.kind == "jpeg"
         # hidden conditions (H1-H3) as the kernels read them; zeros / ones switch a condition off
@@ -754,8 +767,8 @@ class Engine:
         self.occupied = np.array(
             [s.cotenant.n_workers_occupied if s.cotenant is not None else 0], dtype=np.int64
         )
-        self.input_bits = system.input_bytes * BITS_PER_BYTE
-        self.result_bits = system.result_bytes * BITS_PER_BYTE
+        self.input_bits = np.asarray(system.input_bytes * BITS_PER_BYTE, dtype=np.float64)
+        self.result_bits = np.asarray(system.result_bytes * BITS_PER_BYTE, dtype=np.float64)
         rates = (system.access_up, system.access_down, system.wan_up, system.wan_down)
         width = max(r.table.shape[1] for r in rates)
         # the four links packed (rows of latency.RateFunction.table), their sizes and constant rates (0: varies)
@@ -764,8 +777,8 @@ class Engine:
             self.links[k, :, : r.table.shape[1]] = r.table
         self.link_sizes = np.array([[r.n_prefix, r.n_tail] for r in rates], dtype=np.int64)
         self.link_constant = np.array([r.packed()[3] for r in rates])
-        self.half_access_rtt = system.access_rtt_ms / 2
-        self.half_wan_rtt = system.wan_rtt_ms / 2
+        self.half_access_rtt = float(system.access_rtt_ms / 2)
+        self.half_wan_rtt = float(system.wan_rtt_ms / 2)
         # each tier's fixed per-request protocol cost, ms (end, edge, cloud; L11)
         self.overhead_ms = np.asarray(system.overhead_ms, dtype=float)
         self.class_cdf = np.asarray(system.requirement_cdf, dtype=float)
