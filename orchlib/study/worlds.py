@@ -489,10 +489,13 @@ def run_world_study(
         whole = result.runs
         second = metrics.summarize_runs(result.requests, from_fraction=0.5)
         keys = list(metrics.RUN_KEYS)
-        part = whole[[*keys, "mean_latency_ms", "mean_oracle_latency_ms", "mean_accuracy_pct"]].assign(
-            latency_ratio_to_oracle=whole["latency_ratio_to_oracle"]
-        )
-        part = part.merge(
+        measured = [
+            "mean_latency_ms",
+            "mean_oracle_latency_ms",
+            "mean_accuracy_pct",
+            "latency_ratio_to_oracle",
+        ]
+        part = whole[[*keys, *measured]].merge(
             second[[*keys, "latency_ratio_to_oracle"]].rename(
                 columns={"latency_ratio_to_oracle": "latency_ratio_to_oracle_second_half"}
             ),
@@ -835,6 +838,17 @@ def summary_lines(analysis: WorldAnalysis, study: WorldStudy) -> list[str]:
         elif not stump.empty:
             described += f"; no one-feature rule beats the base rate {stump['base_rate'].iloc[0]:.2f}"
         lines.append(f"- {learner}: {described.removeprefix('; ') or 'no feature varies'}")
+    outcomes = comparison.groupby("learner")["outcome"].value_counts().unstack(fill_value=0)
+    wins = outcomes.get("win", pd.Series(0, index=outcomes.index)).drop(index="best learner", errors="ignore")
+    top = str(wins.idxmax())
+    ties = int(outcomes.loc[top].get("tie", 0))
+    share = "most" if wins.max() > n_worlds / 2 else "a minority"
+    lines += [
+        "",
+        f"In short: the learner that most often beats the best fixed rule by more than {MARGIN:.0%} is `{top}`, "
+        f"in {int(wins.max())} of {n_worlds} worlds (within {MARGIN:.0%} in {ties}); by this measure learning "
+        f"pays in {share} of the worlds drawn here, within {study.n_requests} requests per run.",
+    ]
     return lines
 
 
