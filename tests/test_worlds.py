@@ -316,3 +316,16 @@ def test_panel_runs_when_asked_and_marks_a_changed_control_stale(tmp_path) -> No
     assert any("image/png" in o["data"] for o in panel.output.outputs)
     panel.controls["n_users"].value = (3, 6)
     assert panel.status.value.startswith("stale")
+
+
+def test_reproduce_step_writes_the_figure_the_tables_and_the_summary_section(tiny_result, tmp_path) -> None:
+    from orchlib.study.reproduce import random_worlds
+
+    _, runs_dir = tiny_result  # the runs are cached there, so this only reads and analyses them
+    lines = random_worlds(TINY, runs_dir, tmp_path / "tables", tmp_path / "figures", n_jobs=1, progress=False)
+    for name in ("worlds", "runs", "table", "comparison", "feature_effects", "stumps", "reference"):
+        assert len(pd.read_csv(tmp_path / "tables" / f"fig11_{name}.csv")) >= 1
+    assert (tmp_path / "figures" / "fig11_random_worlds.png").stat().st_size > 0
+    assert lines[0].startswith("## Where learning pays") and f"{TINY.n_worlds} worlds" in lines[2]
+    text = "\n".join(lines)
+    assert "nan" not in text.lower() and "()" not in text and "In short:" in text
