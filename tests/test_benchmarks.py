@@ -26,6 +26,7 @@ SECTIONS = (
     "## 8. Learning targets (issue 13)",
     "## 9. Testbed: back-to-back against sporadic inference (profile as served)",
     "## 10. Testbed links: shaped throughput and added RTT (namespace mode)",
+    "## 11. The engine's first compilation, kernel by kernel",
     "## Commands to rerun",
 )
 

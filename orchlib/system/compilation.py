@@ -20,11 +20,12 @@ import time
 
 from numba.core import event
 
-#: what the line says about the time: the whole first compilation (every kernel the env, the batched runs and
-#: the oracle use) took 26-40 s on the developers' 2-core machines (``benchmarks/bench_first_contact.py``).
+#: what the line says about the time: the first env's compilation took 14-17 s of CPU on the developers' 2-core
+#: machines (30-45 s of wall time while other work ran), every entry point's about 25 s of CPU
+#: (``benchmarks/bench_vs_baseline.py``, section 7, measures it side by side with the commit before issue 22).
 FIRST_COMPILE_NOTICE = (
     "orchlib: compiling the simulation engine's kernels for this CPU with numba (first use after an install, "
-    "upgrade or edit; about half a minute on a 2-core machine, then cached for every later run)"
+    "upgrade or edit; 15-60 s on a 2-core machine, then cached for every later run)"
 )
 
 _lock = threading.Lock()

@@ -61,7 +61,7 @@ def on_off_switch_times_ms(
     return start_ms + np.cumsum(durations.ravel())
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def switches_until(switch_times_ms, n, t_ms):
     """How many of an on/off process's first ``n`` switch times are ``<= t_ms`` (binary search); the process is
     on at ``t_ms`` iff the count is odd (H2, H3). The one implementation of the on/off gate: the engine's
@@ -76,7 +76,7 @@ def switches_until(switch_times_ms, n, t_ms):
     return lo
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def on_period_end(switch_times_ms, n, t_ms):
     """``t_ms`` if the process is off then, else the end of the on period that holds ``t_ms`` (H3).
 

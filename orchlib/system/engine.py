@@ -37,11 +37,12 @@ differently in the last bit on CPUs with and without AVX-512, so ``tests/test_gr
 world with the stored pre-engine table within 1e-12 relative); result downloads are integrated exactly in the
 oracle's evaluation as in serving (assumptions L3, L9 and L10 in ``docs/assumptions.md``).
 
-Compilation. Each rule is its own compiled function, called (not inlined by numba) from the entry points:
-numba then compiles it once per argument types and LLVM still inlines it where that pays, whereas
-``inline="always"`` copied the rules into every caller before compiling (``_respond`` three times, each with
-its trace integrations) and made the first use compile for minutes in gigabytes of memory (issue 22: 5 GB and
-4-5 minutes for the first env before, measured in ``benchmarks/bench_vs_baseline.py``; the same warm speed).
+Compilation. The large rules, :func:`_respond`, :func:`_evaluate_replicate` and the trace integration
+(:func:`orchlib.system.latency.link_transfer_ms`), are compiled once each and called; only the small ones
+(a few lines: the FIFO slot, the compute time, a binary search) are inlined (``inline="always"``) where they are
+called in the hot loops. Inlining everything copied ``_respond`` three times, each with its four trace
+integrations, and made the first use compile for minutes in gigabytes of memory (issue 22: about 4 minutes of
+CPU and 5 GB for the first env before, about 15 s and 0.4 GB after, ``benchmarks/bench_vs_baseline.py``).
 The engine passes every scenario's values with one set of types (floats, float64 arrays), so one compilation
 serves every world; :mod:`orchlib.system.compilation` says so when it happens and compiles ahead for workers.
 
@@ -105,13 +106,13 @@ def replicate_generators(
 
 
 # fmt: off
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _transfer(links, link_sizes, link_constant, k, bits, start_ms):
     """Time (ms) to send ``bits`` over link ``k`` from ``start_ms`` (exact trace integration)."""
     return link_transfer_ms(links[k], link_sizes[k, 0], link_sizes[k, 1], link_constant[k], bits, start_ms)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _earliest(free_ms):
     """Index of the earliest free worker (the first one on ties)."""
     best = 0
@@ -121,7 +122,7 @@ def _earliest(free_ms):
     return best
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _compute(median, noise, user, tier, v):
     """Compute time (ms) of variant ``v`` on ``tier`` for ``user``: log-normal, ``median * exp(sigma * z)`` (L7),
     with ``noise`` = the request's ``exp(sigma * z)`` (3, n_variants), evaluated by NumPy when the draws are
@@ -130,7 +131,7 @@ def _compute(median, noise, user, tier, v):
     return median[user, tier, v] * noise[tier, v]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _check_covered(row, n, t, need):
     """Whether an on/off schedule's first ``n`` switch times reach past ``t`` (H2, H3).
 
@@ -145,7 +146,7 @@ def _check_covered(row, n, t, need):
         need[1] = max(need[1], t)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _device_factor(b, u, start, device_free, world):
     """Compute-time multiplier on user ``u``'s device for an inference starting at ``start`` (H1 thermal
     throttling, H2 background load), and the device's heat then."""
@@ -162,7 +163,7 @@ def _device_factor(b, u, start, device_free, world):
     return factor, h
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _server_start(arrive, workers, occupied, cot_switch, cot_n, need):
     """``(worker, start)``: the FIFO server's earliest start for an input arriving at ``arrive``; the first
     ``occupied`` workers wait for the end of a co-tenant job that is running then (H3; 0 without one)."""
@@ -180,7 +181,7 @@ def _server_start(arrive, workers, occupied, cot_switch, cot_n, need):
     return best_w, best
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _uplink(payload, t, access_free, links, link_sizes, link_constant):
     """``(link_start, upload)``, ms: the shared access uplink sends one upload at a time, first come first
     served, from ``link_start`` on, at the link's rate over time."""
@@ -238,14 +239,14 @@ def _respond(
     return wait, upload, propagation, start - arrive, compute, download, nan, uploaded, wan_uploaded, done, w
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _total(wait, upload, propagation, queue, compute, download, overhead):
     """The response time: the seven parts added left to right (``overhead`` last: the tier's fixed
     per-request protocol cost, L11, which occupies neither a link nor a server and so moves no free time)."""
     return wait + upload + propagation + queue + compute + download + overhead
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _free_slot(done_ms, t):
     """A slot of a completion-time list whose request has left the system by ``t`` (-1 if none)."""
     for k in range(done_ms.size):
@@ -254,7 +255,7 @@ def _free_slot(done_ms, t):
     return -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _commit(
     b, tier, t, user, device_done, uploaded, wan_uploaded, server_done, worker,
     device_free, access_free, wan_free, edge_workers, cloud_workers, edge_done, cloud_done,
@@ -281,7 +282,7 @@ def _commit(
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _count_after(done_ms, t):
     """Requests of a completion-time list still in the system at ``t``."""
     n = 0
@@ -290,7 +291,7 @@ def _count_after(done_ms, t):
     return n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _snapshot(b, t, user, device_free, access_free, edge_done, cloud_done, links, link_sizes, link_constant):
     """(access Mbit/s, WAN Mbit/s, access backlog ms, device backlog ms, edge in system, cloud in system)."""
     t_s = t / 1e3
@@ -305,7 +306,7 @@ def _snapshot(b, t, user, device_free, access_free, edge_done, cloud_done, links
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _next_request(b, next_arrival, poisson, gap_ms):
     """(time, user) of replicate ``b``'s next request: the earliest next arrival (lowest user on ties).
 
@@ -347,9 +348,15 @@ def _next_requests(
         while k < class_cdf.size - 1 and draw >= class_cdf[k]:
             k += 1
         requirement_class[b] = k
-        z[b] = normals[b, draw_column]
-        payload_bits[b] = payload_block[b, draw_column if payload_block.shape[1] > 1 else 0]
-        request_noise[b] = noise[b, draw_column - noise_offset[0], sigma_class[b, u]]
+        # element by element (a slice assignment compiles numba's shape checks and their error messages too)
+        for k in range(3):
+            z[b, k] = normals[b, draw_column, k]
+        column = draw_column if payload_block.shape[1] > 1 else 0
+        noise_column, sigma = draw_column - noise_offset[0], sigma_class[b, u]
+        for v in range(payload_bits.shape[1]):
+            payload_bits[b, v] = payload_block[b, column, v]
+            for k in range(3):
+                request_noise[b, k, v] = noise[b, noise_column, sigma, k, v]
 
 
 @numba.njit(cache=True)
@@ -439,7 +446,7 @@ def _evaluate_replicate(
     return best_a, best
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _respond_total(
     b, tier, v, compute, payload, t, link_start, upload,
     device_free_ms, wan_free, edge_workers, cloud_workers,

@@ -41,7 +41,7 @@ def _cumulative_bits(times_s: np.ndarray, mbps: np.ndarray) -> np.ndarray:
 PREFIX_T, PREFIX_B, TAIL_T, TAIL_B, TAIL_MBPS = range(5)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _bisect_right(table: np.ndarray, row: int, n: int, x: float) -> int:
     """``bisect.bisect_right(table[row, :n], x)``: how many of the row's first ``n`` entries are <= ``x``."""
     lo, hi = 0, n
@@ -54,7 +54,7 @@ def _bisect_right(table: np.ndarray, row: int, n: int, x: float) -> int:
     return lo
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _bisect_left(table: np.ndarray, row: int, n: int, x: float) -> int:
     """``bisect.bisect_left(table[row, :n], x)``: how many of the row's first ``n`` entries are < ``x``."""
     lo, hi = 0, n
@@ -67,7 +67,7 @@ def _bisect_left(table: np.ndarray, row: int, n: int, x: float) -> int:
     return lo
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _segment(table: np.ndarray, row: int, n: int, x: float, hint: int) -> int:
     """``min(bisect_right(table[row, :n], x) - 1, n - 2)``: the segment of ``x`` among the row's ``n``
     breakpoints. ``hint`` (or -1) is a guess, checked first: consecutive lookups of a transfer usually fall in
@@ -77,7 +77,7 @@ def _segment(table: np.ndarray, row: int, n: int, x: float, hint: int) -> int:
     return min(_bisect_right(table, row, n, x) - 1, n - 2)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _divmod(x: float, period: float) -> tuple[float, float]:
     """Python's ``divmod(x, period)``; inside the first period it is exactly ``(0.0, x)``, returned without the
     (comparatively slow) floor division and modulo."""
@@ -86,7 +86,7 @@ def _divmod(x: float, period: float) -> tuple[float, float]:
     return x // period, x % period
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _cumulative(table: np.ndarray, n_prefix: int, n_tail: int, x: float, x_rows: int, hint: int):
     """The piecewise-linear map between time (s) and cumulative bits, and its segment.
 
@@ -121,13 +121,13 @@ def _cumulative(table: np.ndarray, n_prefix: int, n_tail: int, x: float, x_rows:
     return table[y_rows, n_prefix - 1] + n * table[y_tail, n_tail - 1] + y0 + dy, i
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def link_bits_until(table: np.ndarray, n_prefix: int, n_tail: int, t_s: float) -> float:
     """Cumulative bits the link can carry from time 0 to ``t_s`` (s)."""
     return _cumulative(table, n_prefix, n_tail, t_s, PREFIX_T, -1)[0]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def link_time_of_bits(table: np.ndarray, n_prefix: int, n_tail: int, bits: float) -> float:
     """The time (s) at which the cumulative carried bits reach ``bits`` (inverse of :func:`link_bits_until`)."""
     return _cumulative(table, n_prefix, n_tail, bits, PREFIX_B, -1)[0]
@@ -146,7 +146,7 @@ def link_transfer_ms(
     return (end_s - start_s) * 1e3
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def link_rate_mbps(table: np.ndarray, n_prefix: int, n_tail: int, constant_mbps: float, t_s: float) -> float:
     """The link's rate (Mbit/s) at time ``t_s`` (s)."""
     if constant_mbps > 0:
