@@ -390,7 +390,7 @@ class WorldStudy:
     #: independent runs per (world, method) (common random numbers across methods).
     n_replicates: int = 3
     #: requests per run (chosen so the study fits ``make reproduce``'s budget; W9).
-    n_requests: int = 1500
+    n_requests: int = 1000
     #: methods run in every world (each needs a batched form).
     methods: tuple[str, ...] = METHODS
     #: seed of the worlds' draw and of the runs.
@@ -422,7 +422,7 @@ class WorldStudy:
         return dataclasses.replace(self, **changes)
 
 
-#: the study of ``make reproduce``: 100 worlds x 3 replicates x 12 methods x 1,500 requests (W9).
+#: the study of ``make reproduce``: 100 worlds x 3 replicates x 12 methods x 1,000 requests (W9).
 FULL_STUDY = WorldStudy()
 #: the quick variant (``reproduce --quick``, tests, the notebook in quick mode).
 QUICK_STUDY = WorldStudy(n_worlds=8, n_replicates=2, n_requests=300)
