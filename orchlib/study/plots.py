@@ -855,3 +855,134 @@ def plot_testbed_choices(requests: pd.DataFrame) -> Figure:
         bottom.legend(fontsize=8, loc="upper right")
         fig.tight_layout()
     return fig
+
+
+# 11 --------------------------------------------------------------------------------------------------------
+_KIND_COLORS = {"oracle": "0.35", "learner": "#C44E52", "fixed rule": "#4C72B0"}
+
+
+def _horizontal_boxes(ax: plt.Axes, samples: list[np.ndarray], colors: list[str]) -> None:
+    """One horizontal box (quartiles, whiskers at 1.5 IQR, no fliers) per sample at y = 0, 1, ..., top to
+    bottom, with every value drawn as a jittered point."""
+    boxes = ax.boxplot(
+        samples,
+        positions=range(len(samples)),
+        orientation="horizontal",
+        widths=0.6,
+        showfliers=False,
+        patch_artist=True,
+        medianprops={"color": "k"},
+    )
+    for box, color in zip(boxes["boxes"], colors, strict=True):
+        box.set(facecolor=color, alpha=0.6)
+    jitter = np.random.default_rng(0)  # fixed, so the figure does not change between runs
+    for i, values in enumerate(samples):
+        ax.scatter(values, i + jitter.uniform(-0.2, 0.2, len(values)), s=4, color="k", alpha=0.4, zorder=3)
+    ax.set_ylim(len(samples) - 0.5, -0.5)
+
+
+def plot_random_worlds(
+    table: pd.DataFrame, comparison: pd.DataFrame, feature: str, reference: pd.DataFrame | None = None
+) -> Figure:
+    """Figure 11: where learning pays, over many randomly drawn grounded worlds.
+
+    Args:
+        table: :func:`orchlib.study.worlds.world_table` with the world features (one row per world and method:
+            ``world``, ``method``, ``method_kind``, ``latency_ratio_to_oracle``, and ``feature``).
+        comparison: :func:`orchlib.study.worlds.learner_comparison` (``world``, ``learner``,
+            ``advantage_over_best_fixed``, ``beats_best_fixed``).
+        feature: a world feature column of ``table`` for panel (c) (e.g. the one most associated with the
+            learners' advantage).
+        reference: optionally, the same table of a reference world (e.g. the ``paper`` preset), marked in (a).
+
+    (a) each method's ratio to the per-request clairvoyant best, one point per world (box: quartiles);
+    (b) each learner's advantage over the best fixed rule of each world (> 1: the learner is faster), with the
+    number of worlds it wins; (c) the best learner's advantage against ``feature``.
+    """
+    _require(
+        table, ["world", "method", "method_kind", "latency_ratio_to_oracle", feature], "plot_random_worlds"
+    )
+    _require(
+        comparison,
+        ["world", "learner", "advantage_over_best_fixed", "beats_best_fixed"],
+        "plot_random_worlds",
+    )
+    table, comparison = _plain(table), _plain(comparison)
+    # the oracle is 1 by construction: panel (a) shows the others' excess over it, which a log axis spreads out
+    others = table[table["method_kind"] != "oracle"]
+    order = list(others.groupby("method")["latency_ratio_to_oracle"].median().sort_values().index)
+    kinds = table.drop_duplicates("method").set_index("method")["method_kind"]
+    learners = list(dict.fromkeys(comparison["learner"]))
+    n_worlds = table["world"].nunique()
+    with _style():
+        fig = plt.figure(figsize=(15, 5.8), constrained_layout=True)
+        ax_a, ax_b, ax_c = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 1.0, 1.0]})
+        excess = {m: 100 * (others.loc[others["method"] == m, "latency_ratio_to_oracle"] - 1) for m in order}
+        floor = 0.01  # %: a method exactly at the oracle in a world is drawn at this floor of the log axis
+        _horizontal_boxes(
+            ax_a,
+            [np.maximum(excess[m].to_numpy(float), floor) for m in order],
+            [_KIND_COLORS.get(kinds[m], "0.5") for m in order],
+        )
+        ax_a.set_yticks(range(len(order)), order)
+        if reference is not None and len(reference):
+            ref = _plain(reference).set_index("method")["latency_ratio_to_oracle"].reindex(order)
+            name = str(reference["world"].iloc[0])
+            ax_a.scatter(
+                np.maximum(100 * (ref - 1), floor),
+                range(len(order)),
+                marker="D",
+                s=30,
+                color="#DD8452",
+                zorder=4,
+                label=name,
+            )
+            ax_a.legend(loc="lower right", fontsize=8, title="reference world", title_fontsize=8)
+        ax_a.set_xscale("log")
+        ax_a.set(
+            xlabel=f"mean response time above the clairvoyant best (%, log; < {floor:g} % drawn at {floor:g} %)",
+            ylabel="",
+        )
+        ax_a.set_title(
+            f"(a) distance from the oracle in {n_worlds} worlds (oracle: 0 by definition)", fontsize=10
+        )
+        for label in ax_a.get_yticklabels():
+            label.set_color(_KIND_COLORS.get(kinds.get(label.get_text(), ""), "k"))
+
+        advantage = {
+            m: comparison.loc[comparison["learner"] == m, "advantage_over_best_fixed"].to_numpy(float)
+            for m in learners
+        }
+        every = np.concatenate(list(advantage.values()))
+        low, high = max(0.5, every.min() / 1.02), max(1.05, every.max() * 1.02)
+        _horizontal_boxes(
+            ax_b, [np.clip(advantage[m], low, high) for m in learners], ["#E8A0A2"] * len(learners)
+        )
+        ax_b.set_yticks(range(len(learners)), learners)
+        ax_b.axvline(1.0, color="k", lw=1, ls="--")
+        ax_b.set_xlim(low, high)
+        for i, learner in enumerate(learners):
+            part = comparison[comparison["learner"] == learner]
+            clipped = int((advantage[learner] < low).sum())
+            text = f"faster in {int(part['beats_best_fixed'].sum())}/{len(part)}"
+            text += f"; {clipped} below {low:.2f} drawn at the edge" if clipped else ""
+            ax_b.annotate(text, (0.99, i - 0.32), xycoords=("axes fraction", "data"), ha="right", fontsize=8)
+        ax_b.set(xlabel="best fixed rule's ratio / learner's (> 1: learner faster)", ylabel="")
+        ax_b.set_title("(b) learners against the best fixed rule of each world", fontsize=10)
+
+        best = comparison[comparison["learner"] == "best learner"]
+        if best.empty:
+            best = comparison[comparison["learner"] == learners[0]]
+        values = table.drop_duplicates("world").set_index("world")[feature]
+        x = best["world"].map(values)
+        ax_c.scatter(
+            x,
+            best["advantage_over_best_fixed"],
+            s=14,
+            c=np.where(best["beats_best_fixed"], _KIND_COLORS["learner"], _KIND_COLORS["fixed rule"]),
+        )
+        ax_c.axhline(1.0, color="k", lw=1, ls="--")
+        ax_c.set(xlabel=feature, ylabel="best fixed rule's ratio / learner's")
+        ax_c.set_title(f"(c) {best['learner'].iloc[0]} (red: faster) against {feature}", fontsize=10)
+        _note(fig)
+    return fig

@@ -12,6 +12,7 @@ Output layout (``out``, default ``results/``)::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchlib.study import experiments, metrics, plots, targets, tuning
+from orchlib.study import experiments, metrics, plots, targets, tuning, worlds
 from orchlib.study.runner import atomic_write
 from orchlib.system.scenario import paper
 
@@ -52,6 +53,7 @@ FIGURES: dict[str, str] = {
     "fig7_hybrid": "Hybrid learning: real requests each method needs to settle at its own level, and the acceleration",
     "fig8_nonstationary": "Non-stationary network: abrupt bandwidth drop and recovery",
     "fig10_q_sensitivity": "Q-learning's sensitivity to gamma, step size, exploration and state resolution",
+    "fig11_random_worlds": "Where learning pays: every method on randomly drawn grounded worlds",
 }
 
 
@@ -404,6 +406,12 @@ def reproduce(
     _atomic_csv(tables / "targets.csv", learning)
     done()
 
+    done = step("fig11 random worlds")
+    worlds_section = random_worlds(
+        worlds.QUICK_STUDY if quick else worlds.FULL_STUDY, runs_dir, tables, figures, n_jobs, progress
+    )
+    done()
+
     summary = pd.concat(
         [summary_table(runs, comparison, second_half, hyb, operating, ceiling), targets_rows(learning)],
         ignore_index=True,
@@ -417,12 +425,40 @@ def reproduce(
         execute_notebooks(out, quick=quick, n_jobs=n_jobs)
         done()
     timings["total"] = time.perf_counter() - start_all
-    markdown = _markdown(summary, budget, timings, quick)
+    markdown = _markdown(summary, budget, timings, quick) + "\n" + "\n".join(worlds_section) + "\n"
     _atomic_text(out / "summary.md", markdown)
     for line in summary_glitches(markdown):
         log(f"[orchlib reproduce] WARNING: a summary line has a glitch (nan, empty parentheses): {line}")
     log(f"[orchlib reproduce] done in {timings['total']:.0f} s: {out / 'summary.md'}")
     return timings
+
+
+def random_worlds(
+    study: worlds.WorldStudy,
+    runs_dir: str | Path,
+    tables: Path,
+    figures: Path,
+    n_jobs: int | None = 2,
+    progress: bool = True,
+) -> list[str]:
+    """Figure 11 and its tables (``tables/fig11_*.csv``, the study's settings as JSON beside them); returns the
+    summary section (markdown lines)."""
+    import json
+
+    result = worlds.run_world_study(study, runs_dir, n_jobs=n_jobs, progress=progress)
+    analysis = worlds.analyse(result)
+    _atomic_csv(tables / "fig11_worlds.csv", result.worlds)
+    _atomic_csv(tables / "fig11_runs.csv", result.runs)
+    _atomic_csv(tables / "fig11_table.csv", analysis.table)
+    _atomic_csv(tables / "fig11_comparison.csv", analysis.comparison)
+    _atomic_csv(tables / "fig11_feature_effects.csv", analysis.effects)
+    _atomic_csv(tables / "fig11_stumps.csv", analysis.stumps)
+    settings = {**dataclasses.asdict(study), "ranges": study.ranges.to_dict()}
+    _atomic_text(tables / "fig11_study.json", json.dumps(settings, indent=1, sort_keys=True))
+    _atomic_csv(tables / "fig11_reference.csv", analysis.reference)
+    fig = plots.plot_random_worlds(analysis.table, analysis.comparison, analysis.feature, analysis.reference)
+    plots.save(fig, figures, "fig11_random_worlds")
+    return worlds.summary_lines(analysis, study)
 
 
 def execute_notebooks(out: str | Path = "results", quick: bool = False, n_jobs: int | None = 2) -> list[Path]:

@@ -511,6 +511,21 @@ def figure_png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def png_outputs(fig: Figure, text: str) -> tuple[dict[str, Any], ...]:
+    """``fig`` as the outputs of an ``ipywidgets.Output``: one PNG display, ``text`` its plain-text form.
+
+    The figure is closed (drawn into the output as PNG, an open pyplot figure would only leak). Setting
+    ``Output.outputs`` directly rather than capturing ``display()`` works with or without a kernel (tests call
+    the panels' ``run()`` without one), and the image is replaced in one message, not cleared then drawn.
+    """
+    try:
+        png = figure_png(fig)
+    finally:
+        plt.close(fig)
+    data = {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": text}
+    return ({"output_type": "display_data", "data": data, "metadata": {}},)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The panel
 
@@ -532,7 +547,29 @@ def _slider_limits() -> dict[str, float]:
     }
 
 
-class SensitivityPanel:
+class RunPanel:
+    """What every panel with a Run button shares: the button's callback and how the panel displays.
+
+    A subclass sets ``widget`` (its laid-out box) and defines ``run()``, which reports its own errors in the
+    panel's status line before raising them."""
+
+    widget: widgets.Widget
+
+    def run(self) -> Any:
+        raise NotImplementedError
+
+    def _on_run_clicked(self, _button: widgets.Button) -> None:
+        # A callback's exception would only reach the kernel log; run() has put it in the status line.
+        try:
+            self.run()
+        except Exception:  # shown in the status line by run(); there is nowhere else to report it
+            return
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class SensitivityPanel(RunPanel):
     """ipywidgets 8 controls for :class:`SensitivitySettings`, a Run button, a status line and a fixed-height output.
 
     Changing a control only marks the shown result stale (status ``"stale: ..."``); :meth:`run` (the Run
@@ -718,22 +755,7 @@ class SensitivityPanel:
         except Exception as exc:
             self.status.value = f"error: {exc}"
             raise
-        try:
-            png = figure_png(fig)
-        finally:
-            plt.close(fig)  # drawn into the output as PNG; an open pyplot figure would only leak
-        # Set the outputs directly rather than capturing display(): this works with or without a kernel
-        # (tests call run() without one), and the image is replaced in one message, not cleared then drawn.
-        self.output.outputs = (
-            {
-                "output_type": "display_data",
-                "data": {
-                    "image/png": base64.b64encode(png).decode("ascii"),
-                    "text/plain": f"<sensitivity figure: {settings.describe()}>",
-                },
-                "metadata": {},
-            },
-        )
+        self.output.outputs = png_outputs(fig, f"<sensitivity figure: {settings.describe()}>")
         self.results = requests
         self.shown_settings = settings
         self.n_runs += 1
@@ -773,13 +795,3 @@ class SensitivityPanel:
     def _on_network(self, change: Mapping[str, Any]) -> None:
         self.rtt_ms.max = max(self.rtt_ms.max, default_rtt_ms(change["new"]))
         self.rtt_ms.value = default_rtt_ms(change["new"])
-
-    def _on_run_clicked(self, _button: widgets.Button) -> None:
-        # A callback's exception would only reach the kernel log; run() has put it in the status line.
-        try:
-            self.run()
-        except Exception:  # shown in the status line by run(); there is nowhere else to report it
-            return
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
