@@ -30,7 +30,7 @@ def check_hyperparameters(
 ) -> None:
     """Validate tabular Q-learning's hyperparameters (ranges in :class:`QLearning`'s docstring), naming the bad one.
 
-    Shared by :class:`QLearning` and its batched form (``orchlib.study.batch.BatchQLearning``).
+    Shared by :class:`QLearning` and its batched form (``orchlib.agents.batched.BatchQLearning``).
     """
     check_real("alpha", alpha, 0.0, 1.0, low_open=True)
     check_real("alpha_exponent", alpha_exponent, 0.0, 1.0)
@@ -62,6 +62,19 @@ def exploration_probability(
     if explore_per_action is None:
         return np.maximum(global_epsilon, epsilon_min)
     return np.maximum(np.minimum(global_epsilon, explore_per_action * n_valid / k), epsilon_min)
+
+
+#: Q-learning's hyperparameters, in :class:`QLearning`'s order (its batched form takes the same).
+Q_HYPERPARAMETERS: tuple[str, ...] = (
+    "alpha",
+    "alpha_exponent",
+    "gamma",
+    "epsilon",
+    "epsilon_min",
+    "epsilon_decay",
+    "initial_q",
+    "explore_per_action",
+)
 
 
 class QLearning(Agent):
