@@ -24,7 +24,17 @@ import gymnasium as gym
 import numba
 import numpy as np
 
-from orchlib.agents.base import Agent, Observation, check_real, masked_argmax, random_valid_action
+from orchlib.agents.base import (
+    Agent,
+    Observation,
+    ReplicateUniforms,
+    argmax_random_tie,
+    check_real,
+    check_state_masks,
+    masked_argmax,
+    random_valid_action,
+    uniform_valid_table,
+)
 from orchlib.agents.baselines import profile_latency_ms_batch
 from orchlib.agents.hybrid import (
     adaptive_factor_update,
@@ -33,11 +43,8 @@ from orchlib.agents.hybrid import (
     residual_log_mean_sd,
     residual_update,
 )
-from orchlib.agents.qlearning import check_hyperparameters, exploration_probability
+from orchlib.agents.qlearning import BatchQLearning
 from orchlib.system.engine import replicate_generators
-
-#: decisions per block of a batched agent's random numbers.
-_AGENT_BLOCK = 256
 
 
 class BatchAgent(Protocol):
@@ -59,46 +66,6 @@ class BatchAgent(Protocol):
     ) -> None: ...
 
 
-def _check_state_masks(state_masks: np.ndarray) -> np.ndarray:
-    state_masks = np.asarray(state_masks)
-    if state_masks.dtype != bool or state_masks.ndim != 2 or 0 in state_masks.shape:
-        raise ValueError(
-            f"state_masks must be a non-empty 2-D bool array (n_states, n_actions), got "
-            f"{state_masks.dtype} {state_masks.shape}"
-        )
-    if not state_masks.any(axis=1).all():
-        raise ValueError("every row of state_masks must allow at least one action")
-    return state_masks
-
-
-def _uniform_valid_table(state_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(valid, n_valid): each row's valid actions in increasing order (as np.flatnonzero), then the rest."""
-    return np.argsort(~state_masks, axis=1, kind="stable"), state_masks.sum(axis=1)
-
-
-class _ReplicateUniforms:
-    """``k`` uniforms per step for each replicate, from the replicate's own generator, drawn in blocks.
-
-    A replicate's draws depend only on its generator, so a batched agent's choices in replicate ``b`` do not
-    depend on the batch size (nor on which replicates share the batch).
-    """
-
-    def __init__(self, rngs: list[np.random.Generator], k: int) -> None:
-        self.rngs = rngs
-        self.k = k
-        self._block = np.empty((len(rngs), _AGENT_BLOCK, k))
-        self._position = _AGENT_BLOCK
-
-    def take(self) -> np.ndarray:
-        """The next step's uniforms, shape (B, k)."""
-        if self._position >= _AGENT_BLOCK:
-            for b, rng in enumerate(self.rngs):
-                self._block[b] = rng.random((_AGENT_BLOCK, self.k))
-            self._position = 0
-        self._position += 1
-        return self._block[:, self._position - 1]
-
-
 # The batched learners' per-step rules as compiled loops over replicates: each reads its replicate's rows in place,
 # where NumPy would gather (B, A) copies of them and pass over them several times (about 1 ms per lockstep step
 # at B = 2,000). Same arithmetic in the same order, so the same choices and values bit for bit as the NumPy
@@ -106,61 +73,14 @@ class _ReplicateUniforms:
 
 
 @numba.njit(cache=True)
-def _argmax_random_tie(row: np.ndarray, uniform: float) -> int:
-    """Index of the maximum of ``row``; among ``n`` tied maxima the ``int(uniform * n)``-th (in column order)."""
-    best, n = row[0], 1
-    for a in range(1, row.size):
-        x = row[a]
-        if x > best:
-            best, n = x, 1
-        elif x == best:
-            n += 1
-    k = int(uniform * n)
-    for a in range(row.size):
-        if row[a] == best:
-            if k == 0:
-                return a
-            k -= 1
-    return -1  # unreachable: the maximum is in the row
-
-
-@numba.njit(cache=True)
 def _argmax_random_ties(values: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
     """Row-wise argmax of ``values`` (B, A), ties broken uniformly at random with the row's uniform in
     ``uniforms`` (B,): of a row's ``n`` tied maxima, the ``int(u * n)``-th."""
     out = np.empty(values.shape[0], dtype=np.int64)
+    nothing = np.zeros(values.shape[1])  # no action is masked
     for b in range(values.shape[0]):
-        out[b] = _argmax_random_tie(values[b], uniforms[b])
+        out[b] = argmax_random_tie(values[b], nothing, uniforms[b])
     return out
-
-
-@numba.njit(cache=True)
-def _q_act(q_table, states, uniforms, epsilon, valid, n_valid, out):
-    """Epsilon-greedy choice of every replicate ``b`` in state ``s = states[b]`` into ``out``: explore if
-    ``uniforms[b, 0] < epsilon`` (``epsilon`` of length 1 or B), then the ``int(uniforms[b, 1] * n_valid[s])``-th
-    valid action; else the argmax of ``Q(s, .)`` with ties broken by ``uniforms[b, 2]``."""
-    shared = epsilon.size == 1
-    for b in range(states.size):
-        s = states[b]
-        if uniforms[b, 0] < epsilon[0 if shared else b]:
-            out[b] = valid[s, int(uniforms[b, 1] * n_valid[s])]
-        else:
-            out[b] = _argmax_random_tie(q_table[b, s], uniforms[b, 2])
-
-
-@numba.njit(cache=True)
-def _q_learn(q_table, states, actions, rewards, next_states, gamma, rate):
-    """``Q(s, a) += rate * (r + gamma * max Q(s', .) - Q(s, a))`` in every replicate (``rate`` of length 1 or B)."""
-    shared = rate.size == 1
-    for b in range(states.size):
-        row = q_table[b, next_states[b]]
-        top = row[0]
-        for a in range(1, row.size):
-            if row[a] > top:
-                top = row[a]
-        target = rewards[b] + gamma * top
-        old = q_table[b, states[b], actions[b]]
-        q_table[b, states[b], actions[b]] = old + rate[0 if shared else b] * (target - old)
 
 
 @numba.njit(cache=True)
@@ -170,8 +90,8 @@ def _ucb1_act(inverse_sqrt_counts, means, state_penalty, states, scale, uniforms
     for b in range(states.size):
         penalty = state_penalty[states[b]]
         for a in range(row.size):
-            row[a] = inverse_sqrt_counts[b, a] * scale + means[b, a] + penalty[a]
-        out[b] = _argmax_random_tie(row, uniforms[b])
+            row[a] = inverse_sqrt_counts[b, a] * scale + means[b, a]
+        out[b] = argmax_random_tie(row, penalty, uniforms[b])
 
 
 @numba.njit(cache=True)
@@ -185,127 +105,6 @@ def _ucb1_learn(counts, sums, means, inverse_sqrt_counts, actions, rewards):
         sums[b, a] = total
         means[b, a] = total / n
         inverse_sqrt_counts[b, a] = 1.0 / np.sqrt(n)
-
-
-class BatchQLearning:
-    """:class:`~orchlib.agents.qlearning.QLearning` for ``B`` independent replicates in lockstep.
-
-    The same update and exploration rule, replicate by replicate (see :class:`~orchlib.agents.qlearning.QLearning`)::
-
-        n(s, a)  += 1
-        Q(s, a)  += alpha / n(s, a) ** alpha_exponent * (r + gamma * max_{a' in M(s')} Q(s', a') - Q(s, a))
-
-    Decision ``t`` (the same for every replicate), the ``k``-th of a replicate in state ``s`` with ``|V|`` valid
-    actions, explores with probability
-    ``max(epsilon_min, min(epsilon * epsilon_decay ** t, explore_per_action * |V| / k))`` (no per-state term
-    when ``explore_per_action`` is None): a uniformly random valid action; otherwise the valid action of
-    largest ``Q(s, .)``, ties broken uniformly at random.
-
-    Because the mask is a function of the state, ``Q(s, a)`` of every invalid pair is stored as ``-inf`` and
-    never updated: the greedy choice and the target's maximum then need no mask at all, and pick exactly what
-    the reference's masked versions pick.
-
-    Args:
-        state_masks: bool array (n_states, n_actions), the mask of each state (``BatchSimulator.state_masks``).
-        alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action: as
-            :class:`~orchlib.agents.qlearning.QLearning`, with the same ranges.
-
-    Raises:
-        ValueError: a hyperparameter outside its range (named), or bad state masks.
-    """
-
-    def __init__(
-        self,
-        state_masks: np.ndarray,
-        alpha: float = 0.1,
-        alpha_exponent: float = 0.0,
-        gamma: float = 0.9,
-        epsilon: float = 1.0,
-        epsilon_min: float = 0.01,
-        epsilon_decay: float = 0.999,
-        initial_q: float = 0.0,
-        explore_per_action: float | None = None,
-    ) -> None:
-        check_hyperparameters(
-            alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action
-        )
-        self.state_masks = _check_state_masks(state_masks)
-        self.n_states, self.n_actions = self.state_masks.shape
-        self.alpha = alpha
-        self.alpha_exponent = alpha_exponent
-        self.gamma = gamma
-        self.epsilon = epsilon
-        self.epsilon_min = epsilon_min
-        self.epsilon_decay = epsilon_decay
-        self.initial_q = initial_q
-        self.explore_per_action = explore_per_action
-        self._valid, self._n_valid = _uniform_valid_table(self.state_masks)
-
-    def reset(
-        self, n_replicates: int, rng: np.random.Generator | np.random.SeedSequence | int | None = None
-    ) -> None:
-        """Forget Q, visit counts and the decision counter of ``n_replicates`` replicates; reseed.
-
-        Replicate ``b`` draws from ``replicate_generators(rng, n_replicates)[b]`` (three uniforms per decision:
-        explore or not, the random action, the tie break).
-        """
-        self.draws_ = _ReplicateUniforms(replicate_generators(rng, n_replicates), 3)
-        row = np.where(self.state_masks, float(self.initial_q), -np.inf)
-        # Q(s, a) of each replicate, seconds, shape (B, S, A); -inf marks an invalid pair (class docstring).
-        self.q_table_ = np.empty((n_replicates, self.n_states, self.n_actions))
-        self.q_table_[...] = row
-        # Visit counts only matter for a decaying learning rate; with exponent 0 every n ** -0 is 1.
-        self.visits_ = np.zeros(self.q_table_.shape, dtype=np.int64) if self.alpha_exponent else None
-        self.n_decisions_ = 0
-        # decisions taken in each state, per replicate (the k of the per-state exploration term)
-        self.state_decisions_ = np.zeros((n_replicates, self.n_states), dtype=np.int64)
-        self._rows = np.arange(n_replicates)
-        self._epsilon = np.empty(1)  # the step's exploration probability, as the kernel reads it
-        self._rate = np.array([float(self.alpha)])  # the learning rate, as the kernel reads it
-
-    def epsilon_at(self, t: int) -> float:
-        """Exploration probability of decision ``t`` (0-based), as :meth:`QLearning.epsilon_at`."""
-        return float(
-            exploration_probability(
-                t, float(self.epsilon), float(self.epsilon_decay), float(self.epsilon_min)
-            )
-        )
-
-    def act(self, states: np.ndarray) -> np.ndarray:
-        """Epsilon-greedy valid action of every replicate; shape (B,)."""
-        t = self.n_decisions_
-        self.n_decisions_ += 1
-        if self.explore_per_action is not None:
-            # QLearning's per-state term c * |V| / k, replicate by replicate, under the same global cap and floor
-            k = self.state_decisions_[self._rows, states] + 1
-            self.state_decisions_[self._rows, states] = k
-            epsilon = exploration_probability(
-                t,
-                float(self.epsilon),
-                float(self.epsilon_decay),
-                float(self.epsilon_min),
-                float(self.explore_per_action),
-                self._n_valid[states],
-                k,
-            )
-        else:
-            epsilon = self._epsilon
-            epsilon[0] = self.epsilon_at(t)
-        actions = np.empty(states.size, dtype=np.int64)
-        _q_act(self.q_table_, states, self.draws_.take(), epsilon, self._valid, self._n_valid, actions)
-        return actions
-
-    def learn(
-        self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_states: np.ndarray
-    ) -> None:
-        """One Q-learning update per replicate."""
-        rate = self._rate
-        if self.visits_ is not None:
-            rows = self._rows
-            n = self.visits_[rows, states, actions] + 1
-            self.visits_[rows, states, actions] = n
-            rate = float(self.alpha) * n ** -float(self.alpha_exponent)
-        _q_learn(self.q_table_, states, actions, rewards, next_states, float(self.gamma), rate)
 
 
 class BatchUCB1:
@@ -326,7 +125,7 @@ class BatchUCB1:
 
     def __init__(self, state_masks: np.ndarray, c: float = 1.0) -> None:
         check_real("c", c, 0.0)
-        self.state_masks = _check_state_masks(state_masks)
+        self.state_masks = check_state_masks(state_masks)
         self.n_states, self.n_actions = self.state_masks.shape
         self.c = c
         self._state_penalty = np.where(self.state_masks, 0.0, -np.inf)  # 0 where valid, -inf where not
@@ -336,7 +135,7 @@ class BatchUCB1:
     ) -> None:
         """Forget all pulls; reseed (replicate ``b``: one uniform per pull, for the tie break, from
         ``replicate_generators(rng, n_replicates)[b]``)."""
-        self.draws_ = _ReplicateUniforms(replicate_generators(rng, n_replicates), 1)
+        self.draws_ = ReplicateUniforms(replicate_generators(rng, n_replicates), 1)
         shape = (n_replicates, self.n_actions)
         self.counts_ = np.zeros(shape, dtype=np.int64)  # n(a) per replicate
         self.sums_ = np.zeros(shape)  # sum of rewards of arm a, seconds
@@ -388,7 +187,7 @@ class BatchLocationOnly:
     """
 
     def __init__(self, actions: np.ndarray, state_masks: np.ndarray, **q_learning_kwargs: Any) -> None:
-        state_masks = _check_state_masks(state_masks)
+        state_masks = check_state_masks(state_masks)
         self.actions = np.asarray(actions, dtype=np.int64)
         n_actions = state_masks.shape[1]
         if (
@@ -446,7 +245,7 @@ class BatchFixedPolicy:
     """
 
     def __init__(self, policy: np.ndarray, state_masks: np.ndarray) -> None:
-        self.state_masks = _check_state_masks(state_masks)
+        self.state_masks = check_state_masks(state_masks)
         self.policy = _check_policy(policy, self.state_masks, "state")
 
     def reset(self, n_replicates: int, rng: np.random.Generator | int | None = None) -> None:
@@ -469,15 +268,15 @@ class _ByKind:
     def __init__(self, agent: Any, kind_masks: np.ndarray, state_masks: np.ndarray) -> None:
         self.agent = agent  # the per-request agent: its hyperparameters and system, as the catalogue built it
         self.system = agent.system
-        self.kind_masks = _check_state_masks(kind_masks)
-        self.state_masks = _check_state_masks(state_masks)
+        self.kind_masks = check_state_masks(kind_masks)
+        self.state_masks = check_state_masks(state_masks)
         if self.kind_masks.shape[1] != self.system.n_actions:
             raise ValueError(
                 f"kind_masks must have {self.system.n_actions} columns, got {self.kind_masks.shape}"
             )
         self._n_classes = self.system.requirement_pct.size
         self._n_device_classes = self.kind_masks.shape[0] // self._n_classes
-        self._valid, self._n_valid = _uniform_valid_table(self.kind_masks)
+        self._valid, self._n_valid = uniform_valid_table(self.kind_masks)
 
     def _estimates(self, kinds: np.ndarray, measurements: np.ndarray) -> np.ndarray:
         """:func:`~orchlib.agents.baselines.profile_latency_ms_batch` of each request, shape (B, n_actions)."""

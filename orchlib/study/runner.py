@@ -86,8 +86,9 @@ from orchlib.system.simulator import System, build_system
 #: discrete state gained the device class and device load, and the hybrid's residual forgets and charges
 #: spread (issue 13b); 5: the per-request protocol cost ``overhead_ms`` is a part of the response time
 #: (issue 15); 6: grounded Q-learning runs batched, and the hybrid's log-ratio sample is NumPy's log (issue 14b);
-#: 7: the textbook Q-learning and the location-only stand-in run batched (their exploration streams changed).
-RESULT_FORMAT = 7
+#: 7: the textbook Q-learning and the location-only stand-in run batched (their exploration streams changed); 8:
+#: per-request Q-learning and Dyna-Q are the one-replicate view of the batched rules (their streams changed).
+RESULT_FORMAT = 8
 
 #: ``factory(env) -> Agent``: builds the agent of a run instead of the catalogue (tests, custom agents).
 AgentFactory = Callable[[OrchestrationEnv], Agent]
