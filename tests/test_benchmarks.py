@@ -142,3 +142,18 @@ def test_side_by_side_runs_old_and_new_layout(tmp_path: Path) -> None:
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1].endswith("steps/s") and cells[2].endswith("steps/s"), row
     assert float(cells[3].rstrip("x").replace(",", "")) > 0, row
+
+
+@pytest.mark.slow
+def test_the_q_rules_benchmark_runs_and_prints_its_table() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/bench_q_rules.py", "--quick", "--replicates", "50"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "measurement" not in line]
+    assert len(rows) == 8 and all(float(row.split("|")[2].replace(",", "")) > 0 for row in rows)

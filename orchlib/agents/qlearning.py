@@ -111,21 +111,26 @@ def _q_act(
     states,
     uniforms,
     t,
-    k,
+    decisions,
     valid,
     n_valid,
     epsilon,
-    epsilon_decay,
+    decay,
     epsilon_min,
     per_action,
     out,
 ):
-    """:func:`epsilon_greedy` of every replicate ``b`` in state ``states[b]`` (its ``k[b]``-th decision there) into
-    ``out``, with :func:`exploration_probability` of decision ``t``; ``penalty`` (S, A) is each state's mask as
-    0 / ``-inf``."""
+    """:func:`epsilon_greedy` of every replicate ``b`` in state ``states[b]`` into ``out``, with
+    :func:`exploration_probability` of decision ``t``, the ``k``-th in that state (``decisions`` (B, S) counts them;
+    empty: not counted, no per-state term); ``penalty`` (S, A) is each state's mask as 0 / ``-inf``."""
+    counted = decisions.shape[0] > 0
     for b in range(states.size):
         s = states[b]
-        e = exploration_probability(t, epsilon, epsilon_decay, epsilon_min, per_action, n_valid[s], k[b])
+        k = 1
+        if counted:
+            k = decisions[b, s] + 1
+            decisions[b, s] = k
+        e = exploration_probability(t, epsilon, decay, epsilon_min, per_action, n_valid[s], k)
         out[b] = epsilon_greedy(q_table[b, s], penalty[s], valid[s], n_valid[s], uniforms[b], e)
 
 
@@ -517,13 +522,14 @@ class BatchQLearning:
         self.q_table_[...] = row
         # Visit counts only matter for a decaying learning rate; with exponent 0 every n ** -0 is 1.
         self.visits_ = np.zeros(
-            self.q_table_.shape if self.alpha_exponent else (0, 0, 0), dtype=np.int64
+            self.q_table_.shape if self.alpha_exponent else (0, 0, 0), dtype=np.int32
         )  # (empty: not counted)
         self.n_decisions_ = 0
-        # decisions taken in each state, per replicate (the k of the per-state exploration term)
-        self.state_decisions_ = np.zeros((n_replicates, self.n_states), dtype=np.int64)
+        # decisions taken in each state, per replicate (the k of the per-state exploration term; empty without it)
+        self.state_decisions_ = np.zeros(
+            (n_replicates, self.n_states) if self.explore_per_action is not None else (0, 0), dtype=np.int64
+        )
         self._rows = np.arange(n_replicates)
-        self._no_k = np.ones(n_replicates, dtype=np.int64)  # k when there is no per-state term (not read)
 
     def epsilon_at(self, t: int) -> float:
         """Exploration probability of decision ``t`` (0-based), as :meth:`QLearning.epsilon_at`."""
@@ -543,12 +549,7 @@ class BatchQLearning:
         """Epsilon-greedy valid action of every replicate (:func:`epsilon_greedy`); shape (B,)."""
         t = self.n_decisions_
         self.n_decisions_ += 1
-        if self.explore_per_action is not None:  # the k of QLearning's per-state term c * |V| / k
-            k = self.state_decisions_[self._rows, states] + 1
-            self.state_decisions_[self._rows, states] = k
-            per_action = float(self.explore_per_action)
-        else:
-            k, per_action = self._no_k, np.nan
+        per_action = np.nan if self.explore_per_action is None else float(self.explore_per_action)
         actions = np.empty(states.size, dtype=np.int64)
         _q_act(
             self.q_table_,
@@ -556,7 +557,7 @@ class BatchQLearning:
             states,
             self.draws_.take(),
             float(t),
-            k,
+            self.state_decisions_,
             self._valid,
             self._n_valid,
             float(self.epsilon),
