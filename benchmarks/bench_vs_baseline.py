@@ -1,17 +1,20 @@
 """Item 7: this checkout side by side with an earlier commit, on the same machine in one run, as ratios.
 
 Machines of this kind differ by 2x or more in speed, so a speed-up is only meaningful against a baseline
-measured in the same run. Each measure runs the baseline and the current code alternately (baseline first in
-odd repeats, current first in even ones), so a slow patch of the machine falls on both:
+measured in the same run. Each repeated measure runs the baseline and the current code alternately (baseline
+first in odd repeats, current first in even ones), so a slow patch of the machine falls on both. The measures
+are issue 22's (first contact), each against the commit given with ``--baseline`` (the issue's: 597b4cd):
 
-- ``make reproduce`` on an empty results folder and ``reproduce --quick``: the command each commit's Makefile
-  target runs (``python -m orchlib reproduce [--quick] --out DIR``), one run each (too long to repeat);
-- an environment step with the oracle's info (``OrchestrationEnv(oracle=True)``, the first valid action),
-  steps per second over ``n_steps`` steps, median of ``repeats`` alternating runs: on ``paper`` (the issue's
-  measure; a baseline before issue 12 runs its ``paper``, the world now called ``ideal``, while the current
-  ``paper`` is the grounded world) and on the same world on both sides (``ideal``);
+- the first env on ``paper`` + 200 steps with an empty compiled cache (a fresh ``NUMBA_CACHE_DIR``: what a new
+  install, an upgrade or an edit of a kernel costs): wall seconds, CPU seconds and the process's peak RSS;
 - cold ``make test``: a fresh ``git clone`` of each commit, then ``make test`` (it creates its virtual
-  environment, as CI does), one run each.
+  environment, as CI does; the clone has no compiled cache), one run each;
+- ``reproduce --quick`` and ``make reproduce`` (``python -m orchlib reproduce [--quick] --out DIR``, an empty
+  results folder) with a warm compiled cache (each side runs ``reproduce --quick`` once first), one run each;
+- an environment step with the oracle's info (``OrchestrationEnv(oracle=True)``, the first valid action),
+  steps per second, on ``paper`` and on ``ideal``, median of alternating runs;
+- the batched fast path: Q-learning at B = 2,000 replicates of ``ideal`` (``run_batch``, no recording),
+  aggregate agent-steps per second, median of alternating runs.
 
 Both commits are checked out with ``git worktree add --detach`` into a temporary folder; the in-process
 measures run with the worktree first on ``PYTHONPATH`` and this interpreter (same packages for both). The
@@ -31,14 +34,60 @@ from pathlib import Path
 
 from harness import ROOT, Config, Section, Target, fmt
 
-#: the issue's targets: measure -> (minimum speed-up factor, baseline time / current time; or "no slower").
+#: the issue's targets: measure -> minimum speed-up factor (baseline time / current time; 1.0: "no slower"),
+#: or None for a measure reported beside them.
 TARGETS = {
-    "make reproduce (empty results/)": 2.5,
-    "reproduce --quick": 2.5,
-    "env step with oracle info, paper": 4.0,
+    "first env on paper + 200 steps, no compiled cache (wall)": 10.0,
+    "first env on paper + 200 steps, no compiled cache (CPU)": None,
+    "cold make test": 2.0,
+    "reproduce --quick (warm compiled cache)": 1.0,
+    "make reproduce (warm compiled cache, empty results/)": 1.0,
+    "env step with oracle info, paper": 1.0,
     "env step with oracle info, same world (ideal)": None,
-    "cold make test": 1.0,
+    "batched Q-learning, B = 2,000 (ideal)": 1.0,
 }
+#: the issue's limit on the first env's peak resident memory (current side), MB.
+FIRST_ENV_RSS_LIMIT_MB = 1536
+#: a speed-up within this much of 1 counts as "no slower" (the machine's run-to-run noise).
+NO_SLOWER = 0.95
+
+#: the first env on ``paper`` and 200 valid steps in a fresh process; prints wall s, CPU s, peak RSS MB.
+_FIRST_ENV = """
+import resource, sys, time
+start, cpu = time.perf_counter(), time.process_time()
+import numpy as np
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+from orchlib.envs.orchestration import OrchestrationEnv
+env = OrchestrationEnv("paper")
+obs, info = env.reset(seed=0)
+rng = np.random.default_rng(0)
+for _ in range(200):
+    obs, r, term, trunc, info = env.step(int(rng.choice(np.flatnonzero(info["action_mask"]))))
+    if term or trunc:
+        obs, info = env.reset()
+print(time.perf_counter() - start, time.process_time() - cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+#: aggregate agent-steps per second of batched Q-learning (B replicates of ``ideal``, no recording).
+_BATCH_Q = """
+import sys, time
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+from orchlib.agents.catalogue import PAPER_DEFAULTS
+from orchlib.study.batch import discrete_state_masks, run_batch
+try:  # its home since issue 23 (before, orchlib.study.batch)
+    from orchlib.agents.qlearning import BatchQLearning
+except ImportError:
+    from orchlib.study.batch import BatchQLearning
+from orchlib.system.scenario import ideal
+from orchlib.system.simulator import build_system
+system = build_system(ideal())
+n, b = int(sys.argv[1]), int(sys.argv[2])
+masks = discrete_state_masks(system)
+run_batch(system, BatchQLearning(masks, **PAPER_DEFAULTS), 20, b, rng=1, record=False)  # warm-up
+start = time.perf_counter()
+run_batch(system, BatchQLearning(masks, **PAPER_DEFAULTS), n, b, rng=0, record=False)
+print(n * b / (time.perf_counter() - start))
+"""
 
 #: steps per second of one environment with the oracle's info; works on old (flat) and new (layered) layouts.
 #: ``ideal`` runs ``paper`` on commits before issue 12, whose ``paper`` is the world now called ``ideal``.
@@ -144,40 +193,76 @@ def run(config: Config) -> Section:
 def _measure_all(
     config: Config, tmp: Path, trees: dict[str, Path], shas: dict[str, str]
 ) -> tuple[list[tuple], list[Target]]:
-    def env_for(side: str) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": str(trees[side]), "MPLBACKEND": "Agg"}
+    def env_for(side: str, **extra: str) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(trees[side]), "MPLBACKEND": "Agg", **extra}
 
-    results: dict[str, tuple[float, float, str]] = {}  # measure -> (baseline s, current s, status)
+    def python(side: str, script: str, *args: str, **extra: str) -> list[float]:
+        done = subprocess.run(
+            [config.python, "-c", script, *args],
+            cwd=tmp,
+            env=env_for(side, **extra),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return [float(x) for x in done.stdout.split()[-3:]]
 
+    # measure -> (baseline, current, status); "time" measures in s, rates converted to s per unit
+    results: dict[str, tuple[float, float, str]] = {}
+
+    # the first contact: an empty compiled cache on both sides, every repeat
+    repeats = config.size(2, 1)
+    first: dict[str, list[list[float]]] = {"baseline": [], "current": []}
+
+    def first_env(side: str) -> float:
+        with tempfile.TemporaryDirectory(prefix="orchlib-numba-cache-") as cache:
+            first[side].append(python(side, _FIRST_ENV, NUMBA_CACHE_DIR=cache))
+        return first[side][-1][0]
+
+    _alternate(first_env, repeats)
+    for k, label in ((0, "wall"), (1, "CPU")):
+        results[f"first env on paper + 200 steps, no compiled cache ({label})"] = (
+            statistics.median(x[k] for x in first["baseline"]),
+            statistics.median(x[k] for x in first["current"]),
+            f"median of {repeats} alternating runs, a fresh NUMBA_CACHE_DIR each",
+        )
+    peak_mb = {side: max(x[2] for x in runs) for side, runs in first.items()}
+
+    # warm: each side's own compiled cache (its worktree's __pycache__), filled by reproduce --quick first
+    for side in () if config.skip_reproduce else ("baseline", "current"):
+        _seconds(
+            [config.python, "-m", "orchlib", "reproduce", "--quick", "--out", str(tmp / f"warm-{side}")],
+            cwd=trees[side],
+            env=env_for(side),
+            timeout_s=config.reproduce_timeout_s,
+        )
     n_steps, repeats = config.size(5000, 300), config.size(5, 2)
-    # `paper` on both sides (the issue's measure: before issue 12 it was the world now called `ideal`; since
-    # then it is the grounded world, with more to compute per step), and the same world on both sides (`ideal`
-    # here; the baseline runs its `paper` when it has no `ideal` preset, see _ENV_STEP)
+    # `paper` on both sides (the issue's measure) and the same world on both sides (`ideal`; a baseline before
+    # issue 12 runs its `paper`, see _ENV_STEP)
     for world, label in (
         ("paper", "env step with oracle info, paper"),
         ("ideal", "env step with oracle info, same world (ideal)"),
     ):
         rates = _alternate(
-            lambda side, world=world: float(
-                subprocess.run(
-                    [config.python, "-c", _ENV_STEP, world, str(n_steps)],
-                    cwd=tmp,
-                    env=env_for(side),
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout.split()[-1]
-            ),
-            repeats,
+            lambda side, world=world: python(side, _ENV_STEP, world, str(n_steps))[-1], repeats
         )
-        # seconds per step, so that every measure is "time": the speed-up is always baseline / current.
         results[label] = (
             1 / statistics.median(rates["baseline"]),
             1 / statistics.median(rates["current"]),
             f"median of {repeats} alternating runs of {n_steps} steps each",
         )
+    n_batch, b = config.size(200, 20), config.size(2000, 50)
+    rates = _alternate(lambda side: python(side, _BATCH_Q, str(n_batch), str(b))[-1], repeats)
+    results["batched Q-learning, B = 2,000 (ideal)"] = (
+        1 / statistics.median(rates["baseline"]),
+        1 / statistics.median(rates["current"]),
+        f"median of {repeats} alternating runs of {n_batch} lockstep steps of B = {b}",
+    )
 
-    for label, extra in (("reproduce --quick", ["--quick"]), ("make reproduce (empty results/)", [])):
+    for label, extra in (
+        ("reproduce --quick (warm compiled cache)", ["--quick"]),
+        ("make reproduce (warm compiled cache, empty results/)", []),
+    ):
         if config.skip_reproduce:
             continue
         times, status = {}, []
@@ -206,7 +291,11 @@ def _measure_all(
             clone = tmp / f"clone-{side}"
             _git("clone", "--quiet", "--no-checkout", str(ROOT), str(clone))
             _git("checkout", "--quiet", shas[side], cwd=clone)
-            clean = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
+            clean = {
+                k: v
+                for k, v in os.environ.items()
+                if k not in {"PYTHONPATH", "VIRTUAL_ENV", "NUMBA_CACHE_DIR"}
+            }
             seconds, state = _seconds(["make", "test"], cwd=clone, env=clean, timeout_s=5400)
             times[side] = seconds
             status.append(f"{side}: {state}")
@@ -215,16 +304,38 @@ def _measure_all(
     rows, targets = [], []
     for label, (base_s, current_s, status) in results.items():
         speedup = base_s / current_s if base_s == base_s and current_s == current_s else float("nan")
-        unit = (
-            (lambda s: f"{fmt(1 / s)} steps/s") if label.startswith("env step") else (lambda s: f"{fmt(s)} s")
-        )
+        if label.startswith("env step"):
+            unit = lambda s: f"{fmt(1 / s)} steps/s"  # noqa: E731
+        elif label.startswith("batched"):
+            unit = lambda s: f"{fmt(1 / s)} agent-steps/s"  # noqa: E731
+        else:
+            unit = lambda s: f"{fmt(s)} s"  # noqa: E731
         rows.append((label, unit(base_s), unit(current_s), f"{fmt(speedup)}x", status))
         factor = TARGETS[label]
         if factor is None:  # reported beside a target, not one itself
             continue
         asked = "no slower (≥ 1x, within noise)" if factor == 1.0 else f"≥ {factor}x faster"
-        met = speedup >= (0.95 if factor == 1.0 else factor)
+        met = speedup >= (NO_SLOWER if factor == 1.0 else factor)
         targets.append(Target(label, asked, f"{fmt(speedup)}x", bool(met), "" if met else "see section 7"))
+    rows.append(
+        (
+            "first env: peak RSS",
+            f"{fmt(peak_mb['baseline'])} MB",
+            f"{fmt(peak_mb['current'])} MB",
+            f"{fmt(peak_mb['baseline'] / peak_mb['current'])}x less",
+            "largest of the runs above",
+        )
+    )
+    met = peak_mb["current"] <= FIRST_ENV_RSS_LIMIT_MB
+    targets.append(
+        Target(
+            "first env on paper + 200 steps, no compiled cache: peak RSS",
+            f"≤ {FIRST_ENV_RSS_LIMIT_MB} MB",
+            f"{fmt(peak_mb['current'])} MB",
+            met,
+            "" if met else "see section 7",
+        )
+    )
     return rows, targets
 
 

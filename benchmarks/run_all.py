@@ -9,7 +9,8 @@ Sections: 1 env + agent throughput (bench_env), 2 fast path (bench_batch), 3 dec
 (bench_reproduce), 7 side by side with a baseline commit (bench_vs_baseline, only with ``--baseline COMMIT``),
 8 learning targets of issue 13 (bench_learners; quality, not speed), 9 back-to-back against sporadic inference
 (bench_testbed_cold: why testbed servers run slower than a back-to-back profile), 10 the testbed's shaped links
-(bench_testbed_links; needs root for network namespaces, skipped without it and in quick mode).
+(bench_testbed_links; needs root for network namespaces, skipped without it and in quick mode), 11 the engine's
+first compilation, kernel by kernel (bench_compile).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ MODULES = (
     "bench_learners",
     "bench_testbed_cold",
     "bench_testbed_links",
+    "bench_compile",
 )
 
 
@@ -113,7 +115,9 @@ def render(
         "make bench                                         # = .venv/bin/python benchmarks/run_all.py",
         ".venv/bin/python benchmarks/run_all.py --skip-reproduce   # everything but the reproduce timings",
         ".venv/bin/python benchmarks/run_all.py --quick --skip-reproduce --out /tmp/RESULTS.md  # smoke test",
-        ".venv/bin/python benchmarks/run_all.py --baseline 71433da   # adds section 7, side by side (long)",
+        ".venv/bin/python benchmarks/run_all.py --baseline 597b4cd   # adds section 7, side by side (long)",
+        "cd benchmarks && ../.venv/bin/python bench_vs_baseline.py --baseline 597b4cd   # section 7 alone",
+        "cd benchmarks && ../.venv/bin/python bench_compile.py   # section 11 alone",
         ".venv/bin/python benchmarks/bench_scaling.py --worker --users 8 --horizon 10000 --repeats 3",
         ".venv/bin/python -m pytest tests/test_batch.py -q   # fast path = reference (rules bit for bit; distributions)",
         "```",

@@ -17,6 +17,17 @@ os.environ.setdefault("ORCHLIB_TESTING", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One compilation of the engine for the whole run: the controller compiles (or loads from numba's cache)
+    its kernels before pytest-xdist starts the workers, which then load them instead of each compiling them at
+    the same time (on a fresh clone or after an edit of a kernel)."""
+    if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
+        from orchlib.system.compilation import compile_engine
+
+        compile_engine()
+
+
 TOY_VARIANTS = """# toy variants for exact tests
 model,width_multiplier,resolution,quantized,million_macs,million_params,top1_pct,top5_pct,input_bytes,result_bytes
 big,1.0,224,false,500,4,70.0,89.0,1000,100

@@ -26,6 +26,7 @@ SECTIONS = (
     "## 8. Learning targets (issue 13)",
     "## 9. Testbed: back-to-back against sporadic inference (profile as served)",
     "## 10. Testbed links: shaped throughput and added RTT (namespace mode)",
+    "## 11. The engine's first compilation, kernel by kernel",
     "## Commands to rerun",
 )
 
@@ -109,13 +110,13 @@ def test_bad_option_is_refused() -> None:
     assert "--no-such-option" in done.stderr
 
 
-#: the commit issue 14's ratios are measured against (the last one with the flat layout).
-BASELINE = "71433da"
+#: the commit issue 22's ratios are measured against.
+BASELINE = "597b4cd"
 
 
 @pytest.mark.slow
-def test_side_by_side_runs_old_and_new_layout(tmp_path: Path) -> None:
-    """Section 7 checks out the baseline (flat layout) and HEAD and measures an env step on both."""
+def test_side_by_side_runs_the_baseline_and_head(tmp_path: Path) -> None:
+    """Section 7 checks out the baseline and HEAD and measures the first env and an env step on both."""
     known = subprocess.run(["git", "cat-file", "-e", f"{BASELINE}^{{commit}}"], cwd=ROOT, check=False)
     if known.returncode != 0:
         pytest.skip(f"commit {BASELINE} is not in this clone's history (shallow clone)")
@@ -142,6 +143,8 @@ def test_side_by_side_runs_old_and_new_layout(tmp_path: Path) -> None:
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1].endswith("steps/s") and cells[2].endswith("steps/s"), row
     assert float(cells[3].rstrip("x").replace(",", "")) > 0, row
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| first env: peak RSS"))
+    assert row.count(" MB") == 2, row
 
 
 @pytest.mark.slow

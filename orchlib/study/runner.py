@@ -76,6 +76,7 @@ from orchlib.agents.batched import BatchAgent, BatchOracle
 from orchlib.envs.orchestration import OrchestrationEnv, public_info
 from orchlib.study import metrics
 from orchlib.study.batch import BatchSimulator
+from orchlib.system.compilation import compile_engine
 from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import TIERS, Scenario, preset
 from orchlib.system.simulator import System, build_system
@@ -934,8 +935,13 @@ def run_sweep(
         _report_older_formats(out)
         # Results are saved here, in the calling process, as they arrive: a remote Dask worker needs no access
         # to out_dir, and runs finished before an interruption stay saved.
+        n_workers = joblib.effective_n_jobs(n_jobs)
+        if n_workers > 1:
+            # compiled (or loaded) here once, so that the workers load the engine's kernels from numba's cache
+            # instead of each compiling them at the same time (the first use after an install)
+            compile_engine()
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
-        tasks = _batches(missing, factory, batched, joblib.effective_n_jobs(n_jobs))
+        tasks = _batches(missing, factory, batched, n_workers)
         jobs = (joblib.delayed(_task)(group, factory, fp, is_batch) for group, fp, is_batch in tasks)
         by_key = {spec.key(fp): spec for spec, fp in missing}
         with tqdm(total=len(missing), desc="orchlib runs", unit="run", disable=not progress) as bar:

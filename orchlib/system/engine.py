@@ -32,9 +32,19 @@ normals (compute noise per tier) from another; each block is refilled when it ru
 therefore depend only on its generator, never on the batch size: ``B`` replicates in one engine give
 bit for bit the numbers of ``B`` engines of one replicate each (``tests/test_engine.py``). The compute-noise
 factor ``exp(sigma * z)`` is evaluated by NumPy when the draws are made (:meth:`Engine._fill_noise`), so the per-request numbers equal
-those of the simulator before the engine bit for bit (the ``ideal`` world's SHA-256 in
-``tests/test_grounded.py``); result downloads are integrated exactly in the oracle's evaluation as in serving
-(assumptions L3, L9 and L10 in ``docs/assumptions.md``).
+those of the simulator before the engine (bit for bit on one CPU; NumPy's ``exp`` rounds a few results
+differently in the last bit on CPUs with and without AVX-512, so ``tests/test_grounded.py`` compares the ``ideal``
+world with the stored pre-engine table within 1e-12 relative); result downloads are integrated exactly in the
+oracle's evaluation as in serving (assumptions L3, L9 and L10 in ``docs/assumptions.md``).
+
+Compilation. The large rules, :func:`_respond`, :func:`_evaluate_replicate` and the trace integration
+(:func:`orchlib.system.latency.link_transfer_ms`), are compiled once each and called; only the small ones
+(a few lines: the FIFO slot, the compute time, a binary search) are inlined (``inline="always"``) where they are
+called in the hot loops. Inlining everything copied ``_respond`` three times, each with its four trace
+integrations, and made the first use compile for minutes in gigabytes of memory (issue 22: about 4 minutes of
+CPU and 5 GB for the first env before, about 15 s and 0.4 GB after, ``benchmarks/bench_vs_baseline.py``).
+The engine passes every scenario's values with one set of types (floats, float64 arrays), so one compilation
+serves every world; :mod:`orchlib.system.compilation` says so when it happens and compiles ahead for workers.
 
 The grounded world (issue 12) is in the same rules: per-request JPEG payloads (a block of sizes drawn from the
 replicate's payload generator), per-user device medians and sigmas (shape (B, n_users, 3, n_variants)),
@@ -54,8 +64,10 @@ import numpy as np
 from numba.experimental import structref
 from numba.extending import overload
 
-from orchlib.system import dynamics, payloads
+from orchlib.system import compilation, dynamics, payloads
 from orchlib.system.latency import BITS_PER_BYTE, link_rate_mbps, link_transfer_ms
+
+compilation.announce_first_compilation()
 
 END, EDGE, CLOUD = 0, 1, 2
 #: draws per block of random numbers (the stream of a replicate depends on it, not on the batch size).
@@ -177,7 +189,7 @@ def _uplink(payload, t, access_free, links, link_sizes, link_constant):
     return link_start, _transfer(links, link_sizes, link_constant, ACCESS_UP, payload, link_start)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _respond(
     tier, compute, payload, result, t, link_start, upload,
     device_free, wan_free, edge_row, cloud_row, cot_switch, cot_n, occupied, need,
@@ -336,9 +348,15 @@ def _next_requests(
         while k < class_cdf.size - 1 and draw >= class_cdf[k]:
             k += 1
         requirement_class[b] = k
-        z[b] = normals[b, draw_column]
-        payload_bits[b] = payload_block[b, draw_column if payload_block.shape[1] > 1 else 0]
-        request_noise[b] = noise[b, draw_column - noise_offset[0], sigma_class[b, u]]
+        # element by element (a slice assignment compiles numba's shape checks and their error messages too)
+        for k in range(3):
+            z[b, k] = normals[b, draw_column, k]
+        column = draw_column if payload_block.shape[1] > 1 else 0
+        noise_column, sigma = draw_column - noise_offset[0], sigma_class[b, u]
+        for v in range(payload_bits.shape[1]):
+            payload_bits[b, v] = payload_block[b, column, v]
+            for k in range(3):
+                request_noise[b, k, v] = noise[b, noise_column, sigma, k, v]
 
 
 @numba.njit(cache=True)
@@ -354,7 +372,7 @@ def _snapshot_batch(
         out[b, 4], out[b, 5] = snap[4], snap[5]
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _evaluate_replicate(
     b, time_ms, user, payload_bits,
     device_free, access_free, wan_free, edge_workers, cloud_workers,
@@ -735,7 +753,9 @@ class Engine:
         self.n_replicates = n_replicates
         s = system.scenario
         self.poisson = s.arrivals.process == "poisson"
-        self.mean_gap_ms = 1e3 / s.arrivals.rate_per_s if self.poisson else s.arrivals.think_time_ms
+        # Every value the kernels take has one type whatever the scenario (floats, float64 arrays), so one
+        # compilation serves every world (an int think time or byte count would compile the kernels again).
+        self.mean_gap_ms = float(1e3 / s.arrivals.rate_per_s if self.poisson else s.arrivals.think_time_ms)
         self.grounded = bool(s.grounded_features)
         self.jpeg = s.payload.kind == "jpeg"
         # hidden conditions (H1-H3) as the kernels read them; zeros / ones switch a condition off
@@ -754,8 +774,8 @@ class Engine:
         self.occupied = np.array(
             [s.cotenant.n_workers_occupied if s.cotenant is not None else 0], dtype=np.int64
         )
-        self.input_bits = system.input_bytes * BITS_PER_BYTE
-        self.result_bits = system.result_bytes * BITS_PER_BYTE
+        self.input_bits = np.asarray(system.input_bytes * BITS_PER_BYTE, dtype=np.float64)
+        self.result_bits = np.asarray(system.result_bytes * BITS_PER_BYTE, dtype=np.float64)
         rates = (system.access_up, system.access_down, system.wan_up, system.wan_down)
         width = max(r.table.shape[1] for r in rates)
         # the four links packed (rows of latency.RateFunction.table), their sizes and constant rates (0: varies)
@@ -764,8 +784,8 @@ class Engine:
             self.links[k, :, : r.table.shape[1]] = r.table
         self.link_sizes = np.array([[r.n_prefix, r.n_tail] for r in rates], dtype=np.int64)
         self.link_constant = np.array([r.packed()[3] for r in rates])
-        self.half_access_rtt = system.access_rtt_ms / 2
-        self.half_wan_rtt = system.wan_rtt_ms / 2
+        self.half_access_rtt = float(system.access_rtt_ms / 2)
+        self.half_wan_rtt = float(system.wan_rtt_ms / 2)
         # each tier's fixed per-request protocol cost, ms (end, edge, cloud; L11)
         self.overhead_ms = np.asarray(system.overhead_ms, dtype=float)
         self.class_cdf = np.asarray(system.requirement_cdf, dtype=float)

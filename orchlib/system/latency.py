@@ -133,7 +133,7 @@ def link_time_of_bits(table: np.ndarray, n_prefix: int, n_tail: int, bits: float
     return _cumulative(table, n_prefix, n_tail, bits, PREFIX_B, -1)[0]
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def link_transfer_ms(
     table: np.ndarray, n_prefix: int, n_tail: int, constant_mbps: float, bits: float, start_ms: float
 ) -> float:

@@ -1,0 +1,84 @@
+"""The engine's first use on a machine: numba compiles its kernels for this CPU, once, and says so.
+
+numba keeps compiled kernels in a cache keyed to the source files, the numba and Python versions and the CPU, so
+the first use after an install, an upgrade or an edit of the engine compiles them (tens of seconds; measured in
+``benchmarks/bench_first_contact.py``) and every later process loads them (about a second). Two things here:
+
+* :func:`announce_first_compilation`: a ``numba:compile`` listener (numba's event API; the event fires only when
+  a kernel is compiled, never when it is loaded from the cache) that prints one line to standard error the
+  first time a process compiles one of orchlib's kernels, saying what is compiling and roughly how long it
+  takes, so the first minute is never a silent wait (scripts, ``reproduce``, notebooks and the env alike);
+* :func:`compile_engine`: compile (or load) the engine's kernels up front, for a process that starts workers
+  (``reproduce``, the test suite's controller), so that they load one compilation instead of each compiling it.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from numba.core import event
+
+#: what the line says about the time: the first env's compilation took 14-17 s of CPU on the developers' 2-core
+#: machines (30-45 s of wall time while other work ran), every entry point's about 25 s of CPU
+#: (``benchmarks/bench_vs_baseline.py``, section 7, measures it side by side with the commit before issue 22).
+FIRST_COMPILE_NOTICE = (
+    "orchlib: compiling the simulation engine's kernels for this CPU with numba (first use after an install, "
+    "upgrade or edit; 15-60 s on a 2-core machine, then cached for every later run)"
+)
+
+_lock = threading.Lock()
+_state = {"registered": False, "announced": False}
+
+
+class _FirstCompile(event.Listener):
+    """Prints :data:`FIRST_COMPILE_NOTICE` when the process first compiles a kernel of orchlib's."""
+
+    def on_start(self, ev: event.Event) -> None:
+        dispatcher = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
+        module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+        if not module.startswith("orchlib."):
+            return
+        with _lock:
+            if _state["announced"]:
+                return
+            _state["announced"] = True
+        print(FIRST_COMPILE_NOTICE, file=sys.stderr, flush=True)
+
+    def on_end(self, ev: event.Event) -> None:
+        pass
+
+
+def announce_first_compilation() -> None:
+    """Register the listener (once per process; the engine's module does it when imported)."""
+    with _lock:
+        if _state["registered"]:
+            return
+        _state["registered"] = True
+    event.register("numba:compile", _FirstCompile())
+
+
+def compile_engine() -> float:
+    """Compile (or load from numba's cache) every kernel of the engine, for every entry point: the per-request
+    step, the batched serve and draw, the snapshot, the evaluation of every action and the pruned best.
+
+    The kernels' argument types are the same for every scenario (the engine normalises them), so one small world
+    compiles what every world uses. Returns the seconds it took (about a second when everything was cached).
+    """
+    # imported here: the engine imports this module
+    from orchlib.system.engine import EVALUATE_ALL, EVALUATE_BEST, EVALUATE_NONE, Engine, replicate_generators
+    from orchlib.system.scenario import paper
+    from orchlib.system.simulator import build_system
+
+    start = time.perf_counter()
+    system = build_system(paper().replace(n_users=2, n_requests=4))
+    engine = Engine(system, 2, replicate_generators(0, 2))
+    for evaluate in (EVALUATE_NONE, EVALUATE_ALL, EVALUATE_BEST):
+        engine.next_requests(evaluate)
+        engine.snapshot()
+        engine.evaluate()
+        engine.serve(engine.best()[0].copy())
+        engine.next_requests(evaluate)
+        engine.serve(engine.best()[0].copy(), then_next=True, evaluate=evaluate)
+    return time.perf_counter() - start
