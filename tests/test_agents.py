@@ -684,3 +684,32 @@ def test_q_learning_per_request_is_the_one_replicate_view_of_the_batched_rules(h
         single.learn(int(s[1]), a, float(rewards[t, 1]), int(s_next[1]), masks[s_next[1]], NO_INFO)
     np.testing.assert_array_equal(batch.q_table_[1][masks], single.q_table_[masks])
     assert len(explored) == n_actions
+
+
+def test_ucb1_per_request_is_the_one_replicate_view_of_the_batched_rule() -> None:
+    """UCB1 and replicate 2 of a BatchUCB1 of 3, given the same generator, states, rewards and state-function masks,
+    pull the same arms bit for bit (ties included: rewards repeat exactly)."""
+    from orchlib.agents.batched import BatchUCB1
+    from orchlib.system.engine import replicate_generators
+
+    rng = np.random.default_rng(6)
+    n_states, n_actions = 4, 6
+    masks = rng.random((n_states, n_actions)) < 0.7
+    masks[np.arange(n_states), rng.integers(n_actions, size=n_states)] = True
+    single = UCB1(discrete(n_states), discrete(n_actions), c=0.3)
+    single.reset(replicate_generators(5, 3)[2])
+    batch = BatchUCB1(masks, c=0.3)
+    batch.reset(3, replicate_generators(5, 3))
+    states = rng.integers(n_states, size=(2001, 3))
+    rewards = -rng.choice([0.1, 0.2, 0.5], size=(2000, 3))
+    pulled = set()
+    for t in range(2000):
+        actions = batch.act(states[t])
+        a = single.act(int(states[t, 2]), masks[states[t, 2]], NO_INFO)
+        assert a == actions[2], t
+        pulled.add(a)
+        batch.learn(states[t], actions, rewards[t], states[t + 1])
+        single.learn(
+            int(states[t, 2]), a, float(rewards[t, 2]), int(states[t + 1, 2]), masks[states[t + 1, 2]], {}
+        )
+    assert len(pulled) == n_actions

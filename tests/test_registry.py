@@ -115,3 +115,18 @@ def test_registering_is_checked(greedy_means: str) -> None:
         replicate=0,
     )
     assert batch_agent(spec, OrchestrationEnv("tiny")) is None  # per-user deciders play per request
+
+
+@pytest.mark.parametrize("world", ["tiny", "paper"])
+def test_the_learners_written_once_record_the_same_tables_batched_and_per_request(
+    world: str, tmp_path
+) -> None:
+    """Q-learning is written once (its per-request form the one-replicate view of the batched rules, drawing what
+    replicate b draws from the run's agent generator), so the Q-learners' runs are the same on both paths."""
+    scenario = (tiny() if world == "tiny" else paper()).replace(n_requests=400)
+    specs = grid(
+        [scenario], ["q_learning", "q_learning_textbook", "sota_location_only"], n_replicates=2, seed=8
+    )
+    fast = run_sweep(specs, tmp_path / "fast", progress=False)
+    slow = run_sweep(specs, tmp_path / "slow", progress=False, batched=False)
+    pd.testing.assert_frame_equal(fast.requests.reset_index(drop=True), slow.requests.reset_index(drop=True))

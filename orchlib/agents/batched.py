@@ -24,6 +24,7 @@ import gymnasium as gym
 import numba
 import numpy as np
 
+from orchlib.agents.bandits import UNPULLED_MEAN, ucb_choice
 from orchlib.agents.base import (
     Agent,
     Observation,
@@ -85,13 +86,12 @@ def _argmax_random_ties(values: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True)
 def _ucb1_act(inverse_sqrt_counts, means, state_penalty, states, scale, uniforms, row, out):
-    """UCB1's choice of every replicate into ``out``: the argmax over arms of
-    ``inverse_sqrt_counts * scale + means + state_penalty[s]`` (ties by ``uniforms``); ``row`` is scratch (A,)."""
+    """:func:`~orchlib.agents.bandits.ucb_choice` of every replicate into ``out`` (``scale``: the bonus
+    ``c * sqrt(2 ln t)``, the same in every replicate; ``row`` is scratch (A,))."""
     for b in range(states.size):
-        penalty = state_penalty[states[b]]
-        for a in range(row.size):
-            row[a] = inverse_sqrt_counts[b, a] * scale + means[b, a]
-        out[b] = argmax_random_tie(row, penalty, uniforms[b])
+        out[b] = ucb_choice(
+            means[b], inverse_sqrt_counts[b], state_penalty[states[b]], scale, uniforms[b], row
+        )
 
 
 @numba.njit(cache=True)
@@ -111,9 +111,9 @@ class BatchUCB1:
     """:class:`~orchlib.agents.bandits.UCB1` for ``B`` independent replicates in lockstep (reads only the mask).
 
     Index of a pulled arm: ``mean(a) + c * sqrt(2 ln t / n(a))``; valid arms never pulled come first (random
-    among them), otherwise the valid arm of largest index (ties at random), per replicate. The index is
-    computed as ``mean + c * sqrt(2 ln t) * n ** -1/2`` from running arrays, which differs from the
-    reference's arithmetic only by rounding.
+    among them), otherwise the valid arm of largest index (ties at random), per replicate: the one rule
+    :func:`~orchlib.agents.bandits.ucb_choice`, of which :class:`~orchlib.agents.bandits.UCB1` is the
+    one-replicate view (same draws, same choices bit for bit).
 
     Args:
         state_masks: bool array (n_states, n_actions), the mask of each state.
@@ -141,7 +141,7 @@ class BatchUCB1:
         self.sums_ = np.zeros(shape)  # sum of rewards of arm a, seconds
         # sums / counts; for an unpulled arm the largest float, so that it comes first: finite, so that adding an
         # invalid arm's -inf penalty gives -inf (inf - inf would be nan)
-        self.means_ = np.full(shape, np.finfo(float).max)
+        self.means_ = np.full(shape, UNPULLED_MEAN)
         self.inverse_sqrt_counts_ = np.zeros(shape)  # n(a) ** -1/2; 0 for an unpulled arm
         self.n_pulls_ = 0  # t: the same in every replicate, which pulls once per step
         self._row = np.empty(self.n_actions)  # scratch: one replicate's indices

@@ -307,9 +307,7 @@ def _batched_location_only(agent: Agent, env: OrchestrationEnv) -> BatchLocation
     return BatchLocationOnly(agent.actions, _state_masks(env), **agent.q_learning_kwargs)
 
 
-def _batched_ucb1(agent: Agent, env: OrchestrationEnv) -> BatchUCB1 | None:
-    if env.system.scenario.fleet is not None:
-        return None  # (with a fleet the batched form is not tested against the reference: per request)
+def _batched_ucb1(agent: Agent, env: OrchestrationEnv) -> BatchUCB1:
     return BatchUCB1(_state_masks(env), c=agent.c)
 
 

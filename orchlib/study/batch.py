@@ -35,10 +35,9 @@ Implementation details and assumptions:
    (``qlearning.check_hyperparameters``/``exploration_probability``, ``baselines.profile_latency_ms_batch``,
    the ``agents.hybrid`` residual functions, ``random_valid_action``, ``masked_argmax``). Given the
    per-request agent's generators, random, greedy, adaptive greedy and the hybrid choose exactly what it
-   chooses. :class:`BatchUCB1` keeps means and ``n ** -1/2`` per arm and computes its index in a different
-   order than the reference (equal up to rounding); Q-learning and UCB1 draw from each replicate's own
-   generator but in another order than the per-request learner, so their choices equal the per-request
-   learner's in distribution, not bitwise. A replicate never depends on the batch size. Their per-step rules
+   chooses. Q-learning's rules are written once (:mod:`orchlib.agents.qlearning`): the per-request learner is the
+   one-replicate view of :class:`~orchlib.agents.qlearning.BatchQLearning` and draws what replicate ``b`` draws,
+   so given its generator it chooses the same actions bit for bit (issue 23). UCB1 likewise (:func:`orchlib.agents.bandits.ucb_choice`). A replicate never depends on the batch size. Their per-step rules
    run as compiled loops over replicates (numba), which read each replicate's rows in place. The loop is the
    env's ``accuracy_mode="mask"`` (reward without penalty), ``oracle=False``.
 4. **Not provided**: the ``box`` observation and the per-user response history it reads (use the

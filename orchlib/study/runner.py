@@ -18,9 +18,9 @@ the profiles, adaptive greedy, the hybrid and the oracle; in the ideal and the g
 the batched engine (:class:`orchlib.study.batch.BatchSimulator`), one task per world (scenario and environment
 options) whatever their agents, at most :data:`MAX_BATCH` runs per task; it records the same per-request table.
 Each replicate's simulator draws from the generator ``OrchestrationEnv.reset`` would give it, so its requests
-are the per-request path's, and the tables of the fixed policies, random, the profile agents and the oracle are
-bit for bit the per-request path's; the Q-learners and UCB1 draw their exploration from the replicate's agent
-stream in their own order, so their numbers equal the per-request learners' in distribution only. A run's
+are the per-request path's, and the tables of the fixed policies, random, the profile agents, the oracle and the
+Q-learners and UCB1 (whose per-request forms are the one-replicate views of the batched rules) are bit for bit
+the per-request path's. A run's
 numbers do not depend on the other runs of its batch. ``run_sweep(..., batched=False)`` plays everything on the
 per-request path.
 
@@ -508,8 +508,7 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
     one contiguous block of the batch, played by that agent's batched form (:func:`batch_agent`). Each
     replicate's system draws from the generator the per-request path's ``env.reset`` would give it, so its
     requests are the per-request path's (and a fixed policy's whole table is bit for bit the same); a learner's
-    exploration draws from the replicate's agent stream in the batched agent's own order (equal in distribution;
-    see :mod:`orchlib.study.batch`). Nothing a replicate draws or sees depends on the other replicates of the
+    exploration draws from the replicate's agent stream as its per-request form does (:mod:`orchlib.study.batch`). Nothing a replicate draws or sees depends on the other replicates of the
     batch, so its table is the same in any batch (tested). Each run's ``wall_time_s`` is the batch's time over
     its number of runs.
     """
