@@ -1,8 +1,8 @@
 """Item 11: what the engine's first compilation costs, kernel by kernel (issue 22, "measure first").
 
-In a fresh process with an empty compiled cache (a new ``NUMBA_CACHE_DIR``), :func:`orchlib.system.compilation.
-compile_engine` compiles every entry point of the engine while a ``numba:compile`` listener (numba's event API)
-records, per kernel, how many signatures were compiled and the CPU seconds spent compiling it, less the time of
+In a fresh process with an empty compiled cache (a new ``NUMBA_CACHE_DIR``),
+:func:`orchlib.system.simulator.compile_engine` compiles every entry point of the engine while a
+``numba:compile`` listener (numba's event API) records, per kernel, how many signatures were compiled and the CPU seconds spent compiling it, less the time of
 the kernels compiled inside it (numba compiles a called kernel while typing its caller). Then the process's peak
 resident memory, and the same for the first env on ``paper`` + 200 steps alone (what a notebook's first cell
 pays). A second process with the cache just written shows what every later run pays: loading.
@@ -46,7 +46,7 @@ class Listener(event.Listener):
 event.register("numba:compile", Listener())
 wall, cpu = time.perf_counter(), time.process_time()
 if sys.argv[1] == "engine":
-    from orchlib.system.compilation import compile_engine
+    from orchlib.system.simulator import compile_engine
 
     compile_engine()
 else:

@@ -190,6 +190,19 @@ def run(config: Config) -> Section:
     return section
 
 
+class _Progress(dict):
+    """The results, each also printed to standard error as it is measured (a long run that is stopped keeps
+    what it finished)."""
+
+    def __setitem__(self, label: str, value: tuple[float, float, str]) -> None:
+        super().__setitem__(label, value)
+        print(
+            f"[bench_vs_baseline] {label}: baseline {value[0]:.6g}, current {value[1]:.6g} ({value[2]})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _measure_all(
     config: Config, tmp: Path, trees: dict[str, Path], shas: dict[str, str]
 ) -> tuple[list[tuple], list[Target]]:
@@ -208,7 +221,7 @@ def _measure_all(
         return [float(x) for x in done.stdout.split()[-3:]]
 
     # measure -> (baseline, current, status); "time" measures in s, rates converted to s per unit
-    results: dict[str, tuple[float, float, str]] = {}
+    results: dict[str, tuple[float, float, str]] = _Progress()
 
     # the first contact: an empty compiled cache on both sides, every repeat
     repeats = config.size(2, 1)

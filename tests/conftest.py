@@ -23,7 +23,7 @@ def pytest_configure(config: pytest.Config) -> None:
     its kernels before pytest-xdist starts the workers, which then load them instead of each compiling them at
     the same time (on a fresh clone or after an edit of a kernel)."""
     if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
-        from orchlib.system.compilation import compile_engine
+        from orchlib.system.simulator import compile_engine
 
         compile_engine()
 

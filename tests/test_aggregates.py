@@ -14,6 +14,8 @@ from orchlib.study.aggregates import (
     probability_of_improvement,
     run_scores,
     score_matrix,
+    settling,
+    window_lengths,
 )
 
 
@@ -79,24 +81,58 @@ def test_probability_of_improvement_and_profiles() -> None:
     assert got[("x", 0.92)] == pytest.approx(0.05)  # one run of ten on one task of two
 
 
-def test_acceleration_counts_requests_to_the_reference_level() -> None:
+def test_settling_counts_single_requests_to_the_own_level() -> None:
     n, window = 4000, 100
-    # Reference: 30 ms until request 2,000, then its converged 10 ms; agent: 10 ms after 200 requests.
+    # latency / oracle: 3 until request 2,000 (0-based), then 1; the other agent from request 200.
     slow = np.where(np.arange(n) < 2000, 30.0, 10.0)
     fast = np.where(np.arange(n) < 200, 30.0, 10.0)
     table = requests_table({("q", "s", r): slow for r in range(3)} | {("h", "s", r): fast for r in range(3)})
-    row = acceleration(table, "h", reference="q", window=window).iloc[0]
-    assert row["target_latency_ms"] == pytest.approx(10.0)
-    assert row["reference_requests"] == 2000 and row["agent_requests"] == 200
-    assert row["acceleration"] == pytest.approx(10.0) and not row["lower_bound"]
-    # An agent at the level from its first request is counted as one window: a lower bound.
+    settle, curves = settling(table, window=window, growth=0.0, n_resamples=50)
+    rows = settle.set_index("agent")
+    # a window starting at 0-based t holds 2000 - t slow requests; its ratio (1 + 2k/100) is within 5% of 1
+    # for k <= 2, so the last window above the band starts at 1997 and the curve settles at request 1999
+    assert rows.loc["q", "settle_request"] == 1999 and rows.loc["h", "settle_request"] == 199
+    assert rows.loc["q", "final_ratio"] == pytest.approx(1.0)
+    # identical runs: every resample gives the same count
+    assert rows.loc["q", "settle_request_low"] == rows.loc["q", "settle_request_high"] == 1999
+    assert set(curves["agent"]) == {"q", "h"} and curves["request"].min() == 1
+    row = acceleration(table, "h", reference="q", window=window, growth=0.0, n_resamples=50).iloc[0]
+    assert row["reference_requests"] == 1999 and row["agent_requests"] == 199
+    assert row["acceleration"] == pytest.approx(1999 / 199) and row["reached"]
+    # an agent at its level from its first request settles at request 1: the ratio is resolved to one request
     table = requests_table(
         {("q", "s", r): slow for r in range(3)} | {("h", "s", r): np.full(n, 9.0) for r in range(3)}
     )
-    row = acceleration(table, "h", reference="q", window=window).iloc[0]
-    assert row["acceleration"] == pytest.approx(20.0) and row["lower_bound"]
+    row = acceleration(table, "h", reference="q", window=window, growth=0.0, n_resamples=50).iloc[0]
+    assert row["agent_requests"] == 1 and row["acceleration"] == pytest.approx(1999.0)
     with pytest.raises(ValueError, match="no runs of agent"):
         acceleration(table, "missing", reference="q")
+    with pytest.raises(ValueError, match="at least 2 windows"):
+        settling(table, window=4000, growth=0.0)
+    with pytest.raises(ValueError, match="growth"):
+        settling(table, growth=1.5)
+
+
+def test_windows_grow_with_the_request_index() -> None:
+    lengths = window_lengths(1000, 20, 0.1)
+    assert lengths[0] == 20 and lengths[199] == 20 and lengths[200] == 21  # ceil(0.1 * 201)
+    assert lengths.size == 910 and 909 + lengths[-1] <= 1000  # every window ends within the run
+    assert (window_lengths(300, 100, 0.0) == 100).all() and window_lengths(300, 100, 0.0).size == 201
+
+
+def test_settling_interval_covers_noisy_runs_and_is_reproducible() -> None:
+    rng = np.random.default_rng(5)
+    n = 3000
+    runs = {}
+    for r in range(8):
+        switch = rng.integers(800, 1200)  # each run learns at a different request
+        runs[("a", "s", r)] = np.where(np.arange(n) < switch, 20.0, 10.0) * rng.uniform(0.98, 1.02, n)
+    table = requests_table(runs)
+    first = settling(table, window=50, n_resamples=200, rng=3)[0].iloc[0]
+    assert first["settle_request_low"] < first["settle_request"] < first["settle_request_high"]
+    assert first["settle_request_low"] >= 800 and first["settle_request_high"] <= 1250
+    again = settling(table, window=50, n_resamples=200, rng=3)[0].iloc[0]
+    assert first.equals(again)
 
 
 def test_the_batched_improvement_statistic_is_rliables_bit_for_bit() -> None:

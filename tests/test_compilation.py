@@ -10,9 +10,9 @@ from numba.core import event
 from orchlib.envs.orchestration import OrchestrationEnv
 from orchlib.study.batch import BatchSimulator
 from orchlib.system import compilation
-from orchlib.system.compilation import FIRST_COMPILE_NOTICE, compile_engine
+from orchlib.system.compilation import FIRST_COMPILE_NOTICE
 from orchlib.system.scenario import ideal, paper, tiny
-from orchlib.system.simulator import build_system
+from orchlib.system.simulator import build_system, compile_engine
 
 
 def _kernel(module: str):

@@ -183,107 +183,269 @@ def performance_profile(
     return pd.DataFrame(rows)
 
 
-def _window_matrix(requests: pd.DataFrame, window: int) -> np.ndarray:
-    """Mean latency per run (rows, by replicate) and full window of ``window`` requests (columns), ms."""
-    position = requests["request"].to_numpy() // window
-    frame = requests.assign(window=position)
-    sizes = frame.groupby(["replicate", "window"])["latency_ms"].transform("size")
-    frame = frame[sizes.to_numpy() == window]
-    return frame.pivot_table(
-        index="replicate", columns="window", values="latency_ms", aggfunc="mean"
-    ).to_numpy()
+def run_matrices(requests: pd.DataFrame, agent: str) -> tuple[np.ndarray, np.ndarray]:
+    """Latency and oracle latency of ``agent``'s runs as ``(n_runs, n_requests)`` matrices (runs by replicate,
+    columns by request index), ms.
+
+    Raises:
+        ValueError: no runs of ``agent``, or runs of different lengths (a matrix needs one length).
+    """
+    part = requests[requests["agent"].astype(str) == agent]
+    if part.empty:
+        raise ValueError(
+            f"requests have no runs of agent {agent!r}; agents: {sorted(requests['agent'].astype(str).unique())}"
+        )
+    part = part.sort_values(["replicate", "request"])
+    sizes = part.groupby("replicate", observed=True).size()
+    if sizes.nunique() != 1:
+        raise ValueError(f"runs of agent {agent!r} have different lengths {sorted(set(sizes))}; expected one")
+    shape = (len(sizes), int(sizes.iloc[0]))
+    return (
+        part["latency_ms"].to_numpy(float).reshape(shape),
+        part["oracle_latency_ms"].to_numpy(float).reshape(shape),
+    )
 
 
-def _settled_window(curve: np.ndarray, limit: float) -> int | None:
-    """First window index from which every entry of ``curve`` is ``<= limit`` (None if the last is above)."""
-    above = np.flatnonzero(curve > limit)
-    if above.size == 0:
-        return 0
-    return None if above[-1] == curve.size - 1 else int(above[-1]) + 1
+def window_lengths(n: int, window: int, growth: float) -> np.ndarray:
+    """Length of the window that starts at each 0-based request ``t`` of a run of ``n``: ``max(window,
+    ceil(growth * (t + 1)))``, for every ``t`` whose window ends within the run (the curve's length)."""
+    starts = np.arange(n)
+    lengths = np.maximum(window, np.ceil(growth * (starts + 1)).astype(np.int64))
+    return lengths[starts + lengths <= n]
+
+
+def _settle_requests(
+    latency: np.ndarray,
+    oracle: np.ndarray,
+    window: int,
+    growth: float,
+    tolerance: float,
+    final_fraction: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The settling count of each row of pooled per-request sums (``latency``, ``oracle``: (B, n) sums over
+    the runs of each resample).
+
+    Returns ``(settle_request, final_ratio, ratio)``: the 1-based request from which every window (starting
+    at each request, of :func:`window_lengths`) has a pooled ratio (latency / oracle latency) at or below
+    ``(1 + tolerance) *`` the final ratio (NaN when the last window is above it), the final ratio (pooled over
+    the last ``final_fraction`` of requests), and the window ratio curve (B, number of windows).
+    """
+    n = latency.shape[1]
+    n_final = max(window, round(final_fraction * n))
+    final = latency[:, -n_final:].sum(axis=1) / oracle[:, -n_final:].sum(axis=1)
+    zeros = np.zeros((latency.shape[0], 1))
+    cum_l = np.concatenate([zeros, np.cumsum(latency, axis=1)], axis=1)
+    cum_o = np.concatenate([zeros, np.cumsum(oracle, axis=1)], axis=1)
+    lengths = window_lengths(n, window, growth)
+    starts = np.arange(lengths.size)
+    ratio = (cum_l[:, starts + lengths] - cum_l[:, starts]) / (cum_o[:, starts + lengths] - cum_o[:, starts])
+    above = ratio > (1 + tolerance) * final[:, None]
+    last_above = np.where(above.any(axis=1), ratio.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1), -1)
+    settle = np.where(last_above == ratio.shape[1] - 1, np.nan, last_above + 2.0)
+    return settle, final, ratio
+
+
+def _bootstrap_settle(
+    latency: np.ndarray,
+    oracle: np.ndarray,
+    n_resamples: int,
+    gen: np.random.Generator,
+    points: np.ndarray | None = None,
+    **rule,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Settling requests of ``n_resamples`` bootstrap resamples of the runs (rows of ``latency``, ``oracle``),
+    and the resampled curves at ``points`` (column indices) when given. Resamples are evaluated 100 at a
+    time (each is a weighted sum of the runs: the count of each run in the resample)."""
+    n_runs = latency.shape[0]
+    settles, curves = [], []
+    for size in np.diff(np.linspace(0, n_resamples, max(2, n_resamples // 100 + 1)).astype(int)):
+        weights = gen.multinomial(n_runs, np.full(n_runs, 1 / n_runs), size=size).astype(float)
+        settle, _, ratio = _settle_requests(weights @ latency, weights @ oracle, **rule)
+        settles.append(settle)
+        if points is not None:
+            curves.append(ratio[:, points])
+    return np.concatenate(settles), (np.concatenate(curves) if points is not None else None)
+
+
+def _check_settling(requests: pd.DataFrame, window: int, growth: float, tolerance: float) -> None:
+    _check_window(window)
+    if not (isinstance(growth, int | float) and np.isfinite(growth) and 0 <= growth < 1):
+        raise ValueError(
+            f"growth must be a number in [0, 1) (a window's length per request index), got {growth!r}"
+        )
+    _require(requests, [*RUN_KEYS, "request", "latency_ms", "oracle_latency_ms"], "requests")
+    if not (isinstance(tolerance, int | float) and np.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(
+            f"tolerance must be a finite number >= 0 (a fraction, 0.05 = 5 %), got {tolerance!r}"
+        )
+
+
+def _settle_agent(
+    requests: pd.DataFrame,
+    agent: str,
+    n_resamples: int,
+    gen: np.random.Generator,
+    curve_points: int | None = None,
+    **rule,
+) -> dict:
+    """:func:`_settle_requests` of ``agent``'s pooled runs and of ``n_resamples`` bootstrap resamples of them."""
+    latency, oracle = run_matrices(requests, agent)
+    n_runs, n = latency.shape
+    if window_lengths(n, rule["window"], rule["growth"]).size < 2:
+        raise ValueError(
+            f"runs of {agent!r} have {n} requests; settling needs at least 2 windows of {rule['window']}"
+        )
+    settle, final, ratio = _settle_requests(
+        latency.sum(axis=0, keepdims=True), oracle.sum(axis=0, keepdims=True), **rule
+    )
+    points = (
+        None
+        if curve_points is None
+        else np.unique(np.geomspace(1, ratio.shape[1], curve_points).astype(int)) - 1
+    )
+    boot, boot_ratio = _bootstrap_settle(latency, oracle, n_resamples, gen, points, **rule)
+    return {
+        "settle": float(settle[0]),
+        "final": float(final[0]),
+        "ratio": ratio[0],
+        "points": points,
+        "boot": boot,
+        "boot_ratio": boot_ratio,
+        "n_runs": n_runs,
+        "n_requests": n,
+    }
+
+
+def settling(
+    requests: pd.DataFrame,
+    agents: Sequence[str] | None = None,
+    window: int = 20,
+    growth: float = 0.1,
+    tolerance: float = 0.05,
+    final_fraction: float = 0.2,
+    n_resamples: int = 1000,
+    curve_points: int = 200,
+    rng: np.random.Generator | int | None = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How many real requests each agent needs to reach its own final level and stay there (per scenario).
+
+    Definitions. An agent's *curve* is its response time relative to the per-request oracle's, pooled over its
+    runs: at request ``t`` (1-based), the sum of its latencies over a window of requests from ``t`` on, in all
+    runs, over the oracle's sum on the same requests. The ratio to the oracle on the same requests cancels
+    what the network, the arrivals and the hidden conditions do to both (common random numbers). Windows start
+    at every request and grow with it: ``max(window, growth * t)`` requests (:func:`window_lengths`), so the
+    first requests are resolved one by one while late windows, where a curve moves slowly, pool enough
+    requests that their noise stays well inside the band (fixed windows of 100 on the grounded world moved by
+    more than 5 % at random to the end of the run). Its *final level* is the pooled ratio over its last
+    ``final_fraction`` of requests. Its *settling request* is the first request ``t`` from which the curve is
+    at or below ``(1 + tolerance) * final level`` for every later ``t``. An agent at its level from its first
+    request settles at request 1. The 95% interval is a percentile bootstrap over the agent's runs (runs
+    resampled with replacement and the curve, the level and the count recomputed); resamples whose last window
+    is above the band are dropped and counted in ``settled_share``.
+
+    Returns:
+        ``(table, curves)``: ``table`` one row per (scenario, agent): ``final_ratio``, ``settle_request``,
+        ``settle_request_low``, ``settle_request_high``, ``settled_share``, ``n_runs``, ``n_requests``,
+        ``window``, ``growth``, ``tolerance``; ``curves`` the pooled curve at about ``curve_points`` log-spaced requests
+        with a 95% band: ``scenario``, ``agent``, ``request``, ``ratio_to_oracle``, ``ratio_low``,
+        ``ratio_high``.
+
+    Raises:
+        ValueError: missing columns, a bad ``window`` or ``tolerance``, runs of different lengths, or runs
+            shorter than two windows.
+    """
+    _check_settling(requests, window, growth, tolerance)
+    gen = np.random.default_rng(rng)
+    rule = {"window": window, "growth": growth, "tolerance": tolerance, "final_fraction": final_fraction}
+    rows, curve_rows = [], []
+    for scenario, part in requests.groupby("scenario", observed=True):
+        names = agents if agents is not None else sorted(part["agent"].astype(str).unique())
+        for agent in names:
+            got = _settle_agent(part, agent, n_resamples, gen, curve_points, **rule)
+            settled = got["boot"][np.isfinite(got["boot"])]
+            low, high = np.percentile(settled, [2.5, 97.5]) if settled.size else (np.nan, np.nan)
+            rows.append(
+                {
+                    "scenario": str(scenario),
+                    "agent": agent,
+                    "final_ratio": got["final"],
+                    "settle_request": got["settle"],
+                    "settle_request_low": float(low),
+                    "settle_request_high": float(high),
+                    "settled_share": settled.size / n_resamples,
+                    "n_runs": got["n_runs"],
+                    "n_requests": got["n_requests"],
+                    "window": window,
+                    "growth": float(growth),
+                    "tolerance": float(tolerance),
+                }
+            )
+            band = np.percentile(got["boot_ratio"], [2.5, 97.5], axis=0)
+            curve_rows.append(
+                pd.DataFrame(
+                    {
+                        "scenario": str(scenario),
+                        "agent": agent,
+                        "request": got["points"] + 1,
+                        "ratio_to_oracle": got["ratio"][got["points"]],
+                        "ratio_low": band[0],
+                        "ratio_high": band[1],
+                    }
+                )
+            )
+    return pd.DataFrame(rows), pd.concat(curve_rows, ignore_index=True)
 
 
 def acceleration(
     requests: pd.DataFrame,
     agent: str,
     reference: str = "q_learning",
+    window: int = 20,
+    growth: float = 0.1,
     tolerance: float = 0.05,
-    window: int = 500,
     final_fraction: float = 0.2,
     n_resamples: int = 1000,
     rng: np.random.Generator | int | None = 0,
 ) -> pd.DataFrame:
-    """Learning acceleration of ``agent`` over ``reference`` (the companion paper's measure), per scenario.
+    """Learning acceleration of ``agent`` over ``reference`` (the companion paper's measure), per scenario:
+    the ratio of the real requests each needs to reach its own final level and stay there (the settling
+    requests of :func:`settling`, one-request resolution), ``reference / agent``.
 
-    Definitions. The *learning curve* of an agent is its mean latency per window of ``window`` requests,
-    averaged over its runs (the mean over runs, not each run: a single run's windows move by several percent
-    on their own, which would make "stays within 5%" a test of noise). The *target* is the reference's
-    converged level: its mean latency over the last ``final_fraction`` of its requests. An agent's *count* is
-    the first request from which its curve stays at or below ``(1 + tolerance) * target`` to the end of the
-    run. ``acceleration = reference count / agent count``. Counts are resolved to one window: a curve within
-    the target from its first window is counted as one window (``window`` requests), and the acceleration is
-    then a lower bound (``lower_bound`` True). The 95% interval resamples each agent's runs with replacement
-    (percentile bootstrap; resamples in which a curve never settles are dropped, and counted in
-    ``settled_share``).
+    The 95% interval is a percentile bootstrap: each resample draws both agents' runs with replacement,
+    independently, and recomputes both counts; resamples in which either curve never settles are dropped and
+    counted in ``settled_share``. An agent that settles at request 1 (at its level from the first request) is
+    resolved to one request, the finest any count of requests has.
 
     Returns:
-        One row per scenario: ``scenario``, ``target_latency_ms``, ``reference_requests``, ``agent_requests``,
-        ``acceleration``, ``acceleration_low``, ``acceleration_high``, ``lower_bound``, ``reached``,
-        ``settled_share``.
+        One row per scenario: ``scenario``, ``reference_requests``, ``agent_requests``, ``acceleration``,
+        ``acceleration_low``, ``acceleration_high``, ``reached`` (both settled), ``settled_share``,
+        ``reference_final_ratio``, ``agent_final_ratio``.
 
     Raises:
-        ValueError: missing columns, a bad ``window``, or an agent without runs.
+        ValueError: as :func:`settling`.
     """
-    _check_window(window)
-    _require(requests, [*RUN_KEYS, "request", "latency_ms"], "requests")
-    labels = requests["agent"].astype(str)
-    for name in (agent, reference):
-        if not (labels == name).any():
-            raise ValueError(f"requests have no runs of agent {name!r}; agents: {sorted(labels.unique())}")
+    _check_settling(requests, window, growth, tolerance)
     gen = np.random.default_rng(rng)
+    rule = {"window": window, "growth": growth, "tolerance": tolerance, "final_fraction": final_fraction}
     rows = []
     for scenario, part in requests.groupby("scenario", observed=True):
-        ref = _window_matrix(part[part["agent"].astype(str) == reference], window)
-        mine = _window_matrix(part[part["agent"].astype(str) == agent], window)
-        n_final = max(1, round(final_fraction * ref.shape[1]))
-
-        def counts(
-            ref_rows: np.ndarray, agent_rows: np.ndarray, n_final: int = n_final
-        ) -> tuple[float, int | None, int | None]:
-            target = float(ref_rows[:, -n_final:].mean())
-            limit = (1 + tolerance) * target
-            return (
-                target,
-                _settled_window(ref_rows.mean(axis=0), limit),
-                _settled_window(agent_rows.mean(axis=0), limit),
-            )
-
-        target, k_ref, k_agent = counts(ref, mine)
-        reached = k_ref is not None and k_agent is not None
-        row = {
-            "scenario": str(scenario),
-            "target_latency_ms": target,
-            "reference_requests": np.nan if k_ref is None else float(k_ref * window),
-            "agent_requests": np.nan if k_agent is None else float(k_agent * window),
-            "acceleration": np.nan,
-            "acceleration_low": np.nan,
-            "acceleration_high": np.nan,
-            "lower_bound": bool(k_agent == 0),
-            "reached": reached,
-            "settled_share": np.nan,
-        }
-        if reached:
-            row["acceleration"] = max(k_ref, 1) / max(k_agent, 1)
-            ratios = []
-            for _ in range(n_resamples):
-                r_rows = ref[gen.integers(ref.shape[0], size=ref.shape[0])]
-                a_rows = mine[gen.integers(mine.shape[0], size=mine.shape[0])]
-                _, kr, ka = counts(r_rows, a_rows)
-                if kr is not None and ka is not None:
-                    ratios.append(max(kr, 1) / max(ka, 1))
-            row["settled_share"] = len(ratios) / n_resamples
-            if ratios:
-                row["acceleration_low"], row["acceleration_high"] = (
-                    float(q) for q in np.percentile(ratios, [2.5, 97.5])
-                )
-        rows.append(row)
+        ref, mine = (_settle_agent(part, name, n_resamples, gen, **rule) for name in (reference, agent))
+        ratios = ref["boot"] / mine["boot"]
+        ratios = ratios[np.isfinite(ratios)]
+        reached = bool(np.isfinite(ref["settle"]) and np.isfinite(mine["settle"]))
+        low, high = np.percentile(ratios, [2.5, 97.5]) if ratios.size else (np.nan, np.nan)
+        rows.append(
+            {
+                "scenario": str(scenario),
+                "reference_requests": ref["settle"],
+                "agent_requests": mine["settle"],
+                "acceleration": ref["settle"] / mine["settle"] if reached else np.nan,
+                "acceleration_low": float(low),
+                "acceleration_high": float(high),
+                "reached": reached,
+                "settled_share": ratios.size / n_resamples,
+                "reference_final_ratio": ref["final"],
+                "agent_final_ratio": mine["final"],
+            }
+        )
     return pd.DataFrame(rows)

@@ -6,7 +6,7 @@ Plot functions in :mod:`orchlib.study.plots` only read these tables; ``orchlib r
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -118,6 +118,7 @@ def motivation(
     n_requests: int = 2000,
     rng: np.random.Generator | int | None = 0,
     devices: Sequence[str] | None = None,
+    edges: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """The three motivation experiments: steady-state response time of end / edge / cloud execution
 
@@ -133,11 +134,20 @@ def motivation(
     (its latencies are still reported, but they grow with the run length and mean nothing on their own).
     A tier that can run no variant meeting the requirement has ``variant`` None and no latency.
 
+    ``edges`` maps edge names to worker counts (e.g. :data:`MOTIVATION_EDGES`, AWS instance sizes): the edge
+    tier is measured once per entry, with ``base.edge``'s profile and that many workers (default: ``base.edge``
+    as it is, named ``"edge"``).
+
     Returns a tidy table: ``device``, ``panel`` (network/users/accuracy), ``x`` (level name, user count or requirement),
-    ``tier``, ``variant``, ``mean_latency_ms``, ``p95_latency_ms``, ``offered_load``, ``overloaded``,
-    ``n_requests`` (requests measured, after the warm-up).
+    ``tier``, ``option`` (the tier, or for the edge its name from ``edges``), ``edge_workers``, ``variant``,
+    ``mean_latency_ms``, ``p95_latency_ms``, ``offered_load``, ``overloaded``, ``n_requests`` (requests measured,
+    after the warm-up).
     """
     devices = tuple(devices) if devices is not None else (base.end.profile,)
+    edges = dict(edges) if edges is not None else {"edge": base.edge.n_workers}
+    for name, workers in edges.items():
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"edges[{name!r}] must be a worker count (an integer >= 1), got {workers!r}")
     root = np.random.SeedSequence(np.random.default_rng(rng).integers(2**63))
     return pd.concat(
         [
@@ -150,6 +160,7 @@ def motivation(
                 requirements_pct,
                 requirement_level,
                 n_requests,
+                edges,
                 # the same seeds for every device, so devices differ only in the device
                 iter(root.spawn(len(levels) + len(users) + len(requirements_pct))),
             ).assign(device=device)
@@ -158,6 +169,10 @@ def motivation(
         ignore_index=True,
     )[["device", *MOTIVATION_COLUMNS]]
 
+
+#: edge sizes of figure 1 (assumption S3a): AWS Wavelength's general-purpose instances (t3.medium, t3.xlarge,
+#: r5.2xlarge: 2, 4 and 8 vCPUs), each as vCPUs / 2 workers of the measured 2-thread x86 profile (S3).
+MOTIVATION_EDGES: dict[str, int] = {"t3.medium": 1, "t3.xlarge": 2, "r5.2xlarge": 4}
 
 #: end devices of figure 1: the ``paper`` preset's default class (S2) and the slow measured class (F1),
 #: between which the fastest tier changes.
@@ -168,6 +183,8 @@ MOTIVATION_COLUMNS = (
     "panel",
     "x",
     "tier",
+    "option",
+    "edge_workers",
     "variant",
     "mean_latency_ms",
     "p95_latency_ms",
@@ -186,6 +203,7 @@ def _motivation_one_device(
     requirements_pct: Sequence[float],
     requirement_level: str,
     n_requests: int,
+    edges: Mapping[str, int],
     seeds,
 ) -> pd.DataFrame:
     one = base.replace(
@@ -194,11 +212,24 @@ def _motivation_one_device(
     rows = []
 
     def measure(panel: str, x: object, scenario: Scenario, pick_variant) -> None:
-        system = build_system(scenario)
         seed = next(seeds)
-        for tier_index, tier in enumerate(TIERS):
+        options = [("end", 0, None)]
+        options += [
+            (name if name == "edge" else f"edge {name}", 1, workers) for name, workers in edges.items()
+        ]
+        options.append(("cloud", 2, None))
+        base_system = build_system(scenario)
+        for option, tier_index, workers in options:
+            sized = (
+                scenario
+                if workers is None
+                else scenario.replace(edge=dataclasses.replace(scenario.edge, n_workers=workers))
+            )
+            # the edge's worker count is read from the scenario when a simulator starts; nothing else changes
+            system = base_system if sized == scenario else dataclasses.replace(base_system, scenario=sized)
             v = pick_variant(system, tier_index)
-            row = {"panel": panel, "x": x, "tier": tier, "variant": None, "mean_latency_ms": np.nan}
+            row = {"panel": panel, "x": x, "tier": TIERS[tier_index], "option": option}
+            row.update(edge_workers=sized.edge.n_workers, variant=None, mean_latency_ms=np.nan)
             row.update(p95_latency_ms=np.nan, offered_load=np.nan, overloaded=False, n_requests=0)
             if v is not None:
                 action = system.encode_action(tier_index, v)
@@ -235,13 +266,33 @@ def _motivation_one_device(
     return pd.DataFrame(rows)
 
 
-def fastest_steady_tier(table: pd.DataFrame) -> pd.DataFrame:
-    """From :func:`motivation`: per (device, panel, x) the fastest tier not overloaded ("none" if all are)."""
+#: options whose steady-state mean is within this fraction of the fastest one's count as tied in figure 1
+#: (2,000 requests per setting: smaller differences are within the settings' run-to-run noise).
+TIE_TOLERANCE = 0.05
+
+
+def fastest_steady_tier(table: pd.DataFrame, tie_tolerance: float = TIE_TOLERANCE) -> pd.DataFrame:
+    """From :func:`motivation`: per (device, panel, x) the fastest tier not overloaded ("none" if all are).
+
+    Tiers whose best option is within ``tie_tolerance`` of the fastest option's mean are tied: ``fastest``
+    joins them with "≈" in tier order (e.g. ``"end≈edge"``). ``fastest_option`` is the single fastest option
+    (the tier, or the edge's size).
+    """
     cells = ["device", "panel", "x"]
+    if "option" not in table.columns:
+        table = table.assign(option=table["tier"])
     usable = table[~table["overloaded"].astype(bool) & table["mean_latency_ms"].notna()]
-    best = usable.loc[usable.groupby(cells, sort=False)["mean_latency_ms"].idxmin(), [*cells, "tier"]]
-    keys = table[cells].drop_duplicates()
-    return keys.merge(best, on=cells, how="left").fillna({"tier": "none"}).rename(columns={"tier": "fastest"})
+    rows = []
+    for key, cell in table.groupby(cells, sort=False):
+        steady = usable.loc[cell.index.intersection(usable.index)]
+        if steady.empty:
+            rows.append((*key, "none", "none"))
+            continue
+        best = steady["mean_latency_ms"].min()
+        near = set(steady.loc[steady["mean_latency_ms"] <= (1 + tie_tolerance) * best, "tier"])
+        fastest = "≈".join(t for t in TIERS if t in near)
+        rows.append((*key, fastest, steady.loc[steady["mean_latency_ms"].idxmin(), "option"]))
+    return pd.DataFrame(rows, columns=[*cells, "fastest", "fastest_option"])
 
 
 def with_profiles(scenario: Scenario, **profiles: str) -> Scenario:
@@ -279,12 +330,22 @@ class Budget:
     sweep_replicates: int = 3
     #: window of the learning curves and convergence measure, in requests.
     window: int = 500
+    #: independent runs of the learning-speed experiments (figure 7 and the learning targets, whose aggregates
+    #: need >= 10 runs).
+    learning_replicates: int = 10
     #: the sweeps' base seed (runs get independent streams from it via SeedSequence).
     seed: int = 2022
 
 
 FULL = Budget()
-QUICK = Budget(n_requests=2_000, n_replicates=2, sweep_requests=1_000, sweep_replicates=2, window=200)
+QUICK = Budget(
+    n_requests=2_000,
+    n_replicates=2,
+    sweep_requests=1_000,
+    sweep_replicates=2,
+    window=200,
+    learning_replicates=2,
+)
 
 #: The "state of the art" stand-in (see shared/PAPER.md): RL offloading of the location only, most accurate model.
 SOTA = "sota_location_only"
@@ -293,6 +354,8 @@ HEADLINE_AGENTS: tuple[str, ...] = (
     "q_learning",
     "dyna_q",
     SOTA,
+    "hybrid",
+    "adaptive_greedy",
     "greedy_profiles",
     "per_state_ucb1",
     "per_state_thompson",
@@ -312,6 +375,8 @@ QUICK_HEADLINE_AGENTS: tuple[str, ...] = (
     "q_learning",
     "dyna_q",
     SOTA,
+    "hybrid",
+    "adaptive_greedy",
     "greedy_profiles",
     "per_state_ucb1",
     "local_most_accurate",
@@ -319,11 +384,14 @@ QUICK_HEADLINE_AGENTS: tuple[str, ...] = (
 )
 #: Agents of the sweeps (figures 4, 6, 8): the paper's method, the stand-in, a model-based heuristic, the oracle.
 SWEEP_AGENTS: tuple[str, ...] = ("q_learning", SOTA, "greedy_profiles", "oracle")
-#: Learning curves show these (the rest of the headline agents are fixed policies or near-duplicates).
+#: Learning curves show these (the rest of the headline agents are fixed policies or near-duplicates); the
+#: hybrid and the adaptive greedy rule are the methods closest to the oracle on the grounded ``paper``.
 CURVE_AGENTS: tuple[str, ...] = (
     "q_learning",
     "dyna_q",
     SOTA,
+    "hybrid",
+    "adaptive_greedy",
     "per_state_ucb1",
     "per_state_thompson",
     "sw_ucb",
@@ -420,12 +488,19 @@ def decision_table(
 
 
 def _sweep_runs(
-    scenarios: Sequence[Scenario], agents: Sequence[str], budget: Budget, out_dir: str, n_jobs, progress
+    scenarios: Sequence[Scenario],
+    agents: Sequence[str],
+    budget: Budget,
+    out_dir: str,
+    n_jobs,
+    progress,
+    n_replicates: int | None = None,
 ) -> pd.DataFrame:
     from orchlib.study.metrics import summarize_runs
     from orchlib.study.runner import grid, run_sweep
 
-    specs = grid(scenarios, list(agents), n_replicates=budget.sweep_replicates, seed=budget.seed)
+    replicates = budget.sweep_replicates if n_replicates is None else n_replicates
+    specs = grid(scenarios, list(agents), n_replicates=replicates, seed=budget.seed)
     result = run_sweep(specs, out_dir, n_jobs=n_jobs, progress=progress)
     return summarize_runs(result.requests)
 
@@ -433,7 +508,10 @@ def _sweep_runs(
 #: access uplink medians of the bandwidth sweep, Mbit/s; the ``paper`` preset's own level is added to them.
 SENSITIVITY_UPLINK_MBPS: tuple[float, ...] = (5.0, 10.0, 20.0, 100.0)
 SENSITIVITY_USERS: tuple[int, ...] = (1, 4, 8, 16, 32)
-TOLERANCES_PP: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 6.0, 10.0)
+#: the paper's accuracy budget: "less than 0.9% accuracy reduction", read as a mean loss < 0.9 pp (X7).
+PAPER_ACCURACY_BUDGET_PP = 0.9
+#: tolerances of the trade-off sweep (figure 6), pp below the best variant; the budget itself is one of them.
+TOLERANCES_PP: tuple[float, ...] = (0.0, 0.5, PAPER_ACCURACY_BUDGET_PP, 1.0, 2.0, 3.0, 6.0, 10.0)
 
 
 def _tolerance_scenario(base: Scenario, tolerance_pp: float) -> Scenario:
@@ -470,20 +548,40 @@ def sensitivity(
     return runs
 
 
-def tradeoff(budget: Budget, out_dir: str, n_jobs: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """Figure 6's data: time reduction and accuracy loss over the stand-in as the accuracy tolerance varies.
+def tradeoff_runs(
+    budget: Budget, out_dir: str, n_jobs: int | None = None, progress: bool = True
+) -> pd.DataFrame:
+    """The trade-off sweep's runs: Q-learning, the stand-in and the oracle at every tolerance of
+    :data:`TOLERANCES_PP` (every request of a run tolerates the same loss below the best variant), at the
+    headline budget (``budget.n_requests`` x ``budget.n_replicates``, X7).
 
-    Every request of a run tolerates the same loss below the best variant. Returns: agent, tolerance_pp,
-    replicate, time_reduction, accuracy_loss_pp (paired by replicate with the stand-in's run).
+    Returns: :func:`orchlib.study.metrics.summarize_runs` rows plus ``tolerance_pp``.
     """
     from orchlib.system.scenario import paper
 
-    base = paper().replace(n_requests=budget.sweep_requests)
+    base = paper().replace(n_requests=budget.n_requests)
     scenarios = [_tolerance_scenario(base, t) for t in TOLERANCES_PP]
-    runs = _sweep_runs(scenarios, ("q_learning", SOTA, "oracle"), budget, out_dir, n_jobs, progress)
+    runs = _sweep_runs(
+        scenarios,
+        ("q_learning", SOTA, "oracle"),
+        budget,
+        out_dir,
+        n_jobs,
+        progress,
+        n_replicates=budget.n_replicates,
+    )
     runs["tolerance_pp"] = (
         runs["scenario"].astype(str).map({s.name: t for s, t in zip(scenarios, TOLERANCES_PP, strict=True)})
     )
+    return runs
+
+
+def paired_tradeoff(runs: pd.DataFrame) -> pd.DataFrame:
+    """Figure 6's data from :func:`tradeoff_runs`: each run's time reduction and accuracy loss over the
+    stand-in's run of the same tolerance and replicate.
+
+    Returns: agent, tolerance_pp, replicate, time_reduction, speedup_ratio, accuracy_loss_pp.
+    """
     base_runs = runs[runs["agent"] == SOTA].set_index(["tolerance_pp", "replicate"])
     rows = []
     for r in runs[runs["agent"] != SOTA].itertuples():
@@ -501,50 +599,131 @@ def tradeoff(budget: Budget, out_dir: str, n_jobs: int | None = None, progress: 
     return pd.DataFrame(rows)
 
 
-PLANNING_STEPS: tuple[int, ...] = (0, 1, 5, 10, 20)
+def tradeoff(budget: Budget, out_dir: str, n_jobs: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Figure 6's data: time reduction and accuracy loss over the stand-in as the accuracy tolerance varies
+    (:func:`paired_tradeoff` of :func:`tradeoff_runs`)."""
+    return paired_tradeoff(tradeoff_runs(budget, out_dir, n_jobs=n_jobs, progress=progress))
+
+
+def operating_point(
+    runs: pd.DataFrame,
+    budget_pp: float = PAPER_ACCURACY_BUDGET_PP,
+    agent: str = "q_learning",
+    rng: np.random.Generator | int | None = 0,
+) -> pd.DataFrame:
+    """The paper's operating point (X7): ``agent`` against the stand-in at every tolerance of the trade-off
+    sweep, and which tolerance the rule picks: the largest whose mean accuracy loss is below ``budget_pp``.
+
+    Args:
+        runs: :func:`tradeoff_runs`.
+        budget_pp: the accuracy budget, percentage points (the paper's 0.9).
+        agent: the method compared with the stand-in.
+
+    Returns:
+        :func:`orchlib.study.metrics.compare_to_baseline` rows of ``agent`` (one per tolerance, increasing),
+        with ``tolerance_pp``, ``budget_pp`` and ``chosen`` (True on at most one row; none if no tolerance
+        keeps the mean loss below the budget).
+
+    Raises:
+        ValueError: ``runs`` lacks ``tolerance_pp`` or has no runs of ``agent``, or a bad ``budget_pp``.
+    """
+    from orchlib.study.metrics import compare_to_baseline
+
+    if "tolerance_pp" not in runs.columns:
+        raise ValueError(
+            f"runs: lacks column 'tolerance_pp' (use tradeoff_runs); it has {list(runs.columns)}"
+        )
+    if not (isinstance(budget_pp, int | float) and np.isfinite(budget_pp) and budget_pp > 0):
+        raise ValueError(f"budget_pp must be a finite number > 0 (percentage points), got {budget_pp!r}")
+    if not (runs["agent"].astype(str) == agent).any():
+        raise ValueError(
+            f"runs have no runs of agent {agent!r}; agents: {sorted(runs['agent'].astype(str).unique())}"
+        )
+    part = runs[runs["agent"].astype(str).isin([agent, SOTA])]
+    table = compare_to_baseline(part, SOTA, rng=rng)
+    tolerance = dict(zip(runs["scenario"].astype(str), runs["tolerance_pp"], strict=True))
+    table["tolerance_pp"] = table["scenario"].astype(str).map(tolerance)
+    table = table.sort_values("tolerance_pp").reset_index(drop=True)
+    table["budget_pp"] = float(budget_pp)
+    within = table.index[table["accuracy_loss_pp"] < budget_pp]
+    table["chosen"] = False
+    if len(within):
+        table.loc[within.max(), "chosen"] = True
+    return table
+
+
+#: methods of figure 7 (hybrid learning): the model-free learner (the paper's orchestrator), the companion paper's
+#: plain RL baseline (Q-learning with textbook defaults, A1), the textbook hybrid (Dyna-Q, A2) and the profile
+#: hybrid (A7).
+HYBRID_AGENTS: tuple[str, ...] = ("q_learning", "q_learning_textbook", "dyna_q", "hybrid")
+#: the settling rule of figure 7 (X3): windows starting at every request, of max(SETTLE_WINDOW, SETTLE_GROWTH x
+#: the request index) requests, within SETTLE_TOLERANCE of the method's own final level.
+SETTLE_WINDOW, SETTLE_GROWTH, SETTLE_TOLERANCE = 20, 0.1, 0.05
+#: the settling rule as keyword arguments of :func:`orchlib.study.aggregates.settling` and ``acceleration``.
+SETTLE_RULE = {"window": SETTLE_WINDOW, "growth": SETTLE_GROWTH, "tolerance": SETTLE_TOLERANCE}
+
+
+def steady_scenario(world: Scenario, n_requests: int) -> Scenario:
+    """``world`` with a steady Wi-Fi access link (no trace), named ``<world>_steady_wifi``, for measuring
+    learning speed: with the replayed trace, windowed latency follows the trace; the steady link keeps
+    everything else of the world (users, devices, requirements, hidden conditions)."""
+    return world.replace(
+        name=f"{world.name}_steady_wifi", access=LinkSpec.from_level("wifi"), n_requests=n_requests
+    )
 
 
 def hybrid_scenario(n_requests: int) -> Scenario:
-    """The ``paper`` scenario with a steady Wi-Fi access link (no trace), for measuring learning speed.
-
-    With the replayed trace, windowed latency follows the trace, so "converged" is not defined; the steady
-    link keeps everything else of ``paper`` (users, devices, requirements).
-    """
+    """The ``paper`` world with a steady Wi-Fi link (:func:`steady_scenario`)."""
     from orchlib.system.scenario import paper
 
-    return paper().replace(
-        name="paper_steady_wifi", access=LinkSpec.from_level("wifi"), n_requests=n_requests
-    )
+    return steady_scenario(paper(), n_requests)
 
 
-def hybrid(budget: Budget, out_dir: str, n_jobs: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """Figure 7's data: how many real requests Dyna-Q needs, per planning steps (0 = Q-learning).
+def hybrid(
+    budget: Budget, out_dir: str, n_jobs: int | None = None, progress: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Figure 7's data: how many real requests each method of :data:`HYBRID_AGENTS` needs to reach its own
+    final level and stay there, on ``paper`` and ``ideal`` with a steady link (:func:`steady_scenario`),
+    ``budget.learning_replicates`` runs each; and the hybrid's acceleration over Q-learning.
 
-    Two measures per run (see :mod:`orchlib.study.metrics`): ``requests_to_reach``, the requests until the windowed
-    mean latency stays within 5% of *Q-learning's final level* (the median over the n=0 runs of their last 20%
-    of requests), a common target, so ratios are accelerations; and ``requests_to_converge``, until it stays
-    within 5% of the run's *own* final level. Scenario: :func:`hybrid_scenario`.
+    The measure is :func:`orchlib.study.aggregates.settling` (latency relative to the oracle's, pooled over
+    runs, windows starting at every request and growing with it (:data:`SETTLE_RULE`), within
+    :data:`SETTLE_TOLERANCE` of the final level; bootstrap CIs over runs) and the acceleration
+    :func:`orchlib.study.aggregates.acceleration` (ratio of settling requests).
 
-    Returns: n_planning, replicate, requests_to_reach, reached, target_latency_ms, requests_to_converge,
-    converged, final_latency_ms.
+    Returns:
+        ``(settle, curves, accel)``: the settling table and the curves of :func:`~orchlib.study.aggregates.settling`,
+        and one acceleration row per (world, reference) (references ``q_learning`` and
+        ``q_learning_textbook``); each with a ``world`` column (``paper``/``ideal``).
     """
-    from orchlib.study.metrics import requests_to_converge, requests_to_reach
+    from orchlib.study import aggregates
     from orchlib.study.runner import grid, run_sweep
+    from orchlib.system.scenario import ideal, paper
 
-    agents = [
-        {"agent": "dyna_q", "label": f"dyna_q_n{n}", "agent_kwargs": {"n_planning": n}}
-        for n in PLANNING_STEPS
-    ]
+    worlds = {w.name: steady_scenario(w, budget.n_requests) for w in (paper(), ideal())}
     specs = grid(
-        [hybrid_scenario(budget.n_requests)], agents, n_replicates=budget.n_replicates, seed=budget.seed
+        list(worlds.values()), list(HYBRID_AGENTS), n_replicates=budget.learning_replicates, seed=budget.seed
     )
-    result = run_sweep(specs, out_dir, n_jobs=n_jobs, progress=progress)
-    converge = requests_to_converge(result.requests, window=budget.window)
-    target = float(converge.loc[converge["agent"] == "dyna_q_n0", "final_latency_ms"].median())
-    reach = requests_to_reach(result.requests, target, window=budget.window)
-    out = reach.merge(converge, on=["agent", "scenario", "replicate", "n_requests"])
-    out["n_planning"] = out["agent"].astype(str).str.removeprefix("dyna_q_n").astype(int)
-    return out
+    requests = run_sweep(specs, out_dir, n_jobs=n_jobs, progress=progress).requests
+    rule = SETTLE_RULE
+    settle, curves = aggregates.settling(requests, HYBRID_AGENTS, rng=budget.seed, **rule)
+    # one world at a time with the same seed, as the learning targets compute it (the same numbers)
+    accel = pd.concat(
+        [
+            aggregates.acceleration(
+                requests[requests["scenario"].astype(str) == scenario.name],
+                "hybrid",
+                reference=r,
+                rng=budget.seed,
+                **rule,
+            ).assign(reference=r)
+            for scenario in worlds.values()
+            for r in ("q_learning", "q_learning_textbook")
+        ],
+        ignore_index=True,
+    )
+    world_of = {scenario.name: name for name, scenario in worlds.items()}
+    return tuple(t.assign(world=t["scenario"].map(world_of)) for t in (settle, curves, accel))
 
 
 def nonstationary(

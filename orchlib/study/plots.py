@@ -16,6 +16,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from orchlib.study.experiments import TIE_TOLERANCE, fastest_steady_tier
 from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import TIERS
 
@@ -76,29 +77,50 @@ def save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
 
 
 # 1 ---------------------------------------------------------------------------------------------------------
+def _option_colors(options: Sequence[str]) -> dict[str, str]:
+    """A colour per option of figure 1: the tier's colour, edge sizes in lighter to darker oranges."""
+    edges = [o for o in options if o.startswith("edge")]
+    shades = (
+        sns.light_palette(TIER_COLORS["edge"], n_colors=len(edges) + 1)[1:]
+        if len(edges) > 1
+        else [TIER_COLORS["edge"]]
+    )
+    colors = {o: TIER_COLORS[o] for o in options if o in TIER_COLORS}
+    colors.update(dict(zip(edges, shades, strict=True)))
+    return colors
+
+
 def plot_motivation(table: pd.DataFrame) -> Figure:
     """Figure 1: steady-state response time of end / edge / cloud execution versus network, users and accuracy.
 
-    Each panel states under every setting which tier is fastest among those with a steady state. A setting
-    whose offered load is >= 1 (no steady state) is marked "overload" instead of drawing a bar; a tier that
-    cannot run a variant meeting the requirement is marked "n/a". If one tier wins everywhere, the title says so.
+    One bar per option (the end device, the edge at each size of the table, the cloud). Each panel states
+    under every setting which option is fastest among those with a steady state. A setting whose offered load
+    is >= 1 (no steady state) is marked "overload" instead of drawing a bar; a tier that cannot run a variant
+    meeting the requirement is marked "n/a". Tiers within :data:`~orchlib.study.experiments.TIE_TOLERANCE` of
+    the fastest are named together ("end≈edge", :func:`~orchlib.study.experiments.fastest_steady_tier`). The
+    title says, per device, which tiers are fastest somewhere (and if the edge never is), and whether the
+    number of users changes the fastest tier.
 
     Args:
-        table: from :func:`orchlib.study.experiments.motivation` (panel, x, tier, variant, mean_latency_ms,
-            offered_load, overloaded).
+        table: from :func:`orchlib.study.experiments.motivation` (device, panel, x, tier, option,
+            mean_latency_ms, overloaded).
     """
     _require(table, ["device", "panel", "x", "tier", "mean_latency_ms", "overloaded"], "plot_motivation")
     table = _plain(table)
+    if "option" not in table.columns:
+        table = table.assign(option=table["tier"])
     devices = list(dict.fromkeys(table["device"]))
+    options = list(dict.fromkeys(table["option"]))
+    colors = _option_colors(options)
     panels = [
         ("network", "access network level", "(a) network condition"),
         ("users", "users sharing access link and edge", "(b) number of users"),
         ("accuracy", "accuracy requirement, top-1 %", "(c) accuracy requirement"),
     ]
-    winners_by_device: dict[str, list[str]] = {device: [] for device in devices}
+    winners: dict[tuple[str, str], list[str]] = {}
     with _style():
         fig, grid = plt.subplots(
-            len(devices), 3, figsize=(14, 4.4 * len(devices)), constrained_layout=True, squeeze=False
+            len(devices), 3, figsize=(15, 4.6 * len(devices)), constrained_layout=True, squeeze=False
         )
         cells = [
             (row, device, ax, panel_spec)
@@ -109,23 +131,24 @@ def plot_motivation(table: pd.DataFrame) -> Figure:
             part = table[(table["panel"] == panel) & (table["device"] == device)]
             order = list(dict.fromkeys(part["x"]))
             pos = np.arange(len(order))
-            width = 0.8 / len(TIERS)
+            width = 0.84 / len(options)
             steady = part[~part["overloaded"].astype(bool) & part["mean_latency_ms"].notna()]
             top = float(steady["mean_latency_ms"].max()) * 3 if not steady.empty else 10.0
-            for k, tier in enumerate(TIERS):
-                rows = part[part["tier"] == tier].set_index("x").reindex(order)
+            for k, option in enumerate(options):
+                rows = part[part["option"] == option].set_index("x").reindex(order)
                 ok = ~rows["overloaded"].astype(bool) & rows["mean_latency_ms"].notna()
+                offset = (k - (len(options) - 1) / 2) * width
                 ax.bar(
-                    (pos + (k - 1) * width)[ok.to_numpy()],
+                    (pos + offset)[ok.to_numpy()],
                     rows["mean_latency_ms"][ok],
                     width,
-                    label=tier,
-                    color=TIER_COLORS[tier],
+                    label=option,
+                    color=colors[option],
                 )
                 for p, (_, row) in zip(pos, rows.iterrows(), strict=True):
                     if row["overloaded"] or pd.isna(row["mean_latency_ms"]):
                         ax.text(
-                            p + (k - 1) * width,
+                            p + offset,
                             1.0,
                             "overload" if row["overloaded"] else "n/a",
                             transform=ax.get_xaxis_transform(),
@@ -133,37 +156,46 @@ def plot_motivation(table: pd.DataFrame) -> Figure:
                             ha="center",
                             va="bottom",
                             fontsize=7,
-                            color=TIER_COLORS[tier],
+                            color=colors[option],
                         )
-            fastest = []
-            for x in order:
-                cell = steady[steady["x"] == x]
-                fastest.append(
-                    cell.loc[cell["mean_latency_ms"].idxmin(), "tier"] if not cell.empty else "none"
-                )
-            winners_by_device[device] += fastest
+            fastest = fastest_steady_tier(part).set_index("x").loc[order, "fastest"].tolist()
+            winners[(device, panel)] = fastest
             labels = [f"{x:g}" if isinstance(x, float) else str(x) for x in order]
-            ax.set_xticks(pos, [f"{label}\n{w}" for label, w in zip(labels, fastest, strict=True)])
+            ax.set_xticks(
+                pos, [f"{label}\n{w}" for label, w in zip(labels, fastest, strict=True)], fontsize=8
+            )
             ax.set_yscale("log")
             ax.set_ylim(top=top)
             ax.set_xlabel(
-                f"{xlabel}\n(second line: fastest tier with a steady state)"
+                f"{xlabel}\n(below: fastest tier with a steady state; ≈: within {100 * TIE_TOLERANCE:.0f}%)"
                 if device_row == len(devices) - 1
                 else ""
             )
             ax.set_ylabel("steady-state mean response time (ms, log)")
-            ax.set_title(f"{title}, end device {device}")
-        grid[0][0].legend(title="runs on", loc="upper left")
+            ax.set_title(f"{title}, end device {device}", fontsize=11)
+        grid[0][0].legend(title="runs on", loc="upper left", fontsize=8)
         parts = []
-        for device, winners in winners_by_device.items():
-            won = sorted(set(winners) - {"none"})
-            parts.append(
-                f"{device}: {won[0]} fastest in every setting"
-                if len(won) == 1
-                else f"{device}: {', '.join(won)} each fastest somewhere"
+        for device in devices:
+            won = sorted(
+                {t for (d, _), ws in winners.items() if d == device for w in ws for t in w.split("≈")}
+                - {"none"},
+                key=TIERS.index,
             )
-        fig.suptitle("Motivation, fastest tier with a steady state. " + "; ".join(parts))
-        _note(fig)
+            users_change = len(set(winners.get((device, "users"), [])) - {"none"}) > 1
+            text = (
+                f"{device}: {', '.join(won)} fastest somewhere"
+                if len(won) > 1
+                else f"{device}: {won[0] if won else 'none'} fastest everywhere"
+            )
+            text += "" if "edge" in won else " (the edge never)"
+            text += "; users change the fastest tier" if users_change else "; users never change it"
+            parts.append(text)
+        fig.suptitle("Motivation, fastest tier with a steady state.\n" + "\n".join(parts), fontsize=11)
+        _note(
+            fig,
+            RECONSTRUCTION_NOTE
+            + "; edge sizes: AWS Wavelength instances, vCPUs / 2 workers of the measured x86 profile (S3a)",
+        )
     return fig
 
 
@@ -172,23 +204,45 @@ def plot_motivation(table: pd.DataFrame) -> Figure:
 HEADLINE_LOG_RATIO = 30.0
 
 
-def plot_headline(runs: pd.DataFrame, comparison: pd.DataFrame, baseline: str) -> Figure:
-    """Figure 2: mean response time and delivered accuracy per policy, with speedup and accuracy loss over ``baseline``.
+def plot_headline(
+    runs: pd.DataFrame,
+    comparison: pd.DataFrame,
+    baseline: str,
+    operating: pd.DataFrame | None = None,
+    method: str = "q_learning",
+) -> Figure:
+    """Figure 2: mean response time and delivered accuracy per policy, with speedup and accuracy loss over
+    ``baseline``; with ``operating``, a lower panel gives ``method``'s time reduction at the paper's accuracy
+    budget beside the unconstrained one (95% CIs) and the paper's claim.
 
     Args:
         runs: one row per run: agent, replicate, mean_latency_ms, mean_accuracy_pct.
         comparison: one row per agent: agent, time_reduction, time_reduction_low, time_reduction_high,
             accuracy_loss_pp (from :func:`orchlib.study.metrics.compare_to_baseline`).
         baseline: the agent the comparison is against (the state-of-the-art stand-in).
+        operating: :func:`orchlib.study.experiments.operating_point` (tolerance_pp, budget_pp, chosen and the
+            comparison columns), or None for no lower panel.
+        method: the agent of the lower panel (the paper's method).
     """
     _require(runs, ["agent", "replicate", "mean_latency_ms", "mean_accuracy_pct"], "plot_headline runs")
     _require(comparison, ["agent", "time_reduction", "accuracy_loss_pp"], "plot_headline comparison")
+    if operating is not None:
+        _require(
+            operating, ["tolerance_pp", "budget_pp", "chosen", "time_reduction"], "plot_headline operating"
+        )
     runs = _plain(runs)
     order = runs.groupby("agent")["mean_latency_ms"].mean().sort_values().index.tolist()
     with _style():
-        fig, (ax_t, ax_a) = plt.subplots(
-            1, 2, figsize=(14, 0.45 * len(order) + 2.2), constrained_layout=True, sharey=True
+        fig = plt.figure(
+            figsize=(14, 0.45 * len(order) + (4.4 if operating is not None else 2.2)), layout="constrained"
         )
+        mosaic = [["time", "accuracy"]] + ([["point", "point"]] if operating is not None else [])
+        axes = fig.subplot_mosaic(
+            mosaic, height_ratios=[0.45 * len(order) + 1, 2.0][: len(mosaic)], sharey=False
+        )
+        ax_t, ax_a = axes["time"], axes["accuracy"]
+        ax_a.sharey(ax_t)
+        ax_a.tick_params(labelleft=False)
         colors = ["#C44E52" if a == baseline else "#4C72B0" for a in order]
         for ax, column in ((ax_t, "mean_latency_ms"), (ax_a, "mean_accuracy_pct")):
             sns.barplot(
@@ -235,10 +289,66 @@ def plot_headline(runs: pd.DataFrame, comparison: pd.DataFrame, baseline: str) -
                     va="center",
                     fontsize=8,
                 )
-        ax_t.set_title(f"response time (red: baseline '{baseline}'; right: change vs it)")
-        ax_a.set_title("accuracy (right: change vs baseline, percentage points)")
+        ax_t.set_title(f"response time (red: baseline '{baseline}';\nright: change vs it)", fontsize=10)
+        ax_a.set_title("accuracy\n(right: change vs baseline, percentage points)", fontsize=10)
+        if operating is not None:
+            _operating_panel(axes["point"], operating, comparison.set_index("agent").loc[method], method)
         _note(fig)
     return fig
+
+
+def _operating_panel(ax: plt.Axes, operating: pd.DataFrame, unconstrained: pd.Series, agent: str) -> None:
+    """Figure 2's lower panel: ``agent``'s time reduction over the stand-in at the paper's accuracy budget and
+    unconstrained, with 95% CIs, and the paper's 35% at < 0.9% loss."""
+    budget = float(operating["budget_pp"].iloc[0])
+    chosen = operating[operating["chosen"].astype(bool)]
+    rows = []
+    if len(chosen):
+        p = chosen.iloc[0]
+        rows.append(
+            (
+                f"at the paper's budget: tolerance {p['tolerance_pp']:g} pp\n(largest with mean loss < {budget:g} pp)",
+                p,
+            )
+        )
+    rows.append(("unconstrained\n(requirement mix S8)", unconstrained))
+    for i, (_, r) in enumerate(rows):
+        value = 100 * r["time_reduction"]
+        low, high = 100 * r.get("time_reduction_low", np.nan), 100 * r.get("time_reduction_high", np.nan)
+        ax.barh(i, value, color="#4C72B0", height=0.6)
+        if np.isfinite(low) and np.isfinite(high):
+            ax.errorbar(value, i, xerr=[[value - low], [high - value]], color="k", capsize=4, lw=1)
+        ax.annotate(
+            f" {value:.1f}% [{low:.1f}, {high:.1f}] faster, accuracy loss {r['accuracy_loss_pp']:.2f} pp",
+            (max(value, high if np.isfinite(high) else value), i),
+            va="center",
+            fontsize=9,
+        )
+    if not len(chosen):
+        ax.annotate(
+            f"no tolerance of figure 6's sweep keeps the mean accuracy loss below {budget:g} pp",
+            (0, -0.6),
+            fontsize=9,
+        )
+    ax.axvline(35, color="k", ls=":", lw=1)
+    ax.annotate(
+        "paper: 35% at < 0.9% accuracy loss",
+        (35, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(4, -12),
+        textcoords="offset points",
+        fontsize=8,
+    )
+    ax.set_yticks(range(len(rows)), [label for label, _ in rows])
+    highs = [100 * r.get("time_reduction_high", np.nan) for _, r in rows] + [
+        100 * r["time_reduction"] for _, r in rows
+    ]
+    ax.set_xlim(min(0.0, float(np.nanmin(highs))), max(100.0, 1.3 * float(np.nanmax(highs))))
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{agent} response-time reduction vs the stand-in, 1 − T/T_base (%), 95% CI")
+    ax.set_title(
+        "The paper's operating point: the same comparison at the paper's accuracy budget (figure 6's sweep)"
+    )
 
 
 # 3 ---------------------------------------------------------------------------------------------------------
@@ -376,11 +486,13 @@ def plot_decision_maps(decisions: pd.DataFrame) -> Figure:
 
 
 # 6 ---------------------------------------------------------------------------------------------------------
-def plot_tradeoff(table: pd.DataFrame) -> Figure:
+def plot_tradeoff(table: pd.DataFrame, operating: pd.DataFrame | None = None) -> Figure:
     """Figure 6: time reduction versus accuracy loss over the state-of-the-art stand-in, as the tolerance varies.
 
     Args:
         table: agent, tolerance_pp, replicate, time_reduction (1 - T/T_base), accuracy_loss_pp.
+        operating: :func:`orchlib.study.experiments.operating_point`; its chosen row (the paper's operating
+            point) is ringed, with its 95% CIs. None: no ring.
     """
     _require(
         table, ["agent", "tolerance_pp", "replicate", "time_reduction", "accuracy_loss_pp"], "plot_tradeoff"
@@ -419,6 +531,27 @@ def plot_tradeoff(table: pd.DataFrame) -> Figure:
             xytext=(5, -12),
             fontsize=8,
         )
+        chosen = operating[operating["chosen"].astype(bool)] if operating is not None else operating
+        if chosen is not None and len(chosen):
+            p = chosen.iloc[0]
+            ax.errorbar(
+                p["accuracy_loss_pp"],
+                100 * p["time_reduction"],
+                xerr=[
+                    [p["accuracy_loss_pp"] - p["accuracy_loss_pp_low"]],
+                    [p["accuracy_loss_pp_high"] - p["accuracy_loss_pp"]],
+                ],
+                yerr=[
+                    [100 * (p["time_reduction"] - p["time_reduction_low"])],
+                    [100 * (p["time_reduction_high"] - p["time_reduction"])],
+                ],
+                fmt="o",
+                ms=14,
+                mfc="none",
+                color="#C44E52",
+                capsize=3,
+                label=f"{p['agent']} at the paper's budget (tolerance {p['tolerance_pp']:g} pp), 95% CIs",
+            )
         ax.set_xlabel("accuracy loss vs state-of-the-art stand-in (percentage points)")
         ax.set_ylabel("response-time reduction, 1 − T/T_base (%)")
         ax.set_title("Speed versus accuracy as the tolerated accuracy loss varies (labels: tolerance, pp)")
@@ -428,39 +561,105 @@ def plot_tradeoff(table: pd.DataFrame) -> Figure:
 
 
 # 7 ---------------------------------------------------------------------------------------------------------
-def plot_hybrid(table: pd.DataFrame) -> Figure:
-    """Figure 7: real requests Dyna-Q needs to reach Q-learning's final level, versus planning steps.
+def plot_hybrid(settle: pd.DataFrame, curves: pd.DataFrame, accel: pd.DataFrame) -> Figure:
+    """Figure 7: hybrid learning as the companion paper measures it, one column per world.
+
+    Top: each method's response time relative to the oracle's, pooled over runs, in sliding windows starting
+    at every request (log scale of requests, so the first requests are resolved one by one), with a 95%
+    bootstrap band and a mark where the method settles (stays within the tolerance of its own final level).
+    Bottom: the real requests each method needs to settle, with 95% CIs; the title gives the hybrid's
+    acceleration over Q-learning (ratio of the two counts, with its CI) beside the companion paper's
+    "up to 166.6x".
 
     Args:
-        table: n_planning, replicate, requests_to_reach (NaN if never), target_latency_ms (from
-            :func:`orchlib.study.experiments.hybrid`).
+        settle, curves, accel: :func:`orchlib.study.experiments.hybrid`.
     """
-    _require(table, ["n_planning", "replicate", "requests_to_reach", "target_latency_ms"], "plot_hybrid")
-    table = _plain(table)
-    medians = table.groupby("n_planning")["requests_to_reach"].median()
-    base = medians.get(0, np.nan)
+    _require(
+        settle,
+        ["world", "agent", "settle_request", "settle_request_low", "settle_request_high", "final_ratio"],
+        "plot_hybrid settle",
+    )
+    _require(
+        curves,
+        ["world", "agent", "request", "ratio_to_oracle", "ratio_low", "ratio_high"],
+        "plot_hybrid curves",
+    )
+    _require(
+        accel,
+        ["world", "reference", "acceleration", "acceleration_low", "acceleration_high"],
+        "plot_hybrid accel",
+    )
+    worlds = list(dict.fromkeys(settle["world"]))
+    agents = list(dict.fromkeys(settle["agent"]))
+    colors = dict(zip(agents, sns.color_palette("tab10", len(agents)), strict=True))
     with _style():
-        fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
-        sns.pointplot(
-            table,
-            x="n_planning",
-            y="requests_to_reach",
-            estimator="median",
-            errorbar=("ci", 95),
-            seed=0,
-            ax=ax,
+        fig, axes = plt.subplots(
+            2,
+            len(worlds),
+            figsize=(6.5 * len(worlds), 8.5),
+            constrained_layout=True,
+            squeeze=False,
+            gridspec_kw={"height_ratios": [1.6, 1]},
         )
-        sns.stripplot(table, x="n_planning", y="requests_to_reach", color="0.5", size=3, ax=ax)
-        for i, m in enumerate(medians.to_numpy()):
-            if np.isfinite(base) and np.isfinite(m) and m > 0:
-                ax.annotate(f"{base / m:.1f}x", (i, m), textcoords="offset points", xytext=(6, 6), fontsize=9)
-        target = float(table["target_latency_ms"].iloc[0])
-        ax.set_xlabel("planning updates per real request (0 = Q-learning)")
-        ax.set_ylabel(f"real requests until latency stays <= 1.05 x {target:.1f} ms")
-        ax.set_title(
-            "Hybrid learning (Dyna-Q): labels = median acceleration over Q-learning; paper: up to 166.6x",
-            fontsize=10,
-        )
+        for column, world in enumerate(worlds):
+            top, bottom = axes[0][column], axes[1][column]
+            rows = settle[settle["world"] == world].set_index("agent")
+            for agent in agents:
+                part = curves[(curves["world"] == world) & (curves["agent"] == agent)]
+                top.plot(part["request"], part["ratio_to_oracle"], color=colors[agent], lw=1.6, label=agent)
+                top.fill_between(
+                    part["request"], part["ratio_low"], part["ratio_high"], color=colors[agent], alpha=0.2
+                )
+                k = rows.loc[agent, "settle_request"]
+                if np.isfinite(k):
+                    top.axvline(k, color=colors[agent], ls=":", lw=1)
+            top.axhline(1.0, color="k", ls="--", lw=0.8)
+            top.set_xscale("log")
+            top.set_yscale("log")
+            window, tolerance = int(settle["window"].iloc[0]), float(settle["tolerance"].iloc[0])
+            growth = float(settle["growth"].iloc[0])
+            top.set_xlabel(f"request (start of a window of max({window}, {growth:.0%} of the request index))")
+            top.set_ylabel("latency / oracle's, pooled over runs (log)")
+            top.set_title(
+                f"{world} world, steady Wi-Fi ({int(rows['n_runs'].iloc[0])} runs each); dotted: settles"
+            )
+            top.legend(fontsize=8, loc="upper right")
+            y = np.arange(len(agents))
+            values = rows.loc[agents, "settle_request"].to_numpy(float)
+            low = rows.loc[agents, "settle_request_low"].to_numpy(float)
+            high = rows.loc[agents, "settle_request_high"].to_numpy(float)
+            bottom.barh(y, np.nan_to_num(values, nan=0.0), color=[colors[a] for a in agents], height=0.6)
+            ok = np.isfinite(values) & np.isfinite(low) & np.isfinite(high)
+            # a bootstrap interval need not contain the point (a count is a step function of the runs): draw it
+            # as a segment, not as error bars around the point
+            bottom.hlines(y[ok], low[ok], high[ok], color="k", lw=1.5)
+            for i, agent in enumerate(agents):
+                text = (
+                    f" {values[i]:.0f} [{low[i]:.0f}, {high[i]:.0f}]; level {rows.loc[agent, 'final_ratio']:.3f}x oracle"
+                    if np.isfinite(values[i])
+                    else " does not settle within the run"
+                )
+                bottom.annotate(text, (1, i), va="center", fontsize=8)
+            bottom.set_yticks(y, agents)
+            bottom.invert_yaxis()
+            bottom.set_xscale("log")
+            bottom.set_xlim(0.8, max(10.0, float(np.nanmax(np.r_[high, values, 1.0])) * 3))
+            bottom.set_xlabel(
+                f"real requests until the curve stays within {tolerance:.0%} of its own final level (95% CI)"
+            )
+            acc = accel[(accel["world"] == world) & (accel["reference"] == "q_learning")]
+            if len(acc) and np.isfinite(acc["acceleration"].iloc[0]):
+                a = acc.iloc[0]
+                head = "hybrid vs q_learning: {}x [{}, {}]".format(
+                    *(
+                        f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+                        for v in a[["acceleration", "acceleration_low", "acceleration_high"]]
+                    )
+                )
+            else:
+                head = "hybrid vs q_learning: not measured (a method does not settle)"
+            bottom.set_title(f"{head}; companion paper: up to 166.6x", fontsize=10)
+        fig.suptitle("Hybrid learning: real requests each method needs to reach and stay at its own level")
         _note(fig)
     return fig
 

@@ -13,6 +13,7 @@ Output layout (``out``, default ``results/``)::
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,12 +44,12 @@ PAPER_QUOTES = {
 
 FIGURES: dict[str, str] = {
     "fig1_motivation": "Motivation: end/edge/cloud response time vs network, users, accuracy requirement",
-    "fig2_headline": "Headline: response time and accuracy per policy vs the state-of-the-art stand-in",
+    "fig2_headline": "Headline: response time and accuracy per policy vs the stand-in, and the paper's operating point",
     "fig3_learning_curves": "Learning curves of every learning agent against the oracle",
     "fig4_sensitivity": "Sensitivity to bandwidth, number of users and accuracy requirement",
     "fig5_decision_maps": "Decision maps: tier and variant chosen per state",
     "fig6_tradeoff": "Trade-off: response-time reduction vs accuracy loss as the tolerance varies",
-    "fig7_hybrid": "Hybrid learning: real requests to converge vs planning steps",
+    "fig7_hybrid": "Hybrid learning: real requests each method needs to settle at its own level, and the acceleration",
     "fig8_nonstationary": "Non-stationary network: abrupt bandwidth drop and recovery",
     "fig10_q_sensitivity": "Q-learning's sensitivity to gamma, step size, exploration and state resolution",
 }
@@ -63,11 +64,40 @@ def _atomic_csv(path: Path, frame: pd.DataFrame) -> None:
     _atomic_text(path, frame.to_csv(index=False))
 
 
+def _row(quantity: str, estimate: tuple[float, float, float], paper_key: str | None = None) -> tuple:
+    """A summary row: quantity, (ours, low, high) and the PAPER_NUMBERS key of the paper's claim on it, or None."""
+    return (quantity, *(float(x) for x in estimate), paper_key)
+
+
+def _comparison_rows(row: pd.Series, agent: str, setting: str) -> list[tuple]:
+    """The time reduction, speedup and accuracy loss of one :func:`~orchlib.study.metrics.compare_to_baseline` row."""
+
+    def ci(name: str, scale: float = 1.0) -> tuple[float, float, float]:
+        return tuple(scale * row[f"{name}{end}"] for end in ("", "_low", "_high"))
+
+    return [
+        _row(
+            f"{agent} response-time reduction vs state-of-the-art stand-in, {setting}, 1 - T/T_base (%)",
+            ci("time_reduction", 100),
+            "time_reduction_vs_sota_pct",
+        ),
+        _row(f"{agent} speedup vs stand-in, {setting}, T_base/T - 1 (%)", ci("speedup_ratio", 100)),
+        _row(
+            f"{agent} accuracy loss vs stand-in, {setting} (percentage points)",
+            ci("accuracy_loss_pp"),
+            "accuracy_loss_vs_sota_pct",
+        ),
+        _row(f"{agent} accuracy loss vs stand-in, {setting} (relative %)", ci("accuracy_loss_rel_pct")),
+    ]
+
+
 def summary_table(
     headline_runs: pd.DataFrame,
     comparison: pd.DataFrame,
     second_half: pd.DataFrame,
-    hybrid: pd.DataFrame,
+    hybrid: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    operating: pd.DataFrame,
+    ceiling: pd.DataFrame | None = None,
     rng: int = 0,
 ) -> pd.DataFrame:
     """Our headline numbers with 95% CIs, beside the paper's where it reports one.
@@ -76,94 +106,81 @@ def summary_table(
         headline_runs: per-run summary of the headline sweep (whole runs).
         comparison: :func:`orchlib.study.metrics.compare_to_baseline` against the stand-in.
         second_half: per-run summary over the second half of each run.
-        hybrid: :func:`orchlib.study.experiments.hybrid`.
+        hybrid: :func:`orchlib.study.experiments.hybrid` (settling table, curves, accelerations).
+        operating: :func:`orchlib.study.experiments.operating_point` (the paper's operating point, X7).
+        ceiling: the same for the oracle (``operating_point(runs, agent="oracle")``): its reduction at the
+            tolerance chosen for Q-learning is the most any policy gets there. None: no such row.
     """
     scenario = "paper (orchlib reconstruction, docs/assumptions.md S1-S10)"
-    rows = []
-    q = comparison.set_index("agent").loc["q_learning"]
-    rows.append(
-        (
-            "q_learning response-time reduction vs state-of-the-art stand-in, 1 - T/T_base (%)",
-            100 * q["time_reduction"],
-            100 * q["time_reduction_low"],
-            100 * q["time_reduction_high"],
-            "time_reduction_vs_sota_pct",
+    rows: list[tuple] = []
+    chosen = operating[operating["chosen"]]
+    budget_pp = float(operating["budget_pp"].iloc[0])
+    if len(chosen):
+        point = chosen.iloc[0]
+        rows += _comparison_rows(
+            point,
+            str(point["agent"]),
+            f"at the paper's accuracy budget (every request tolerates {point['tolerance_pp']:g} pp: the largest "
+            f"tolerance of figure 6's sweep with mean accuracy loss < {budget_pp:g} pp, X7)",
         )
-    )
-    rows.append(
-        (
-            "q_learning speedup vs stand-in, T_base/T - 1 (%)",
-            100 * q["speedup_ratio"],
-            100 * q["speedup_ratio_low"],
-            100 * q["speedup_ratio_high"],
-            None,
-        )
-    )
-    rows.append(
-        (
-            "q_learning accuracy loss vs stand-in (percentage points)",
-            q["accuracy_loss_pp"],
-            q["accuracy_loss_pp_low"],
-            q["accuracy_loss_pp_high"],
-            "accuracy_loss_vs_sota_pct",
-        )
-    )
-    rows.append(
-        (
-            "q_learning accuracy loss vs stand-in (relative %)",
-            q["accuracy_loss_rel_pct"],
-            q["accuracy_loss_rel_pct_low"],
-            q["accuracy_loss_rel_pct_high"],
-            None,
-        )
-    )
-    generator = np.random.default_rng(rng)
-    for agent in ("q_learning", "dyna_q"):
-        ratio = second_half.loc[second_half["agent"] == agent, "latency_ratio_to_oracle"].to_numpy()
-        if ratio.size:
-            mean, low, high = metrics.mean_ci(ratio, rng=generator)
+        best = None if ceiling is None else ceiling[ceiling["tolerance_pp"] == point["tolerance_pp"]]
+        if best is not None and len(best):
+            b = best.iloc[0]
             rows.append(
-                (
-                    f"{agent} mean latency / oracle's, second half of run (target <= 1.10)",
-                    mean,
-                    low,
-                    high,
-                    None,
+                _row(
+                    f"oracle (clairvoyant) response-time reduction vs stand-in at the same tolerance "
+                    f"({point['tolerance_pp']:g} pp; accuracy loss {b['accuracy_loss_pp']:.2f} pp): the most any "
+                    "policy gets there, 1 - T/T_base (%)",
+                    tuple(100 * b[f"time_reduction{end}"] for end in ("", "_low", "_high")),
                 )
             )
-    medians = hybrid.groupby("n_planning")["requests_to_reach"].median()
-    base = medians.get(0, np.nan)
-    planned = medians.drop(index=0, errors="ignore").dropna()
-    target = float(hybrid["target_latency_ms"].iloc[0])
-    for n, part in hybrid.groupby("n_planning"):
-        label = "Q-learning" if n == 0 else f"Dyna-Q n={n}"
+    else:
         rows.append(
-            (
-                f"{label}: median real requests to stay within 5% of Q-learning's final {target:.1f} ms (steady Wi-Fi); runs reaching it {part['reached'].mean():.0%}",
-                medians[n],
-                np.nan,
-                np.nan,
-                None,
+            _row(
+                f"q_learning at the paper's accuracy budget: no tolerance of figure 6's sweep keeps the mean "
+                f"accuracy loss below {budget_pp:g} pp (X7)",
+                (np.nan, np.nan, np.nan),
             )
         )
-        converged = part["requests_to_converge"]
+    q = comparison.set_index("agent").loc["q_learning"]
+    rows += _comparison_rows(q, "q_learning", "unconstrained (the requirement mix S8)")
+    generator = np.random.default_rng(rng)
+    for agent in ("q_learning", "dyna_q", "hybrid", "adaptive_greedy"):
+        ratio = second_half.loc[second_half["agent"] == agent, "latency_ratio_to_oracle"].to_numpy()
+        if ratio.size:
+            rows.append(
+                _row(
+                    f"{agent} mean latency / oracle's, second half of run",
+                    metrics.mean_ci(ratio, rng=generator),
+                )
+            )
+    settle, _, accel = hybrid
+    for r in settle.itertuples():
+        settled = np.isfinite(r.settle_request)
         rows.append(
-            (
-                f"{label}: median real requests to come within 5% of its own final performance; runs converged {part['converged'].mean():.0%}",
-                converged.median(),
-                np.nan,
-                np.nan,
-                None,
+            _row(
+                f"[{r.world}, steady Wi-Fi] {r.agent}: real requests until its latency stays within "
+                f"{r.tolerance:.0%} of its own final level ({r.final_ratio:.3f}x the oracle; windows of "
+                f"max({r.window}, {r.growth:.0%} of the request index) from every request, {r.n_runs} runs)"
+                + ("" if settled else ": does not settle within the run"),
+                (r.settle_request, r.settle_request_low, r.settle_request_high),
             )
         )
-    if len(planned) and np.isfinite(base):
-        best_n = planned.idxmin()
+    for r in accel.itertuples():
         rows.append(
-            (
-                f"hybrid learning acceleration: Q-learning / Dyna-Q(n={best_n}) median requests to reach the same level (x)",
-                base / planned[best_n],
-                np.nan,
-                np.nan,
+            _row(
+                f"[{r.world}, steady Wi-Fi] hybrid learning acceleration: requests to settle, {r.reference} / hybrid (x)"
+                + (
+                    f": {r.reference_requests:.0f} / {r.agent_requests:.0f}"
+                    + (
+                        " (the hybrid is at its level from its first request: the ratio is the reference's count)"
+                        if r.agent_requests == 1
+                        else ""
+                    )
+                    if r.reached
+                    else ": a method does not settle within the run"
+                ),
+                (r.acceleration, r.acceleration_low, r.acceleration_high),
                 "hybrid_learning_acceleration_x",
             )
         )
@@ -172,9 +189,7 @@ def summary_table(
             ("mean_latency_ms", "mean response time (ms)"),
             ("mean_accuracy_pct", "delivered top-1 accuracy (%)"),
         ):
-            mean, low, high = metrics.mean_ci(part[column].to_numpy(), rng=generator)
-            rows.append((f"{agent}: {label}", mean, low, high, None))
-    # the last item of each row is the PAPER_NUMBERS key of the paper's claim on that quantity, or None
+            rows.append(_row(f"{agent}: {label}", metrics.mean_ci(part[column].to_numpy(), rng=generator)))
     frame = pd.DataFrame([row[:4] for row in rows], columns=["quantity", "ours", "ci95_low", "ci95_high"])
     frame["paper"] = [PAPER_NUMBERS[row[4]] if row[4] else np.nan for row in rows]
     frame["paper_quote"] = [PAPER_QUOTES[row[4]] if row[4] else "" for row in rows]
@@ -183,23 +198,21 @@ def summary_table(
 
 
 def targets_rows(learning: pd.DataFrame) -> pd.DataFrame:
-    """The issue-13 targets (:func:`orchlib.study.targets.measure_targets`) as summary rows; the acceleration row
-    stands beside the companion paper's 166.6x."""
-    paper_column = [
-        PAPER_NUMBERS["hybrid_learning_acceleration_x"] if "acceleration" in m else np.nan
-        for m in learning["measure"]
-    ]
-    status = learning["met"].map({True: "met", False: "missed"}).fillna("")
+    """The issue-13 targets (:func:`orchlib.study.targets.measure_targets`) as summary rows.
+
+    A row with a target reads ``[world] measure (target T; met|missed|undetermined) note``; a row whose
+    ``target`` column is a parenthesised remark (no target) reads ``[world] measure (remark) note``.
+    """
+    status = learning["met"].map({True: "met", False: "missed"}).fillna("undetermined")
+    remark = learning["target"].str.startswith("(")
     quantity = (
         "["
         + learning["world"]
         + "] "
         + learning["measure"]
-        + " (target "
-        + learning["target"]
-        + "; "
-        + status
-        + ") "
+        + " "
+        + learning["target"].where(remark, "(target " + learning["target"] + "; " + status + ")")
+        + " "
         + learning["note"]
     )
     return pd.DataFrame(
@@ -208,10 +221,22 @@ def targets_rows(learning: pd.DataFrame) -> pd.DataFrame:
             "ours": learning["value"].to_numpy(float),
             "ci95_low": learning["ci95_low"].to_numpy(float),
             "ci95_high": learning["ci95_high"].to_numpy(float),
-            "paper": paper_column,
+            "paper": np.nan,
+            "paper_quote": "",
             "scenario": "learning targets of issue 13 (orchlib reconstruction; worlds in orchlib.study.targets)",
         }
     )
+
+
+#: fragments that mean a summary row was assembled wrongly: a missing number printed as "nan"/"None", empty
+#: parentheses, a parenthesis closed right after a separator, a doubled separator.
+_GLITCHES = re.compile(r"\bnan\b|\bNone\b|\(\s*\)|[;,]\s*\)|\(\s*[;,]|;\s*;|\[\s*,|,\s*\]", re.IGNORECASE)
+
+
+def summary_glitches(markdown: str) -> list[str]:
+    """The lines of a summary (``summary.md``) that contain a glitch: ``nan``/``None`` where a number or text
+    belongs, empty parentheses, or an unreplaced fragment such as ``(target (before); )``. Empty list: clean."""
+    return [line for line in markdown.splitlines() if _GLITCHES.search(line)]
 
 
 def format_estimate(value: float, low: float = np.nan, high: float = np.nan) -> tuple[str, str]:
@@ -247,8 +272,11 @@ def _markdown(
         "The state-of-the-art stand-in is RL offloading that chooses only the location, always with the most",
         "accurate model (`sota_location_only`), because the paper's baseline is not named publicly.",
         "",
-        f"Budget: {budget.n_replicates} runs x {budget.n_requests} requests (headline, hybrid), {budget.sweep_replicates} x {budget.sweep_requests} (sweeps); seed {budget.seed}.",
-        "95% CIs: BCa bootstrap over independent runs (`scipy.stats.bootstrap`).",
+        f"Budget: {budget.n_replicates} runs x {budget.n_requests} requests (headline, trade-off), "
+        f"{budget.learning_replicates} x {budget.n_requests} (hybrid learning, learning targets), "
+        f"{budget.sweep_replicates} x {budget.sweep_requests} (other sweeps); seed {budget.seed}.",
+        "95% CIs: BCa bootstrap over independent runs (`scipy.stats.bootstrap`) for means and comparisons;",
+        "percentile bootstrap over runs for the requests to settle and the acceleration (figure 7).",
         "",
         "| quantity | ours | 95% CI | paper |",
         "|---|---|---|---|",
@@ -287,10 +315,24 @@ def reproduce(
 
     done = step("fig1 motivation")
     motivation = experiments.motivation(
-        paper(), n_requests=300 if quick else 2000, devices=experiments.MOTIVATION_DEVICES
+        paper(),
+        n_requests=300 if quick else 2000,
+        devices=experiments.MOTIVATION_DEVICES,
+        edges=experiments.MOTIVATION_EDGES,
     )
     _atomic_csv(tables / "fig1_motivation.csv", motivation)
     plots.save(plots.plot_motivation(motivation), figures, "fig1_motivation")
+    done()
+
+    # the trade-off sweep first: figure 2 shows the paper's operating point it gives (X7)
+    done = step("fig6 trade-off sweep")
+    trade_runs = experiments.tradeoff_runs(budget, runs_dir, n_jobs=n_jobs, progress=progress)
+    trade = experiments.paired_tradeoff(trade_runs)
+    operating = experiments.operating_point(trade_runs)
+    ceiling = experiments.operating_point(trade_runs, agent="oracle")
+    _atomic_csv(tables / "fig6_tradeoff.csv", trade)
+    _atomic_csv(tables / "fig6_operating_point.csv", operating)
+    plots.save(plots.plot_tradeoff(trade, operating), figures, "fig6_tradeoff")
     done()
 
     done = step("fig2/3/5 headline sweep")
@@ -300,7 +342,7 @@ def reproduce(
     comparison = metrics.compare_to_baseline(runs, experiments.SOTA, rng=0)
     _atomic_csv(tables / "fig2_runs.csv", runs)
     _atomic_csv(tables / "fig2_comparison.csv", comparison)
-    plots.save(plots.plot_headline(runs, comparison, experiments.SOTA), figures, "fig2_headline")
+    plots.save(plots.plot_headline(runs, comparison, experiments.SOTA, operating), figures, "fig2_headline")
     curves = metrics.learning_curve(result.requests, window=budget.window)
     curves = curves[curves["agent"].isin([*experiments.CURVE_AGENTS, "q_learning_per_user"])].rename(
         columns={"request_end": "request", "latency_ratio_to_oracle": "ratio_to_oracle"}
@@ -318,16 +360,11 @@ def reproduce(
     plots.save(plots.plot_sensitivity(sens), figures, "fig4_sensitivity")
     done()
 
-    done = step("fig6 trade-off sweep")
-    trade = experiments.tradeoff(budget, runs_dir, n_jobs=n_jobs, progress=progress)
-    _atomic_csv(tables / "fig6_tradeoff.csv", trade)
-    plots.save(plots.plot_tradeoff(trade), figures, "fig6_tradeoff")
-    done()
-
     done = step("fig7 hybrid learning sweep")
     hyb = experiments.hybrid(budget, runs_dir, n_jobs=n_jobs, progress=progress)
-    _atomic_csv(tables / "fig7_hybrid.csv", hyb)
-    plots.save(plots.plot_hybrid(hyb), figures, "fig7_hybrid")
+    for name, table in zip(("fig7_settling", "fig7_curves", "fig7_acceleration"), hyb, strict=True):
+        _atomic_csv(tables / f"{name}.csv", table)
+    plots.save(plots.plot_hybrid(*hyb), figures, "fig7_hybrid")
     done()
 
     done = step("fig8 non-stationary sweep")
@@ -357,8 +394,8 @@ def reproduce(
     learning = targets.measure_targets(
         runs_dir,
         n_requests=budget.n_requests,
-        # the field's aggregates need >= 10 runs; quick mode keeps its tiny budget
-        n_replicates=budget.n_replicates if quick else max(budget.n_replicates, 10),
+        # the field's aggregates need >= 10 runs (budget.learning_replicates); quick mode keeps its tiny budget
+        n_replicates=budget.learning_replicates,
         seed=budget.seed,
         n_jobs=n_jobs,
         progress=progress,
@@ -367,7 +404,10 @@ def reproduce(
     _atomic_csv(tables / "targets.csv", learning)
     done()
 
-    summary = pd.concat([summary_table(runs, comparison, second_half, hyb), targets_rows(learning)])
+    summary = pd.concat(
+        [summary_table(runs, comparison, second_half, hyb, operating, ceiling), targets_rows(learning)],
+        ignore_index=True,
+    )
     _atomic_csv(out / "summary.csv", summary)
     import matplotlib.pyplot as plt
 
@@ -377,7 +417,10 @@ def reproduce(
         execute_notebooks(out, quick=quick, n_jobs=n_jobs)
         done()
     timings["total"] = time.perf_counter() - start_all
-    _atomic_text(out / "summary.md", _markdown(summary, budget, timings, quick))
+    markdown = _markdown(summary, budget, timings, quick)
+    _atomic_text(out / "summary.md", markdown)
+    for line in summary_glitches(markdown):
+        log(f"[orchlib reproduce] WARNING: a summary line has a glitch (nan, empty parentheses): {line}")
     log(f"[orchlib reproduce] done in {timings['total']:.0f} s: {out / 'summary.md'}")
     return timings
 

@@ -76,10 +76,9 @@ from orchlib.agents.batched import BatchAgent, BatchOracle
 from orchlib.envs.orchestration import OrchestrationEnv, public_info
 from orchlib.study import metrics
 from orchlib.study.batch import BatchSimulator
-from orchlib.system.compilation import compile_engine
 from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import TIERS, Scenario, preset
-from orchlib.system.simulator import System, build_system
+from orchlib.system.simulator import System, build_system, compile_engine
 
 #: bump when the recorded columns or their meaning change, so older cached results are not reused.
 #: 2: issue 13 changed catalogue defaults and the discrete state (the keys do not capture them); 3: the

@@ -8,15 +8,15 @@ the first use after an install, an upgrade or an edit of the engine compiles the
   a kernel is compiled, never when it is loaded from the cache) that prints one line to standard error the
   first time a process compiles one of orchlib's kernels, saying what is compiling and roughly how long it
   takes, so the first minute is never a silent wait (scripts, ``reproduce``, notebooks and the env alike);
-* :func:`compile_engine`: compile (or load) the engine's kernels up front, for a process that starts workers
-  (``reproduce``, the test suite's controller), so that they load one compilation instead of each compiling it.
+* :func:`orchlib.system.simulator.compile_engine` compiles (or loads) the engine's kernels up front, for a process
+  that starts workers (``run_sweep``, the test suite's controller), so that they load one compilation instead of
+  each compiling it.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-import time
 
 from numba.core import event
 
@@ -57,28 +57,3 @@ def announce_first_compilation() -> None:
             return
         _state["registered"] = True
     event.register("numba:compile", _FirstCompile())
-
-
-def compile_engine() -> float:
-    """Compile (or load from numba's cache) every kernel of the engine, for every entry point: the per-request
-    step, the batched serve and draw, the snapshot, the evaluation of every action and the pruned best.
-
-    The kernels' argument types are the same for every scenario (the engine normalises them), so one small world
-    compiles what every world uses. Returns the seconds it took (about a second when everything was cached).
-    """
-    # imported here: the engine imports this module
-    from orchlib.system.engine import EVALUATE_ALL, EVALUATE_BEST, EVALUATE_NONE, Engine, replicate_generators
-    from orchlib.system.scenario import paper
-    from orchlib.system.simulator import build_system
-
-    start = time.perf_counter()
-    system = build_system(paper().replace(n_users=2, n_requests=4))
-    engine = Engine(system, 2, replicate_generators(0, 2))
-    for evaluate in (EVALUATE_NONE, EVALUATE_ALL, EVALUATE_BEST):
-        engine.next_requests(evaluate)
-        engine.snapshot()
-        engine.evaluate()
-        engine.serve(engine.best()[0].copy())
-        engine.next_requests(evaluate)
-        engine.serve(engine.best()[0].copy(), then_next=True, evaluate=evaluate)
-    return time.perf_counter() - start

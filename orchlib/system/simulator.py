@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import collections
 import hashlib
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ from orchlib.system.engine import (
     TOTAL_COLUMN,
     Engine,
     engine_compute_ms,
+    replicate_generators,
 )
 from orchlib.system.profiles import (
     DataError,
@@ -63,7 +65,7 @@ from orchlib.system.profiles import (
     load_variants,
     resolve,
 )
-from orchlib.system.scenario import TIERS, LinkSpec, Scenario
+from orchlib.system.scenario import TIERS, LinkSpec, Scenario, paper
 
 #: served requests kept per user for the snapshot's recent latency and device-load estimate (H5).
 HISTORY_DEPTH = 16
@@ -780,3 +782,23 @@ def simulate(
             action = next(actions)
         out.append((request, sim.serve(request, action)))
     return out
+
+
+def compile_engine() -> float:
+    """Compile (or load from numba's cache) every kernel of the engine, for every entry point: the per-request
+    step, the batched serve and draw, the snapshot, the evaluation of every action and the pruned best.
+
+    The kernels' argument types are the same for every scenario (the engine normalises them), so one small world
+    compiles what every world uses. Returns the seconds it took (about a second when everything was cached).
+    """
+    start = time.perf_counter()
+    system = build_system(paper().replace(n_users=2, n_requests=4))
+    engine = Engine(system, 2, replicate_generators(0, 2))
+    for evaluate in (EVALUATE_NONE, EVALUATE_ALL, EVALUATE_BEST):
+        engine.next_requests(evaluate)
+        engine.snapshot()
+        engine.evaluate()
+        engine.serve(engine.best()[0].copy())
+        engine.next_requests(evaluate)
+        engine.serve(engine.best()[0].copy(), then_next=True, evaluate=evaluate)
+    return time.perf_counter() - start
