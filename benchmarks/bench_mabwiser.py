@@ -179,7 +179,7 @@ def run(config: Config) -> Section:
                         f"{env.system.n_actions} arms: act recomputes every valid arm's index with about ten "
                         "NumPy calls on 96-element arrays (fixed costs of ~1 µs each); MABWiser's predict + "
                         f"partial_fit costs {fmt(1e6 / theirs_stats.median)} µs. Keeping means and bonuses "
-                        "incrementally, as orchlib.study.batch.BatchUCB1 does, would remove most of orchlib's cost "
+                        "incrementally, as orchlib.agents.batched.BatchUCB1 does, would remove most of orchlib's cost "
                         "(orchlib/agents/bandits.py is not this benchmark's to change)"
                     ),
                 )

@@ -633,16 +633,83 @@ def test_per_state_exploration_stops_exploring_a_learned_bandit() -> None:
     assert (actions[-1000:] == 1).mean() > 0.99
 
 
-def test_the_exploration_schedule_is_one_rule_for_scalars_and_replicate_arrays() -> None:
+def test_the_exploration_schedule_by_hand() -> None:
     from orchlib.agents.qlearning import exploration_probability
 
-    n_valid, k = np.array([4, 4, 2, 57]), np.array([1, 8, 4, 3])
-    batched = exploration_probability(3, 1.0, 0.5, 0.01, 0.5, n_valid, k)
-    scalar = [
-        exploration_probability(3, 1.0, 0.5, 0.01, 0.5, int(n), int(j))
-        for n, j in zip(n_valid, k, strict=True)
+    # global 1.0 * 0.5**3 = 0.125 caps the per-state terms 0.5 * n / k = 2.0, 0.5, 0.25, 9.5; the floor is 0.01
+    terms = [
+        exploration_probability(3.0, 1.0, 0.5, 0.01, 0.5, n, k) for n, k in ((4, 1), (4, 4), (2, 4), (57, 3))
     ]
-    # global 1.0 * 0.5**3 = 0.125 caps the per-state terms 2.0, 0.25, 0.25, 9.5; the floor is 0.01
-    assert batched.tolist() == scalar == [0.125, 0.125, 0.125, 0.125]
-    assert exploration_probability(0, 1.0, 0.5, 0.01, 0.5, n_valid, k).tolist() == [1.0, 0.25, 0.25, 1.0]
-    assert exploration_probability(20, 1.0, 0.5, 0.01) == 0.01
+    assert terms == [0.125, 0.125, 0.125, 0.125]
+    terms = [
+        exploration_probability(0.0, 1.0, 0.5, 0.01, 0.5, n, k) for n, k in ((4, 1), (4, 8), (2, 4), (57, 3))
+    ]
+    assert terms == [1.0, 0.25, 0.25, 1.0]
+    assert exploration_probability(20.0, 1.0, 0.5, 0.01, np.nan, 1, 1) == 0.01  # NaN: no per-state term
+
+
+@pytest.mark.parametrize(
+    "hyperparameters",
+    [
+        {"explore_per_action": 0.3, "alpha_exponent": 0.9, "gamma": 0.3},
+        {"epsilon_decay": 0.999, "epsilon_min": 0.05},
+    ],
+)
+def test_q_learning_per_request_is_the_one_replicate_view_of_the_batched_rules(hyperparameters) -> None:
+    """QLearning and replicate 1 of a BatchQLearning of 3, given the same generator and the same states, rewards
+    and state-function masks, choose the same actions and hold the same Q of every valid pair, bit for bit."""
+    from orchlib.agents.qlearning import BatchQLearning
+    from orchlib.system.engine import replicate_generators
+
+    rng = np.random.default_rng(4)
+    n_states, n_actions = 6, 5
+    masks = rng.random((n_states, n_actions)) < 0.6
+    masks[np.arange(n_states), rng.integers(n_actions, size=n_states)] = True
+    single = QLearning(discrete(n_states), discrete(n_actions), **hyperparameters)
+    single.reset(replicate_generators(11, 3)[1])
+    batch = BatchQLearning(masks, **hyperparameters)
+    batch.reset(3, replicate_generators(11, 3))
+    states = rng.integers(n_states, size=(3001, 3))
+    rewards = -rng.exponential(size=(3000, 3))
+    # a few exact ties in the rewards, so that the tie-break draws matter
+    rewards[rng.random((3000, 3)) < 0.2] = -1.0
+    explored = set()
+    for t in range(3000):
+        s, s_next = states[t], states[t + 1]
+        actions = batch.act(s)
+        a = single.act(int(s[1]), masks[s[1]], NO_INFO)
+        assert a == actions[1], t
+        explored.add(a)
+        batch.learn(s, actions, rewards[t], s_next)
+        single.learn(int(s[1]), a, float(rewards[t, 1]), int(s_next[1]), masks[s_next[1]], NO_INFO)
+    np.testing.assert_array_equal(batch.q_table_[1][masks], single.q_table_[masks])
+    assert len(explored) == n_actions
+
+
+def test_ucb1_per_request_is_the_one_replicate_view_of_the_batched_rule() -> None:
+    """UCB1 and replicate 2 of a BatchUCB1 of 3, given the same generator, states, rewards and state-function masks,
+    pull the same arms bit for bit (ties included: rewards repeat exactly)."""
+    from orchlib.agents.batched import BatchUCB1
+    from orchlib.system.engine import replicate_generators
+
+    rng = np.random.default_rng(6)
+    n_states, n_actions = 4, 6
+    masks = rng.random((n_states, n_actions)) < 0.7
+    masks[np.arange(n_states), rng.integers(n_actions, size=n_states)] = True
+    single = UCB1(discrete(n_states), discrete(n_actions), c=0.3)
+    single.reset(replicate_generators(5, 3)[2])
+    batch = BatchUCB1(masks, c=0.3)
+    batch.reset(3, replicate_generators(5, 3))
+    states = rng.integers(n_states, size=(2001, 3))
+    rewards = -rng.choice([0.1, 0.2, 0.5], size=(2000, 3))
+    pulled = set()
+    for t in range(2000):
+        actions = batch.act(states[t])
+        a = single.act(int(states[t, 2]), masks[states[t, 2]], NO_INFO)
+        assert a == actions[2], t
+        pulled.add(a)
+        batch.learn(states[t], actions, rewards[t], states[t + 1])
+        single.learn(
+            int(states[t, 2]), a, float(rewards[t, 2]), int(states[t + 1, 2]), masks[states[t + 1, 2]], {}
+        )
+    assert len(pulled) == n_actions

@@ -24,7 +24,7 @@ from orchlib.agents.baselines import (
 )
 from orchlib.agents.catalogue import (
     AGENT_NAMES,
-    OBSERVATION,
+    AGENTS,
     PAPER_DEFAULTS,
     make_agent,
     observation_for,
@@ -96,11 +96,13 @@ def test_agent_respects_masks_and_sees_only_public_info_over_a_long_run(name: st
 def test_only_the_oracle_is_privileged() -> None:
     env = OrchestrationEnv("tiny")
     privileged = {
-        name for name in AGENT_NAMES if OBSERVATION[name] != "box" and make_agent(name, env).privileged
+        name for name in AGENT_NAMES if AGENTS[name].observation != "box" and make_agent(name, env).privileged
     }
     assert privileged == {"oracle"}
     box = OrchestrationEnv("tiny", observation="box")
-    assert not any(make_agent(name, box).privileged for name in AGENT_NAMES if OBSERVATION[name] == "box")
+    assert not any(
+        make_agent(name, box).privileged for name in AGENT_NAMES if AGENTS[name].observation == "box"
+    )
 
 
 # ---------------------------------------------------------------- the profile-based estimate, by hand
@@ -242,7 +244,7 @@ def test_location_only_qlearning_uses_three_actions_and_learns_the_best_location
 
 def test_catalogue_names_and_errors() -> None:
     env = OrchestrationEnv("tiny")
-    assert set(OBSERVATION) == set(AGENT_NAMES) and len(set(AGENT_NAMES)) == len(AGENT_NAMES)
+    assert tuple(AGENTS) == AGENT_NAMES and len(set(AGENT_NAMES)) == len(AGENT_NAMES)
     with pytest.raises(ValueError, match="unknown agent 'nope'; valid names: q_learning"):
         make_agent("nope", env)
     with pytest.raises(ValueError, match="observation='box'"):

@@ -21,16 +21,18 @@ from scipy.stats import ks_2samp, ttest_ind
 
 from orchlib.agents.bandits import UCB1
 from orchlib.agents.baselines import LocationOnlyQLearning
+from orchlib.agents.batched import (
+    BatchFixedPolicy,
+    BatchLocationOnly,
+    BatchQLearning,
+    BatchUCB1,
+    _argmax_random_ties,
+)
 from orchlib.agents.catalogue import PAPER_DEFAULTS
 from orchlib.agents.qlearning import QLearning
 from orchlib.envs.orchestration import OrchestrationEnv
 from orchlib.study.batch import (
-    BatchFixedPolicy,
-    BatchLocationOnly,
-    BatchQLearning,
     BatchSimulator,
-    BatchUCB1,
-    _argmax_random_ties,
     discrete_state_masks,
     discrete_state_shape,
     run_batch,

@@ -145,3 +145,18 @@ def test_side_by_side_runs_the_baseline_and_head(tmp_path: Path) -> None:
     assert float(cells[3].rstrip("x").replace(",", "")) > 0, row
     row = next(line for line in done.stdout.splitlines() if line.startswith("| first env: peak RSS"))
     assert row.count(" MB") == 2, row
+
+
+@pytest.mark.slow
+def test_the_q_rules_benchmark_runs_and_prints_its_table() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/bench_q_rules.py", "--quick", "--replicates", "50"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "measurement" not in line]
+    assert len(rows) == 8 and all(float(row.split("|")[2].replace(",", "")) > 0 for row in rows)

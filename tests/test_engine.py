@@ -220,8 +220,9 @@ def test_an_action_its_tier_cannot_run_is_refused_and_runnable_is_what_evaluates
         finite = np.isfinite(evaluated)
         assert not np.isnan(evaluated).any()
         np.testing.assert_array_equal(sim._runnable[sim.user_class[request.user]], finite)
+        assert [sim.can_run(request, a) for a in range(finite.size)] == finite.tolist()
         if not finite.all():
-            with pytest.raises(ValueError, match="cannot run for this request"):
+            with pytest.raises(ValueError, match=r"cannot run: .* has no profile for that variant"):
                 sim.serve(request, int(np.flatnonzero(~finite)[0]))
             refused += 1
         sim.serve(request, int(np.argmin(evaluated)))

@@ -15,7 +15,7 @@ from gymnasium.utils.env_checker import check_env
 
 from orchlib.envs.orchestration import ENV_ID, PRIVATE_INFO_KEYS, OrchestrationEnv
 from orchlib.system.profiles import load_variants
-from orchlib.system.scenario import Scenario, paper, tiny
+from orchlib.system.scenario import Arrivals, Scenario, paper, tiny
 from orchlib.system.simulator import Simulator
 
 Policy = Callable[[dict[str, Any], np.random.Generator], int]
@@ -291,6 +291,97 @@ def test_penalty_is_subtracted_exactly_when_the_requirement_is_violated(accuracy
         assert reward == pytest.approx(base - cost, rel=1e-12, abs=1e-12)
         violations += not info["met_requirement"]
     assert violations > 0
+
+
+# ---------------------------------------------------------------- actions that cannot run (E8)
+
+
+def _engine_state(env: OrchestrationEnv) -> list[np.ndarray]:
+    engine = env.sim._engine
+    names = ("device_free_ms", "access_free_ms", "wan_free_ms", "edge_workers_ms", "cloud_workers_ms")
+    return [getattr(engine, name).copy() for name in (*names, "edge_done_ms", "cloud_done_ms", "heat")]
+
+
+def _unrunnable(env: OrchestrationEnv, info: dict[str, Any]) -> list[int]:
+    sim = env.sim
+    request = env._request
+    return [a for a in range(env.action_space.n) if not sim.can_run(request, a)]
+
+
+@pytest.mark.parametrize("accuracy_mode", ["mask", "penalty"])
+def test_an_action_that_cannot_run_fails_the_request_the_same_way_in_both_modes(accuracy_mode: str) -> None:
+    # paper's fleet and int8 cloud accelerator cannot run some variants: such a request fails, costs the stated
+    # reward, occupies nothing and is reported; the masks never list such actions
+    env = OrchestrationEnv("paper", accuracy_mode=accuracy_mode, reward_scale=2.0, failure_latency_s=7.0)
+    _, info = env.reset(seed=5)
+    rng = np.random.default_rng(5)
+    n_failed = 0
+    for _ in range(300):
+        unrunnable = _unrunnable(env, info)
+        assert not info["action_mask"][unrunnable].any()
+        if unrunnable and rng.random() < 0.5:
+            a = int(rng.choice(unrunnable))
+            before, user = _engine_state(env), info["user"]
+            _, reward, terminated, truncated, info = env.step(a)
+            assert info["failed"] and not terminated and not truncated
+            assert reward == -7.0 * 2.0
+            assert "cannot run" in info["error"] and str(a) in info["error"]
+            assert info["served_user"] == user and not info["met_requirement"]
+            assert np.isnan([info["latency_ms"], info["compute_ms"], info["regret_ms"]]).all()
+            for x, y in zip(before, _engine_state(env), strict=True):
+                np.testing.assert_array_equal(x, y)  # nothing occupied, nothing heated
+            n_failed += 1
+        else:
+            _, _, _, _, info = env.step(random_valid(info, rng))
+            assert not info["failed"] and "error" not in info
+    assert n_failed > 20
+    assert env.sim.n_failed == n_failed and env.sim.n_served == 300 - n_failed
+
+
+def test_failed_requests_give_mask_and_penalty_mode_the_same_run() -> None:
+    runs = [
+        rollout(OrchestrationEnv("paper", accuracy_mode=mode, oracle=False), 3, 200, random_any)
+        for mode in ("mask", "penalty")
+    ]
+    (_, rewards_mask, infos_mask), (_, rewards_penalty, infos_penalty) = runs
+    failed = [i.get("failed", False) for i in infos_mask]
+    assert any(failed)
+    for mask_info, penalty_info, r_mask, r_penalty in zip(
+        infos_mask[1:], infos_penalty[1:], rewards_mask, rewards_penalty, strict=True
+    ):
+        assert same_info(mask_info, penalty_info) or np.isnan(mask_info["latency_ms"])
+        if mask_info["failed"] or mask_info["met_requirement"]:
+            assert r_mask == r_penalty
+        else:
+            assert r_penalty == r_mask - 1.0
+
+
+def test_a_failed_request_in_a_closed_loop_lets_its_user_send_again() -> None:
+    scenario = paper().replace(arrivals=Arrivals(process="closed_loop", think_time_ms=50.0))
+    env = OrchestrationEnv(scenario, oracle=False)
+    _, info = env.reset(seed=1)
+    engine = env.sim._engine
+    for _ in range(400):
+        unrunnable = _unrunnable(env, info)
+        if unrunnable:
+            t, user = info["time_ms"], info["user"]
+            _, _, _, _, info = env.step(unrunnable[0])
+            assert info["failed"]
+            # its next request is scheduled, a think time after the failed one (or it is the one now pending)
+            later = info["time_ms"] if info["user"] == user else engine.next_arrival_ms[0, user]
+            assert t <= later < np.inf
+            break
+        _, _, _, _, info = env.step(random_valid(info, np.random.default_rng(0)))
+    else:
+        pytest.fail("no request with an unrunnable action in 400")
+    users = {env.step(random_valid(info, np.random.default_rng(0)))[4]["served_user"] for _ in range(400)}
+    assert users == set(range(scenario.n_users))
+
+
+@pytest.mark.parametrize(("value"), [0.0, -1.0, float("inf"), float("nan")])
+def test_failure_latency_is_checked(value: float) -> None:
+    with pytest.raises(ValueError, match="failure_latency_s"):
+        OrchestrationEnv("tiny", failure_latency_s=value)
 
 
 # ---------------------------------------------------------------- arguments

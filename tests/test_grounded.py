@@ -134,7 +134,7 @@ PUBLIC_KEYS = {
     "device_class", "user_recent_latency_ms", "device_slowdown_estimate",
     "latency_ms", "network_wait_ms", "upload_ms", "propagation_ms", "queue_ms", "compute_ms", "download_ms",
     "overhead_ms", "tier", "variant", "accuracy_pct", "met_requirement", "served_user", "served_time_ms",
-    "served_requirement_class",
+    "served_requirement_class", "failed", "error",
 }  # fmt: skip
 
 

@@ -9,6 +9,7 @@ import textwrap
 
 import gymnasium as gym
 import pytest
+from gymnasium.utils.env_checker import check_env
 
 from orchlib.envs.orchestration import ENV_ID, OrchestrationEnv
 from orchlib.envs.registration import env_id, env_ids
@@ -27,6 +28,14 @@ def test_every_preset_has_an_id() -> None:
     assert {env_id(name) for name in PRESETS} | {ENV_ID} == set(env_ids())
     assert env_id("paper") == "orchlib/Orchestration-paper-v0"
     assert set(env_ids()) <= set(gym.registry)
+
+
+@pytest.mark.parametrize("name", env_ids())
+def test_gymnasium_env_checker_passes_on_every_registered_id(name: str) -> None:
+    # check_env samples the whole action space: in the grounded worlds some actions cannot run for some
+    # requests (docs/assumptions.md E8), which must be a failed request, not an exception
+    for kwargs in ({}, {"observation": "box", "accuracy_mode": "penalty"}):
+        check_env(gym.make(name, **kwargs).unwrapped, skip_render_check=True)
 
 
 def test_gym_make_builds_the_preset_and_truncates_after_its_requests() -> None:

@@ -550,9 +550,7 @@ def test_runs_of_different_agents_batched_together_record_what_each_records_alon
     from orchlib.study.runner import _play_batched
 
     scenario = (tiny() if world == "tiny" else paper()).replace(n_requests=300)
-    agents = ["q_learning", "oracle", "edge_fastest", "greedy_profiles", "random"]
-    if world == "tiny":
-        agents.append("ucb1")  # (batched without a device fleet only)
+    agents = ["q_learning", "oracle", "edge_fastest", "greedy_profiles", "random", "ucb1"]
     specs = grid([scenario], agents, n_replicates=2, seed=8)
     shuffled = [specs[k] for k in np.random.default_rng(0).permutation(len(specs))]
     together = {key: frame for key, frame, _ in _play_batched(shuffled, None)}

@@ -1,9 +1,12 @@
 """A standard RL library trains on the environment: Stable-Baselines3's DQN on the box observation with the
-accuracy requirement priced into the reward (``accuracy_mode="penalty"``), so no action mask is needed."""
+accuracy requirement priced into the reward (``accuracy_mode="penalty"``), so no action mask is needed; and
+PPO and DQN train on the grounded world made through ``gym.make``, whose actions a device cannot run fail
+the request instead of raising (``docs/assumptions.md`` E8)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -77,3 +80,38 @@ def test_stable_baselines3_dqn_learns_better_than_random_and_any_fixed_action() 
     best_constant = max(mean_reward(lambda obs, rng, a=a: a) for a in range(n_actions))
     assert learned > random, (learned, random)
     assert learned > best_constant, (learned, best_constant)
+
+
+class _CountFailures(gym.Wrapper):
+    """Counts the failed requests of the steps that pass through."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.n_steps = self.n_failed = 0
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.n_steps += 1
+        self.n_failed += bool(info["failed"])
+        if info["failed"]:
+            assert reward == -self.env.unwrapped.failure_latency_s
+        return obs, reward, terminated, truncated, info
+
+
+@pytest.mark.parametrize("algorithm", ["PPO", "DQN"])
+@pytest.mark.usefixtures("one_torch_thread")
+def test_stable_baselines3_trains_on_the_grounded_world_made_by_gym_make(algorithm: str) -> None:
+    """2,000 steps on ``paper`` as a new user would make it: every action of the space is sampled, including
+    those some devices or the cloud accelerator cannot run, which fail the request (not the run)."""
+    env = _CountFailures(
+        gym.make("orchlib/Orchestration-paper-v0", observation="box", accuracy_mode="penalty", oracle=False)
+    )
+    options: dict[str, Any] = (
+        {"n_steps": 512, "batch_size": 64} if algorithm == "PPO" else {"learning_starts": 200}
+    )
+    model = getattr(stable_baselines3, algorithm)(
+        "MlpPolicy", env, seed=0, device="cpu", policy_kwargs={"net_arch": [32, 32]}, **options
+    )
+    model.learn(total_timesteps=2_000)
+    assert env.n_steps >= 2_000
+    assert env.n_failed > 0  # the untrained policies sample unrunnable actions, and the run goes on

@@ -18,11 +18,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
+import numba
 import numpy as np
 
 from orchlib.agents.base import (
     Agent,
     MaskTable,
+    ReplicateUniforms,
+    argmax_random_tie,
     check_action_reward,
     check_int,
     check_real,
@@ -33,13 +36,26 @@ AgentFactory = Callable[[gym.Space, gym.spaces.Discrete], Agent]
 """Builds a fresh, un-reset agent from ``(observation_space, action_space)``, e.g. ``functools.partial(UCB1, c=0.5)``."""
 
 
-def _argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> int:
-    """Position of the largest entry of ``values``, ties broken uniformly at random."""
-    first = int(values.argmax())
-    if np.count_nonzero(values == values[first]) == 1:  # the usual case with real-valued rewards: no tie
-        return first
-    best = np.flatnonzero(values == values[first])
-    return int(best[int(rng.random() * best.size)])
+#: the mean UCB1 stores for an arm never pulled: the largest float, so that its index comes first (finite, so that
+#: adding an invalid arm's -inf penalty gives -inf).
+UNPULLED_MEAN = float(np.finfo(float).max)
+
+
+@numba.njit(cache=True)
+def ucb_index(means, inverse_sqrt_counts, bonus, out):
+    """UCB1's index of every arm of one replicate into ``out``: ``inverse_sqrt_counts * bonus + means``, i.e.
+    ``mean(a) + c * sqrt(xi ln t) / sqrt(n(a))`` with ``bonus = c * sqrt(xi ln t)``; an unpulled arm (mean
+    :data:`UNPULLED_MEAN`, ``n ** -1/2`` 0) gets the largest float."""
+    for a in range(out.size):
+        out[a] = inverse_sqrt_counts[a] * bonus + means[a]
+
+
+@numba.njit(cache=True)
+def ucb_choice(means, inverse_sqrt_counts, penalty, bonus, uniform, scratch):
+    """UCB1's choice for one replicate: the valid arm (``penalty`` 0) of largest :func:`ucb_index`, ties (unpulled
+    arms among them) broken by ``uniform`` (:func:`~orchlib.agents.base.argmax_random_tie`); ``scratch`` (A,)."""
+    ucb_index(means, inverse_sqrt_counts, bonus, scratch)
+    return argmax_random_tie(scratch, penalty, uniform)
 
 
 class EpsilonGreedy(Agent):
@@ -114,6 +130,9 @@ class UCB1(Agent):
     uniformly at random among them); otherwise the valid arm of largest index is pulled (ties at random).
     The textbook version has ``c = 1`` for rewards in [0, 1]; here ``c`` carries the reward scale.
 
+    The rule is written once (:func:`ucb_choice`, one uniform per pull in blocks); this class is the one-replicate
+    view of :class:`~orchlib.agents.batched.BatchUCB1`, and both choose the same arms bit for bit.
+
     Args:
         observation_space: ignored (any space).
         action_space: ``Discrete(K)``.
@@ -141,45 +160,48 @@ class UCB1(Agent):
         self.sums_ = np.zeros(self.n_actions)  # sum of rewards of arm a, seconds
         self.n_pulls_ = 0  # t
         # Kept up to date by learn() so that act() does a few vector operations (derived from counts_/sums_).
-        self.means_ = np.zeros(self.n_actions)  # sums_ / counts_ (0 for unpulled arms)
+        self.means_ = np.full(
+            self.n_actions, UNPULLED_MEAN
+        )  # sums_ / counts_ (UNPULLED_MEAN for unpulled arms)
         self.inv_sqrt_counts_ = np.zeros(self.n_actions)  # 1 / sqrt(counts_) (0 for unpulled arms)
-        self.n_unpulled_ = self.n_actions  # arms with counts_ == 0
         self._masks = MaskTable(self.n_actions)
+        self._draws = ReplicateUniforms(
+            [self.rng_], 1
+        )  # one uniform per pull, as BatchUCB1's replicates draw
+        self._scratch = np.empty(self.n_actions)
 
     def _refresh(self, a: int) -> None:
         """Recompute arm ``a``'s mean and 1/sqrt(n) after its count or sum changed."""
         n = int(self.counts_[a])
-        self.means_[a] = self.sums_[a] / n if n else 0.0
+        self.means_[a] = self.sums_[a] / n if n else UNPULLED_MEAN
         self.inv_sqrt_counts_[a] = 1.0 / math.sqrt(n) if n else 0.0
 
     def _horizon(self) -> int:
         """The ``t`` inside the logarithm."""
         return self.n_pulls_
 
+    def _bonus(self) -> float:
+        """``c * sqrt(xi ln t)`` (0 before the first pull)."""
+        return float(self.c) * math.sqrt(self._xi * math.log(max(self._horizon(), 1)))
+
     def indices(self, mask: np.ndarray) -> np.ndarray:
-        """Index of every arm: ``inf`` for a valid arm not yet pulled, ``-inf`` for an invalid arm."""
-        _, valid = self._masks.get(mask)
-        out = np.full(self.n_actions, -np.inf)
-        pulled = self.counts_[valid] > 0
-        index = np.full(valid.size, np.inf)
-        if pulled.any():
-            index[pulled] = self._index(valid[pulled])
-        out[valid] = index
+        """Index of every arm (:func:`ucb_index`): ``inf`` for a valid arm not yet pulled, ``-inf`` for an invalid
+        arm."""
+        penalty, _ = self._masks.get(mask)
+        out = np.empty(self.n_actions)
+        ucb_index(self.means_, self.inv_sqrt_counts_, self._bonus(), out)
+        out[self.counts_ == 0] = np.inf
+        out[penalty < 0] = -np.inf
         return out
 
-    def _index(self, arms: np.ndarray) -> np.ndarray:
-        """Index of the given arms (all with ``counts > 0``): mean + c * sqrt(xi ln t) / sqrt(n)."""
-        bonus = float(self.c) * math.sqrt(self._xi * math.log(self._horizon()))
-        return self.means_[arms] + bonus * self.inv_sqrt_counts_[arms]
-
     def act(self, obs: Any, mask: np.ndarray, info: Mapping[str, Any]) -> int:
-        """An unpulled valid arm if any (random among them), else the valid arm of largest index."""
-        _, valid = self._masks.get(mask)
-        if self.n_unpulled_:
-            unpulled = valid[self.counts_[valid] == 0]
-            if unpulled.size:
-                return int(unpulled[int(self.rng_.random() * unpulled.size)])
-        return int(valid[_argmax_random_ties(self._index(valid), self.rng_)])
+        """An unpulled valid arm if any (random among them), else the valid arm of largest index
+        (:func:`ucb_choice`)."""
+        penalty, _ = self._masks.get(mask)
+        uniform = self._draws.take()[0, 0]
+        return int(
+            ucb_choice(self.means_, self.inv_sqrt_counts_, penalty, self._bonus(), uniform, self._scratch)
+        )
 
     def learn(
         self,
@@ -192,8 +214,6 @@ class UCB1(Agent):
     ) -> None:
         """Count the pull and add its reward."""
         a, r = check_action_reward(action, reward, self.n_actions)
-        if self.counts_[a] == 0:
-            self.n_unpulled_ -= 1
         self.counts_[a] += 1
         self.sums_[a] += r
         self.n_pulls_ += 1
@@ -264,13 +284,9 @@ class SlidingWindowUCB(UCB1):
             self.counts_[old] -= 1
             # Reset an emptied arm's sum exactly, so float round-off cannot accumulate across windows.
             self.sums_[old] = self.sums_[old] - self.window_rewards_[slot] if self.counts_[old] else 0.0
-            if self.counts_[old] == 0:
-                self.n_unpulled_ += 1
             self._refresh(int(old))
         self.window_actions_[slot] = a
         self.window_rewards_[slot] = r
-        if self.counts_[a] == 0:
-            self.n_unpulled_ -= 1
         self.counts_[a] += 1
         self.sums_[a] += r
         self.n_pulls_ += 1

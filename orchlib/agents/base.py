@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import gymnasium as gym
+import numba
 import numpy as np
 
 Observation = Any  # an int for Discrete observation spaces, a float32 array for Box ones
@@ -212,3 +213,80 @@ def check_action_reward(action: int, reward: float, n_actions: int) -> tuple[int
     if not math.isfinite(r):
         raise ValueError(f"reward must be finite, got {reward!r}")
     return a, r
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shared by the agents written over a leading replicate axis (``orchlib.agents.qlearning``, ``orchlib.agents.batched``)
+
+#: decisions per block of a replicated agent's random numbers.
+AGENT_BLOCK = 256
+
+
+@numba.njit(cache=True)
+def argmax_random_tie(values: np.ndarray, penalty: np.ndarray, uniform: float) -> int:
+    """Index of the maximum of ``values + penalty`` (``penalty``: 0 where allowed, ``-inf`` where not); among
+    ``n`` tied maxima the ``int(uniform * n)``-th (in column order).
+
+    The argmax with random ties of the agents written over replicates (one uniform per decision, drawn whether
+    or not there is a tie, so a replicate's stream does not depend on its values)."""
+    best, n = values[0] + penalty[0], 1
+    for a in range(1, values.size):
+        x = values[a] + penalty[a]
+        if x > best:
+            best, n = x, 1
+        elif x == best:
+            n += 1
+    k = int(uniform * n)
+    for a in range(values.size):
+        if values[a] + penalty[a] == best:
+            if k == 0:
+                return a
+            k -= 1
+    return -1  # unreachable: the maximum is in the row
+
+
+class ReplicateUniforms:
+    """``k`` uniforms per step for each replicate, from the replicate's own generator, drawn in blocks of
+    :data:`AGENT_BLOCK` steps.
+
+    A replicate's draws depend only on its generator, so an agent's choices in replicate ``b`` depend neither on
+    the batch size nor on which replicates share the batch: the one-replicate view draws what replicate ``b``
+    of a batch draws, given the same generator.
+    """
+
+    def __init__(self, rngs: list[np.random.Generator], k: int) -> None:
+        self.rngs = rngs
+        self.k = k
+        self._block = np.empty((len(rngs), AGENT_BLOCK, k))
+        self._position = AGENT_BLOCK
+
+    def take(self) -> np.ndarray:
+        """The next step's uniforms, shape (B, k)."""
+        if self._position >= AGENT_BLOCK:
+            for b, rng in enumerate(self.rngs):
+                self._block[b] = rng.random((AGENT_BLOCK, self.k))
+            self._position = 0
+        self._position += 1
+        return self._block[:, self._position - 1]
+
+
+def check_state_masks(state_masks: np.ndarray) -> np.ndarray:
+    """``state_masks`` as a bool array (n_states, n_actions) in which every row allows an action.
+
+    Raises:
+        ValueError: another shape or dtype, or a row that allows nothing.
+    """
+    state_masks = np.asarray(state_masks)
+    if state_masks.dtype != bool or state_masks.ndim != 2 or 0 in state_masks.shape:
+        raise ValueError(
+            f"state_masks must be a non-empty 2-D bool array (n_states, n_actions), got "
+            f"{state_masks.dtype} {state_masks.shape}"
+        )
+    if not state_masks.any(axis=1).all():
+        raise ValueError("every row of state_masks must allow at least one action")
+    return state_masks
+
+
+def uniform_valid_table(state_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, n_valid): each row's valid actions in increasing order (as np.flatnonzero), then the rest."""
+    return np.argsort(~state_masks, axis=1, kind="stable"), state_masks.sum(axis=1)

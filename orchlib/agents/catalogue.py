@@ -1,8 +1,10 @@
 """The agent catalogue: every orchestrator by a readable name, with the project's default hyperparameters.
 
-This module is the one place where default hyperparameters live. ``make_agent(name, env, **overrides)``
-builds an un-reset agent for an environment; ``AGENT_NAMES`` lists the names; ``OBSERVATION`` says which
-observation mode (``OrchestrationEnv(observation=...)``) each agent needs.
+This module is the one place where default hyperparameters live, and :data:`AGENTS` the one registry: one
+:class:`AgentEntry` per agent (its builder, the observation it needs, its defaults and its batched form).
+``make_agent(name, env, **overrides)`` builds an un-reset agent for an environment, :func:`batched_agent` its
+batched form (what the runner's fast path plays); :func:`register_agent` adds an agent in one place (README,
+"Use your own agent").
 
 Reward scales. Rewards are minus response times in seconds (times the env's ``reward_scale``), so the
 bandits' exploration scales are in seconds. Rather than typing a number that fits one scenario, the catalogue
@@ -14,7 +16,8 @@ queues), which is the size of the differences a bandit has to resolve.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -43,9 +46,21 @@ from orchlib.agents.baselines import (
     RandomValid,
     profile_latency_ms,
 )
+from orchlib.agents.batched import (
+    BatchAdaptiveGreedy,
+    BatchFixedPolicy,
+    BatchGreedyProfiles,
+    BatchLocationOnly,
+    BatchOracle,
+    BatchProfileHybrid,
+    BatchQLearning,
+    BatchRandom,
+    BatchUCB1,
+    OneReplicate,
+)
 from orchlib.agents.hybrid import AdaptiveGreedy, ProfileHybrid
 from orchlib.agents.oracle import OracleAgent
-from orchlib.agents.qlearning import DynaQ, QLearning
+from orchlib.agents.qlearning import Q_HYPERPARAMETERS, DynaQ, QLearning
 from orchlib.envs.orchestration import OrchestrationEnv
 
 # Q-learning hyperparameters of the paper's orchestrator. RECONSTRUCTIONS: the paper's values are not public.
@@ -128,37 +143,6 @@ EXP3_GAMMA = 0.1
 #: a request several times slower than on an idle system; slower rewards are clipped to 0).
 EXP3_RANGE_FACTOR = 4.0
 
-#: Observation mode each agent needs: "discrete", "box", or None (any).
-OBSERVATION: dict[str, Literal["discrete", "box"] | None] = {
-    "q_learning": "discrete",
-    "q_learning_textbook": "discrete",
-    "dyna_q": "discrete",
-    "epsilon_greedy": None,
-    "ucb1": None,
-    "per_state_ucb1": "discrete",
-    "per_user_ucb1": None,
-    "sw_ucb": None,
-    "thompson": None,
-    "per_state_thompson": "discrete",
-    "exp3": None,
-    "linucb": "box",
-    "dqn": "box",
-    "local_most_accurate": None,
-    "edge_most_accurate": None,
-    "cloud_most_accurate": None,
-    "local_fastest": None,
-    "edge_fastest": None,
-    "cloud_fastest": None,
-    "random": None,
-    "greedy_profiles": None,
-    "adaptive_greedy": None,
-    "hybrid": None,
-    "sota_location_only": "discrete",
-    "oracle": None,
-}
-
-AGENT_NAMES: tuple[str, ...] = tuple(OBSERVATION)
-
 
 def reward_scales(env: gym.Env) -> tuple[float, float]:
     """``(spread_s, max_s)``: range and maximum of the idle-system response-time estimates, in reward units.
@@ -202,28 +186,104 @@ def _dqn_class() -> type[Agent]:
     return DQN
 
 
-def _direct(
-    cls: type[Agent], env: OrchestrationEnv, defaults: dict[str, Any], kwargs: dict[str, Any]
-) -> Agent:
-    return cls(env.observation_space, env.action_space, **{**defaults, **kwargs})
+# ---------------------------------------------------------------------------------------------------------
+# The registry: one entry per agent
+
+#: ``build(env, hyperparameters) -> Agent``: the per-request agent for an env, given its merged hyperparameters.
+Builder = Callable[[OrchestrationEnv, dict[str, Any]], Agent]
+#: ``batched(agent, env) -> batched agent or None``: the batched form of a built per-request agent (None: this
+#: configuration has none, and it plays per request).
+BatchedForm = Callable[[Agent, OrchestrationEnv], Any]
 
 
-def _wrapped(
-    wrapper: type[Agent],
-    cls: type[Agent],
-    env: OrchestrationEnv,
-    defaults: dict[str, Any],
-    kwargs: dict[str, Any],
-) -> Agent:
-    factory = functools.partial(cls, **{**defaults, **kwargs})
-    return wrapper(env.observation_space, env.action_space, factory)
+@dataclass(frozen=True)
+class AgentEntry:
+    """Everything orchlib needs to know about one agent, in one place (:data:`AGENTS`, :func:`register_agent`).
+
+    ``make_agent(name, env, **kwargs)`` builds ``entry.build(env, {**defaults, **kwargs})``; the runner plays an
+    agent with a ``batched`` form on the batched engine (one world's runs together) and every other one per
+    request. An agent written once over ``B`` replicates (a :class:`~orchlib.agents.batched.BatchAgent`) gets
+    both forms from :meth:`replicated`.
+    """
+
+    #: builds the per-request agent from the env and the merged hyperparameters (defaults, then the caller's).
+    build: Builder
+    #: the observation mode it needs (``OrchestrationEnv(observation=...)``): "discrete", "box", or None (any).
+    observation: Literal["discrete", "box"] | None = None
+    #: default hyperparameters: a mapping, or a function of the env for those derived from its profiles.
+    defaults: Mapping[str, Any] | Callable[[OrchestrationEnv], Mapping[str, Any]] = field(
+        default_factory=dict
+    )
+    #: its batched form, built from the per-request agent (so from the same merged hyperparameters); None: it
+    #: always plays per request. The runner uses it only for a central decider on the discrete observation in
+    #: mask mode.
+    batched: BatchedForm | None = None
+
+    def __post_init__(self) -> None:
+        if not callable(self.build):
+            raise TypeError(f"AgentEntry.build must be callable, got {type(self.build).__name__}")
+        if self.observation not in ("discrete", "box", None):
+            raise ValueError(
+                f"AgentEntry.observation must be 'discrete', 'box' or None, got {self.observation!r}"
+            )
+        if not (callable(self.defaults) or isinstance(self.defaults, Mapping)):
+            raise TypeError(
+                f"AgentEntry.defaults must be a mapping or a function of the env, got {type(self.defaults).__name__}"
+            )
+        if self.batched is not None and not callable(self.batched):
+            raise TypeError(f"AgentEntry.batched must be callable or None, got {type(self.batched).__name__}")
+
+    def defaults_for(self, env: OrchestrationEnv) -> dict[str, Any]:
+        """The default hyperparameters in ``env``."""
+        return dict(self.defaults(env) if callable(self.defaults) else self.defaults)
+
+    @classmethod
+    def replicated(
+        cls,
+        batch: Callable[..., Any],
+        defaults: Mapping[str, Any] | Callable[[OrchestrationEnv], Mapping[str, Any]] | None = None,
+    ) -> AgentEntry:
+        """The entry of an agent written once, over ``B`` replicates: ``batch(state_masks, **hyperparameters)``
+        builds a :class:`~orchlib.agents.batched.BatchAgent` on the discrete state's masks. Per request it plays
+        its one-replicate view (:class:`~orchlib.agents.batched.OneReplicate`), batched the same class with ``B``
+        replicates; given the same generators both choose the same actions."""
+
+        def build(env: OrchestrationEnv, hyperparameters: dict[str, Any]) -> Agent:
+            agent = batch(env.state.masks(env.system), **hyperparameters)
+            return OneReplicate(env.observation_space, env.action_space, agent)
+
+        return cls(
+            build=build,
+            observation="discrete",
+            defaults={} if defaults is None else defaults,
+            batched=_fresh_batch,
+        )
 
 
-def _baseline(cls: type[Agent]) -> Callable[[OrchestrationEnv, dict[str, Any]], Agent]:
-    def build(env: OrchestrationEnv, kwargs: dict[str, Any]) -> Agent:
-        return cls(env.observation_space, env.action_space, env.system, **kwargs)
+def _fresh_batch(agent: Agent, env: OrchestrationEnv) -> Any:
+    """The batched form of a :meth:`AgentEntry.replicated` agent: the batched agent its one-replicate view wraps."""
+    return agent.batch
 
-    return build
+
+def _direct(cls: type[Agent] | Callable[[], type[Agent]]) -> Builder:
+    """Builder of a class taking ``(observation_space, action_space, **hyperparameters)``."""
+    return lambda env, params: cls(env.observation_space, env.action_space, **params)
+
+
+def _with_system(cls: type[Agent]) -> Builder:
+    """Builder of a class that also takes the env's system (the profile-based agents)."""
+    return lambda env, params: cls(env.observation_space, env.action_space, env.system, **params)
+
+
+def _wrapped(wrapper: type[Agent], cls: type[Agent]) -> Builder:
+    """Builder of ``wrapper`` (one ``cls`` per state or per user), the hyperparameters going to each ``cls``."""
+    return lambda env, params: wrapper(
+        env.observation_space, env.action_space, functools.partial(cls, **params)
+    )
+
+
+def _build_dqn(env: OrchestrationEnv, params: dict[str, Any]) -> Agent:
+    return _dqn_class()(env.observation_space, env.action_space, **params)
 
 
 def _ucb_defaults(env: OrchestrationEnv) -> dict[str, Any]:
@@ -235,54 +295,141 @@ def _thompson_defaults(env: OrchestrationEnv) -> dict[str, Any]:
     return {"prior_mean": 0.0, "prior_std": reward_scales(env)[0]}
 
 
-_BUILDERS: dict[str, Callable[[OrchestrationEnv, dict[str, Any]], Agent]] = {
-    "q_learning": lambda env, kw: _direct(QLearning, env, PAPER_DEFAULTS, kw),
-    "q_learning_textbook": lambda env, kw: _direct(QLearning, env, TEXTBOOK_DEFAULTS, kw),
-    "dyna_q": lambda env, kw: _direct(DynaQ, env, {**PAPER_DEFAULTS, "n_planning": DYNA_Q_PLANNING}, kw),
-    "epsilon_greedy": lambda env, kw: _direct(EpsilonGreedy, env, {"epsilon": BANDIT_EPSILON}, kw),
-    "ucb1": lambda env, kw: _direct(UCB1, env, _ucb_defaults(env), kw),
-    "per_state_ucb1": lambda env, kw: _wrapped(PerState, UCB1, env, _ucb_defaults(env), kw),
-    "per_user_ucb1": lambda env, kw: _wrapped(PerUser, UCB1, env, _ucb_defaults(env), kw),
-    "sw_ucb": lambda env, kw: _direct(
-        SlidingWindowUCB, env, {**_ucb_defaults(env), "tau": SW_UCB_WINDOW}, kw
+def _state_masks(env: OrchestrationEnv) -> np.ndarray:
+    return env.state.masks(env.system)
+
+
+def _batched_q_learning(agent: Agent, env: OrchestrationEnv) -> BatchQLearning:
+    return BatchQLearning(_state_masks(env), **{k: getattr(agent, k) for k in Q_HYPERPARAMETERS})
+
+
+def _batched_location_only(agent: Agent, env: OrchestrationEnv) -> BatchLocationOnly:
+    return BatchLocationOnly(agent.actions, _state_masks(env), **agent.q_learning_kwargs)
+
+
+def _batched_ucb1(agent: Agent, env: OrchestrationEnv) -> BatchUCB1:
+    return BatchUCB1(_state_masks(env), c=agent.c)
+
+
+def _batched_fixed_policy(agent: Agent, env: OrchestrationEnv) -> BatchFixedPolicy | None:
+    """The agent's choice in every discrete state, given the state's device class (its choice depends on nothing
+    else: the fixed tier baselines)."""
+    masks = _state_masks(env)
+    device_class = np.unravel_index(np.arange(masks.shape[0]), env.state_shape)[4]
+    try:
+        policy = [
+            agent.act(state, masks[state], {"device_class": int(device_class[state])})
+            for state in range(masks.shape[0])
+        ]
+    except ValueError:  # the agent refuses some state's mask: the per-request path reports where
+        return None
+    return BatchFixedPolicy(np.array(policy), masks)
+
+
+def _batched_by_kind(cls: type) -> BatchedForm:
+    """Batched form of an agent that reads each request's kind and measurements."""
+    return lambda agent, env: cls(
+        agent, env.system.device_masks.reshape(-1, env.system.n_actions), _state_masks(env)
+    )
+
+
+#: Every agent of the catalogue by name, in display order. :func:`register_agent` adds one.
+AGENTS: dict[str, AgentEntry] = {
+    "q_learning": AgentEntry(_direct(QLearning), "discrete", PAPER_DEFAULTS, batched=_batched_q_learning),
+    "q_learning_textbook": AgentEntry(
+        _direct(QLearning), "discrete", TEXTBOOK_DEFAULTS, batched=_batched_q_learning
     ),
-    "thompson": lambda env, kw: _direct(GaussianThompson, env, _thompson_defaults(env), kw),
-    "per_state_thompson": lambda env, kw: _wrapped(
-        PerState, GaussianThompson, env, _thompson_defaults(env), kw
+    "dyna_q": AgentEntry(_direct(DynaQ), "discrete", {**PAPER_DEFAULTS, "n_planning": DYNA_Q_PLANNING}),
+    "epsilon_greedy": AgentEntry(_direct(EpsilonGreedy), None, {"epsilon": BANDIT_EPSILON}),
+    "ucb1": AgentEntry(_direct(UCB1), None, _ucb_defaults, batched=_batched_ucb1),
+    "per_state_ucb1": AgentEntry(_wrapped(PerState, UCB1), "discrete", _ucb_defaults),
+    "per_user_ucb1": AgentEntry(_wrapped(PerUser, UCB1), None, _ucb_defaults),
+    "sw_ucb": AgentEntry(
+        _direct(SlidingWindowUCB), None, lambda env: {**_ucb_defaults(env), "tau": SW_UCB_WINDOW}
     ),
-    "exp3": lambda env, kw: _direct(
-        Exp3,
-        env,
-        {"reward_range": (-EXP3_RANGE_FACTOR * reward_scales(env)[1], 0.0), "gamma": EXP3_GAMMA},
-        kw,
+    "thompson": AgentEntry(_direct(GaussianThompson), None, _thompson_defaults),
+    "per_state_thompson": AgentEntry(_wrapped(PerState, GaussianThompson), "discrete", _thompson_defaults),
+    "exp3": AgentEntry(
+        _direct(Exp3),
+        None,
+        lambda env: {"reward_range": (-EXP3_RANGE_FACTOR * reward_scales(env)[1], 0.0), "gamma": EXP3_GAMMA},
     ),
     # LinUCB's confidence width in seconds: the spread of the arms, like UCB1's c.
-    "linucb": lambda env, kw: _direct(LinUCB, env, {"alpha": reward_scales(env)[0]}, kw),
-    # DQN: the class defaults (documented in orchlib.agents.dqn), with the same discount as the tabular learners, and
-    # one gradient step every 4 requests (Stable-Baselines3's DQN default train_freq=4; every request would
+    "linucb": AgentEntry(_direct(LinUCB), "box", lambda env: {"alpha": reward_scales(env)[0]}),
+    # DQN: the class defaults (documented in orchlib.agents.dqn), with the same discount as the tabular learners,
+    # and one gradient step every 4 requests (Stable-Baselines3's DQN default train_freq=4; every request would
     # make DQN 4x slower for little gain on this task).
-    "dqn": lambda env, kw: _direct(
-        _dqn_class(), env, {"gamma": PAPER_DEFAULTS["gamma"], "train_every": 4}, kw
+    "dqn": AgentEntry(_build_dqn, "box", {"gamma": PAPER_DEFAULTS["gamma"], "train_every": 4}),
+    "local_most_accurate": AgentEntry(_with_system(LocalMostAccurate), batched=_batched_fixed_policy),
+    "edge_most_accurate": AgentEntry(_with_system(EdgeMostAccurate), batched=_batched_fixed_policy),
+    "cloud_most_accurate": AgentEntry(_with_system(CloudMostAccurate), batched=_batched_fixed_policy),
+    "local_fastest": AgentEntry(_with_system(LocalFastest), batched=_batched_fixed_policy),
+    "edge_fastest": AgentEntry(_with_system(EdgeFastest), batched=_batched_fixed_policy),
+    "cloud_fastest": AgentEntry(_with_system(CloudFastest), batched=_batched_fixed_policy),
+    "random": AgentEntry(_with_system(RandomValid), batched=_batched_by_kind(BatchRandom)),
+    "greedy_profiles": AgentEntry(
+        _with_system(GreedyProfiles), batched=_batched_by_kind(BatchGreedyProfiles)
     ),
-    "local_most_accurate": _baseline(LocalMostAccurate),
-    "edge_most_accurate": _baseline(EdgeMostAccurate),
-    "cloud_most_accurate": _baseline(CloudMostAccurate),
-    "local_fastest": _baseline(LocalFastest),
-    "edge_fastest": _baseline(EdgeFastest),
-    "cloud_fastest": _baseline(CloudFastest),
-    "random": _baseline(RandomValid),
-    "greedy_profiles": _baseline(GreedyProfiles),
-    "adaptive_greedy": lambda env, kw: AdaptiveGreedy(
-        env.observation_space, env.action_space, env.system, **{"beta": ADAPTIVE_BETA, **kw}
+    "adaptive_greedy": AgentEntry(
+        _with_system(AdaptiveGreedy), None, {"beta": ADAPTIVE_BETA}, _batched_by_kind(BatchAdaptiveGreedy)
     ),
-    "hybrid": lambda env, kw: ProfileHybrid(
-        env.observation_space, env.action_space, env.system, **{**HYBRID_DEFAULTS, **kw}
+    "hybrid": AgentEntry(
+        _with_system(ProfileHybrid), None, HYBRID_DEFAULTS, _batched_by_kind(BatchProfileHybrid)
     ),
-    "sota_location_only": lambda env, kw: LocationOnlyQLearning(
-        env.observation_space, env.action_space, env.system, **{**PAPER_DEFAULTS, **kw}
+    # the stand-in takes the full Q-learner's hyperparameters, so that the comparison differs only in the actions
+    "sota_location_only": AgentEntry(
+        _with_system(LocationOnlyQLearning), "discrete", PAPER_DEFAULTS, batched=_batched_location_only
     ),
-    "oracle": lambda env, kw: OracleAgent(env, **kw),
+    "oracle": AgentEntry(
+        lambda env, params: OracleAgent(env, **params),
+        batched=lambda agent, env: BatchOracle(_state_masks(env)),
+    ),
 }
+
+#: the names of the agents orchlib ships (:func:`agent_names` also lists those added by :func:`register_agent`).
+AGENT_NAMES: tuple[str, ...] = tuple(AGENTS)
+
+
+def agent_names() -> tuple[str, ...]:
+    """Every registered agent's name: orchlib's (:data:`AGENT_NAMES`), then those :func:`register_agent` added."""
+    return tuple(AGENTS)
+
+
+def register_agent(name: str, entry: AgentEntry, *, replace: bool = False) -> None:
+    """Add an agent to the catalogue: ``make_agent``, the runner (batched when ``entry.batched`` is set), the
+    sweeps and the plots then know it by ``name``.
+
+    Runs in worker processes (``run_sweep(..., n_jobs > 1)``) see only agents registered when their modules are
+    imported: register yours at import time of a module the workers import (or sweep with ``n_jobs=1``).
+
+    Raises:
+        ValueError: ``name`` is not a non-empty string, or is taken and ``replace`` is False.
+        TypeError: ``entry`` is not an :class:`AgentEntry`.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if not isinstance(entry, AgentEntry):
+        raise TypeError(f"entry must be an AgentEntry, got {type(entry).__name__}")
+    if name in AGENTS and not replace:
+        raise ValueError(f"agent {name!r} is registered already; pass replace=True to replace it")
+    AGENTS[name] = entry
+
+
+def unregister_agent(name: str) -> None:
+    """Remove an agent :func:`register_agent` added (orchlib's own cannot be removed).
+
+    Raises:
+        ValueError: ``name`` is not registered, or is one of :data:`AGENT_NAMES`.
+    """
+    if name in AGENT_NAMES or name not in AGENTS:
+        raise ValueError(f"{name!r} is not an agent added by register_agent")
+    del AGENTS[name]
+
+
+def _entry(name: str) -> AgentEntry:
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent {name!r}; valid names: {', '.join(AGENTS)}")
+    return AGENTS[name]
 
 
 def make_agent(name: str, env: gym.Env, **kwargs: Any) -> Agent:
@@ -292,9 +439,9 @@ def make_agent(name: str, env: gym.Env, **kwargs: Any) -> Agent:
     wrappers, ``kwargs`` go to each wrapped learner.
 
     Args:
-        name: one of :data:`AGENT_NAMES`.
+        name: one of :func:`agent_names` (:data:`AGENTS`).
         env: the :class:`~orchlib.envs.orchestration.OrchestrationEnv` the agent will act in (possibly wrapped); its
-            observation mode must be :data:`OBSERVATION`\\ ``[name]`` when that is not None.
+            observation mode must be the entry's ``observation`` when that is not None.
         **kwargs: hyperparameters replacing the defaults (refused by the agent's class if unknown or invalid).
 
     Raises:
@@ -302,15 +449,33 @@ def make_agent(name: str, env: gym.Env, **kwargs: Any) -> Agent:
             the agent cannot use.
         TypeError: ``env`` is not an OrchestrationEnv, or an unknown hyperparameter.
     """
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown agent {name!r}; valid names: {', '.join(AGENT_NAMES)}")
+    entry = _entry(name)
     inner = _unwrap(env)
-    needed = OBSERVATION[name]
+    needed = entry.observation
     if needed is not None and inner.observation_mode != needed:
         raise ValueError(
             f"agent {name!r} needs an env with observation={needed!r}, got observation={inner.observation_mode!r}"
         )
-    return _BUILDERS[name](inner, kwargs)
+    return entry.build(inner, {**entry.defaults_for(inner), **kwargs})
+
+
+def batched_agent(name: str, env: gym.Env, **kwargs: Any) -> Any:
+    """The batched form of agent ``name`` with these hyperparameters in ``env``, or None when it has none (then
+    it plays per request): built from the per-request agent ``make_agent`` gives, so from the same
+    hyperparameters. Only a discrete observation in ``"mask"`` mode has batched forms.
+
+    Raises:
+        ValueError: unknown ``name``.
+    """
+    entry = _entry(name)
+    inner = _unwrap(env)
+    if entry.batched is None or inner.observation_mode != "discrete" or inner.accuracy_mode != "mask":
+        return None
+    try:
+        agent = make_agent(name, inner, **kwargs)
+    except (TypeError, ValueError):  # options the agent refuses: the per-request path reports them
+        return None
+    return entry.batched(agent, inner)
 
 
 def observation_for(name: str) -> Literal["discrete", "box"]:
@@ -319,6 +484,4 @@ def observation_for(name: str) -> Literal["discrete", "box"]:
     Raises:
         ValueError: unknown ``name``.
     """
-    if name not in OBSERVATION:
-        raise ValueError(f"unknown agent {name!r}; valid names: {', '.join(AGENT_NAMES)}")
-    return OBSERVATION[name] or "discrete"
+    return _entry(name).observation or "discrete"

@@ -1,9 +1,16 @@
 """Tabular Q-learning (the paper's orchestrator) and Dyna-Q (the companion paper's hybrid learning).
 
-Both work on a ``gymnasium.spaces.Discrete`` observation (the encoded system state) and restrict every choice,
-and every max in a target, to the actions the accuracy mask allows. They are written for speed: one
-:meth:`QLearning.act` plus one :meth:`QLearning.learn` costs a few microseconds, because the per-mask arrays
-are cached (:class:`orchlib.agents.base.MaskTable`) and nothing is allocated beyond a tie check.
+Q-learning's rules are written once, for one replicate, as compiled functions: the exploration schedule
+(:func:`exploration_probability`), the epsilon-greedy choice (:func:`epsilon_greedy`) and the TD update
+(:func:`td_update`). :class:`BatchQLearning` applies them to ``B`` replicates in lockstep (compiled loops over a
+leading replicate axis), :class:`QLearning` to one, behind the per-request :class:`~orchlib.agents.base.Agent`
+interface; both draw three uniforms per decision from the replicate's generator in blocks
+(:class:`~orchlib.agents.base.ReplicateUniforms`), so given the same generator they choose the same actions and
+hold the same values, bit for bit (``tests/test_agents.py``).
+
+Both work on a ``gymnasium.spaces.Discrete`` observation (the encoded system state) whose action mask is a
+function of the state (the env's ``state_mask``): ``Q`` of an invalid pair is stored as ``-inf``, so every
+choice and every max in a target is restricted to the valid actions without a mask.
 """
 
 from __future__ import annotations
@@ -13,9 +20,21 @@ from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
+import numba
 import numpy as np
 
-from orchlib.agents.base import Agent, MaskTable, check_action_reward, check_int, check_real, penalised_argmax
+from orchlib.agents.base import (
+    Agent,
+    MaskTable,
+    ReplicateUniforms,
+    argmax_random_tie,
+    check_action_reward,
+    check_int,
+    check_real,
+    check_state_masks,
+    uniform_valid_table,
+)
+from orchlib.system.engine import replicate_generators
 
 
 def check_hyperparameters(
@@ -30,7 +49,7 @@ def check_hyperparameters(
 ) -> None:
     """Validate tabular Q-learning's hyperparameters (ranges in :class:`QLearning`'s docstring), naming the bad one.
 
-    Shared by :class:`QLearning` and its batched form (``orchlib.study.batch.BatchQLearning``).
+    Shared by :class:`QLearning` and its batched form (``orchlib.agents.batched.BatchQLearning``).
     """
     check_real("alpha", alpha, 0.0, 1.0, low_open=True)
     check_real("alpha_exponent", alpha_exponent, 0.0, 1.0)
@@ -43,25 +62,103 @@ def check_hyperparameters(
         check_real("explore_per_action", explore_per_action, 0.0, low_open=True)
 
 
-def exploration_probability(
-    t: int,
-    epsilon: float,
-    epsilon_decay: float,
-    epsilon_min: float,
-    explore_per_action: float | None = None,
-    n_valid: Any = None,
-    k: Any = None,
-) -> Any:
-    """``max(epsilon_min, min(epsilon * epsilon_decay ** t, explore_per_action * n_valid / k))`` (the per-state
-    term only with ``explore_per_action``); ``n_valid`` and ``k`` may be arrays (one per replicate).
+@numba.njit(cache=True)
+def exploration_probability(t, epsilon, epsilon_decay, epsilon_min, explore_per_action, n_valid, k):
+    """``max(epsilon_min, min(epsilon * epsilon_decay ** t, explore_per_action * n_valid / k))``: the exploration
+    probability of decision ``t`` (0-based, a float), the ``k``-th in a state with ``n_valid`` valid actions; the
+    per-state term only when ``explore_per_action`` is not NaN (``QLearning(explore_per_action=None)``).
 
-    The one statement of the exploration schedule: :meth:`QLearning.epsilon_at` and the batched form call it
-    (``QLearning.act`` repeats it inline for speed).
+    The one statement of the exploration schedule, for one replicate (the batched kernel calls it per replicate).
     """
     global_epsilon = epsilon * epsilon_decay**t
-    if explore_per_action is None:
-        return np.maximum(global_epsilon, epsilon_min)
-    return np.maximum(np.minimum(global_epsilon, explore_per_action * n_valid / k), epsilon_min)
+    if explore_per_action == explore_per_action:  # not NaN
+        per_state = explore_per_action * n_valid / k
+        if per_state < global_epsilon:
+            global_epsilon = per_state
+    return global_epsilon if global_epsilon > epsilon_min else epsilon_min
+
+
+@numba.njit(cache=True)
+def epsilon_greedy(q_row, penalty, valid_row, n_valid, uniforms, epsilon):
+    """The epsilon-greedy choice in one state of one replicate: with probability ``epsilon`` (``uniforms[0] <
+    epsilon``) the ``int(uniforms[1] * n_valid)``-th valid action (``valid_row``: the mask's valid actions first,
+    in increasing order), else the valid action of largest ``q_row`` (``penalty``: 0 where valid, ``-inf`` where
+    not), ties broken by ``uniforms[2]`` (:func:`~orchlib.agents.base.argmax_random_tie`)."""
+    if uniforms[0] < epsilon:
+        return valid_row[int(uniforms[1] * n_valid)]
+    return argmax_random_tie(q_row, penalty, uniforms[2])
+
+
+@numba.njit(cache=True)
+def td_update(q_table, s, a, reward, s_next, next_penalty, gamma, alpha, n, neg_omega):
+    """``Q(s, a) += alpha * n ** neg_omega * (reward + gamma * max_{a' valid in s'} Q(s', a') - Q(s, a))`` on one
+    replicate's table (S, A), ``n`` being the pair's visits so far (this one included); ``next_penalty`` is 0
+    where the next mask allows an action, ``-inf`` where not."""
+    row = q_table[s_next]
+    top = row[0] + next_penalty[0]
+    for x in range(1, row.size):
+        if row[x] + next_penalty[x] > top:
+            top = row[x] + next_penalty[x]
+    target = reward + gamma * top
+    old = q_table[s, a]
+    q_table[s, a] = old + alpha * float(n) ** neg_omega * (target - old)
+
+
+@numba.njit(cache=True)
+def _q_act(
+    q_table,
+    penalty,
+    states,
+    uniforms,
+    t,
+    decisions,
+    valid,
+    n_valid,
+    epsilon,
+    decay,
+    epsilon_min,
+    per_action,
+    out,
+):
+    """:func:`epsilon_greedy` of every replicate ``b`` in state ``states[b]`` into ``out``, with
+    :func:`exploration_probability` of decision ``t``, the ``k``-th in that state (``decisions`` (B, S) counts them;
+    empty: not counted, no per-state term); ``penalty`` (S, A) is each state's mask as 0 / ``-inf``."""
+    counted = decisions.shape[0] > 0
+    for b in range(states.size):
+        s = states[b]
+        k = 1
+        if counted:
+            k = decisions[b, s] + 1
+            decisions[b, s] = k
+        e = exploration_probability(t, epsilon, decay, epsilon_min, per_action, n_valid[s], k)
+        out[b] = epsilon_greedy(q_table[b, s], penalty[s], valid[s], n_valid[s], uniforms[b], e)
+
+
+@numba.njit(cache=True)
+def _q_learn(q_table, penalty, visits, states, actions, rewards, next_states, gamma, alpha, neg_omega):
+    """:func:`td_update` in every replicate, counting the visits in ``visits`` (B, S, A) (empty: a constant
+    learning rate, ``n ** -0`` is 1); ``penalty`` as :func:`_q_act`'s."""
+    counted = visits.shape[0] > 0
+    for b in range(states.size):
+        s, a, s_next = states[b], actions[b], next_states[b]
+        n = 1
+        if counted:
+            n = visits[b, s, a] + 1
+            visits[b, s, a] = n
+        td_update(q_table[b], s, a, rewards[b], s_next, penalty[s_next], gamma, alpha, n, neg_omega)
+
+
+#: Q-learning's hyperparameters, in :class:`QLearning`'s order (its batched form takes the same).
+Q_HYPERPARAMETERS: tuple[str, ...] = (
+    "alpha",
+    "alpha_exponent",
+    "gamma",
+    "epsilon",
+    "epsilon_min",
+    "epsilon_decay",
+    "initial_q",
+    "explore_per_action",
+)
 
 
 class QLearning(Agent):
@@ -79,7 +176,7 @@ class QLearning(Agent):
         epsilon_t(s) = max(epsilon_min, min(epsilon * epsilon_decay ** t, explore_per_action * |V| / k))
 
     a uniformly random valid action; otherwise it takes the valid action of largest ``Q(s, .)``, ties broken
-    uniformly at random. The per-state term sizes exploration to the number of valid actions: a state keeps
+    uniformly at random (:func:`epsilon_greedy`, three uniforms per decision). The per-state term sizes exploration to the number of valid actions: a state keeps
     exploring fully until it has been met about ``explore_per_action`` times per valid action, then explores
     as ``1 / k``, the GLIE schedule of Singh et al. (Machine Learning 2000, "Convergence results for
     single-step on-policy reinforcement-learning algorithms", epsilon = c / n(s)). ``explore_per_action=None``
@@ -90,6 +187,10 @@ class QLearning(Agent):
     tabular Q-learning converges (Even-Dar & Mansour 2003 compare the speed of these polynomial rates). ``Q`` starts at ``initial_q``
     everywhere. The default 0 is optimistic here because every reward (minus a response time) is negative:
     an untried action looks better than any tried one, which drives the agent to try each valid action once.
+
+    This is the one-replicate view of :class:`BatchQLearning`: the same compiled rules and the same draws, so
+    where the mask is a function of the state (the env's ``state_mask``) both choose the same actions and hold the
+    same values of the valid pairs, bit for bit (``tests/test_agents.py``).
 
     Args:
         observation_space: ``Discrete(S)`` (any ``start``).
@@ -149,9 +250,10 @@ class QLearning(Agent):
         self.visits_ = [[0] * self.n_actions for _ in range(self.n_states)]
         self.n_decisions_ = 0
         self.state_decisions_ = [0] * self.n_states  # decisions taken in each state (k - 1 of the next one)
-        # Hot-path constants and scratch space (not learned state).
+        # three uniforms per decision, in blocks, as replicate 0 of BatchQLearning draws them from this generator
+        self._draws = ReplicateUniforms([self.rng_], 3)
+        # Hot-path constants (not learned state).
         self._masks = MaskTable(self.n_actions)
-        self._buffer = np.empty(self.n_actions)
         self._start = int(self.observation_space.start)
         self._alpha = float(self.alpha)
         self._neg_omega = -float(self.alpha_exponent)
@@ -159,17 +261,23 @@ class QLearning(Agent):
         self._epsilon = float(self.epsilon)
         self._epsilon_min = float(self.epsilon_min)
         self._epsilon_decay = float(self.epsilon_decay)
-        self._per_action = None if self.explore_per_action is None else float(self.explore_per_action)
+        self._per_action = np.nan if self.explore_per_action is None else float(self.explore_per_action)
 
     def epsilon_at(self, t: int, n_valid: int | None = None, k: int | None = None) -> float:
         """Exploration probability of decision ``t`` (0-based), the ``k``-th in a state with ``n_valid`` valid actions.
 
         Without ``n_valid`` and ``k`` (or with ``explore_per_action=None``), the global schedule alone.
         """
-        per_action = self._per_action if n_valid is not None and k is not None else None
+        per_action = self._per_action if n_valid is not None and k is not None else np.nan
         return float(
             exploration_probability(
-                t, self._epsilon, self._epsilon_decay, self._epsilon_min, per_action, n_valid, k
+                float(t),
+                self._epsilon,
+                self._epsilon_decay,
+                self._epsilon_min,
+                per_action,
+                1 if n_valid is None else n_valid,
+                1 if k is None else k,
             )
         )
 
@@ -180,33 +288,24 @@ class QLearning(Agent):
         return s
 
     def act(self, obs: Any, mask: np.ndarray, info: Mapping[str, Any]) -> int:
-        """Epsilon-greedy valid action in state ``obs``."""
+        """Epsilon-greedy valid action in state ``obs`` (:func:`epsilon_greedy`)."""
         s = self._state(obs)
         penalty, valid = self._masks.get(mask)
         t = self.n_decisions_
         self.n_decisions_ = t + 1
         k = self.state_decisions_[s] + 1
         self.state_decisions_[s] = k
-        epsilon = self._epsilon * self._epsilon_decay**t  # epsilon_at(t, |V|, k), inlined for speed
-        if self._per_action is not None:
-            per_state = self._per_action * valid.size / k
-            if per_state < epsilon:
-                epsilon = per_state
-        if epsilon < self._epsilon_min:
-            epsilon = self._epsilon_min
-        rng = self.rng_
-        if rng.random() < epsilon:
-            return int(valid[int(rng.random() * valid.size)])
-        return penalised_argmax(self.q_table_[s], penalty, self._buffer, rng)
+        n_valid = valid.size
+        epsilon = exploration_probability(
+            float(t), self._epsilon, self._epsilon_decay, self._epsilon_min, self._per_action, n_valid, k
+        )
+        return int(epsilon_greedy(self.q_table_[s], penalty, valid, n_valid, self._draws.take()[0], epsilon))
 
     def _update(self, s: int, a: int, reward: float, s_next: int, next_penalty: np.ndarray, n: int) -> None:
-        """One Q-learning step on ``Q(s, a)`` with learning rate ``alpha / n ** omega``."""
-        buffer = self._buffer
-        np.add(self.q_table_[s_next], next_penalty, out=buffer)
-        target = reward + self._gamma * float(buffer[buffer.argmax()])
-        q_row = self.q_table_[s]
-        old = float(q_row[a])
-        q_row[a] = old + self._alpha * n**self._neg_omega * (target - old)
+        """One Q-learning step (:func:`td_update`) on ``Q(s, a)`` with learning rate ``alpha / n ** omega``."""
+        td_update(
+            self.q_table_, s, a, reward, s_next, next_penalty, self._gamma, self._alpha, n, self._neg_omega
+        )
 
     def learn(
         self,
@@ -350,3 +449,138 @@ class DynaQ(QLearning):
                 if u < 0.0:
                     break
             self._update(s, a, float(self.reward_sums_[s, a]) / n, s_next, self.next_penalties_[mask_id], n)
+
+
+class BatchQLearning:
+    """:class:`QLearning`'s rules (:func:`epsilon_greedy`, :func:`td_update`) for ``B`` independent replicates in
+    lockstep; :class:`QLearning` is its one-replicate view.
+
+    The same update and exploration rule, replicate by replicate (see :class:`~orchlib.agents.qlearning.QLearning`)::
+
+        n(s, a)  += 1
+        Q(s, a)  += alpha / n(s, a) ** alpha_exponent * (r + gamma * max_{a' in M(s')} Q(s', a') - Q(s, a))
+
+    Decision ``t`` (the same for every replicate), the ``k``-th of a replicate in state ``s`` with ``|V|`` valid
+    actions, explores with probability
+    ``max(epsilon_min, min(epsilon * epsilon_decay ** t, explore_per_action * |V| / k))`` (no per-state term
+    when ``explore_per_action`` is None): a uniformly random valid action; otherwise the valid action of
+    largest ``Q(s, .)``, ties broken uniformly at random.
+
+    Because the mask is a function of the state, ``Q(s, a)`` of every invalid pair is stored as ``-inf`` and
+    never updated: the greedy choice and the target's maximum then need no mask at all, and pick exactly what
+    the reference's masked versions pick.
+
+    Args:
+        state_masks: bool array (n_states, n_actions), the mask of each state (``BatchSimulator.state_masks``).
+        alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action: as
+            :class:`~orchlib.agents.qlearning.QLearning`, with the same ranges.
+
+    Raises:
+        ValueError: a hyperparameter outside its range (named), or bad state masks.
+    """
+
+    def __init__(
+        self,
+        state_masks: np.ndarray,
+        alpha: float = 0.1,
+        alpha_exponent: float = 0.0,
+        gamma: float = 0.9,
+        epsilon: float = 1.0,
+        epsilon_min: float = 0.01,
+        epsilon_decay: float = 0.999,
+        initial_q: float = 0.0,
+        explore_per_action: float | None = None,
+    ) -> None:
+        check_hyperparameters(
+            alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action
+        )
+        self.state_masks = check_state_masks(state_masks)
+        self.n_states, self.n_actions = self.state_masks.shape
+        self.alpha = alpha
+        self.alpha_exponent = alpha_exponent
+        self.gamma = gamma
+        self.epsilon = epsilon
+        self.epsilon_min = epsilon_min
+        self.epsilon_decay = epsilon_decay
+        self.initial_q = initial_q
+        self.explore_per_action = explore_per_action
+        self._valid, self._n_valid = uniform_valid_table(self.state_masks)
+        self._penalty = np.where(self.state_masks, 0.0, -np.inf)  # each state's mask as 0 / -inf
+
+    def reset(
+        self, n_replicates: int, rng: np.random.Generator | np.random.SeedSequence | int | None = None
+    ) -> None:
+        """Forget Q, visit counts and the decision counter of ``n_replicates`` replicates; reseed.
+
+        Replicate ``b`` draws from ``replicate_generators(rng, n_replicates)[b]`` (three uniforms per decision:
+        explore or not, the random action, the tie break).
+        """
+        self.draws_ = ReplicateUniforms(replicate_generators(rng, n_replicates), 3)
+        row = np.where(self.state_masks, float(self.initial_q), -np.inf)
+        # Q(s, a) of each replicate, seconds, shape (B, S, A); -inf marks an invalid pair (class docstring).
+        self.q_table_ = np.empty((n_replicates, self.n_states, self.n_actions))
+        self.q_table_[...] = row
+        # Visit counts only matter for a decaying learning rate; with exponent 0 every n ** -0 is 1.
+        self.visits_ = np.zeros(
+            self.q_table_.shape if self.alpha_exponent else (0, 0, 0), dtype=np.int32
+        )  # (empty: not counted)
+        self.n_decisions_ = 0
+        # decisions taken in each state, per replicate (the k of the per-state exploration term; empty without it)
+        self.state_decisions_ = np.zeros(
+            (n_replicates, self.n_states) if self.explore_per_action is not None else (0, 0), dtype=np.int64
+        )
+        self._rows = np.arange(n_replicates)
+
+    def epsilon_at(self, t: int) -> float:
+        """Exploration probability of decision ``t`` (0-based), as :meth:`QLearning.epsilon_at`."""
+        return float(
+            exploration_probability(
+                float(t),
+                float(self.epsilon),
+                float(self.epsilon_decay),
+                float(self.epsilon_min),
+                np.nan,
+                1,
+                1,
+            )
+        )
+
+    def act(self, states: np.ndarray) -> np.ndarray:
+        """Epsilon-greedy valid action of every replicate (:func:`epsilon_greedy`); shape (B,)."""
+        t = self.n_decisions_
+        self.n_decisions_ += 1
+        per_action = np.nan if self.explore_per_action is None else float(self.explore_per_action)
+        actions = np.empty(states.size, dtype=np.int64)
+        _q_act(
+            self.q_table_,
+            self._penalty,
+            states,
+            self.draws_.take(),
+            float(t),
+            self.state_decisions_,
+            self._valid,
+            self._n_valid,
+            float(self.epsilon),
+            float(self.epsilon_decay),
+            float(self.epsilon_min),
+            per_action,
+            actions,
+        )
+        return actions
+
+    def learn(
+        self, states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_states: np.ndarray
+    ) -> None:
+        """One Q-learning update per replicate."""
+        _q_learn(
+            self.q_table_,
+            self._penalty,
+            self.visits_,
+            states,
+            actions,
+            rewards,
+            next_states,
+            float(self.gamma),
+            float(self.alpha),
+            -float(self.alpha_exponent),
+        )

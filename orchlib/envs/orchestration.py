@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_BANDWIDTH_EDGES_MBPS",
     "DEFAULT_DEVICE_LOAD_EDGES",
     "DEFAULT_EDGE_LOAD_EDGES",
+    "DEFAULT_FAILURE_LATENCY_S",
     "ENV_ID",
     "PRIVATE_INFO_KEYS",
     "STATE_COMPONENTS",
@@ -69,6 +70,10 @@ STATE_COMPONENTS: tuple[str, ...] = (
 DEFAULT_BANDWIDTH_EDGES_MBPS: tuple[float, ...] = (2.5, 5.0, 15.0, 30.0)
 #: edge-load level edges, requests in the edge system (E3).
 DEFAULT_EDGE_LOAD_EDGES: tuple[int, ...] = (1, 2)
+#: a failed request (an action its tier or device cannot run, E8) is rewarded as a response after this many
+#: seconds: the live testbed's request timeout (``TestbedConfig.request_timeout_s``), which rewards its own
+#: failed requests the same way.
+DEFAULT_FAILURE_LATENCY_S = 10.0
 #: device-load level edge on ``device_slowdown_estimate`` (E7): 1.5, half way between an unloaded device (1)
 #: and a throttled one (``Thermal.max_slowdown`` 1.9) or one with a busy background app (2.0).
 DEFAULT_DEVICE_LOAD_EDGES: tuple[float, ...] = (1.5,)
@@ -241,6 +246,16 @@ class OrchestrationEnv(gym.Env):
     actions and the reward has no penalty: agents must respect the mask (orchlib's runner refuses an
     agent that does not); an action outside it is still served and reported with ``met_requirement`` False.
 
+    **Actions that cannot run.** Every action of the space is accepted, in both modes. An action whose tier
+    cannot run the variant at all (no profile: a GPU-delegate phone and 8-bit models, an NNAPI phone and
+    float ones, the int8 cloud accelerator and float ones) gives a **failed request** (assumption E8): it is not
+    served and occupies no device, link or server; the reward is ``-failure_latency_s * reward_scale`` (default
+    10 s, the live testbed's request timeout, as bad as the slowest answer it waits for) in both modes, with no
+    accuracy penalty on top; ``info["failed"]`` is True, ``info["error"]`` says why, the response time and its
+    parts are NaN (``regret_ms`` too), ``met_requirement`` is False. In a closed loop the user's next request
+    comes a think time after the failed one's arrival. The masks never allow such an action, so agents that
+    respect them never see a failure, and runs without failures are unchanged.
+
     **Info.** After ``reset`` and ``step``: ``action_mask``, ``user``, ``time_ms``, ``requirement_pct``,
     ``requirement_class`` and the measurements of :class:`~orchlib.system.simulator.Snapshot` describe the
     *next* request (the one the observation is about). They are what a real orchestrator measures:
@@ -262,7 +277,8 @@ class OrchestrationEnv(gym.Env):
     simulator (``sim.evaluate``, ``sim.hidden_state``). After ``step``
     also, about the request just served: ``latency_ms`` and its parts (``network_wait_ms``, ``upload_ms``,
     ``propagation_ms``, ``queue_ms``, ``compute_ms``, ``download_ms``, ``overhead_ms``), ``tier``, ``variant``,
-    ``accuracy_pct``, ``met_requirement``, ``served_user``, ``served_time_ms``, and, when ``oracle=True``,
+    ``accuracy_pct``, ``met_requirement``, ``failed`` (and on a failed request ``error``), ``served_user``,
+    ``served_time_ms``, and, when ``oracle=True``,
     the per-request clairvoyant optimum ``oracle_latency_ms``, ``oracle_action`` and ``regret_ms``
     (private: see :data:`PRIVATE_INFO_KEYS`).
 
@@ -276,6 +292,7 @@ class OrchestrationEnv(gym.Env):
         accuracy_mode: ``"mask"`` or ``"penalty"``.
         accuracy_penalty: reward cost of a violated requirement in ``"penalty"`` mode (> 0).
         reward_scale: multiplies minus the response time in seconds (> 0).
+        failure_latency_s: a failed request is rewarded as a response after this many seconds (finite, > 0).
         oracle: compute the clairvoyant optimum for every request (costs one evaluation of all actions).
         bandwidth_edges_mbps, edge_load_edges, device_load_edges: level boundaries of the discrete state
             (:func:`discrete_state`; the device-load edges apply only in worlds with hidden device load).
@@ -295,6 +312,7 @@ class OrchestrationEnv(gym.Env):
         accuracy_mode: Literal["mask", "penalty"] = "mask",
         accuracy_penalty: float = 1.0,
         reward_scale: float = 1.0,
+        failure_latency_s: float = DEFAULT_FAILURE_LATENCY_S,
         oracle: bool = True,
         bandwidth_edges_mbps: tuple[float, ...] = DEFAULT_BANDWIDTH_EDGES_MBPS,
         edge_load_edges: tuple[int, ...] = DEFAULT_EDGE_LOAD_EDGES,
@@ -309,6 +327,8 @@ class OrchestrationEnv(gym.Env):
             raise ValueError(f"accuracy_penalty must be > 0, got {accuracy_penalty!r}")
         if not reward_scale > 0:
             raise ValueError(f"reward_scale must be > 0, got {reward_scale!r}")
+        if not 0 < failure_latency_s < float("inf"):
+            raise ValueError(f"failure_latency_s must be a finite number > 0, got {failure_latency_s!r}")
         if isinstance(scenario, str):
             scenario = preset(scenario)
         self.system = scenario if isinstance(scenario, System) else build_system(scenario)
@@ -317,6 +337,7 @@ class OrchestrationEnv(gym.Env):
         self.accuracy_mode = accuracy_mode
         self.accuracy_penalty = float(accuracy_penalty)
         self.reward_scale = float(reward_scale)
+        self.failure_latency_s = float(failure_latency_s)
         self.oracle = oracle
         #: the discrete state's definition (shared with ``orchlib.study.batch`` and the testbed).
         self.state = discrete_state(self.system, bandwidth_edges_mbps, edge_load_edges, device_load_edges)
@@ -447,13 +468,25 @@ class OrchestrationEnv(gym.Env):
             oracle_action, oracle_ms = sim.best(request)
             info["oracle_action"] = oracle_action
             info["oracle_latency_ms"] = oracle_ms
-        wait_ms, upload_ms, propagation_ms, queue_ms, compute_ms, download_ms, overhead_ms, total_ms = (
-            sim.serve(request, a)
-        )
+        if not met and not sim.can_run(request, a):  # (what the mask allows can run: checked only outside it)
+            # a failed request (E8): not served, the same outcome in both accuracy modes
+            error = sim.refusal_reason(request, a)
+            sim.refuse(request)
+            nan = float("nan")
+            wait_ms = upload_ms = propagation_ms = queue_ms = compute_ms = download_ms = overhead_ms = nan
+            total_ms = nan
+            reward = -self.failure_latency_s * self.reward_scale
+            failed = True
+            info["error"] = error
+        else:
+            failed = False
+            wait_ms, upload_ms, propagation_ms, queue_ms, compute_ms, download_ms, overhead_ms, total_ms = (
+                sim.serve(request, a)
+            )
+            reward = -total_ms / 1e3 * self.reward_scale
+            if not met and self.accuracy_mode == "penalty":
+                reward -= self.accuracy_penalty
         tier, variant = divmod(a, self._n_variants)
-        reward = -total_ms / 1e3 * self.reward_scale
-        if not met and self.accuracy_mode == "penalty":
-            reward -= self.accuracy_penalty
         info["network_wait_ms"] = wait_ms
         info["upload_ms"] = upload_ms
         info["propagation_ms"] = propagation_ms
@@ -468,6 +501,7 @@ class OrchestrationEnv(gym.Env):
         info["variant"] = variant
         info["accuracy_pct"] = self._top1_pct[variant]
         info["met_requirement"] = met
+        info["failed"] = failed
         info["served_user"] = request.user
         info["served_time_ms"] = request.time_ms
         info["served_requirement_class"] = request.requirement_class

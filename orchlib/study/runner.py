@@ -18,9 +18,9 @@ the profiles, adaptive greedy, the hybrid and the oracle; in the ideal and the g
 the batched engine (:class:`orchlib.study.batch.BatchSimulator`), one task per world (scenario and environment
 options) whatever their agents, at most :data:`MAX_BATCH` runs per task; it records the same per-request table.
 Each replicate's simulator draws from the generator ``OrchestrationEnv.reset`` would give it, so its requests
-are the per-request path's, and the tables of the fixed policies, random, the profile agents and the oracle are
-bit for bit the per-request path's; the Q-learners and UCB1 draw their exploration from the replicate's agent
-stream in their own order, so their numbers equal the per-request learners' in distribution only. A run's
+are the per-request path's, and the tables of the fixed policies, random, the profile agents, the oracle and the
+Q-learners and UCB1 (whose per-request forms are the one-replicate views of the batched rules) are bit for bit
+the per-request path's. A run's
 numbers do not depend on the other runs of its batch. ``run_sweep(..., batched=False)`` plays everything on the
 per-request path.
 
@@ -72,20 +72,10 @@ from gymnasium.utils import seeding as gym_seeding
 from tqdm.auto import tqdm
 
 from orchlib.agents.base import Agent
+from orchlib.agents.batched import BatchAgent, BatchOracle
 from orchlib.envs.orchestration import OrchestrationEnv, public_info
 from orchlib.study import metrics
-from orchlib.study.batch import (
-    BatchAdaptiveGreedy,
-    BatchAgent,
-    BatchFixedPolicy,
-    BatchGreedyProfiles,
-    BatchLocationOnly,
-    BatchProfileHybrid,
-    BatchQLearning,
-    BatchRandom,
-    BatchSimulator,
-    BatchUCB1,
-)
+from orchlib.study.batch import BatchSimulator
 from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import TIERS, Scenario, preset
 from orchlib.system.simulator import System, build_system, compile_engine
@@ -96,8 +86,9 @@ from orchlib.system.simulator import System, build_system, compile_engine
 #: discrete state gained the device class and device load, and the hybrid's residual forgets and charges
 #: spread (issue 13b); 5: the per-request protocol cost ``overhead_ms`` is a part of the response time
 #: (issue 15); 6: grounded Q-learning runs batched, and the hybrid's log-ratio sample is NumPy's log (issue 14b);
-#: 7: the textbook Q-learning and the location-only stand-in run batched (their exploration streams changed).
-RESULT_FORMAT = 7
+#: 7: the textbook Q-learning and the location-only stand-in run batched (their exploration streams changed); 8:
+#: per-request Q-learning and Dyna-Q are the one-replicate view of the batched rules (their streams changed).
+RESULT_FORMAT = 8
 
 #: ``factory(env) -> Agent``: builds the agent of a run instead of the catalogue (tests, custom agents).
 AgentFactory = Callable[[OrchestrationEnv], Agent]
@@ -464,98 +455,21 @@ def _plain(value: Any) -> Any:
 # ----------------------------------------------------------------------------------------------------------
 # The batched fast path: replicates of one (scenario, agent) played together on the engine
 
-#: catalogue baselines whose choice is a function of the discrete state (through its mask) only.
-_FIXED_POLICIES = (
-    "local_most_accurate",
-    "edge_most_accurate",
-    "cloud_most_accurate",
-    "local_fastest",
-    "edge_fastest",
-    "cloud_fastest",
-)
 
-
-class _BatchOracle:
-    """:class:`~orchlib.agents.oracle.OracleAgent`'s batched form: in each replicate the valid action of least
-    evaluated response time (the first on ties, as ``OrchestrationEnv.oracle_action``); :func:`_play_batched`
-    gives it the evaluations."""
-
-    def __init__(self, state_masks: np.ndarray) -> None:
-        self.state_masks = state_masks
-
-    def reset(self, n_replicates: int, rng: Any = None) -> None:
-        """Nothing to forget."""
-
-    def learn(self, *args: Any) -> None:
-        """Learn nothing."""
-
-
-def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | _BatchOracle | None:
+def batch_agent(spec: RunSpec, env: OrchestrationEnv) -> BatchAgent | BatchOracle | None:
     """The batched form of the spec's catalogue agent in ``env``, or None when it has none.
 
-    Batched forms (:mod:`orchlib.study.batch`), in the ideal and the grounded world: ``q_learning`` and
-    ``q_learning_textbook`` (:class:`BatchQLearning` with the catalogue's defaults of each), the
-    state-of-the-art stand-in ``sota_location_only`` (:class:`BatchLocationOnly`), ``ucb1`` (:class:`BatchUCB1`, the catalogue's ``c``;
-    without a device fleet), the fixed baselines of :data:`_FIXED_POLICIES` (:class:`BatchFixedPolicy`, the
-    scalar agent's choice in every state, given the state's device class), the agents that read the request's
-    measurements (:data:`_BY_KIND`: random, greedy on the profiles, adaptive greedy, the hybrid) and the
-    ``oracle`` (the argmin of the vectorised evaluation). Only a central decider with the discrete observation
-    in ``"mask"`` mode and keyword arguments the batched form takes qualifies; everything else (DQN, bandits
-    without a batched form, per-user deciders, custom agents) keeps the per-request path.
+    The registry entry of the agent says (:data:`orchlib.agents.catalogue.AGENTS`, ``AgentEntry.batched``; built
+    by :func:`orchlib.agents.catalogue.batched_agent` from the per-request agent with the spec's keyword
+    arguments). Only a central decider with the discrete observation in ``"mask"`` mode qualifies; everything
+    else (DQN, bandits without a batched form, per-user deciders, agents of a ``factory``) keeps the
+    per-request path.
     """
-    from orchlib.agents.catalogue import PAPER_DEFAULTS, TEXTBOOK_DEFAULTS, _ucb_defaults, make_agent
+    from orchlib.agents.catalogue import batched_agent
 
-    if spec.deciders != "central" or env.observation_mode != "discrete" or env.accuracy_mode != "mask":
+    if spec.deciders != "central":
         return None
-    kwargs = dict(spec.agent_kwargs)
-    system = env.system
-    masks = env.state.masks(system)  # a function of the state (it encodes device and requirement class)
-    if spec.agent in _BY_KIND:
-        # agents that read the request's measurements: built by the catalogue (its defaults, these kwargs),
-        # then played in their batched form
-        try:
-            agent = make_agent(spec.agent, env, **kwargs)
-        except (TypeError, ValueError):  # options the agent refuses: the per-request path reports them
-            return None
-        return _BY_KIND[spec.agent](agent, system.device_masks.reshape(-1, system.n_actions), masks)
-    if spec.agent in ("q_learning", "q_learning_textbook"):
-        defaults = PAPER_DEFAULTS if spec.agent == "q_learning" else TEXTBOOK_DEFAULTS
-        return BatchQLearning(masks, **{**defaults, **kwargs}) if set(kwargs) <= set(defaults) else None
-    if spec.agent == "sota_location_only":
-        if not set(kwargs) <= set(PAPER_DEFAULTS):
-            return None
-        try:
-            agent = make_agent(spec.agent, env, **kwargs)
-        except (TypeError, ValueError):  # options the agent refuses: the per-request path reports them
-            return None
-        return BatchLocationOnly(agent.actions, masks, **{**PAPER_DEFAULTS, **kwargs})
-    if spec.agent == "ucb1":
-        if system.scenario.fleet is not None or not set(kwargs) <= {"c"}:
-            return None  # (with a fleet the batched form is not tested against the reference: per request)
-        return BatchUCB1(masks, **{**_ucb_defaults(env), **kwargs})
-    if spec.agent == "oracle":
-        return _BatchOracle(masks) if not kwargs else None
-    if spec.agent in _FIXED_POLICIES:
-        agent = make_agent(spec.agent, env, **kwargs)
-        device_class = np.unravel_index(np.arange(masks.shape[0]), env.state_shape)[4]
-        try:
-            policy = [
-                agent.act(state, masks[state], {"device_class": int(device_class[state])})
-                for state in range(masks.shape[0])
-            ]
-        except ValueError:  # the agent refuses some state's mask: the per-request path reports where
-            return None
-        return BatchFixedPolicy(np.array(policy), masks)
-    return None
-
-
-#: catalogue agents that read each request's kind and measurements, and their batched forms.
-_BY_KIND = {
-    "random": BatchRandom,
-    "greedy_profiles": BatchGreedyProfiles,
-    "adaptive_greedy": BatchAdaptiveGreedy,
-    "hybrid": BatchProfileHybrid,
-}
+    return batched_agent(spec.agent, env, **dict(spec.agent_kwargs))
 
 
 def _batch_group_key(spec: RunSpec) -> str:
@@ -593,8 +507,7 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
     one contiguous block of the batch, played by that agent's batched form (:func:`batch_agent`). Each
     replicate's system draws from the generator the per-request path's ``env.reset`` would give it, so its
     requests are the per-request path's (and a fixed policy's whole table is bit for bit the same); a learner's
-    exploration draws from the replicate's agent stream in the batched agent's own order (equal in distribution;
-    see :mod:`orchlib.study.batch`). Nothing a replicate draws or sees depends on the other replicates of the
+    exploration draws from the replicate's agent stream as its per-request form does (:mod:`orchlib.study.batch`). Nothing a replicate draws or sees depends on the other replicates of the
     batch, so its table is the same in any batch (tested). Each run's ``wall_time_s`` is the batch's time over
     its number of runs.
     """
@@ -622,7 +535,7 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
         if agent is None:
             raise ValueError(f"agent {spec.agent!r} with these options has no batched form")
         block = slice(start, start + len(members))
-        if isinstance(agent, _BatchOracle):
+        if isinstance(agent, BatchOracle):
             how = _ACTS_ORACLE
         elif getattr(agent, "kind_masks", None) is not None:  # reads each request's kind and measurements
             how = _ACTS_BY_KIND
@@ -1106,9 +1019,10 @@ def _load(
 
 def _required_observation(name: str) -> str | None:
     """The observation mode catalogue agent ``name`` needs (None: any, or not a catalogue name)."""
-    from orchlib.agents.catalogue import OBSERVATION
+    from orchlib.agents.catalogue import AGENTS
 
-    return OBSERVATION.get(name)
+    entry = AGENTS.get(name)
+    return None if entry is None else entry.observation
 
 
 def grid(
@@ -1129,8 +1043,9 @@ def grid(
             replicates later reuses the cached ones.
         seed: the sweep's base seed (every spec gets it; replicates split it, see the module docstring).
         env_kwargs: environment options for every agent (an agent's own ``env_kwargs`` are merged on top).
-            A catalogue agent that needs a particular observation mode (``orchlib.agents.catalogue.OBSERVATION``, e.g.
-            ``"box"`` for ``"dqn"``) gets it unless ``observation`` is set explicitly.
+            A catalogue agent that needs a particular observation mode (its ``AgentEntry.observation`` in
+            ``orchlib.agents.catalogue.AGENTS``, e.g. ``"box"`` for ``"dqn"``) gets it unless ``observation`` is
+            set explicitly.
 
     Raises:
         ValueError, TypeError: bad counts, unknown keys in an agent mapping, or invalid spec fields.

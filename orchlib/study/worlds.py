@@ -37,7 +37,6 @@ import pandas as pd
 from scipy import stats
 
 from orchlib.study import metrics
-from orchlib.study.runner import _FIXED_POLICIES
 from orchlib.system.profiles import data_dir, load_variants, resolve
 from orchlib.system.scenario import (
     AccuracyRequirement,
@@ -53,7 +52,15 @@ from orchlib.system.scenario import (
 ORACLE = "oracle"
 #: rules that never learn from an outcome: greedy on the profiles and the fixed placements (the runner's
 #: fixed-table policies).
-FIXED_RULES: tuple[str, ...] = ("greedy_profiles", *_FIXED_POLICIES)
+FIXED_RULES: tuple[str, ...] = (
+    "greedy_profiles",
+    "local_most_accurate",
+    "edge_most_accurate",
+    "cloud_most_accurate",
+    "local_fastest",
+    "edge_fastest",
+    "cloud_fastest",
+)
 #: methods that learn online from what they measure (the stand-in ``sota_location_only`` among them).
 LEARNERS: tuple[str, ...] = ("q_learning", "adaptive_greedy", "hybrid", "sota_location_only")
 #: every method of the study.

@@ -1302,6 +1302,22 @@ class Engine:
             self._evaluated(evaluate)
         return self._out_serve
 
+    def refuse(self) -> None:
+        """Refuse every replicate's current request instead of serving it: a *failed* request (an action its tier
+        or device cannot run, ``docs/assumptions.md`` E8).
+
+        Nothing is occupied (no device, link or server) and nothing is measured. With Poisson arrivals the user's
+        next request is already scheduled; in a closed loop it comes a think time after the refused request's
+        arrival (a response time of 0), the think time drawn as a served request's would be. Follow with
+        :meth:`next_requests`.
+        """
+        if not self.poisson:
+            rows = np.arange(self.n_replicates)
+            self.next_arrival_ms[rows, self.request_user] = (
+                self.request_time_ms + self._take_gaps() * self.mean_gap_ms
+            )
+        self._snapshot_fresh = self._evaluate_fresh = self._best_fresh = False
+
     def _grow_done_lists(self) -> None:
         """Double the capacity of the completion-time lists (a replicate had more requests in a server)."""
         for name in ("edge_done_ms", "cloud_done_ms"):

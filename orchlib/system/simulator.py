@@ -369,7 +369,8 @@ class Simulator:
     :class:`~orchlib.system.engine.Engine` (whose compiled kernels hold the rules).
 
     Use: ``req = sim.next_request()``; optionally ``sim.snapshot(req)`` and ``sim.evaluate(req)``;
-    then exactly one ``sim.serve(req, action)`` before the next ``next_request()``.
+    then exactly one ``sim.serve(req, action)`` (or ``sim.refuse(req)``, a failed request) before the next
+    ``next_request()``.
 
     Args:
         system: from :func:`build_system`.
@@ -423,6 +424,8 @@ class Simulator:
         # and best action), as a list; None when the next request is not drawn yet
         self._row: list[float] | None = None
         self.n_served = 0
+        #: requests failed by :meth:`refuse` (not served).
+        self.n_failed = 0
         self._pending: Request | None = None
         self._last_time_ms = 0.0
         n_users = self.system.scenario.n_users
@@ -478,7 +481,7 @@ class Simulator:
         if row is not None:  # serve() drew it already (evaluate_ahead): read from the step's row
             k = int(row[ROW_REQUEST + 2])
             request = Request(
-                self.n_served,
+                self.n_served + self.n_failed,
                 int(row[ROW_REQUEST + 1]),
                 row[ROW_REQUEST],
                 k,
@@ -492,7 +495,7 @@ class Simulator:
         k = int(engine.request_class[0])
         z = engine.request_z[0].tolist()
         request = Request(
-            self.n_served,
+            self.n_served + self.n_failed,
             int(engine.request_user[0]),
             float(engine.request_time_ms[0]),
             k,
@@ -531,7 +534,7 @@ class Simulator:
             raise ValueError(f"requirement_class must be in [0, {self._n_classes}), got {requirement_class}")
         self._engine.set_requests(time_ms, user, requirement_class, z, payload_z)
         request = Request(
-            self.n_served,
+            self.n_served + self.n_failed,
             user,
             float(time_ms),
             requirement_class,
@@ -687,13 +690,48 @@ class Simulator:
         action, ms = self._engine.best()
         return int(action[0]), float(ms[0])
 
+    def can_run(self, request: Request, action: int) -> bool:
+        """Whether the request's tier (on the end tier: its user's device class) can run ``action`` at all,
+        whatever the accuracy requirement: the actions :meth:`serve` accepts (the others :meth:`refuse` fails)."""
+        return bool(self._runnable[self.user_class[request.user], action])
+
+    def refusal_reason(self, request: Request, action: int) -> str:
+        """Why ``action`` cannot run for ``request`` (for the failed request's ``info``; "" if it can)."""
+        if self.can_run(request, action):
+            return ""
+        tier, variant = divmod(int(action), self._n_variants)
+        where = (
+            f"user {request.user}'s device ({self.system.device_classes[self.user_class[request.user]]})"
+            if tier == END
+            else f"the {TIERS[tier]} server"
+        )
+        return (
+            f"action {action} ({TIERS[tier]}, {self.system.variant_names[variant]}) cannot run: {where} has no "
+            "profile for that variant"
+        )
+
+    def refuse(self, request: Request) -> None:
+        """Fail the current request instead of serving it (an action it cannot run, E8): nothing is occupied or
+        measured, and the request counts in :attr:`n_failed`, not :attr:`n_served`. In a closed loop the user's
+        next request comes a think time after this one's arrival (:meth:`Engine.refuse`).
+
+        Raises:
+            RuntimeError: ``request`` is not the current one.
+        """
+        if request is not self._pending:
+            self._check_current(request, "refuse")
+        self._engine.refuse()
+        self._row = None  # the next request is drawn by next_request(), not by a serve call
+        self.n_failed += 1
+        self._pending = None
+
     def serve(self, request: Request, action: int) -> Breakdown:
         """Serve the current request with ``action`` (tier x variant), update the state, return its breakdown.
 
         Raises:
             RuntimeError: ``request`` is not the current one.
             ValueError: ``action`` out of range, or one the request's tier or device cannot run (the accuracy
-                mask is the caller's to enforce).
+                mask is the caller's to enforce; :meth:`refuse` fails a request instead).
         """
         if request is not self._pending:
             self._check_current(request, "serve")
@@ -701,11 +739,9 @@ class Simulator:
         if not 0 <= action < n_actions:
             raise ValueError(f"action must be in [0, {n_actions}), got {action}")
         if not self._runnable[self.user_class[request.user], action]:
-            tier, variant = divmod(action, self._n_variants)
             raise ValueError(
-                f"action {action} ({TIERS[tier]}, {self.system.variant_names[variant]}) cannot run for this request: "
-                f"its tier (or user {request.user}'s device class) has no profile for that variant; the runnable "
-                "actions are those whose evaluate() is finite"
+                f"{self.refusal_reason(request, action)} for this request; the runnable actions are those whose "
+                "evaluate() is finite (refuse() fails a request instead)"
             )
         self._action[0] = action
         # the payload this request sends (the engine's request arrays hold the next request after the call)

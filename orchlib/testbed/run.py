@@ -596,11 +596,11 @@ def build_agent(config: TestbedConfig, system: System) -> tuple[Agent, Orchestra
     Raises:
         ValueError: unknown agent name; TestbedError: a privileged agent (it reads simulator internals).
     """
-    from orchlib.agents.catalogue import OBSERVATION, make_agent
+    from orchlib.agents.catalogue import AGENTS, make_agent, observation_for
 
-    if config.agent not in OBSERVATION:
-        raise ValueError(f"unknown agent {config.agent!r}; valid names: {sorted(OBSERVATION)}")
-    env = OrchestrationEnv(system, observation=OBSERVATION[config.agent] or "discrete", oracle=False)
+    if config.agent not in AGENTS:
+        raise ValueError(f"unknown agent {config.agent!r}; valid names: {sorted(AGENTS)}")
+    env = OrchestrationEnv(system, observation=observation_for(config.agent), oracle=False)
     agent = make_agent(config.agent, env, **dict(config.agent_kwargs))
     if agent.privileged:
         raise TestbedError(

@@ -37,7 +37,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from orchlib.agents.catalogue import AGENT_NAMES
+from orchlib.agents.catalogue import agent_names
 from orchlib.envs.orchestration import OrchestrationEnv
 from orchlib.study import experiments, metrics
 from orchlib.study.plots import RECONSTRUCTION_NOTE, TIER_COLORS
@@ -204,7 +204,7 @@ class SensitivitySettings:
     edge_workers: int = field(default_factory=lambda: _paper().edge.n_workers)
     #: parallel inference workers of the cloud server.
     cloud_workers: int = field(default_factory=lambda: _paper().cloud.n_workers)
-    #: the orchestrator studied (a name of ``orchlib.agents.catalogue.AGENT_NAMES``). Default: the hybrid, the
+    #: the orchestrator studied (a name of ``orchlib.agents.catalogue.agent_names()``). Default: the hybrid, the
     #: learner that is useful within the panel's request budget (Q-learning spends most of a short run
     #: exploring; the status line shows each run's distance from the oracle).
     agent: str = "hybrid"
@@ -222,8 +222,8 @@ class SensitivitySettings:
         object.__setattr__(self, "tolerance_pp", _number_in("tolerance_pp", self.tolerance_pp, 0.0, 100.0))
         object.__setattr__(self, "edge_workers", _int_at_least("edge_workers", self.edge_workers, 1))
         object.__setattr__(self, "cloud_workers", _int_at_least("cloud_workers", self.cloud_workers, 1))
-        if not isinstance(self.agent, str) or self.agent not in AGENT_NAMES:
-            _fail("agent", f"one of {list(AGENT_NAMES)}", self.agent)
+        if not isinstance(self.agent, str) or self.agent not in agent_names():
+            _fail("agent", f"one of {list(agent_names())}", self.agent)
         object.__setattr__(self, "n_requests", _int_at_least("n_requests", self.n_requests, 1))
         object.__setattr__(self, "seed", _int_at_least("seed", self.seed, 0))
 
@@ -661,7 +661,7 @@ class SensitivityPanel(RunPanel):
             layout=layout,
         )
         self.agent = widgets.Dropdown(
-            options=list(AGENT_NAMES), value=base.agent, description="agent", style=wide, layout=layout
+            options=list(agent_names()), value=base.agent, description="agent", style=wide, layout=layout
         )
         self.run_button = widgets.Button(
             description="Run", button_style="primary", icon="play", tooltip="simulate with these settings"
