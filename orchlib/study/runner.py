@@ -507,7 +507,8 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
     one contiguous block of the batch, played by that agent's batched form (:func:`batch_agent`). Each
     replicate's system draws from the generator the per-request path's ``env.reset`` would give it, so its
     requests are the per-request path's (and a fixed policy's whole table is bit for bit the same); a learner's
-    exploration draws from the replicate's agent stream as its per-request form does (:mod:`orchlib.study.batch`). Nothing a replicate draws or sees depends on the other replicates of the
+    exploration draws from the replicate's agent stream as its per-request form does (:mod:`orchlib.study.batch`).
+    Nothing a replicate draws or sees depends on the other replicates of the
     batch, so its table is the same in any batch (tested). Each run's ``wall_time_s`` is the batch's time over
     its number of runs.
     """

@@ -1,8 +1,8 @@
 """The engine's first use on a machine: numba compiles its kernels for this CPU, once, and says so.
 
 numba keeps compiled kernels in a cache keyed to the source files, the numba and Python versions and the CPU, so
-the first use after an install, an upgrade or an edit of the engine compiles them (tens of seconds; measured in
-``benchmarks/bench_first_contact.py``) and every later process loads them (about a second). Two things here:
+the first use after an install, an upgrade or an edit of the engine compiles them (about 25 s of CPU; measured in
+``benchmarks/bench_compile.py``) and every later process loads them (about a second). Here:
 
 * :func:`announce_first_compilation`: a ``numba:compile`` listener (numba's event API; the event fires only when
   a kernel is compiled, never when it is loaded from the cache) that prints one line to standard error the
@@ -25,7 +25,7 @@ from numba.core import event
 #: while other work runs (``benchmarks/bench_vs_baseline.py``, section 7; ``bench_compile.py``, section 11).
 FIRST_COMPILE_NOTICE = (
     "orchlib: compiling the simulation engine's kernels for this CPU with numba (first use after an install, "
-    "upgrade or edit; 20-60 s on a 2-core machine, then cached for every later run)"
+    "upgrade or edit; about 25 s on an idle 2-core machine, longer while other work runs; then cached)"
 )
 
 _lock = threading.Lock()
