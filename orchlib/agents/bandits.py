@@ -37,7 +37,7 @@ AgentFactory = Callable[[gym.Space, gym.spaces.Discrete], Agent]
 
 
 #: the mean UCB1 stores for an arm never pulled: the largest float, so that its index comes first (finite, so that
-#: adding an invalid arm's -inf penalty gives -inf).
+#: its index stays finite).
 UNPULLED_MEAN = float(np.finfo(float).max)
 
 
@@ -51,11 +51,12 @@ def ucb_index(means, inverse_sqrt_counts, bonus, out):
 
 
 @numba.njit(cache=True)
-def ucb_choice(means, inverse_sqrt_counts, penalty, bonus, uniform, scratch):
-    """UCB1's choice for one replicate: the valid arm (``penalty`` 0) of largest :func:`ucb_index`, ties (unpulled
-    arms among them) broken by ``uniform`` (:func:`~orchlib.agents.base.argmax_random_tie`); ``scratch`` (A,)."""
+def ucb_choice(means, inverse_sqrt_counts, valid, n_valid, bonus, uniform, scratch):
+    """UCB1's choice for one replicate: the valid arm (``valid[:n_valid]``) of largest :func:`ucb_index`, ties
+    (unpulled arms among them) broken by ``uniform`` (:func:`~orchlib.agents.base.argmax_random_tie`); ``scratch``
+    (A,)."""
     ucb_index(means, inverse_sqrt_counts, bonus, scratch)
-    return argmax_random_tie(scratch, penalty, uniform)
+    return argmax_random_tie(scratch, valid, n_valid, uniform)
 
 
 class EpsilonGreedy(Agent):
@@ -197,10 +198,12 @@ class UCB1(Agent):
     def act(self, obs: Any, mask: np.ndarray, info: Mapping[str, Any]) -> int:
         """An unpulled valid arm if any (random among them), else the valid arm of largest index
         (:func:`ucb_choice`)."""
-        penalty, _ = self._masks.get(mask)
+        _, valid = self._masks.get(mask)
         uniform = self._draws.take()[0, 0]
         return int(
-            ucb_choice(self.means_, self.inv_sqrt_counts_, penalty, self._bonus(), uniform, self._scratch)
+            ucb_choice(
+                self.means_, self.inv_sqrt_counts_, valid, valid.size, self._bonus(), uniform, self._scratch
+            )
         )
 
     def learn(

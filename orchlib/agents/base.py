@@ -223,22 +223,25 @@ AGENT_BLOCK = 256
 
 
 @numba.njit(cache=True)
-def argmax_random_tie(values: np.ndarray, penalty: np.ndarray, uniform: float) -> int:
-    """Index of the maximum of ``values + penalty`` (``penalty``: 0 where allowed, ``-inf`` where not); among
-    ``n`` tied maxima the ``int(uniform * n)``-th (in column order).
+def argmax_random_tie(values: np.ndarray, valid: np.ndarray, n_valid: int, uniform: float) -> int:
+    """Index of the maximum of ``values`` over the allowed indices ``valid[:n_valid]`` (in increasing order, as
+    :class:`MaskTable` and :func:`uniform_valid_table` list them); among ``n`` tied maxima the
+    ``int(uniform * n)``-th (in column order).
 
     The argmax with random ties of the agents written over replicates (one uniform per decision, drawn whether
-    or not there is a tie, so a replicate's stream does not depend on its values)."""
-    best, n = values[0] + penalty[0], 1
-    for a in range(1, values.size):
-        x = values[a] + penalty[a]
-        if x > best:
-            best, n = x, 1
-        elif x == best:
-            n += 1
+    or not there is a tie, so a replicate's stream does not depend on its values). It reads only the allowed
+    entries (a state of the paper's world allows 6 to 54 of 96 actions), so an invalid entry's value never
+    matters."""
+    best = values[valid[0]]
+    for i in range(1, n_valid):
+        best = max(best, values[valid[i]])
+    n = 0
+    for i in range(n_valid):
+        n += values[valid[i]] == best
     k = int(uniform * n)
-    for a in range(values.size):
-        if values[a] + penalty[a] == best:
+    for i in range(n_valid):
+        a = valid[i]
+        if values[a] == best:
             if k == 0:
                 return a
             k -= 1

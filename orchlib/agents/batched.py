@@ -78,20 +78,20 @@ def _argmax_random_ties(values: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
     """Row-wise argmax of ``values`` (B, A), ties broken uniformly at random with the row's uniform in
     ``uniforms`` (B,): of a row's ``n`` tied maxima, the ``int(u * n)``-th."""
     out = np.empty(values.shape[0], dtype=np.int64)
-    nothing = np.zeros(values.shape[1])  # no action is masked
+    every = np.arange(values.shape[1])  # no action is masked
     for b in range(values.shape[0]):
-        out[b] = argmax_random_tie(values[b], nothing, uniforms[b])
+        out[b] = argmax_random_tie(values[b], every, every.size, uniforms[b])
     return out
 
 
 @numba.njit(cache=True)
-def _ucb1_act(inverse_sqrt_counts, means, state_penalty, states, scale, uniforms, row, out):
+def _ucb1_act(inverse_sqrt_counts, means, valid, n_valid, states, scale, uniforms, row, out):
     """:func:`~orchlib.agents.bandits.ucb_choice` of every replicate into ``out`` (``scale``: the bonus
-    ``c * sqrt(2 ln t)``, the same in every replicate; ``row`` is scratch (A,))."""
+    ``c * sqrt(2 ln t)``, the same in every replicate; ``valid``, ``n_valid``: each state's valid actions,
+    :func:`~orchlib.agents.base.uniform_valid_table`; ``row`` is scratch (A,))."""
     for b in range(states.size):
-        out[b] = ucb_choice(
-            means[b], inverse_sqrt_counts[b], state_penalty[states[b]], scale, uniforms[b], row
-        )
+        s = states[b]
+        out[b] = ucb_choice(means[b], inverse_sqrt_counts[b], valid[s], n_valid[s], scale, uniforms[b], row)
 
 
 @numba.njit(cache=True)
@@ -128,7 +128,7 @@ class BatchUCB1:
         self.state_masks = check_state_masks(state_masks)
         self.n_states, self.n_actions = self.state_masks.shape
         self.c = c
-        self._state_penalty = np.where(self.state_masks, 0.0, -np.inf)  # 0 where valid, -inf where not
+        self._valid, self._n_valid = uniform_valid_table(self.state_masks)  # each state's valid actions
 
     def reset(
         self, n_replicates: int, rng: np.random.Generator | np.random.SeedSequence | int | None = None
@@ -153,7 +153,8 @@ class BatchUCB1:
         _ucb1_act(
             self.inverse_sqrt_counts_,
             self.means_,
-            self._state_penalty,
+            self._valid,
+            self._n_valid,
             states,
             scale,
             self.draws_.take()[:, 0],

@@ -79,26 +79,25 @@ def exploration_probability(t, epsilon, epsilon_decay, epsilon_min, explore_per_
 
 
 @numba.njit(cache=True)
-def epsilon_greedy(q_row, penalty, valid_row, n_valid, uniforms, epsilon):
+def epsilon_greedy(q_row, valid_row, n_valid, uniforms, epsilon):
     """The epsilon-greedy choice in one state of one replicate: with probability ``epsilon`` (``uniforms[0] <
     epsilon``) the ``int(uniforms[1] * n_valid)``-th valid action (``valid_row``: the mask's valid actions first,
-    in increasing order), else the valid action of largest ``q_row`` (``penalty``: 0 where valid, ``-inf`` where
-    not), ties broken by ``uniforms[2]`` (:func:`~orchlib.agents.base.argmax_random_tie`)."""
+    in increasing order), else the valid action of largest ``q_row``, ties broken by ``uniforms[2]``
+    (:func:`~orchlib.agents.base.argmax_random_tie`)."""
     if uniforms[0] < epsilon:
         return valid_row[int(uniforms[1] * n_valid)]
-    return argmax_random_tie(q_row, penalty, uniforms[2])
+    return argmax_random_tie(q_row, valid_row, n_valid, uniforms[2])
 
 
 @numba.njit(cache=True)
-def td_update(q_table, s, a, reward, s_next, next_penalty, gamma, alpha, n, neg_omega):
+def td_update(q_table, s, a, reward, s_next, next_valid, next_n_valid, gamma, alpha, n, neg_omega):
     """``Q(s, a) += alpha * n ** neg_omega * (reward + gamma * max_{a' valid in s'} Q(s', a') - Q(s, a))`` on one
-    replicate's table (S, A), ``n`` being the pair's visits so far (this one included); ``next_penalty`` is 0
-    where the next mask allows an action, ``-inf`` where not."""
+    replicate's table (S, A), ``n`` being the pair's visits so far (this one included); ``next_valid[:next_n_valid]``
+    lists the actions the next mask allows."""
     row = q_table[s_next]
-    top = row[0] + next_penalty[0]
-    for x in range(1, row.size):
-        if row[x] + next_penalty[x] > top:
-            top = row[x] + next_penalty[x]
+    top = row[next_valid[0]]
+    for i in range(1, next_n_valid):
+        top = max(top, row[next_valid[i]])
     target = reward + gamma * top
     old = q_table[s, a]
     q_table[s, a] = old + alpha * float(n) ** neg_omega * (target - old)
@@ -107,7 +106,6 @@ def td_update(q_table, s, a, reward, s_next, next_penalty, gamma, alpha, n, neg_
 @numba.njit(cache=True)
 def _q_act(
     q_table,
-    penalty,
     states,
     uniforms,
     t,
@@ -122,7 +120,8 @@ def _q_act(
 ):
     """:func:`epsilon_greedy` of every replicate ``b`` in state ``states[b]`` into ``out``, with
     :func:`exploration_probability` of decision ``t``, the ``k``-th in that state (``decisions`` (B, S) counts them;
-    empty: not counted, no per-state term); ``penalty`` (S, A) is each state's mask as 0 / ``-inf``."""
+    empty: not counted, no per-state term); ``valid`` (S, A) and ``n_valid`` (S,) list each state's valid actions
+    (:func:`~orchlib.agents.base.uniform_valid_table`)."""
     counted = decisions.shape[0] > 0
     for b in range(states.size):
         s = states[b]
@@ -131,13 +130,13 @@ def _q_act(
             k = decisions[b, s] + 1
             decisions[b, s] = k
         e = exploration_probability(t, epsilon, decay, epsilon_min, per_action, n_valid[s], k)
-        out[b] = epsilon_greedy(q_table[b, s], penalty[s], valid[s], n_valid[s], uniforms[b], e)
+        out[b] = epsilon_greedy(q_table[b, s], valid[s], n_valid[s], uniforms[b], e)
 
 
 @numba.njit(cache=True)
-def _q_learn(q_table, penalty, visits, states, actions, rewards, next_states, gamma, alpha, neg_omega):
+def _q_learn(q_table, valid, n_valid, visits, states, actions, rewards, next_states, gamma, alpha, neg_omega):
     """:func:`td_update` in every replicate, counting the visits in ``visits`` (B, S, A) (empty: a constant
-    learning rate, ``n ** -0`` is 1); ``penalty`` as :func:`_q_act`'s."""
+    learning rate, ``n ** -0`` is 1); ``valid``, ``n_valid`` as :func:`_q_act`'s."""
     counted = visits.shape[0] > 0
     for b in range(states.size):
         s, a, s_next = states[b], actions[b], next_states[b]
@@ -145,7 +144,9 @@ def _q_learn(q_table, penalty, visits, states, actions, rewards, next_states, ga
         if counted:
             n = visits[b, s, a] + 1
             visits[b, s, a] = n
-        td_update(q_table[b], s, a, rewards[b], s_next, penalty[s_next], gamma, alpha, n, neg_omega)
+        td_update(
+            q_table[b], s, a, rewards[b], s_next, valid[s_next], n_valid[s_next], gamma, alpha, n, neg_omega
+        )
 
 
 #: Q-learning's hyperparameters, in :class:`QLearning`'s order (its batched form takes the same).
@@ -290,7 +291,7 @@ class QLearning(Agent):
     def act(self, obs: Any, mask: np.ndarray, info: Mapping[str, Any]) -> int:
         """Epsilon-greedy valid action in state ``obs`` (:func:`epsilon_greedy`)."""
         s = self._state(obs)
-        penalty, valid = self._masks.get(mask)
+        _, valid = self._masks.get(mask)
         t = self.n_decisions_
         self.n_decisions_ = t + 1
         k = self.state_decisions_[s] + 1
@@ -299,12 +300,23 @@ class QLearning(Agent):
         epsilon = exploration_probability(
             float(t), self._epsilon, self._epsilon_decay, self._epsilon_min, self._per_action, n_valid, k
         )
-        return int(epsilon_greedy(self.q_table_[s], penalty, valid, n_valid, self._draws.take()[0], epsilon))
+        return int(epsilon_greedy(self.q_table_[s], valid, n_valid, self._draws.take()[0], epsilon))
 
-    def _update(self, s: int, a: int, reward: float, s_next: int, next_penalty: np.ndarray, n: int) -> None:
-        """One Q-learning step (:func:`td_update`) on ``Q(s, a)`` with learning rate ``alpha / n ** omega``."""
+    def _update(self, s: int, a: int, reward: float, s_next: int, next_valid: np.ndarray, n: int) -> None:
+        """One Q-learning step (:func:`td_update`) on ``Q(s, a)`` with learning rate ``alpha / n ** omega``;
+        ``next_valid``: the next mask's valid actions."""
         td_update(
-            self.q_table_, s, a, reward, s_next, next_penalty, self._gamma, self._alpha, n, self._neg_omega
+            self.q_table_,
+            s,
+            a,
+            reward,
+            s_next,
+            next_valid,
+            next_valid.size,
+            self._gamma,
+            self._alpha,
+            n,
+            self._neg_omega,
         )
 
     def learn(
@@ -325,11 +337,11 @@ class QLearning(Agent):
         s = self._state(obs)
         s_next = self._state(next_obs)
         a, reward = check_action_reward(action, reward, self.n_actions)
-        penalty, _ = self._masks.get(next_mask)
+        _, next_valid = self._masks.get(next_mask)
         visits = self.visits_[s]
         n = visits[a] + 1
         visits[a] = n
-        self._update(s, a, reward, s_next, penalty, n)
+        self._update(s, a, reward, s_next, next_valid, n)
 
     def greedy_policy(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Greedy action of every state (lowest index on ties), restricted to ``mask`` if given; shape (S,)."""
@@ -399,7 +411,7 @@ class DynaQ(QLearning):
         # For each seen pair, keyed s * A + a: {(next state, next-mask id): count}, in first-seen order.
         self.outcome_counts_: dict[int, dict[tuple[int, int], int]] = {}
         self.seen_pairs_: list[int] = []  # keys of outcome_counts_, for uniform sampling
-        self.next_penalties_: list[np.ndarray] = []  # mask id -> additive penalty (0 valid, -inf invalid)
+        self.next_valid_: list[np.ndarray] = []  # mask id -> its valid actions
         self._mask_ids: dict[bytes, int] = {}
 
     def learn(
@@ -421,9 +433,9 @@ class DynaQ(QLearning):
         mask_key = next_mask.tobytes()
         mask_id = self._mask_ids.get(mask_key)
         if mask_id is None:
-            mask_id = len(self.next_penalties_)
+            mask_id = len(self.next_valid_)
             self._mask_ids[mask_key] = mask_id
-            self.next_penalties_.append(self._masks.get(next_mask)[0])
+            self.next_valid_.append(self._masks.get(next_mask)[1])
         pair = s * self.n_actions + a
         outcomes = self.outcome_counts_.get(pair)
         if outcomes is None:
@@ -448,7 +460,7 @@ class DynaQ(QLearning):
                 u -= count
                 if u < 0.0:
                     break
-            self._update(s, a, float(self.reward_sums_[s, a]) / n, s_next, self.next_penalties_[mask_id], n)
+            self._update(s, a, float(self.reward_sums_[s, a]) / n, s_next, self.next_valid_[mask_id], n)
 
 
 class BatchQLearning:
@@ -505,7 +517,6 @@ class BatchQLearning:
         self.initial_q = initial_q
         self.explore_per_action = explore_per_action
         self._valid, self._n_valid = uniform_valid_table(self.state_masks)
-        self._penalty = np.where(self.state_masks, 0.0, -np.inf)  # each state's mask as 0 / -inf
 
     def reset(
         self, n_replicates: int, rng: np.random.Generator | np.random.SeedSequence | int | None = None
@@ -553,7 +564,6 @@ class BatchQLearning:
         actions = np.empty(states.size, dtype=np.int64)
         _q_act(
             self.q_table_,
-            self._penalty,
             states,
             self.draws_.take(),
             float(t),
@@ -574,7 +584,8 @@ class BatchQLearning:
         """One Q-learning update per replicate."""
         _q_learn(
             self.q_table_,
-            self._penalty,
+            self._valid,
+            self._n_valid,
             self.visits_,
             states,
             actions,
