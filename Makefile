@@ -29,7 +29,7 @@ notebooks: $(STAMP)
 	$(PY) -m orchlib notebooks --out $(OUT)
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -m "not browser"
+	$(PY) -m pytest -n 2 --dist worksteal -m "not browser"
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks

@@ -8,7 +8,9 @@ are issue 22's (first contact), each against the commit given with ``--baseline`
 - the first env on ``paper`` + 200 steps with an empty compiled cache (a fresh ``NUMBA_CACHE_DIR``: what a new
   install, an upgrade or an edit of a kernel costs): wall seconds, CPU seconds and the process's peak RSS;
 - cold ``make test``: a fresh ``git clone`` of each commit, then ``make test`` (it creates its virtual
-  environment, as CI does; the clone has no compiled cache), one run each;
+  environment, as CI does; the clone has no compiled cache), one run each; then ``make test`` again in the same
+  clone (warm: environment and compiled cache in place), in the opposite order. Cold minus warm is what the first
+  contact costs on top of the tests' own work, the fair measure when the two commits' suites differ in size;
 - ``reproduce --quick`` and ``make reproduce`` (``python -m orchlib reproduce [--quick] --out DIR``, an empty
   results folder) with a warm compiled cache (each side runs ``reproduce --quick`` once first), one run each;
 - an environment step with the oracle's info (``OrchestrationEnv(oracle=True)``, the first valid action),
@@ -18,7 +20,11 @@ are issue 22's (first contact), each against the commit given with ``--baseline`
 
 Both commits are checked out with ``git worktree add --detach`` into a temporary folder; the in-process
 measures run with the worktree first on ``PYTHONPATH`` and this interpreter (same packages for both). The
-current side is ``HEAD`` (committed work only). Skipped unless ``run_all.py --baseline COMMIT`` is given.
+current side is ``HEAD`` (committed work only) unless ``--current COMMIT`` names another; ``--measures`` runs
+some of the groups (:data:`GROUPS`). Skipped unless ``run_all.py --baseline COMMIT`` is given.
+
+Usage: ``python benchmarks/bench_vs_baseline.py --baseline 597b4cd [--current COMMIT] [--measures first-env,...]
+[--skip-reproduce] [--quick]``.
 """
 
 from __future__ import annotations
@@ -40,12 +46,17 @@ TARGETS = {
     "first env on paper + 200 steps, no compiled cache (wall)": 10.0,
     "first env on paper + 200 steps, no compiled cache (CPU)": None,
     "cold make test": 2.0,
+    "warm make test (same clone, second run)": None,
+    "cold make test minus warm: the first contact's own cost": None,
     "reproduce --quick (warm compiled cache)": 1.0,
     "make reproduce (warm compiled cache, empty results/)": 1.0,
     "env step with oracle info, paper": 1.0,
     "env step with oracle info, same world (ideal)": None,
     "batched Q-learning, B = 2,000 (ideal)": 1.0,
 }
+#: section 7's measure groups, in the order they run (``--measures`` picks some).
+GROUPS = ("first-env", "env-step", "batch-q", "reproduce-quick", "reproduce", "make-test")
+
 #: the issue's limit on the first env's peak resident memory (current side), MB.
 FIRST_ENV_RSS_LIMIT_MB = 1536
 #: a speed-up within this much of 1 counts as "no slower" (the machine's run-to-run noise).
@@ -163,7 +174,10 @@ def run(config: Config) -> Section:
     if not baseline:
         section.notes.append("skipped (pass `--baseline COMMIT` to run_all.py)")
         return section
-    baseline_sha, current_sha = _git("rev-parse", baseline), _git("rev-parse", "HEAD")
+    baseline_sha, current_sha = _git("rev-parse", baseline), _git("rev-parse", config.current)
+    unknown = set(config.measures) - set(GROUPS)
+    if unknown:
+        raise ValueError(f"measures {sorted(unknown)} are not section 7's groups; valid: {', '.join(GROUPS)}")
     with tempfile.TemporaryDirectory(prefix="orchlib-vs-") as tmp_name:
         tmp = Path(tmp_name)
         trees = {"baseline": tmp / "baseline", "current": tmp / "current"}
@@ -206,6 +220,9 @@ class _Progress(dict):
 def _measure_all(
     config: Config, tmp: Path, trees: dict[str, Path], shas: dict[str, str]
 ) -> tuple[list[tuple], list[Target]]:
+    def wants(group: str) -> bool:
+        return not config.measures or group in config.measures
+
     def env_for(side: str, **extra: str) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(trees[side]), "MPLBACKEND": "Agg", **extra}
 
@@ -232,17 +249,19 @@ def _measure_all(
             first[side].append(python(side, _FIRST_ENV, NUMBA_CACHE_DIR=cache))
         return first[side][-1][0]
 
-    _alternate(first_env, repeats)
-    for k, label in ((0, "wall"), (1, "CPU")):
-        results[f"first env on paper + 200 steps, no compiled cache ({label})"] = (
-            statistics.median(x[k] for x in first["baseline"]),
-            statistics.median(x[k] for x in first["current"]),
-            f"median of {repeats} alternating runs, a fresh NUMBA_CACHE_DIR each",
-        )
-    peak_mb = {side: max(x[2] for x in runs) for side, runs in first.items()}
+    if wants("first-env"):
+        _alternate(first_env, repeats)
+        for k, label in ((0, "wall"), (1, "CPU")):
+            results[f"first env on paper + 200 steps, no compiled cache ({label})"] = (
+                statistics.median(x[k] for x in first["baseline"]),
+                statistics.median(x[k] for x in first["current"]),
+                f"median of {repeats} alternating runs, a fresh NUMBA_CACHE_DIR each",
+            )
 
     # warm: each side's own compiled cache (its worktree's __pycache__), filled by reproduce --quick first
-    for side in () if config.skip_reproduce else ("baseline", "current"):
+    warm_groups = ("env-step", "batch-q", "reproduce-quick", "reproduce")
+    warm_up = not config.skip_reproduce and any(wants(group) for group in warm_groups)
+    for side in ("baseline", "current") if warm_up else ():
         _seconds(
             [config.python, "-m", "orchlib", "reproduce", "--quick", "--out", str(tmp / f"warm-{side}")],
             cwd=trees[side],
@@ -256,6 +275,8 @@ def _measure_all(
         ("paper", "env step with oracle info, paper"),
         ("ideal", "env step with oracle info, same world (ideal)"),
     ):
+        if not wants("env-step"):
+            break
         rates = _alternate(
             lambda side, world=world: python(side, _ENV_STEP, world, str(n_steps))[-1], repeats
         )
@@ -264,19 +285,20 @@ def _measure_all(
             1 / statistics.median(rates["current"]),
             f"median of {repeats} alternating runs of {n_steps} steps each",
         )
-    n_batch, b = config.size(200, 20), config.size(2000, 50)
-    rates = _alternate(lambda side: python(side, _BATCH_Q, str(n_batch), str(b))[-1], repeats)
-    results["batched Q-learning, B = 2,000 (ideal)"] = (
-        1 / statistics.median(rates["baseline"]),
-        1 / statistics.median(rates["current"]),
-        f"median of {repeats} alternating runs of {n_batch} lockstep steps of B = {b}",
-    )
+    if wants("batch-q"):
+        n_batch, b = config.size(200, 20), config.size(2000, 50)
+        rates = _alternate(lambda side: python(side, _BATCH_Q, str(n_batch), str(b))[-1], repeats)
+        results["batched Q-learning, B = 2,000 (ideal)"] = (
+            1 / statistics.median(rates["baseline"]),
+            1 / statistics.median(rates["current"]),
+            f"median of {repeats} alternating runs of {n_batch} lockstep steps of B = {b}",
+        )
 
-    for label, extra in (
-        ("reproduce --quick (warm compiled cache)", ["--quick"]),
-        ("make reproduce (warm compiled cache, empty results/)", []),
+    for group, label, extra in (
+        ("reproduce-quick", "reproduce --quick (warm compiled cache)", ["--quick"]),
+        ("reproduce", "make reproduce (warm compiled cache, empty results/)", []),
     ):
-        if config.skip_reproduce:
+        if config.skip_reproduce or not wants(group):
             continue
         times, status = {}, []
         for side in ("baseline", "current"):
@@ -298,21 +320,37 @@ def _measure_all(
             status.append(f"{side}: {state}")
         results[label] = (times["baseline"], times["current"], "; ".join(status))
 
-    if not config.quick:
-        times, status = {}, []
-        for side in ("baseline", "current"):
-            clone = tmp / f"clone-{side}"
-            _git("clone", "--quiet", "--no-checkout", str(ROOT), str(clone))
-            _git("checkout", "--quiet", shas[side], cwd=clone)
-            clean = {
-                k: v
-                for k, v in os.environ.items()
-                if k not in {"PYTHONPATH", "VIRTUAL_ENV", "NUMBA_CACHE_DIR"}
-            }
-            seconds, state = _seconds(["make", "test"], cwd=clone, env=clean, timeout_s=5400)
-            times[side] = seconds
-            status.append(f"{side}: {state}")
-        results["cold make test"] = (times["baseline"], times["current"], "; ".join(status))
+    if not config.quick and wants("make-test"):
+        clean = {
+            k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV", "NUMBA_CACHE_DIR"}
+        }
+        times: dict[str, dict[str, float]] = {"cold": {}, "warm": {}}
+        status: dict[str, list[str]] = {"cold": [], "warm": []}
+        clones = {side: tmp / f"clone-{side}" for side in ("baseline", "current")}
+        # cold: baseline first; warm (the same clones, second run): current first
+        for kind, order in (("cold", ("baseline", "current")), ("warm", ("current", "baseline"))):
+            for side in order:
+                if kind == "cold":
+                    _git("clone", "--quiet", "--no-checkout", str(ROOT), str(clones[side]))
+                    _git("checkout", "--quiet", shas[side], cwd=clones[side])
+                seconds, state = _seconds(["make", "test"], cwd=clones[side], env=clean, timeout_s=5400)
+                times[kind][side] = seconds
+                status[kind].append(f"{side}: {state}")
+        results["cold make test"] = (
+            times["cold"]["baseline"],
+            times["cold"]["current"],
+            "; ".join(status["cold"]) + "; each suite as committed (their sizes may differ)",
+        )
+        results["warm make test (same clone, second run)"] = (
+            times["warm"]["baseline"],
+            times["warm"]["current"],
+            "; ".join(status["warm"]),
+        )
+        results["cold make test minus warm: the first contact's own cost"] = (
+            times["cold"]["baseline"] - times["warm"]["baseline"],
+            times["cold"]["current"] - times["warm"]["current"],
+            "environment creation and compilation on top of the same suite's warm run",
+        )
 
     rows, targets = [], []
     for label, (base_s, current_s, status) in results.items():
@@ -330,25 +368,27 @@ def _measure_all(
         asked = "no slower (≥ 1x, within noise)" if factor == 1.0 else f"≥ {factor}x faster"
         met = speedup >= (NO_SLOWER if factor == 1.0 else factor)
         targets.append(Target(label, asked, f"{fmt(speedup)}x", bool(met), "" if met else "see section 7"))
-    rows.append(
-        (
-            "first env: peak RSS",
-            f"{fmt(peak_mb['baseline'])} MB",
-            f"{fmt(peak_mb['current'])} MB",
-            f"{fmt(peak_mb['baseline'] / peak_mb['current'])}x less",
-            "largest of the runs above",
+    if first["current"]:
+        peak_mb = {side: max(x[2] for x in runs) for side, runs in first.items()}
+        rows.append(
+            (
+                "first env: peak RSS",
+                f"{fmt(peak_mb['baseline'])} MB",
+                f"{fmt(peak_mb['current'])} MB",
+                f"{fmt(peak_mb['baseline'] / peak_mb['current'])}x less",
+                "largest of the runs above",
+            )
         )
-    )
-    met = peak_mb["current"] <= FIRST_ENV_RSS_LIMIT_MB
-    targets.append(
-        Target(
-            "first env on paper + 200 steps, no compiled cache: peak RSS",
-            f"≤ {FIRST_ENV_RSS_LIMIT_MB} MB",
-            f"{fmt(peak_mb['current'])} MB",
-            met,
-            "" if met else "see section 7",
+        met = peak_mb["current"] <= FIRST_ENV_RSS_LIMIT_MB
+        targets.append(
+            Target(
+                "first env on paper + 200 steps, no compiled cache: peak RSS",
+                f"≤ {FIRST_ENV_RSS_LIMIT_MB} MB",
+                f"{fmt(peak_mb['current'])} MB",
+                met,
+                "" if met else "see section 7",
+            )
         )
-    )
     return rows, targets
 
 
@@ -360,10 +400,26 @@ if __name__ == "__main__":
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes (a smoke test; numbers mean nothing)"
     )
+    parser.add_argument(
+        "--current", default="HEAD", help="commit measured against the baseline (default HEAD)"
+    )
+    parser.add_argument(
+        "--measures",
+        default="",
+        help=f"comma-separated groups to run, of: {', '.join(GROUPS)} (default: all)",
+    )
     parser.add_argument("--skip-reproduce", action="store_true")
     args = parser.parse_args()
+    measures = tuple(m for m in args.measures.split(",") if m)
+    if set(measures) - set(GROUPS):
+        parser.error(f"--measures must name groups of: {', '.join(GROUPS)}; got {args.measures!r}")
     cfg = Config(
-        quick=args.quick, skip_reproduce=args.skip_reproduce, reproduce_timeout_s=3600, baseline=args.baseline
+        quick=args.quick,
+        skip_reproduce=args.skip_reproduce,
+        reproduce_timeout_s=3600,
+        baseline=args.baseline,
+        current=args.current,
+        measures=measures,
     )
     print(run(cfg).markdown())
     sys.exit(0)

@@ -36,6 +36,10 @@ class Config:
     python: str = sys.executable
     #: a commit to measure side by side with this checkout (section 7); None skips that section.
     baseline: str | None = None
+    #: the commit section 7 measures against ``baseline`` (``HEAD``: the committed work of this checkout).
+    current: str = "HEAD"
+    #: which of section 7's measure groups to run (``bench_vs_baseline.GROUPS``); empty: all of them.
+    measures: tuple[str, ...] = ()
     #: where section 6 keeps the full reproduction's results (None: a temporary folder).
     reproduce_out: Path | None = None
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
 import pytest
+from filelock import FileLock
 
 from orchlib.system.scenario import AccuracyRequirement, Arrivals, LinkSpec, Scenario, TierSpec
 
@@ -26,6 +29,50 @@ def pytest_configure(config: pytest.Config) -> None:
         from orchlib.system.simulator import compile_engine
 
         compile_engine()
+
+
+#: test files whose tests run for tens of seconds each, started first (longest first).
+LONG_FILES = ("test_reproduce_quick.py", "test_benchmarks.py", "test_notebooks.py", "test_testbed.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long files first (:data:`LONG_FILES`), then every test marked ``slow``, then the rest (a stable sort).
+
+    ``make test`` runs ``pytest -n 2 --dist worksteal``: each worker starts on one contiguous half of this order
+    and a worker that runs out takes unstarted tests from the end of the other's half, so the long tests start
+    first and the run does not end on one of them while the other worker idles."""
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        name = item.path.name
+        if name in LONG_FILES:
+            return (0, LONG_FILES.index(name))
+        return (1 if item.get_closest_marker("slow") else 2, 0)
+
+    items.sort(key=rank)
+
+
+@pytest.fixture(scope="session")
+def built_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Callable[[Path], None]], Path]:
+    """``built_once(name, build)``: a folder that ``build(folder)`` fills once per test run, by whichever
+    pytest-xdist worker asks first; the others wait for it and get the same folder (pytest-xdist's recipe for a
+    fixture that must run once: a file lock in the run's shared temporary root). For the costly fixtures whose
+    tests the workers share (``reproduce --quick``, the benchmarks in quick mode), which each worker given one of
+    their tests would otherwise build again. A build that raises leaves nothing, and the next asker builds."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by every worker of this run
+
+    def get(name: str, build: Callable[[Path], None]) -> Path:
+        folder, built = root / name, root / name / ".built"
+        with FileLock(str(root / f"{name}.lock")):
+            if not built.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                build(folder)
+                built.touch()
+        return folder
+
+    return get
 
 
 TOY_VARIANTS = """# toy variants for exact tests

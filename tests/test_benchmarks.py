@@ -31,18 +31,43 @@ SECTIONS = (
 )
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
-    out = tmp_path_factory.mktemp("bench") / "RESULTS.md"
-    done = subprocess.run(
-        [sys.executable, "benchmarks/run_all.py", "--quick", "--skip-reproduce", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+@pytest.fixture(scope="session")
+def quick_run(built_once) -> tuple[subprocess.CompletedProcess, Path]:
+    """One quick run of every benchmark for the test run, whichever workers run these tests (about 30 s): its
+    exit code, output and ``RESULTS.md``."""
+
+    def run_all(folder: Path) -> None:
+        out = (
+            folder / "out"
+        )  # RESULTS.md alone in its folder (a test checks that nothing half-written is left)
+        out.mkdir()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "benchmarks/run_all.py",
+                "--quick",
+                "--skip-reproduce",
+                "--out",
+                str(out / "RESULTS.md"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        (folder / "stdout.txt").write_text(done.stdout)
+        (folder / "stderr.txt").write_text(done.stderr)
+        (folder / "returncode.txt").write_text(str(done.returncode))
+
+    folder = built_once("bench_quick", run_all)
+    done = subprocess.CompletedProcess(
+        args=["benchmarks/run_all.py", "--quick"],
+        returncode=int((folder / "returncode.txt").read_text()),
+        stdout=(folder / "stdout.txt").read_text(),
+        stderr=(folder / "stderr.txt").read_text(),
     )
-    return done, out
+    return done, folder / "out" / "RESULTS.md"
 
 
 @pytest.mark.slow
@@ -160,3 +185,16 @@ def test_the_q_rules_benchmark_runs_and_prints_its_table() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "measurement" not in line]
     assert len(rows) == 8 and all(float(row.split("|")[2].replace(",", "")) > 0 for row in rows)
+
+
+def test_side_by_side_refuses_an_unknown_measure_group() -> None:
+    done = subprocess.run(
+        [sys.executable, "bench_vs_baseline.py", "--baseline", "HEAD", "--measures", "first-env,cold"],
+        cwd=ROOT / "benchmarks",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--measures" in done.stderr and "make-test" in done.stderr and "'first-env,cold'" in done.stderr

@@ -12,11 +12,13 @@ import pytest
 from orchlib.study.reproduce import FIGURES, reproduce, summary_glitches
 
 
-@pytest.fixture(scope="module")
-def quick_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reproduce_quick")
-    reproduce(out, quick=True, n_jobs=1, progress=False, log=lambda message: None)
-    return out
+@pytest.fixture(scope="session")
+def quick_out(built_once) -> Path:
+    """One ``reproduce --quick`` for the run, whichever workers run these tests (about a minute)."""
+    return built_once(
+        "reproduce_quick",
+        lambda out: reproduce(out, quick=True, n_jobs=1, progress=False, log=lambda message: None),
+    )
 
 
 def test_quick_summary_has_no_glitches(quick_out: Path) -> None:
