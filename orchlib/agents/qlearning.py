@@ -471,7 +471,7 @@ class BatchQLearning:
     the reference's masked versions pick.
 
     Args:
-        state_masks: bool array (n_states, n_actions), the mask of each state (``BatchSimulator.state_masks``).
+        state_masks: bool array (n_states, n_actions), the mask of each state (``BatchEnv.state_masks``).
         alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action: as
             :class:`~orchlib.agents.qlearning.QLearning`, with the same ranges.
 
