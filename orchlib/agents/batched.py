@@ -117,13 +117,14 @@ class BatchUCB1:
 
     Args:
         state_masks: bool array (n_states, n_actions), the mask of each state.
-        c: exploration scale in seconds, finite and >= 0.
+        c: exploration scale in seconds, finite and >= 0 (no default here: UCB1's is stated once, in
+            :class:`~orchlib.agents.bandits.UCB1`; the catalogue builds this form from the per-request agent's).
 
     Raises:
         ValueError: ``c`` outside its range or bad state masks.
     """
 
-    def __init__(self, state_masks: np.ndarray, c: float = 1.0) -> None:
+    def __init__(self, state_masks: np.ndarray, c: float) -> None:
         check_real("c", c, 0.0)
         self.state_masks = check_state_masks(state_masks)
         self.n_states, self.n_actions = self.state_masks.shape
