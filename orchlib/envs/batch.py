@@ -12,7 +12,7 @@ on it is :func:`orchlib.study.batch.play_batch`. The loop is the env's ``accurac
 penalty), ``oracle`` as asked.
 
 The grounded state's bandwidth estimate (H4) and device-load level (H5) read the simulator's logs of the
-orchestrator's own measurements (:class:`~orchlib.system.batch.UploadLog`, :class:`~orchlib.system.batch.UserHistory`);
+orchestrator's own measurements (:mod:`orchlib.system.measurements`, the logs the per-request simulator keeps too);
 the user history is kept only where the state reads it (a world with hidden device load): in ``ideal`` the
 device-load component has one level.
 """

@@ -20,11 +20,11 @@ Implementation details and assumptions:
 2. **Masks.** Each request's mask is the row of its *kind* (device class x requirement class,
    :meth:`BatchSimulator.kinds`, :attr:`BatchSimulator.kind_masks`), as ``Simulator.mask``.
 3. **The orchestrator's own measurements.** The bandwidth estimate (H4) and the device-slowdown estimate (H5)
-   come from per-replicate logs of the orchestrator's own measurements (:class:`UploadLog`,
-   :class:`UserHistory`): the upload log only in a world with ``Scenario.bandwidth_estimate``, the user history
-   only when asked for (``keep_history``; the env's view keeps it where its state reads it).
-4. **Not provided**: the per-user recent response time of ``Snapshot`` (the ``box`` observation reads it; use the
-   per-request path for it).
+   come from the logs of :mod:`orchlib.system.measurements` (:class:`~orchlib.system.measurements.UploadLog`,
+   :class:`~orchlib.system.measurements.UserHistory`), the same the per-request ``Simulator`` keeps as one
+   replicate: the upload log only in a world with ``Scenario.bandwidth_estimate``, the user history only when
+   asked for (``keep_history``; the env's view keeps it where its state reads it).
+4. **Not provided**: the ``box`` observation (the per-request path gives it).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchlib.system import dynamics
 from orchlib.system.engine import TOTAL_COLUMN, Engine, replicate_generators
-from orchlib.system.simulator import HISTORY_DEPTH, System
+from orchlib.system.measurements import UploadLog, UserHistory
+from orchlib.system.simulator import System
 
 # ---------------------------------------------------------------------------------------------------------
 # The simulator
@@ -134,7 +134,9 @@ class BatchSimulator:
             UserHistory(self.n_replicates, self.system.scenario.n_users) if self.keep_history else None
         )
         if self._estimate is not None:
-            self.uploads = UploadLog(self.n_replicates, self._estimate.window)
+            self.uploads = UploadLog(
+                self.n_replicates, self._estimate.window, self.system.scenario.access.uplink_mbps
+            )
 
     def _requests(self) -> BatchRequests:
         engine = self.engine
@@ -189,16 +191,14 @@ class BatchSimulator:
 
     def measurements(self, requests: BatchRequests) -> np.ndarray:
         """What an orchestrator measures at each request, shape (B, 6), columns
-        :data:`orchlib.agents.baselines.GREEDY_INFO_KEYS` (the env's info of the same names): the access rate
+        :data:`orchlib.system.engine.SNAPSHOT_COLUMNS` (the env's info of the same names): the access rate
         (the bandwidth estimate with ``Scenario.bandwidth_estimate``), the WAN rate, the uplink and device
         backlogs (ms), the requests at the edge and the cloud. Reused until the next requests."""
         self._check_current(requests, "measurements")
         if self._measured_for is not requests:
             self._measured = self.engine.snapshot().copy()
             if self._estimate is not None:
-                self._measured[:, 0] = self.uploads.estimate_mbps(
-                    requests.time_ms, float(self.system.scenario.access.uplink_mbps)
-                )
+                self._measured[:, 0] = self.uploads.estimate_mbps(requests.time_ms)
             self._measured_for = requests
         return self._measured
 
@@ -214,7 +214,7 @@ class BatchSimulator:
                 "this BatchSimulator keeps no user history (keep_history=False; the env's view keeps it only where its "
                 "state has a device-load level): build it with keep_history=True to read device_slowdown_estimate"
             )
-        return self.history.device_slowdown(requests.user, requests.time_ms)
+        return self.history.read(requests.user, requests.time_ms)[0]
 
     def device_class(self, requests: BatchRequests) -> np.ndarray:
         """Each requesting user's device class (index into ``System.device_classes``; 0 without a fleet), shape
@@ -282,99 +282,11 @@ class BatchSimulator:
         parts = self.engine.serve(actions).T.copy()
         served = self.engine.served
         if self.history is not None:
-            self.history.record(requests.user, requests.time_ms + parts[TOTAL_COLUMN], served[:, 2])
+            total = parts[TOTAL_COLUMN]
+            self.history.record(requests.user, requests.time_ms + total, served[:, 2], total)
         if self._estimate is not None:
             off_device = (actions >= system.n_variants) & (served[:, 1] > 0)
             self.uploads.record(off_device, served[:, 0] + served[:, 1], payload_bits / (served[:, 1] * 1e3))
         self.n_served += 1
         self._pending = None
         return BatchBreakdown(*parts)
-
-
-class UserHistory:
-    """Each user's last :data:`UserHistory.DEPTH` served requests in ``B`` replicates (completion time, on-device
-    slowdown: observed compute over the profile median, 0 off the device): the orchestrator's H5 record.
-
-    The batched form of the ``Simulator``'s per-user history as its snapshot reads it (the last 16 entries;
-    of those finished by the request, the newest with an on-device slowdown; 1 when there is none), tested
-    bit for bit through the states in ``tests/test_engine.py``.
-    """
-
-    #: entries kept per user (the Simulator's snapshot looks at its last 16).
-    DEPTH = HISTORY_DEPTH
-
-    def __init__(self, n_replicates: int, n_users: int) -> None:
-        shape = (n_replicates, n_users, self.DEPTH)
-        self.done_ms = np.full(shape, np.inf)  # completion times (inf: empty slot)
-        self.slowdown = np.zeros(shape)  # on-device slowdowns (0: served off the device)
-        self.n = np.zeros((n_replicates, n_users), dtype=np.int64)  # entries written per user
-        self._rows = np.arange(n_replicates)
-        self._newest_first = np.arange(self.DEPTH)
-
-    def record(self, user: np.ndarray, done_ms: np.ndarray, slowdown: np.ndarray) -> None:
-        """Append one served request per replicate (its user, completion time, on-device slowdown)."""
-        rows = self._rows
-        slot = self.n[rows, user] % self.DEPTH
-        self.done_ms[rows, user, slot] = done_ms
-        self.slowdown[rows, user, slot] = slowdown
-        self.n[rows, user] += 1
-
-    def device_slowdown(self, user: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
-        """The newest on-device slowdown among ``user``'s last entries finished by ``t_ms``; 1 if none."""
-        rows = self._rows
-        slots = (self.n[rows, user][:, None] - 1 - self._newest_first) % self.DEPTH  # newest first
-        done = self.done_ms[rows[:, None], user[:, None], slots]
-        slowdown = self.slowdown[rows[:, None], user[:, None], slots]
-        usable = (done <= t_ms[:, None]) & (slowdown > 0)
-        first = usable.argmax(axis=1)
-        return np.where(usable.any(axis=1), slowdown[rows, first], 1.0)
-
-
-class UploadLog:
-    """The orchestrator's log of completed access uploads in ``B`` replicates, and the bandwidth estimate it
-    gives (H4): the harmonic mean (:func:`orchlib.system.dynamics.harmonic_mean_mbps`) of the throughputs of
-    the last ``window`` uploads completed by the request's arrival; the nominal uplink rate before any.
-
-    The batched form of ``Simulator.access_estimate_mbps`` (same uploads, same estimator, same numbers: tested
-    bit for bit in ``tests/test_engine.py``). Uploads complete in FIFO order, so each replicate's completion
-    times increase and a pointer per replicate marks those completed by the current request.
-    """
-
-    def __init__(self, n_replicates: int, window: int) -> None:
-        self.window = int(window)
-        self.done_ms = np.full((n_replicates, 64), np.inf)  # completion times, ms (inf: no entry yet)
-        self.mbps = np.ones((n_replicates, 64))  # observed throughputs, Mbit/s
-        self.n = np.zeros(n_replicates, dtype=np.int64)  # entries per replicate
-        self.completed = np.zeros(n_replicates, dtype=np.int64)  # entries completed by the last request
-        self._rows = np.arange(n_replicates)
-
-    def record(self, which: np.ndarray, done_ms: np.ndarray, mbps: np.ndarray) -> None:
-        """Append an upload (completion time, throughput) to the replicates where ``which`` is True."""
-        rows = np.flatnonzero(which)
-        if rows.size == 0:
-            return
-        if self.n.max() >= self.done_ms.shape[1]:
-            width = 2 * self.done_ms.shape[1]
-            self.done_ms = np.pad(self.done_ms, ((0, 0), (0, width // 2)), constant_values=np.inf)
-            self.mbps = np.pad(self.mbps, ((0, 0), (0, width // 2)), constant_values=1.0)
-        self.done_ms[rows, self.n[rows]] = done_ms[rows]
-        self.mbps[rows, self.n[rows]] = mbps[rows]
-        self.n[rows] += 1
-
-    def estimate_mbps(self, t_ms: np.ndarray, nominal_mbps: float) -> np.ndarray:
-        """The estimate at each replicate's time ``t_ms`` (B,), Mbit/s (times never go back)."""
-        rows, j = self._rows, self.completed
-        while True:  # advance each pointer past the uploads completed by t (usually 0 or 1 step)
-            ahead = self.done_ms[rows, np.minimum(j, self.done_ms.shape[1] - 1)] <= t_ms
-            ahead &= j < self.n
-            if not ahead.any():
-                break
-            j += ahead
-        out = np.full(rows.size, nominal_mbps)
-        full = j >= self.window
-        if full.any():
-            columns = j[full, None] - self.window + np.arange(self.window)
-            out[full] = dynamics.harmonic_mean_mbps(self.mbps[rows[full, None], columns])
-        for b in np.flatnonzero((j > 0) & ~full):  # the first few uploads of a run
-            out[b] = dynamics.harmonic_mean_mbps(self.mbps[b, : j[b]])
-        return out
