@@ -12,7 +12,7 @@ the benchmarks and the tests use.
 Implementation details and assumptions:
 
 1. **Same rules as the per-request agents.** Each batched agent calls the per-request class's pure functions
-   (``qlearning.check_hyperparameters``/``exploration_probability``, ``baselines.profile_latency_ms_batch``,
+   (``qlearning.QHyperparameters``/``exploration_probability``, ``baselines.profile_latency_ms_batch``,
    the ``agents.hybrid`` residual functions, ``random_valid_action``, ``masked_argmax``). Given the
    per-request agent's generators, random, greedy, adaptive greedy and the hybrid choose exactly what it
    chooses. Q-learning's rules are written once (:mod:`orchlib.agents.qlearning`): the per-request learner is the
@@ -53,6 +53,13 @@ Recorder = Callable[
 
 #: how a block acts: the oracle's best, by the discrete state, by the request's kind and measurements.
 _ACTS_ORACLE, _ACTS_BY_STATE, _ACTS_BY_KIND = 0, 1, 2
+
+
+def _check_sizes(n_requests: int, reward_scale: float) -> None:
+    """Refuse ``n_requests`` < 1 or a ``reward_scale`` <= 0, naming them."""
+    if isinstance(n_requests, bool) or not isinstance(n_requests, int | np.integer) or n_requests < 1:
+        raise ValueError(f"n_requests must be an integer >= 1, got {n_requests!r}")
+    check_real("reward_scale", reward_scale, 0.0, low_open=True)
 
 
 def _how_it_acts(agent: Any, sim: BatchEnv) -> int:
@@ -103,9 +110,7 @@ def play_batch(
     Raises:
         ValueError: bad sizes, blocks that do not cover the batch, or an agent built for other masks.
     """
-    if isinstance(n_requests, bool) or not isinstance(n_requests, int | np.integer) or n_requests < 1:
-        raise ValueError(f"n_requests must be an integer >= 1, got {n_requests!r}")
-    check_real("reward_scale", reward_scale, 0.0, low_open=True)
+    _check_sizes(n_requests, reward_scale)
     b = sim.n_replicates
     start = 0
     for block, _ in blocks:
@@ -207,9 +212,7 @@ def run_batch(
     Raises:
         ValueError: bad sizes, or an agent built for another state space or other masks.
     """
-    if isinstance(n_requests, bool) or not isinstance(n_requests, int | np.integer) or n_requests < 1:
-        raise ValueError(f"n_requests must be an integer >= 1, got {n_requests!r}")
-    check_real("reward_scale", reward_scale, 0.0, low_open=True)
+    _check_sizes(n_requests, reward_scale)
     sim_rng, agent_rng = np.random.default_rng(rng).spawn(2)
     sim = BatchEnv(
         system,
