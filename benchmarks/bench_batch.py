@@ -25,8 +25,9 @@ from scipy.stats import ks_2samp, ttest_ind
 
 from orchlib.agents.batched import BatchFixedPolicy, BatchQLearning, BatchUCB1
 from orchlib.agents.catalogue import PAPER_DEFAULTS, make_agent, reward_scales
+from orchlib.envs.batch import discrete_state_masks
 from orchlib.envs.orchestration import OrchestrationEnv
-from orchlib.study.batch import discrete_state_masks, run_batch
+from orchlib.study.batch import run_batch
 from orchlib.system.scenario import ideal
 
 #: the issue's target: aggregate agent-steps per second of the fast path for tabular agents.

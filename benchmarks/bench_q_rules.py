@@ -114,7 +114,8 @@ def gym_loop_rate(scenario, n_steps: int, repeats: int) -> float:
 
 def world_part(quick: bool, repeats: int, n_replicates: int) -> list[tuple[str, float]]:
     from orchlib.agents.qlearning import BatchQLearning
-    from orchlib.study.batch import discrete_state_masks, run_batch
+    from orchlib.envs.batch import discrete_state_masks
+    from orchlib.study.batch import run_batch
     from orchlib.system.simulator import build_system
 
     system = build_system(ideal())

@@ -84,7 +84,11 @@ _BATCH_Q = """
 import sys, time
 sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
 from orchlib.agents.catalogue import PAPER_DEFAULTS
-from orchlib.study.batch import discrete_state_masks, run_batch
+from orchlib.study.batch import run_batch
+try:  # its home since issue 23c (before, orchlib.study.batch)
+    from orchlib.envs.batch import discrete_state_masks
+except ImportError:
+    from orchlib.study.batch import discrete_state_masks
 try:  # its home since issue 23 (before, orchlib.study.batch)
     from orchlib.agents.qlearning import BatchQLearning
 except ImportError:

@@ -713,3 +713,35 @@ def test_ucb1_per_request_is_the_one_replicate_view_of_the_batched_rule() -> Non
             int(states[t, 2]), a, float(rewards[t, 2]), int(states[t + 1, 2]), masks[states[t + 1, 2]], {}
         )
     assert len(pulled) == n_actions
+
+
+def test_q_learning_hyperparameters_and_their_defaults_are_stated_once() -> None:
+    """Every form of tabular Q-learning takes the fields of ``QHyperparameters`` with its defaults and its
+    checks (the per-request learner, Dyna-Q, the batched learner, the location-only stand-in and its batched
+    form, the catalogue's textbook entry), and refuses an unknown one by name."""
+    import dataclasses
+
+    from orchlib.agents.batched import BatchLocationOnly, BatchQLearning, BatchUCB1
+    from orchlib.agents.catalogue import TEXTBOOK_DEFAULTS
+    from orchlib.agents.qlearning import QHyperparameters
+
+    masks = np.ones((3, 4), dtype=bool)
+    defaults = QHyperparameters()
+    given = QHyperparameters(alpha=0.5, explore_per_action=0.2)
+    for build in (
+        lambda **h: QLearning(discrete(3), discrete(4), **h),
+        lambda **h: DynaQ(discrete(3), discrete(4), n_planning=2, **h),
+        lambda **h: BatchQLearning(masks, **h),
+        lambda **h: BatchLocationOnly(np.array([0, 1, 2]), masks, **h).q_learning,
+    ):
+        assert build().hyperparameters == defaults
+        agent = build(alpha=0.5, explore_per_action=0.2)
+        assert agent.hyperparameters == given
+        assert (agent.alpha, agent.explore_per_action, agent.gamma) == (0.5, 0.2, defaults.gamma)
+        with pytest.raises(TypeError, match="alpah"):
+            build(alpah=0.5)
+        with pytest.raises(ValueError, match="epsilon_min"):
+            build(epsilon=0.1, epsilon_min=0.2)
+    assert dataclasses.asdict(defaults) == TEXTBOOK_DEFAULTS
+    with pytest.raises(TypeError, match="c"):
+        BatchUCB1(masks)  # no default of its own: UCB1's is stated once, in UCB1

@@ -1,7 +1,7 @@
 """The batched fast path against the reference path: the same rules bit for bit, the same distributions.
 
 (a) Exact rules: scripted requests (times, users, classes, compute noise) served with the same actions give
-    the same latencies, parts and discrete states in :class:`BatchSimulator` as in the reference
+    the same latencies, parts and discrete states in :class:`BatchEnv` as in the reference
     :class:`Simulator` (driven with ``make_request``) and :class:`OrchestrationEnv`'s observation.
 (b) Distributions: with their own randomness, the fast path and the reference path (the Gymnasium loop) give
     per-replicate statistics that a two-sample Kolmogorov-Smirnov test cannot tell apart, and means within a
@@ -30,13 +30,10 @@ from orchlib.agents.batched import (
 )
 from orchlib.agents.catalogue import PAPER_DEFAULTS
 from orchlib.agents.qlearning import QLearning
+from orchlib.envs.batch import BatchEnv, discrete_state_masks, discrete_state_shape
 from orchlib.envs.orchestration import OrchestrationEnv
-from orchlib.study.batch import (
-    BatchSimulator,
-    discrete_state_masks,
-    discrete_state_shape,
-    run_batch,
-)
+from orchlib.study.batch import play_batch, run_batch
+from orchlib.system.batch import BatchSimulator
 from orchlib.system.engine import RESPONSE_PARTS, replicate_generators
 from orchlib.system.scenario import Arrivals, ideal, paper, tiny
 from orchlib.system.simulator import Simulator, build_system
@@ -101,7 +98,7 @@ def test_batch_simulator_gives_the_reference_latencies_bit_for_bit(which) -> Non
             expected_states[b, k] = env._observe(request)[0]
             expected_parts[b, k] = sim.serve(request, int(actions[k]))
 
-    batch = BatchSimulator(system, n_replicates, rng=0)
+    batch = BatchEnv(system, n_replicates, rng=0)
     got_parts = np.empty_like(expected_parts)
     got_states = np.empty_like(expected_states)
     column = np.arange(n_replicates)
@@ -127,7 +124,7 @@ def test_batch_simulator_gives_the_reference_latencies_bit_for_bit(which) -> Non
 def test_state_masks_are_the_env_state_masks(paper_system) -> None:
     env = OrchestrationEnv(paper_system, oracle=False)
     # one definition of the state: the batched simulator holds the env's, not a copy kept equal by tests
-    assert BatchSimulator(paper_system, 2, rng=0).state == env.state
+    assert BatchEnv(paper_system, 2, rng=0).state == env.state
     masks = discrete_state_masks(paper_system)
     assert masks.shape == (env.n_states, paper_system.n_actions)
     for s in range(env.n_states):
@@ -401,9 +398,91 @@ def test_same_seed_same_numbers_and_summary_matches_record(tiny_system) -> None:
     assert np.all(first.action < tiny_system.n_actions)
 
 
+def test_the_one_loop_plays_blocks_of_agents_each_as_if_alone(tiny_system) -> None:
+    """``play_batch`` with two agents in two blocks: each block's latencies and actions are those of the loop
+    with that agent alone on the same replicates' generators (nothing a block sees depends on the other), the
+    recorder gets the env's reward, and the clairvoyant best when asked for."""
+    masks = discrete_state_masks(tiny_system)
+    makers = (lambda: BatchQLearning(masks), lambda: BatchUCB1(masks, c=0.2))
+    n_requests, blocks = 200, (slice(0, 3), slice(3, 5))
+
+    def play(chosen: tuple[int, ...], best: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Latencies and actions (B, n_requests) of the loop on the replicates of the ``chosen`` blocks."""
+        sim_rngs, agent_rngs = replicate_generators(11, 5), replicate_generators(12, 5)
+        rows = np.concatenate([np.arange(5)[blocks[k]] for k in chosen])
+        played, start = [], 0
+        for k in chosen:
+            agent = makers[k]()
+            agent.reset(len(range(5)[blocks[k]]), agent_rngs[blocks[k]])
+            played.append((slice(start, start + len(range(5)[blocks[k]])), agent))
+            start = played[-1][0].stop
+        seen = []
+
+        def recorder(step, requests, states, actions, breakdown, rewards, best_ms) -> None:
+            np.testing.assert_array_equal(rewards, -breakdown.total_ms / 1e3 * 2.0)
+            assert (best_ms is not None) == best
+            if best:
+                assert np.all(best_ms <= breakdown.total_ms)
+            seen.append((breakdown.total_ms.copy(), actions.copy()))
+
+        sim = BatchEnv(tiny_system, rows.size, [sim_rngs[r] for r in rows])
+        play_batch(sim, played, n_requests, recorder, reward_scale=2.0, best=best)
+        return np.array([s[0] for s in seen]).T, np.array([s[1] for s in seen]).T
+
+    latency, action = play((0, 1), best=True)
+    for k, block in enumerate(blocks):
+        alone_latency, alone_action = play((k,), best=False)
+        np.testing.assert_array_equal(latency[block], alone_latency)
+        np.testing.assert_array_equal(action[block], alone_action)
+    assert not np.array_equal(action[0], action[3])  # the two agents did play differently
+
+
+def test_the_one_loop_refuses_blocks_that_do_not_cover_the_batch(tiny_system) -> None:
+    masks = discrete_state_masks(tiny_system)
+    agent = BatchQLearning(masks)
+    agent.reset(2, 0)
+    for blocks in ([(slice(0, 2), agent)], [(slice(1, 3), agent)], [(slice(0, 3, 2), agent)], []):
+        with pytest.raises(ValueError, match="blocks must be contiguous"):
+            play_batch(BatchEnv(tiny_system, 3, 0), blocks, 5, lambda *args: None)
+    with pytest.raises(ValueError, match="n_requests"):
+        play_batch(BatchEnv(tiny_system, 2, 0), [(slice(0, 2), agent)], 0, lambda *args: None)
+    with pytest.raises(ValueError, match="reward_scale"):
+        play_batch(
+            BatchEnv(tiny_system, 2, 0), [(slice(0, 2), agent)], 5, lambda *args: None, reward_scale=0.0
+        )
+
+
+def test_the_system_view_has_no_discrete_state_and_the_env_view_encodes_its_measurements() -> None:
+    """The system layer's ``BatchSimulator`` gives raw measurements only; ``BatchEnv`` is the same replicates
+    (same requests, measurements and latencies) with the env's encoding of them on top."""
+    system = build_system(paper())
+    raw, encoded = BatchSimulator(system, 3, rng=5), BatchEnv(system, 3, rng=5)
+    assert not hasattr(raw, "observe") and not hasattr(raw, "state_masks")
+    assert raw.keep_history and encoded.keep_history  # the grounded state reads the device load
+    with pytest.raises(ValueError, match="keep_history"):
+        BatchSimulator(system, 2, keep_history=None)
+    for step in range(150):
+        requests = [sim.next_requests() for sim in (raw, encoded)]
+        measured = raw.measurements(requests[0])
+        np.testing.assert_array_equal(measured, encoded.measurements(requests[1]))
+        expected = encoded.state.index(
+            measured[:, 0],
+            measured[:, 4],
+            measured[:, 2],
+            raw.device_slowdown_estimate(requests[0]),
+            raw.device_class(requests[0]),
+            requests[0].requirement_class,
+        )
+        np.testing.assert_array_equal(encoded.observe(requests[1]), expected)
+        actions = np.array([np.flatnonzero(m)[step % np.count_nonzero(m)] for m in raw.masks(requests[0])])
+        np.testing.assert_array_equal(
+            raw.serve(requests[0], actions).total_ms, encoded.serve(requests[1], actions).total_ms
+        )
+
+
 def test_replicates_are_independent_and_respect_masks(paper_system) -> None:
     masks = discrete_state_masks(paper_system)
-    sim = BatchSimulator(paper_system, 400, rng=0)
+    sim = BatchEnv(paper_system, 400, rng=0)
     agent = BatchQLearning(masks)
     agent.reset(400, 1)
     requests = sim.next_requests()
@@ -422,7 +501,7 @@ def test_skipping_the_user_history_on_ideal_gives_the_same_states_and_actions(pa
     simulator does not keep the users' history (H5) by default: the same states, actions and latencies as
     with the history kept. The grounded world still keeps both measurement logs (H4 and H5)."""
     masks = discrete_state_masks(paper_system)
-    sims = [BatchSimulator(paper_system, 40, rng=2, keep_history=keep) for keep in (None, True)]
+    sims = [BatchEnv(paper_system, 40, rng=2, keep_history=keep) for keep in (None, True)]
     assert sims[0].history is None and sims[1].history is not None
     agents = [BatchQLearning(masks, **PAPER_DEFAULTS) for _ in sims]
     for agent in agents:
@@ -445,9 +524,9 @@ def test_skipping_the_user_history_on_ideal_gives_the_same_states_and_actions(pa
     with pytest.raises(RuntimeError, match="keep_history=True"):
         sims[0].device_slowdown_estimate(requests[0])
     with pytest.raises(ValueError, match="keep_history"):
-        BatchSimulator(paper_system, 2, keep_history=1)
+        BatchEnv(paper_system, 2, keep_history=1)
 
-    grounded = BatchSimulator(build_system(paper()), 4, rng=0)
+    grounded = BatchEnv(build_system(paper()), 4, rng=0)
     assert grounded.keep_history and grounded.state.shape[3] > 1
     requests = grounded.next_requests()
     for step in range(200):
@@ -523,10 +602,10 @@ def test_compiled_agent_steps_equal_their_numpy_definitions(tiny_system) -> None
 
 def test_unsupported_and_bad_inputs_are_refused(paper_system, tiny_system) -> None:
     with pytest.raises(ValueError, match="n_replicates"):
-        BatchSimulator(tiny_system, 0)
+        BatchEnv(tiny_system, 0)
     with pytest.raises(ValueError, match="edge_load_edges"):
-        BatchSimulator(tiny_system, 2, edge_load_edges=(2, 1))
-    sim = BatchSimulator(tiny_system, 2, rng=0)
+        BatchEnv(tiny_system, 2, edge_load_edges=(2, 1))
+    sim = BatchEnv(tiny_system, 2, rng=0)
     requests = sim.next_requests()
     with pytest.raises(ValueError, match="every action"):
         sim.serve(requests, np.array([0, tiny_system.n_actions]))
@@ -561,7 +640,7 @@ def test_measurements_are_the_env_info_the_profile_agents_read() -> None:
     # BatchSimulator.measurements is the engine's snapshot with the estimate in column 0: same order
     assert SNAPSHOT_COLUMNS == GREEDY_INFO_KEYS
     system = build_system(paper())
-    sim = BatchSimulator(system, 2, rng=1)
+    sim = BatchEnv(system, 2, rng=1)
     env = OrchestrationEnv(system, oracle=False)
     env.reset(seed=0)
     env.sim = Simulator(system, replicate_generators(1, 2)[1])

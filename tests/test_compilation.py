@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from numba.core import event
 
+from orchlib.envs.batch import BatchEnv
 from orchlib.envs.orchestration import OrchestrationEnv
-from orchlib.study.batch import BatchSimulator
 from orchlib.system import compilation
 from orchlib.system.compilation import FIRST_COMPILE_NOTICE
 from orchlib.system.scenario import ideal, paper, tiny
@@ -71,7 +71,7 @@ def test_one_compilation_serves_every_world(world) -> None:
         _, info = env.reset(seed=1)
         for _ in range(50):
             _, _, _, _, info = env.step(int(np.flatnonzero(info["action_mask"])[-1]))
-        sim = BatchSimulator(build_system(world().replace(n_requests=60)), 3, rng=0)
+        sim = BatchEnv(build_system(world().replace(n_requests=60)), 3, rng=0)
         for _ in range(20):
             requests = sim.next_requests()
             sim.observe(requests)

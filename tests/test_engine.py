@@ -19,9 +19,10 @@ import pickle
 import numpy as np
 import pytest
 
+from orchlib.envs.batch import BatchEnv
 from orchlib.envs.orchestration import OrchestrationEnv
-from orchlib.study.batch import BatchSimulator
 from orchlib.system import latency
+from orchlib.system.batch import BatchSimulator
 from orchlib.system.engine import BREAKDOWN_COLUMNS, replicate_generators
 from orchlib.system.scenario import Arrivals, ideal, paper, tiny
 from orchlib.system.simulator import EDGE, Simulator, build_system
@@ -54,7 +55,7 @@ def test_replicates_in_one_batch_equal_separate_per_request_simulators(which) ->
     system = build_system(SCENARIOS[which]())
     n_replicates, n_requests, seed = 3, 600, 11
     uniforms = np.random.default_rng(5).random((n_requests, n_replicates))
-    batch = BatchSimulator(system, n_replicates, rng=seed)
+    batch = BatchEnv(system, n_replicates, rng=seed)
     env = OrchestrationEnv(system, oracle=False)
     singles = [Simulator(system, rng) for rng in replicate_generators(seed, n_replicates)]
     for k in range(n_requests):

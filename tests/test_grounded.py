@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from orchlib.envs.batch import BatchEnv
 from orchlib.envs.orchestration import BOX_FEATURES, PRIVATE_INFO_KEYS, OrchestrationEnv
-from orchlib.study.batch import BatchSimulator
 from orchlib.system import dynamics, latency, payloads
+from orchlib.system.batch import BatchSimulator
 from orchlib.system.profiles import DataError, load_decode_profile, load_payload_table, load_trace
 from orchlib.system.scenario import (
     BackgroundLoad,
@@ -112,7 +113,7 @@ def test_paper_switches_every_feature_on() -> None:
 
 def test_batch_path_serves_the_grounded_world_with_per_request_masks() -> None:
     # (bit for bit against the per-request path, states included: tests/test_engine.py)
-    sim = BatchSimulator(build_system(paper()), 40, rng=0)
+    sim = BatchEnv(build_system(paper()), 40, rng=0)
     requests = sim.next_requests()
     states = sim.observe(requests)
     kinds = sim.kinds(requests)

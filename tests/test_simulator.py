@@ -262,7 +262,9 @@ def test_bandwidth_estimate_kept_per_upload_count_equals_the_estimator_at_any_ti
         # mostly off the device, so that uploads complete and the estimate changes often
         offloaded = valid[valid >= sim.system.n_variants]
         sim.serve(request, int(rng.choice(offloaded if offloaded.size and rng.random() < 0.8 else valid)))
-    done, mbps = np.array(sim._upload_done_ms), np.array(sim._upload_mbps)
+    log = sim.uploads  # one replicate of orchlib.system.measurements.UploadLog; nothing dropped in this run
+    assert log.dropped[0] == 0
+    done, mbps = log.done_ms[0, : log.n[0]], log.mbps[0, : log.n[0]]
     assert done.size > 100 and np.all(np.diff(done) >= 0)
 
     def direct(t_ms: float) -> float:
@@ -283,13 +285,13 @@ def test_the_measurement_logs_stay_bounded_and_give_the_same_estimates(monkeypat
     # long runs must not keep a record per request: the upload log is trimmed and the per-user history holds
     # what the snapshot reads; a simulator that trims every few uploads shows the same snapshots as one that
     # never trims in this run
-    from orchlib.system import simulator as simulator_module
+    from orchlib.system import measurements
     from orchlib.system.scenario import paper
 
     scenario = paper().replace(n_requests=800)
     system = build_system(scenario)
     full = Simulator(system, rng=4)
-    monkeypatch.setattr(simulator_module, "_UPLOADS_KEPT", 8)
+    monkeypatch.setattr(measurements, "UPLOADS_KEPT", 8)
     trimmed = Simulator(system, rng=4)
     rng = np.random.default_rng(1)
     for _ in range(scenario.n_requests):
@@ -299,8 +301,8 @@ def test_the_measurement_logs_stay_bounded_and_give_the_same_estimates(monkeypat
         offloaded = valid[valid >= system.n_variants]
         action = int(rng.choice(offloaded if offloaded.size and rng.random() < 0.8 else valid))
         assert full.serve(requests[0], action) == trimmed.serve(requests[1], action)
-        assert len(trimmed._upload_done_ms) <= 16
-        assert all(len(history) <= simulator_module.HISTORY_DEPTH for history in full._history)
-    assert trimmed._uploads_dropped > 0 and len(full._upload_done_ms) > 100
+        assert trimmed.uploads.n[0] <= 16
+        assert full.history.done_ms.shape == (1, scenario.n_users, measurements.HISTORY_DEPTH)
+    assert trimmed.uploads.dropped[0] > 0 and full.uploads.n[0] > 100
     with pytest.raises(ValueError, match="before the uploads this simulator still keeps"):
         trimmed.access_estimate_mbps(0.0)

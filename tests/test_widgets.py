@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchlib.study.batch import DEFAULT_BANDWIDTH_EDGES_MBPS
+from orchlib.envs.orchestration import DEFAULT_BANDWIDTH_EDGES_MBPS
 from orchlib.study.experiments import SOTA
 from orchlib.study.plots import RECONSTRUCTION_NOTE
 from orchlib.study.runner import system_for

@@ -40,6 +40,20 @@ AgentFactory = Callable[[gym.Space, gym.spaces.Discrete], Agent]
 #: its index stays finite).
 UNPULLED_MEAN = float(np.finfo(float).max)
 
+#: Exploration probability of :class:`EpsilonGreedy` (constant; the textbook 0.1 of Sutton & Barto, section 2.3).
+BANDIT_EPSILON = 0.1
+
+#: UCB1's exploration scale ``c`` by default, seconds (the catalogue derives each world's own from its profiles).
+UCB1_C = 1.0
+
+#: Sliding-window length of :class:`SlidingWindowUCB`, in requests (choice: about a minute of the paper scenario's
+#: 8 users x 2 requests/s, long enough to average the response-time noise, short enough to follow a network
+#: change).
+SW_UCB_WINDOW = 1000
+
+#: Exp3's exploration mixture gamma (choice: the common 0.1).
+EXP3_GAMMA = 0.1
+
 
 @numba.njit(cache=True)
 def ucb_index(means, inverse_sqrt_counts, bonus, out):
@@ -81,7 +95,7 @@ class EpsilonGreedy(Agent):
         self,
         observation_space: gym.Space,
         action_space: gym.spaces.Discrete,
-        epsilon: float = 0.1,
+        epsilon: float = BANDIT_EPSILON,
         initial_value: float = 0.0,
     ) -> None:
         super().__init__(observation_space, action_space)
@@ -148,7 +162,7 @@ class UCB1(Agent):
     _xi = 2.0
 
     def __init__(
-        self, observation_space: gym.Space, action_space: gym.spaces.Discrete, c: float = 1.0
+        self, observation_space: gym.Space, action_space: gym.spaces.Discrete, c: float = UCB1_C
     ) -> None:
         super().__init__(observation_space, action_space)
         check_real("c", c, 0.0)
@@ -249,8 +263,8 @@ class SlidingWindowUCB(UCB1):
         self,
         observation_space: gym.Space,
         action_space: gym.spaces.Discrete,
-        tau: int = 1000,
-        c: float = 1.0,
+        tau: int = SW_UCB_WINDOW,
+        c: float = UCB1_C,
         xi: float = 2.0,
     ) -> None:
         super().__init__(observation_space, action_space, c=c)
@@ -505,7 +519,7 @@ class Exp3(Agent):
         observation_space: gym.Space,
         action_space: gym.spaces.Discrete,
         reward_range: tuple[float, float],
-        gamma: float = 0.1,
+        gamma: float = EXP3_GAMMA,
     ) -> None:
         super().__init__(observation_space, action_space)
         if not isinstance(reward_range, tuple | list) or len(reward_range) != 2:

@@ -1,6 +1,6 @@
 """Batched agents: ``B`` independent learners of one algorithm acting in lockstep, one request of every replicate
-per call (the agents of the batched fast path, :func:`orchlib.study.batch.run_batch` and the runner's
-``_play_batched``).
+per call (the agents of the batched fast path: the one batched loop :func:`orchlib.study.batch.play_batch` plays
+them for the runner and for :func:`orchlib.study.batch.run_batch`).
 
 Each is the batched form of a per-request agent of this layer: :class:`BatchQLearning` of
 :class:`~orchlib.agents.qlearning.QLearning`, :class:`BatchUCB1` of :class:`~orchlib.agents.bandits.UCB1`,
@@ -11,7 +11,7 @@ oracle. The catalogue's registry (:data:`orchlib.agents.catalogue.AGENTS`) says 
 They act on the discrete state of :class:`~orchlib.envs.orchestration.OrchestrationEnv`, whose mask is a
 function of the state (``state_masks``); the by-kind agents also take each request's kind and measurements
 (``act(states, kinds, measurements)``, ``learn(states, actions, rewards, next_states, next_kinds, latency_ms)``).
-How their random numbers relate to the per-request agents' is in :mod:`orchlib.study.batch` (item 3).
+How their random numbers relate to the per-request agents' is in :mod:`orchlib.study.batch` (item 1).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from orchlib.system.engine import replicate_generators
 
 
 class BatchAgent(Protocol):
-    """What :func:`run_batch` needs from an agent: ``B`` independent learners acting in lockstep.
+    """What :func:`orchlib.study.batch.play_batch` needs from an agent: ``B`` independent learners acting in lockstep.
 
     ``state_masks[s]`` is the action mask of every request in discrete state ``s`` (the mask depends on the
     requirement class, which the state encodes: ``OrchestrationEnv.state_mask``), so the agents take states
@@ -117,13 +117,14 @@ class BatchUCB1:
 
     Args:
         state_masks: bool array (n_states, n_actions), the mask of each state.
-        c: exploration scale in seconds, finite and >= 0.
+        c: exploration scale in seconds, finite and >= 0 (no default here: UCB1's is stated once, in
+            :class:`~orchlib.agents.bandits.UCB1`; the catalogue builds this form from the per-request agent's).
 
     Raises:
         ValueError: ``c`` outside its range or bad state masks.
     """
 
-    def __init__(self, state_masks: np.ndarray, c: float = 1.0) -> None:
+    def __init__(self, state_masks: np.ndarray, c: float) -> None:
         check_real("c", c, 0.0)
         self.state_masks = check_state_masks(state_masks)
         self.n_states, self.n_actions = self.state_masks.shape
@@ -435,7 +436,7 @@ class BatchProfileHybrid(_ByKind):
 class BatchOracle:
     """:class:`~orchlib.agents.oracle.OracleAgent`'s batched form: in each replicate the valid action of least
     evaluated response time (the first on ties, as ``OrchestrationEnv.oracle_action``). It needs the world's
-    evaluations, so the loop that plays it gives them (the runner's ``_play_batched`` takes ``BatchSimulator.best``).
+    evaluations, so the loop that plays it gives them (:func:`orchlib.study.batch.play_batch` takes ``BatchSimulator.best``).
     """
 
     def __init__(self, state_masks: np.ndarray) -> None:

@@ -1,7 +1,11 @@
 """The agent catalogue: every orchestrator by a readable name, with the project's default hyperparameters.
 
-This module is the one place where default hyperparameters live, and :data:`AGENTS` the one registry: one
-:class:`AgentEntry` per agent (its builder, the observation it needs, its defaults and its batched form).
+This module gives each agent the project's hyperparameters, and :data:`AGENTS` is the one registry: one
+:class:`AgentEntry` per agent (its builder, the observation it needs, its defaults and its batched form). The
+problem-derived and tuned values (:data:`PAPER_DEFAULTS`, the bandits' reward scales) are stated here; a value that
+is an agent's own default is stated once, with its class (Q-learning's in
+:class:`~orchlib.agents.qlearning.QHyperparameters`, the bandits', Dyna-Q's and the hybrids' beside their classes),
+and imported here.
 ``make_agent(name, env, **overrides)`` builds an un-reset agent for an environment, :func:`batched_agent` its
 batched form (what the runner's fast path plays); :func:`register_agent` adds an agent in one place (README,
 "Use your own agent").
@@ -15,6 +19,7 @@ queues), which is the size of the differences a bandit has to resolve.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +29,9 @@ import gymnasium as gym
 import numpy as np
 
 from orchlib.agents.bandits import (
+    BANDIT_EPSILON,
+    EXP3_GAMMA,
+    SW_UCB_WINDOW,
     UCB1,
     EpsilonGreedy,
     Exp3,
@@ -58,9 +66,9 @@ from orchlib.agents.batched import (
     BatchUCB1,
     OneReplicate,
 )
-from orchlib.agents.hybrid import AdaptiveGreedy, ProfileHybrid
+from orchlib.agents.hybrid import ADAPTIVE_BETA, HYBRID_DEFAULTS, AdaptiveGreedy, ProfileHybrid
 from orchlib.agents.oracle import OracleAgent
-from orchlib.agents.qlearning import Q_HYPERPARAMETERS, DynaQ, QLearning
+from orchlib.agents.qlearning import DYNA_Q_PLANNING, DynaQ, QHyperparameters, QLearning
 from orchlib.envs.orchestration import OrchestrationEnv
 
 # Q-learning hyperparameters of the paper's orchestrator. RECONSTRUCTIONS: the paper's values are not public.
@@ -102,42 +110,9 @@ PAPER_DEFAULTS: dict[str, float] = {
 }
 
 #: The textbook values the project used before (alpha 0.1 constant, gamma 0.9, epsilon 1 decaying x 0.999 per
-#: request to 0.01), kept as "q_learning_textbook" so that the gain of the problem-derived defaults is measured.
-TEXTBOOK_DEFAULTS: dict[str, float | None] = {
-    "alpha": 0.1,
-    "alpha_exponent": 0.0,
-    "gamma": 0.9,
-    "epsilon": 1.0,
-    "epsilon_min": 0.01,
-    "epsilon_decay": 0.999,
-    "initial_q": 0.0,
-    "explore_per_action": None,
-}
-
-#: AdaptiveGreedy's weight of the newest observed/estimated ratio (choice: about the last 20 requests of a
-#: tier count, short enough to follow throttling within seconds at the paper's 16 requests/s).
-ADAPTIVE_BETA = 0.05
-
-#: ProfileHybrid's prior strength (pseudo-requests), spread of one log residual and optimism multiplier.
-#: Choices (docs/assumptions.md, A7): 3 real requests outweigh the model for a pair; sigma 0.3 is a prior for
-#: worlds with hidden conditions, about log(1.28 to 1.35), the size of the throughput change from ambient
-#: temperature alone in Benoit-Cattin et al. (arXiv 2010.06291: up to 27.7%); on the full-information `paper`
-#: world the measured spread of log(observed / estimated) under the greedy rule is 0.003 (the model is exact).
-#: kappa 1 makes an untried action look at most exp(0.3 / sqrt(3)) = 1.19 times faster than its estimate.
-HYBRID_DEFAULTS: dict[str, float] = {"prior_count": 3.0, "sigma": 0.3, "kappa": 1.0}
-
-#: Dyna-Q's planning updates per real request (reconstruction; the companion paper's value is not public).
-DYNA_Q_PLANNING = 10
-
-#: Exploration probability of "epsilon_greedy" (constant; the textbook 0.1 of Sutton & Barto, section 2.3).
-BANDIT_EPSILON = 0.1
-
-#: Sliding-window length of "sw_ucb", in requests (choice: about a minute of the paper scenario's 8 users x 2
-#: requests/s, long enough to average the response-time noise, short enough to follow a network change).
-SW_UCB_WINDOW = 1000
-
-#: Exp3's exploration mixture gamma (choice: the common 0.1).
-EXP3_GAMMA = 0.1
+#: request to 0.01), kept as "q_learning_textbook" so that the gain of the problem-derived defaults is measured:
+#: Q-learning's class defaults (:class:`~orchlib.agents.qlearning.QHyperparameters`, where they are stated).
+TEXTBOOK_DEFAULTS: dict[str, float | None] = dataclasses.asdict(QHyperparameters())
 
 #: Exp3 maps rewards in ``[-EXP3_RANGE_FACTOR * max idle latency, 0]`` onto [0, 1] (choice: queues can make
 #: a request several times slower than on an idle system; slower rewards are clipped to 0).
@@ -300,7 +275,7 @@ def _state_masks(env: OrchestrationEnv) -> np.ndarray:
 
 
 def _batched_q_learning(agent: Agent, env: OrchestrationEnv) -> BatchQLearning:
-    return BatchQLearning(_state_masks(env), **{k: getattr(agent, k) for k in Q_HYPERPARAMETERS})
+    return BatchQLearning(_state_masks(env), **dataclasses.asdict(agent.hyperparameters))
 
 
 def _batched_location_only(agent: Agent, env: OrchestrationEnv) -> BatchLocationOnly:

@@ -23,6 +23,18 @@ from orchlib.agents.baselines import GreedyProfiles
 from orchlib.system.scenario import Scenario
 from orchlib.system.simulator import System
 
+#: AdaptiveGreedy's weight of the newest observed/estimated ratio (choice: about the last 20 requests of a
+#: tier count, short enough to follow throttling within seconds at the paper's 16 requests/s).
+ADAPTIVE_BETA = 0.05
+
+#: ProfileHybrid's prior strength (pseudo-requests), spread of one log residual and optimism multiplier.
+#: Choices (docs/assumptions.md, A7): 3 real requests outweigh the model for a pair; sigma 0.3 is a prior for
+#: worlds with hidden conditions, about log(1.28 to 1.35), the size of the throughput change from ambient
+#: temperature alone in Benoit-Cattin et al. (arXiv 2010.06291: up to 27.7%); on the full-information `paper`
+#: world the measured spread of log(observed / estimated) under the greedy rule is 0.003 (the model is exact).
+#: kappa 1 makes an untried action look at most exp(0.3 / sqrt(3)) = 1.19 times faster than its estimate.
+HYBRID_DEFAULTS: dict[str, float] = {"prior_count": 3.0, "sigma": 0.3, "kappa": 1.0}
+
 
 def adaptive_factor_update(factor: np.ndarray, ratio: np.ndarray, beta: float) -> np.ndarray:
     """:class:`AdaptiveGreedy`'s correction step: ``factor + beta * (ratio - factor)`` (arrays broadcast)."""
@@ -148,7 +160,7 @@ class AdaptiveGreedy(GreedyProfiles):
         observation_space: gym.Space,
         action_space: gym.spaces.Discrete,
         system: System,
-        beta: float = 0.05,
+        beta: float = ADAPTIVE_BETA,
     ) -> None:
         super().__init__(observation_space, action_space, system)
         check_real("beta", beta, 0.0, 1.0, low_open=True)
@@ -248,9 +260,9 @@ class ProfileHybrid(GreedyProfiles):
         observation_space: gym.Space,
         action_space: gym.spaces.Discrete,
         system: System,
-        prior_count: float = 3.0,
-        sigma: float = 0.3,
-        kappa: float = 1.0,
+        prior_count: float = HYBRID_DEFAULTS["prior_count"],
+        sigma: float = HYBRID_DEFAULTS["sigma"],
+        kappa: float = HYBRID_DEFAULTS["kappa"],
         forgetting: float | None = None,
     ) -> None:
         super().__init__(observation_space, action_space, system)

@@ -15,8 +15,10 @@ choice and every max in a target is restricted to the valid actions without a ma
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -47,10 +49,7 @@ def check_hyperparameters(
     initial_q: float,
     explore_per_action: float | None,
 ) -> None:
-    """Validate tabular Q-learning's hyperparameters (ranges in :class:`QLearning`'s docstring), naming the bad one.
-
-    Shared by :class:`QLearning` and its batched form (``orchlib.agents.batched.BatchQLearning``).
-    """
+    """Validate tabular Q-learning's hyperparameters (ranges in :class:`QHyperparameters`), naming the bad one."""
     check_real("alpha", alpha, 0.0, 1.0, low_open=True)
     check_real("alpha_exponent", alpha_exponent, 0.0, 1.0)
     check_real("gamma", gamma, 0.0, 1.0, high_open=True)
@@ -149,17 +148,43 @@ def _q_learn(q_table, valid, n_valid, visits, states, actions, rewards, next_sta
         )
 
 
-#: Q-learning's hyperparameters, in :class:`QLearning`'s order (its batched form takes the same).
-Q_HYPERPARAMETERS: tuple[str, ...] = (
-    "alpha",
-    "alpha_exponent",
-    "gamma",
-    "epsilon",
-    "epsilon_min",
-    "epsilon_decay",
-    "initial_q",
-    "explore_per_action",
-)
+@dataclass(frozen=True)
+class QHyperparameters:
+    """Tabular Q-learning's hyperparameters and their defaults, stated once: :class:`QLearning`, :class:`DynaQ`,
+    :class:`BatchQLearning` and the location-only stand-in all take these keywords (``**hyperparameters``), and
+    the defaults are the textbook values (the catalogue's ``q_learning_textbook``; its ``q_learning`` passes the
+    project's own). Validated on construction (:func:`check_hyperparameters`).
+
+    Raises:
+        TypeError: an unknown keyword or a value of the wrong type.
+        ValueError: a value outside the range given below (the message names it).
+    """
+
+    #: base learning rate, in (0, 1].
+    alpha: float = 0.1
+    #: exponent ``omega`` of the visit-count decay of the learning rate, in [0, 1].
+    alpha_exponent: float = 0.0
+    #: discount factor, in [0, 1). 1 is excluded because the task is continuing (no episode ends), so
+    #: undiscounted values would diverge.
+    gamma: float = 0.9
+    #: exploration probability at the first decision, in [0, 1].
+    epsilon: float = 1.0
+    #: floor of the exploration probability, in [0, epsilon].
+    epsilon_min: float = 0.01
+    #: per-decision multiplicative decay, in (0, 1]; 1 keeps ``epsilon`` constant.
+    epsilon_decay: float = 0.999
+    #: initial value of every ``Q(s, a)``, any finite number (seconds, negative = pessimistic).
+    initial_q: float = 0.0
+    #: ``c`` of the per-state exploration term ``c * |V| / k``, > 0, or None for no per-state term.
+    explore_per_action: float | None = None
+
+    def __post_init__(self) -> None:
+        check_hyperparameters(*dataclasses.astuple(self))
+
+    def apply(self, agent: object) -> None:
+        """Set each hyperparameter as an attribute of ``agent`` (``agent.alpha``, ...) and the whole as
+        ``agent.hyperparameters``."""
+        vars(agent).update(dataclasses.asdict(self), hyperparameters=self)
 
 
 class QLearning(Agent):
@@ -196,50 +221,24 @@ class QLearning(Agent):
     Args:
         observation_space: ``Discrete(S)`` (any ``start``).
         action_space: ``Discrete(A)``.
-        alpha: base learning rate, in (0, 1].
-        alpha_exponent: exponent ``omega`` of the visit-count decay of the learning rate, in [0, 1].
-        gamma: discount factor, in [0, 1). 1 is excluded because the task is continuing (no episode ends), so
-            undiscounted values would diverge.
-        epsilon: exploration probability at the first decision, in [0, 1].
-        epsilon_min: floor of the exploration probability, in [0, epsilon].
-        epsilon_decay: per-decision multiplicative decay, in (0, 1]; 1 keeps ``epsilon`` constant.
-        initial_q: initial value of every ``Q(s, a)``, any finite number (seconds, negative = pessimistic).
-        explore_per_action: ``c`` of the per-state term ``c * |V| / k``, > 0, or None for no per-state term.
+        **hyperparameters: the fields of :class:`QHyperparameters` (``alpha``, ``alpha_exponent``, ``gamma``,
+            ``epsilon``, ``epsilon_min``, ``epsilon_decay``, ``initial_q``, ``explore_per_action``), with their
+            ranges and defaults there; each is also an attribute of the agent.
 
     Raises:
-        TypeError: the observation space is not ``Discrete`` or a hyperparameter has the wrong type.
-        ValueError: a hyperparameter is outside the range given above (the message names it).
+        TypeError: the observation space is not ``Discrete``, an unknown hyperparameter, or one of the wrong type.
+        ValueError: a hyperparameter is outside its range (the message names it).
     """
 
     def __init__(
-        self,
-        observation_space: gym.Space,
-        action_space: gym.spaces.Discrete,
-        alpha: float = 0.1,
-        alpha_exponent: float = 0.0,
-        gamma: float = 0.9,
-        epsilon: float = 1.0,
-        epsilon_min: float = 0.01,
-        epsilon_decay: float = 0.999,
-        initial_q: float = 0.0,
-        explore_per_action: float | None = None,
+        self, observation_space: gym.Space, action_space: gym.spaces.Discrete, **hyperparameters: Any
     ) -> None:
         super().__init__(observation_space, action_space)
         if not isinstance(observation_space, gym.spaces.Discrete):
             raise TypeError(
                 f"{type(self).__name__} needs a Discrete observation_space, got {type(observation_space).__name__}"
             )
-        check_hyperparameters(
-            alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action
-        )
-        self.alpha = alpha
-        self.alpha_exponent = alpha_exponent
-        self.gamma = gamma
-        self.epsilon = epsilon
-        self.epsilon_min = epsilon_min
-        self.epsilon_decay = epsilon_decay
-        self.initial_q = initial_q
-        self.explore_per_action = explore_per_action
+        QHyperparameters(**hyperparameters).apply(self)
         self.n_states = int(observation_space.n)
 
     def reset(self, rng: np.random.Generator | int | None = None) -> None:
@@ -349,6 +348,10 @@ class QLearning(Agent):
         return q.argmax(axis=1)
 
 
+#: Dyna-Q's planning updates per real request (reconstruction; the companion paper's value is not public).
+DYNA_Q_PLANNING = 10
+
+
 class DynaQ(QLearning):
     """Dyna-Q: Q-learning plus planning on a model learned from the real requests (Sutton & Barto 2018, 8.2).
 
@@ -370,35 +373,18 @@ class DynaQ(QLearning):
 
     Args:
         n_planning: simulated updates after each real one, an integer >= 0.
-        Other arguments: as :class:`QLearning`.
+        Other arguments: as :class:`QLearning` (the fields of :class:`QHyperparameters`).
     """
 
     def __init__(
         self,
         observation_space: gym.Space,
         action_space: gym.spaces.Discrete,
-        alpha: float = 0.1,
-        alpha_exponent: float = 0.0,
-        gamma: float = 0.9,
-        epsilon: float = 1.0,
-        epsilon_min: float = 0.01,
-        epsilon_decay: float = 0.999,
-        initial_q: float = 0.0,
-        explore_per_action: float | None = None,
-        n_planning: int = 10,
+        *,
+        n_planning: int = DYNA_Q_PLANNING,
+        **hyperparameters: Any,
     ) -> None:
-        super().__init__(
-            observation_space,
-            action_space,
-            alpha=alpha,
-            alpha_exponent=alpha_exponent,
-            gamma=gamma,
-            epsilon=epsilon,
-            epsilon_min=epsilon_min,
-            epsilon_decay=epsilon_decay,
-            initial_q=initial_q,
-            explore_per_action=explore_per_action,
-        )
+        super().__init__(observation_space, action_space, **hyperparameters)
         check_int("n_planning", n_planning, 0)
         self.n_planning = n_planning
 
@@ -483,39 +469,19 @@ class BatchQLearning:
     the reference's masked versions pick.
 
     Args:
-        state_masks: bool array (n_states, n_actions), the mask of each state (``BatchSimulator.state_masks``).
-        alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action: as
-            :class:`~orchlib.agents.qlearning.QLearning`, with the same ranges.
+        state_masks: bool array (n_states, n_actions), the mask of each state (``BatchEnv.state_masks``).
+        **hyperparameters: the fields of :class:`QHyperparameters`, as :class:`QLearning` takes them (the same
+            defaults and ranges); each is also an attribute of the agent.
 
     Raises:
+        TypeError: an unknown hyperparameter or one of the wrong type.
         ValueError: a hyperparameter outside its range (named), or bad state masks.
     """
 
-    def __init__(
-        self,
-        state_masks: np.ndarray,
-        alpha: float = 0.1,
-        alpha_exponent: float = 0.0,
-        gamma: float = 0.9,
-        epsilon: float = 1.0,
-        epsilon_min: float = 0.01,
-        epsilon_decay: float = 0.999,
-        initial_q: float = 0.0,
-        explore_per_action: float | None = None,
-    ) -> None:
-        check_hyperparameters(
-            alpha, alpha_exponent, gamma, epsilon, epsilon_min, epsilon_decay, initial_q, explore_per_action
-        )
+    def __init__(self, state_masks: np.ndarray, **hyperparameters: Any) -> None:
+        QHyperparameters(**hyperparameters).apply(self)
         self.state_masks = check_state_masks(state_masks)
         self.n_states, self.n_actions = self.state_masks.shape
-        self.alpha = alpha
-        self.alpha_exponent = alpha_exponent
-        self.gamma = gamma
-        self.epsilon = epsilon
-        self.epsilon_min = epsilon_min
-        self.epsilon_decay = epsilon_decay
-        self.initial_q = initial_q
-        self.explore_per_action = explore_per_action
         self._valid, self._n_valid = uniform_valid_table(self.state_masks)
 
     def reset(

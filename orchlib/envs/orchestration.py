@@ -98,8 +98,8 @@ def _level(edges: tuple[float, ...], value: Any) -> Any:
 class DiscreteState:
     """The discrete state's definition: which measurements, at which level edges (assumptions E3, E7).
 
-    The one definition that :class:`OrchestrationEnv` (per request), ``orchlib.study.batch`` (B replicates)
-    and the live testbed share. Build it with :func:`discrete_state`, which gives the components a world
+    The one definition that :class:`OrchestrationEnv` (per request), :class:`orchlib.envs.batch.BatchEnv`
+    (B replicates) and the live testbed share. Build it with :func:`discrete_state`, which gives the components a world
     does not have (a second device class, hidden device load) a single level, so the ``ideal`` world keeps its
     120 states and its state indices.
     """
@@ -339,7 +339,7 @@ class OrchestrationEnv(gym.Env):
         self.reward_scale = float(reward_scale)
         self.failure_latency_s = float(failure_latency_s)
         self.oracle = oracle
-        #: the discrete state's definition (shared with ``orchlib.study.batch`` and the testbed).
+        #: the discrete state's definition (shared with :class:`orchlib.envs.batch.BatchEnv` and the testbed).
         self.state = discrete_state(self.system, bandwidth_edges_mbps, edge_load_edges, device_load_edges)
         self.bandwidth_edges_mbps = self.state.bandwidth_edges_mbps
         self.edge_load_edges = self.state.edge_load_edges

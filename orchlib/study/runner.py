@@ -15,8 +15,9 @@ loky or Dask give the same numbers.
 Fast path. Runs of catalogue agents that have a batched form (:func:`batch_agent`: tabular Q-learning with the
 paper's and the textbook defaults, the location-only stand-in, UCB1, the fixed tier baselines, random, greedy on
 the profiles, adaptive greedy, the hybrid and the oracle; in the ideal and the grounded world) run together on
-the batched engine (:class:`orchlib.study.batch.BatchSimulator`), one task per world (scenario and environment
-options) whatever their agents, at most :data:`MAX_BATCH` runs per task; it records the same per-request table.
+the batched engine (:class:`orchlib.envs.batch.BatchEnv`, played by the one batched loop
+:func:`orchlib.study.batch.play_batch`), one task per world (scenario and environment options) whatever their
+agents, at most :data:`MAX_BATCH` runs per task; it records the same per-request table.
 Each replicate's simulator draws from the generator ``OrchestrationEnv.reset`` would give it, so its requests
 are the per-request path's, and the tables of the fixed policies, random, the profile agents, the oracle and the
 Q-learners and UCB1 (whose per-request forms are the one-replicate views of the batched rules) are bit for bit
@@ -73,9 +74,10 @@ from tqdm.auto import tqdm
 
 from orchlib.agents.base import Agent
 from orchlib.agents.batched import BatchAgent, BatchOracle
+from orchlib.envs.batch import BatchEnv
 from orchlib.envs.orchestration import OrchestrationEnv, public_info
 from orchlib.study import metrics
-from orchlib.study.batch import BatchSimulator
+from orchlib.study.batch import play_batch
 from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import TIERS, Scenario, preset
 from orchlib.system.simulator import System, build_system, compile_engine
@@ -495,13 +497,10 @@ def _agent_key(spec: RunSpec) -> str:
 #: most replicates one batched task plays (the per-request table of each is held in memory until the end).
 MAX_BATCH = 64
 
-#: how a block of a batch acts: the oracle's best, by the discrete state, by the request's kind and measurements.
-_ACTS_ORACLE, _ACTS_BY_STATE, _ACTS_BY_KIND = 0, 1, 2
-
 
 def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tuple[str, pd.DataFrame, dict]]:
-    """Play runs of one world (scenario and environment options) together on the batched engine: the
-    per-request table of each, as :func:`_play` records it.
+    """Play runs of one world (scenario and environment options) together on the batched engine
+    (:func:`orchlib.study.batch.play_batch`): the per-request table of each, as :func:`_play` records it.
 
     The runs may be of different agents: the replicates of each agent (specs equal but for the replicate) form
     one contiguous block of the batch, played by that agent's batched form (:func:`batch_agent`). Each
@@ -522,34 +521,27 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
     env = OrchestrationEnv(system, **dict(first.env_kwargs))
     if any(_batch_group_key(spec) != _batch_group_key(first) for spec in specs):
         raise ValueError("a batch must play one scenario with one set of environment options")
-    # each agent's replicates as one contiguous block of the batch: (block, batched agent, how it acts)
+    # each agent's replicates as one contiguous block of the batch: (block, batched agent)
     by_agent: dict[str, list[int]] = {}
     for k, spec in enumerate(specs):
         by_agent.setdefault(_agent_key(spec), []).append(k)
     order = [k for members in by_agent.values() for k in members]
     specs = [specs[k] for k in order]
-    blocks: list[tuple[slice, Any, int]] = []
+    blocks: list[tuple[slice, Any]] = []
     start = 0
     for members in by_agent.values():
         spec = specs[start]
         agent = batch_agent(spec, env)
         if agent is None:
             raise ValueError(f"agent {spec.agent!r} with these options has no batched form")
-        block = slice(start, start + len(members))
-        if isinstance(agent, BatchOracle):
-            how = _ACTS_ORACLE
-        elif getattr(agent, "kind_masks", None) is not None:  # reads each request's kind and measurements
-            how = _ACTS_BY_KIND
-        else:
-            how = _ACTS_BY_STATE
-        blocks.append((block, agent, how))
-        start = block.stop
+        blocks.append((slice(start, start + len(members)), agent))
+        start += len(members)
     seeds = [spec.seed_sequences() for spec in specs]
     # the generator OrchestrationEnv.reset(seed=...) gives the per-request path's simulator
     sim_rngs = [
         gym_seeding.np_random(int(env_seq.generate_state(1, np.uint64)[0]))[0] for env_seq, _ in seeds
     ]
-    sim = BatchSimulator(
+    sim = BatchEnv(
         system,
         len(specs),
         sim_rngs,
@@ -557,32 +549,16 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
         edge_load_edges=env.edge_load_edges,
         device_load_edges=env.state.device_load_edges,
     )
-    for block, agent, _ in blocks:
+    for block, agent in blocks:
         agent.reset(block.stop - block.start, [np.random.default_rng(seq) for _, seq in seeds[block]])
     n, b = first.scenario.n_requests, len(specs)
     record = {name: np.empty((n, b)) for name in (*_SERVED, *(_ORACLE if env.oracle else ()))}
     rewards, states = np.empty((n, b)), np.empty((n, b), dtype=np.int64)
     accuracy = system.top1_pct
-    requests = sim.next_requests()
-    state = sim.observe(requests)
-    reads_kind = any(how == _ACTS_BY_KIND for _, _, how in blocks)
-    needs_best = env.oracle or any(how == _ACTS_ORACLE for _, _, how in blocks)
-    kinds = sim.kinds(requests)
-    action = np.empty(b, dtype=np.int64)
-    for i in range(n):
-        if needs_best:  # the best valid action of each request's own mask, and its response time
-            best, best_ms = sim.best(requests)
-        measured = sim.measurements(requests) if reads_kind else None
-        for block, agent, how in blocks:
-            if how == _ACTS_ORACLE:
-                action[block] = best[block]
-            elif how == _ACTS_BY_KIND:
-                action[block] = agent.act(state[block], kinds[block], measured[block])
-            else:
-                action[block] = agent.act(state[block])
+
+    def keep(i, requests, state, action, breakdown, reward, best_ms) -> None:
         if env.oracle:
             record["oracle_latency_ms"][i] = best_ms
-        breakdown = sim.serve(requests, action)
         tier, variant = np.divmod(action, system.n_variants)
         record["served_user"][i] = requests.user
         record["served_time_ms"][i] = requests.time_ms
@@ -596,25 +572,10 @@ def _play_batched(specs: Sequence[RunSpec], fingerprint: str | None) -> list[tup
         record["latency_ms"][i] = total_ms
         if env.oracle:
             record["regret_ms"][i] = total_ms - best_ms
-        reward = rewards[i]
-        reward[:] = -total_ms / 1e3 * env.reward_scale
+        rewards[i] = reward
         states[i] = state
-        requests = sim.next_requests()
-        next_state = sim.observe(requests)
-        kinds = sim.kinds(requests)
-        for block, agent, how in blocks:
-            if how == _ACTS_BY_KIND:
-                agent.learn(
-                    state[block],
-                    action[block],
-                    reward[block],
-                    next_state[block],
-                    kinds[block],
-                    total_ms[block],
-                )
-            elif how == _ACTS_BY_STATE:
-                agent.learn(state[block], action[block], reward[block], next_state[block])
-        state = next_state
+
+    play_batch(sim, blocks, n, keep, reward_scale=env.reward_scale, best=env.oracle)
     out = []
     for k, spec in enumerate(specs):
         column = {name: values[:, k] for name, values in record.items()}

@@ -23,7 +23,7 @@ Every entry point is a loop of these over replicates (and actions): ``serve`` = 
 The per-request path's step (serve, then draw and observe the next request) is one compiled call whose
 arguments travel in one :class:`StepState`.
 :class:`~orchlib.system.simulator.Simulator` (per request, used by the Gymnasium env) is the ``B = 1`` view and
-:class:`~orchlib.study.batch.BatchSimulator` the ``B``-replicate view of this engine.
+:class:`~orchlib.system.batch.BatchSimulator` the ``B``-replicate view of this engine.
 
 Randomness. Replicate ``b`` draws from its own generator (``rngs[b]``; :func:`replicate_generators` spawns them
 with ``SeedSequence``), in blocks of :data:`BLOCK` draws and a fixed order: inter-arrival gaps (or think times)
@@ -741,7 +741,7 @@ class Engine:
     then :meth:`serve`. The current requests are in ``request_time_ms``, ``request_user``,
     ``request_class``, ``request_z`` (B, 3) and ``request_payload_bits`` (B, n_variants). Arguments are not
     validated here: :class:`~orchlib.system.simulator.Simulator` and
-    :class:`~orchlib.study.batch.BatchSimulator` do that.
+    :class:`~orchlib.system.batch.BatchSimulator` do that.
 
     Args:
         system: from :func:`~orchlib.system.simulator.build_system`.

@@ -26,8 +26,6 @@ The model (each rule is numbered in ``docs/assumptions.md``, section "Latency mo
 
 from __future__ import annotations
 
-import bisect
-import collections
 import hashlib
 import time
 from collections.abc import Iterable
@@ -38,7 +36,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-from orchlib.system import dynamics, latency, payloads
+from orchlib.system import dynamics, latency, measurements, payloads
 from orchlib.system.engine import (
     CLOUD,
     EDGE,
@@ -66,12 +64,6 @@ from orchlib.system.profiles import (
     resolve,
 )
 from orchlib.system.scenario import TIERS, LinkSpec, Scenario, paper
-
-#: served requests kept per user for the snapshot's recent latency and device-load estimate (H5).
-HISTORY_DEPTH = 16
-#: completed access uploads kept for the bandwidth estimate (H4): between this (or the estimate's window, if
-#: larger) and twice this many, so estimates at the current request's time never need a dropped one.
-_UPLOADS_KEPT = 4096
 
 
 @dataclass(frozen=True, eq=False)
@@ -444,28 +436,17 @@ class Simulator:
             ),
             axis=1,
         )
-        # the orchestrator's own measurements (H4, H5): completed access uploads and served responses
-        self._upload_done_ms: list[float] = []  # completion times of access uploads (FIFO, so increasing)
-        self._upload_mbps: list[float] = []  # their observed throughputs
-        # the estimate depends only on how many uploads had completed: kept for that count, since it changes
-        # far less often than requests arrive (recomputed the same way when it does)
-        self._estimate_for, self._estimate_mbps = -1, 0.0
-        # uploads dropped from the front of the two lists (kept bounded on long runs, see _record)
-        self._uploads_dropped = 0
+        # the orchestrator's own measurements (H4, H5), the logs of orchlib.system.measurements as one replicate:
+        # each user's last served requests, and (with a bandwidth estimate) the completed access uploads
+        #: each user's recent served requests (H5): the snapshot's recent response time and device-load estimate.
+        self.history = measurements.UserHistory(1, n_users)
         spec = self.system.scenario.bandwidth_estimate
-        self._uploads_kept = max(_UPLOADS_KEPT, spec.window if spec is not None else 0)
-        # each user's last served requests (completion time, response time): the snapshot reads the last 16, so
-        # no more are kept (memory stays bounded on long runs)
-        self._history: list[collections.deque[tuple[float, float]]] = [
-            collections.deque(maxlen=HISTORY_DEPTH) for _ in range(n_users)
-        ]
-        # of those, the ones served on the device, with their place in the user's history (the count of the
-        # user's requests served before) and on-device slowdown: the snapshot's device-load tracker reads the
-        # newest finished one among the last 16 entries without walking past the requests served elsewhere
-        self._device_runs: list[collections.deque[tuple[int, float, float]]] = [
-            collections.deque(maxlen=HISTORY_DEPTH) for _ in range(n_users)
-        ]
-        self._n_user_served = [0] * n_users
+        #: the completed access uploads (H4), with ``Scenario.bandwidth_estimate``; None without.
+        self.uploads = (
+            measurements.UploadLog(1, spec.window, self.system.scenario.access.uplink_mbps)
+            if spec is not None
+            else None
+        )
 
     @property
     def _cotenant(self) -> dynamics.OnOffSchedule | None:
@@ -564,24 +545,8 @@ class Simulator:
         row = self._row
         row = self._engine.snapshot()[0].tolist() if row is None else row[ROW_SNAPSHOT : ROW_SNAPSHOT + 6]
         t, user = request.time_ms, request.user
-        access_mbps = self.access_estimate_mbps(t) if self._estimated else row[0]
-        # the last (up to) 5 of the user's last 16 requests that had finished by t, and the newest on-device
-        # slowdown among those 16 that had finished, read from the newest entry back (entries are in service
-        # order, not completion order: each is checked)
-        recent: list[float] = []  # newest first
-        for done_ms, latency_ms in reversed(self._history[user]):
-            if done_ms <= t:
-                recent.append(latency_ms)
-                if len(recent) == 5:
-                    break
-        slowdown = 1.0
-        window_start = self._n_user_served[user] - HISTORY_DEPTH
-        for place, done_ms, device_slowdown in reversed(self._device_runs[user]):
-            if place < window_start:
-                break
-            if done_ms <= t:
-                slowdown = device_slowdown
-                break
+        access_mbps = self.uploads.estimate_one(0, t) if self._estimated else row[0]
+        slowdown, recent_ms = self.history.read_one(0, user, t)
         # positional (in Snapshot's field order): keywords cost more, and this runs on every request
         return Snapshot(
             access_mbps,
@@ -591,29 +556,15 @@ class Simulator:
             int(row[4]),
             int(row[5]),
             self.user_class[user],
-            sum(reversed(recent)) / len(recent) if recent else 0.0,  # added oldest first, as they happened
+            recent_ms,
             slowdown,
         )
 
     def access_estimate_mbps(self, t_ms: float) -> float:
         """The access-link rate the orchestrator sees at ``t_ms`` (the true rate without H4)."""
-        spec = self.system.scenario.bandwidth_estimate
-        if spec is None:
+        if self.uploads is None:
             return self.system.access_up.rate_mbps(t_ms / 1e3)
-        j = bisect.bisect_right(self._upload_done_ms, t_ms)
-        if self._uploads_dropped and j < spec.window:
-            raise ValueError(
-                f"access_estimate_mbps: t_ms={t_ms} is before the uploads this simulator still keeps (it keeps the "
-                f"last {self._uploads_kept} to {2 * self._uploads_kept}, from {self._upload_done_ms[0]} ms on)"
-            )
-        if j == 0:
-            return float(self.system.scenario.access.uplink_mbps)
-        if j != self._estimate_for:
-            self._estimate_mbps = float(
-                dynamics.harmonic_mean_mbps(np.array(self._upload_mbps[max(0, j - spec.window) : j]))
-            )
-            self._estimate_for = j
-        return self._estimate_mbps
+        return self.uploads.estimate_one(0, t_ms)
 
     def hidden_state(self, request: Request) -> dict[str, float]:
         """The conditions a real orchestrator cannot observe, at the request's arrival (for the oracle and tests).
@@ -649,20 +600,11 @@ class Simulator:
         """The orchestrator's measurements of a served request: the upload's throughput (H4), the response
         time and the on-device slowdown (H5), from what the engine recorded when it served it (``served``)."""
         link_start, upload, slowdown = served
-        if action >= self._n_variants and upload > 0:  # off the device: an access upload finished
-            self._upload_done_ms.append(link_start + upload)
-            self._upload_mbps.append(payload_bits / (upload * 1e3))
-            kept = self._uploads_kept
-            if len(self._upload_done_ms) > 2 * kept:  # keep memory bounded: drop the oldest half
-                del self._upload_done_ms[:kept], self._upload_mbps[:kept]
-                self._uploads_dropped += kept
-                self._estimate_for = max(-1, self._estimate_for - kept)
-        total, user = parts[TOTAL_COLUMN], request.user
-        done_ms = request.time_ms + total
-        self._history[user].append((done_ms, total))
-        if slowdown > 0:  # served on the device
-            self._device_runs[user].append((self._n_user_served[user], done_ms, slowdown))
-        self._n_user_served[user] += 1
+        # off the device: an access upload finished (logged where the estimate reads it)
+        if self.uploads is not None and action >= self._n_variants and upload > 0:
+            self.uploads.record_one(0, link_start + upload, payload_bits / (upload * 1e3))
+        total = parts[TOTAL_COLUMN]
+        self.history.record_one(0, request.user, request.time_ms + total, slowdown, total)
 
     def compute_ms(self, request: Request) -> np.ndarray:
         """This request's compute time for every (tier, variant), shape (3, n_variants)."""
@@ -786,7 +728,8 @@ def simulate(
 
 def compile_engine() -> float:
     """Compile (or load from numba's cache) every kernel of the engine, for every entry point: the per-request
-    step, the batched serve and draw, the snapshot, the evaluation of every action and the pruned best.
+    step, the batched serve and draw, the snapshot, the evaluation of every action and the pruned best; and the
+    measurement logs' (:func:`orchlib.system.measurements.compile_measurements`).
 
     The kernels' argument types are the same for every scenario (the engine normalises them), so one small world
     compiles what every world uses. Returns the seconds it took (about a second when everything was cached).
@@ -801,4 +744,5 @@ def compile_engine() -> float:
         engine.serve(engine.best()[0].copy())
         engine.next_requests(evaluate)
         engine.serve(engine.best()[0].copy(), then_next=True, evaluate=evaluate)
+    measurements.compile_measurements()
     return time.perf_counter() - start
