@@ -20,13 +20,13 @@ import pytest
 from scipy.stats import ks_2samp, ttest_ind
 
 from orchlib.agents.bandits import UCB1
+from orchlib.agents.base import argmax_random_tie, uniform_valid_table
 from orchlib.agents.baselines import LocationOnlyQLearning
 from orchlib.agents.batched import (
     BatchFixedPolicy,
     BatchLocationOnly,
     BatchQLearning,
     BatchUCB1,
-    _argmax_random_ties,
 )
 from orchlib.agents.catalogue import PAPER_DEFAULTS
 from orchlib.agents.qlearning import QLearning
@@ -550,10 +550,18 @@ def test_compiled_agent_steps_equal_their_numpy_definitions(tiny_system) -> None
             out.append(tied[int(u * tied.size)])
         return np.array(out)
 
-    values = rng.integers(0, 3, size=(2000, 7)).astype(float)  # many ties
-    values[rng.random(values.shape) < 0.3] = -np.inf
+    # the shared argmax over each row's allowed entries (listed as uniform_valid_table lists them), many ties;
+    # a forbidden entry holds +inf, which would win if the rule read it
+    values = rng.integers(0, 3, size=(2000, 7)).astype(float)
+    allowed = rng.random(values.shape) >= 0.3
+    allowed[:, 0] |= ~allowed.any(axis=1)  # every row allows something
+    valid, n_valid = uniform_valid_table(allowed)
     uniforms = rng.random(2000)
-    np.testing.assert_array_equal(_argmax_random_ties(values, uniforms), tie_break(values, uniforms))
+    chosen = [
+        argmax_random_tie(np.where(m, v, np.inf), r, n, u)
+        for v, m, r, n, u in zip(values, allowed, valid, n_valid, uniforms, strict=True)
+    ]
+    np.testing.assert_array_equal(chosen, tie_break(np.where(allowed, values, -np.inf), uniforms))
 
     masks = discrete_state_masks(tiny_system)
     n_states, b = masks.shape[0], 64

@@ -36,8 +36,8 @@ AgentFactory = Callable[[gym.Space, gym.spaces.Discrete], Agent]
 """Builds a fresh, un-reset agent from ``(observation_space, action_space)``, e.g. ``functools.partial(UCB1, c=0.5)``."""
 
 
-#: the mean UCB1 stores for an arm never pulled: the largest float, so that its index comes first (finite, so that
-#: its index stays finite).
+#: the mean UCB1 stores for an arm never pulled: the largest float, so that its index (0 bonus: ``n ** -1/2`` is
+#: stored as 0) comes first, and several unpulled arms tie (broken at random).
 UNPULLED_MEAN = float(np.finfo(float).max)
 
 #: Exploration probability of :class:`EpsilonGreedy` (constant; the textbook 0.1 of Sutton & Barto, section 2.3).

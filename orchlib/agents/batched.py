@@ -29,7 +29,6 @@ from orchlib.agents.base import (
     Agent,
     Observation,
     ReplicateUniforms,
-    argmax_random_tie,
     check_real,
     check_state_masks,
     masked_argmax,
@@ -71,17 +70,6 @@ class BatchAgent(Protocol):
 # where NumPy would gather (B, A) copies of them and pass over them several times (about 1 ms per lockstep step
 # at B = 2,000). Same arithmetic in the same order, so the same choices and values bit for bit as the NumPy
 # versions they replace (tests/test_batch.py checks them against NumPy definitions).
-
-
-@numba.njit(cache=True)
-def _argmax_random_ties(values: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """Row-wise argmax of ``values`` (B, A), ties broken uniformly at random with the row's uniform in
-    ``uniforms`` (B,): of a row's ``n`` tied maxima, the ``int(u * n)``-th."""
-    out = np.empty(values.shape[0], dtype=np.int64)
-    every = np.arange(values.shape[1])  # no action is masked
-    for b in range(values.shape[0]):
-        out[b] = argmax_random_tie(values[b], every, every.size, uniforms[b])
-    return out
 
 
 @numba.njit(cache=True)
@@ -140,8 +128,7 @@ class BatchUCB1:
         shape = (n_replicates, self.n_actions)
         self.counts_ = np.zeros(shape, dtype=np.int64)  # n(a) per replicate
         self.sums_ = np.zeros(shape)  # sum of rewards of arm a, seconds
-        # sums / counts; for an unpulled arm the largest float, so that it comes first: finite, so that adding an
-        # invalid arm's -inf penalty gives -inf (inf - inf would be nan)
+        # sums / counts; for an unpulled arm the largest float, so that its index comes first (UNPULLED_MEAN)
         self.means_ = np.full(shape, UNPULLED_MEAN)
         self.inverse_sqrt_counts_ = np.zeros(shape)  # n(a) ** -1/2; 0 for an unpulled arm
         self.n_pulls_ = 0  # t: the same in every replicate, which pulls once per step
@@ -278,7 +265,6 @@ class _ByKind:
             )
         self._n_classes = self.system.requirement_pct.size
         self._n_device_classes = self.kind_masks.shape[0] // self._n_classes
-        self._valid, self._n_valid = uniform_valid_table(self.kind_masks)
 
     def _estimates(self, kinds: np.ndarray, measurements: np.ndarray) -> np.ndarray:
         """:func:`~orchlib.agents.baselines.profile_latency_ms_batch` of each request, shape (B, n_actions)."""

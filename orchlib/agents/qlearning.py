@@ -8,9 +8,10 @@ interface; both draw three uniforms per decision from the replicate's generator 
 (:class:`~orchlib.agents.base.ReplicateUniforms`), so given the same generator they choose the same actions and
 hold the same values, bit for bit (``tests/test_agents.py``).
 
-Both work on a ``gymnasium.spaces.Discrete`` observation (the encoded system state) whose action mask is a
-function of the state (the env's ``state_mask``): ``Q`` of an invalid pair is stored as ``-inf``, so every
-choice and every max in a target is restricted to the valid actions without a mask.
+Both work on a ``gymnasium.spaces.Discrete`` observation (the encoded system state). Every choice and every max
+in a target reads only the valid actions of the mask concerned (a list per mask: :class:`~orchlib.agents.base.MaskTable`
+per request, :func:`~orchlib.agents.base.uniform_valid_table` per state in the batched form, whose mask is a
+function of the state, the env's ``state_mask``).
 """
 
 from __future__ import annotations
@@ -464,9 +465,10 @@ class BatchQLearning:
     when ``explore_per_action`` is None): a uniformly random valid action; otherwise the valid action of
     largest ``Q(s, .)``, ties broken uniformly at random.
 
-    Because the mask is a function of the state, ``Q(s, a)`` of every invalid pair is stored as ``-inf`` and
-    never updated: the greedy choice and the target's maximum then need no mask at all, and pick exactly what
-    the reference's masked versions pick.
+    The mask is a function of the state: the greedy choice and the target's maximum read only each state's valid
+    actions (:func:`~orchlib.agents.base.uniform_valid_table`), and ``Q(s, a)`` of an invalid pair is stored as
+    ``-inf`` (never read by the rules, never updated; it marks the pair as unavailable to anyone reading the
+    table).
 
     Args:
         state_masks: bool array (n_states, n_actions), the mask of each state (``BatchEnv.state_masks``).
