@@ -465,6 +465,14 @@ def _add_testbed(subparsers: argparse._SubParsersAction) -> None:
         metavar=("EDGE", "CLOUD"),
         help="server ports (default 18080 18081)",
     )
+    parser.add_argument(
+        "--calibration-repeats",
+        type=_int_at_least(MIN_REPEATS),
+        default=None,
+        metavar="N",
+        help=f"timed passes per variant in the device calibration (>= {MIN_REPEATS}; default: "
+        "TestbedConfig's, 15), each after the as-served idle gap",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(handler=_run_testbed, parser=parser)
 
@@ -489,6 +497,7 @@ def _run_testbed(args: argparse.Namespace) -> int:
             seed=args.seed,
             kill_edge_at_s=args.kill_edge_at,
             ports=tuple(args.ports),
+            **({} if args.calibration_repeats is None else {"calibration_repeats": args.calibration_repeats}),
         )
         result = run_testbed(config, out_dir=args.out, progress=not args.no_progress)
     except (ValueError, TypeError, DataError) as error:

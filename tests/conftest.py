@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,14 +23,36 @@ os.environ.setdefault("ORCHLIB_TESTING", "1")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: the engine's compilation, in a process the controller starts while pytest-xdist starts the workers.
+_COMPILING = pytest.StashKey[subprocess.Popen]()
+_COMPILE = "from orchlib.system.simulator import compile_engine; compile_engine()"
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """One compilation of the engine for the whole run: the controller compiles (or loads from numba's cache)
-    its kernels before pytest-xdist starts the workers, which then load them instead of each compiling them at
-    the same time (on a fresh clone or after an edit of a kernel)."""
-    if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
+    """One compilation of the engine for the whole run: compiled (or loaded from numba's cache) once before the
+    first test, so that the workers load the kernels instead of each compiling them at the same time (on a fresh
+    clone or after an edit of a kernel).
+
+    Under pytest-xdist the controller compiles in a child process while the workers start and collect (about 8 s
+    of imports here), and holds the first test back until it is done
+    (:func:`pytest_xdist_node_collection_finished`); without xdist it compiles here."""
+    if hasattr(config, "workerinput"):
+        return
+    if getattr(config.option, "numprocesses", None):
+        config.stash[_COMPILING] = subprocess.Popen([sys.executable, "-c", _COMPILE], cwd=ROOT)
+    else:
         from orchlib.system.simulator import compile_engine
 
         compile_engine()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: object) -> None:
+    """The controller, when a worker has collected: wait for the engine's compilation before tests are sent."""
+    config = getattr(node, "config", None)
+    process = config.stash.get(_COMPILING, None) if config is not None else None
+    if process is not None and process.wait() != 0:
+        raise pytest.UsageError(f"compiling the engine failed (exit code {process.returncode}; see above)")
 
 
 #: test files whose tests run for tens of seconds each, started first (longest first).
@@ -73,6 +97,18 @@ def built_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Calla
         return folder
 
     return get
+
+
+@pytest.fixture(scope="session")
+def reproduce_quick(built_once: Callable[[str, Callable[[Path], None]], Path]) -> Path:
+    """One ``reproduce --quick`` for the test run, whichever workers ask for it (about 35 s): its results folder
+    (summary, tables, figures and the cached runs, which the notebook tests reuse). Read-only."""
+    from orchlib.study.reproduce import reproduce
+
+    return built_once(
+        "reproduce_quick",
+        lambda out: reproduce(out, quick=True, n_jobs=1, progress=False, log=lambda message: None),
+    )
 
 
 TOY_VARIANTS = """# toy variants for exact tests

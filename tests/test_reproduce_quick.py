@@ -7,29 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
-from orchlib.study.reproduce import FIGURES, reproduce, summary_glitches
-
-
-@pytest.fixture(scope="session")
-def quick_out(built_once) -> Path:
-    """One ``reproduce --quick`` for the run, whichever workers run these tests (about a minute)."""
-    return built_once(
-        "reproduce_quick",
-        lambda out: reproduce(out, quick=True, n_jobs=1, progress=False, log=lambda message: None),
-    )
+from orchlib.study.reproduce import FIGURES, summary_glitches
 
 
-def test_quick_summary_has_no_glitches(quick_out: Path) -> None:
-    text = (quick_out / "summary.md").read_text()
+def test_quick_summary_has_no_glitches(reproduce_quick: Path) -> None:
+    text = (reproduce_quick / "summary.md").read_text()
     assert summary_glitches(text) == []
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) > 30
 
 
-def test_quick_summary_has_the_rows_issue_24_asks_for(quick_out: Path) -> None:
-    summary = pd.read_csv(quick_out / "summary.csv", keep_default_na=False)
+def test_quick_summary_has_the_rows_issue_24_asks_for(reproduce_quick: Path) -> None:
+    summary = pd.read_csv(reproduce_quick / "summary.csv", keep_default_na=False)
     quantity = summary["quantity"]
     budget = summary[
         quantity.str.startswith("q_learning response-time reduction vs state-of-the-art stand-in, at")
@@ -55,9 +45,9 @@ def test_quick_summary_has_the_rows_issue_24_asks_for(quick_out: Path) -> None:
     )
 
 
-def test_quick_reproduce_writes_every_figure(quick_out: Path) -> None:
+def test_quick_reproduce_writes_every_figure(reproduce_quick: Path) -> None:
     for name in FIGURES:
-        assert (quick_out / "figures" / f"{name}.png").stat().st_size > 0
-    settle = pd.read_csv(quick_out / "tables" / "fig7_settling.csv")
+        assert (reproduce_quick / "figures" / f"{name}.png").stat().st_size > 0
+    settle = pd.read_csv(reproduce_quick / "tables" / "fig7_settling.csv")
     assert set(settle["world"]) == {"paper", "ideal"}
     assert set(settle["agent"]) == {"q_learning", "q_learning_textbook", "dyna_q", "hybrid"}

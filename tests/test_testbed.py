@@ -179,6 +179,9 @@ def test_bad_scenario_trace_or_agent_fails_before_anything_starts(tmp_path):
     for gap in (-1.0, float("nan"), "400"):
         with pytest.raises(ValueError, match="calibration_gap_ms"):
             testbed_run.TestbedConfig(scenario=_scenario(), calibration_gap_ms=gap)
+    for repeats in (2, 0, 3.0, True):
+        with pytest.raises(ValueError, match="calibration_repeats must be an integer >= 3"):
+            testbed_run.TestbedConfig(scenario=_scenario(), calibration_repeats=repeats)
     with pytest.raises(ValueError, match="unknown agent"):
         run_testbed(
             testbed_run.TestbedConfig(scenario=_scenario(), agent="nope", mode="loopback"), progress=False
@@ -398,6 +401,7 @@ def _interrupt_cli(tmp_path, number: int, mode: str) -> tuple[int, int, dict, pd
     command = [
         sys.executable, "-m", "orchlib", "testbed", "--scenario", "testbed", "--users", "1", "--agent", "random",
         "--duration", "60", "--variants", SMALL[0], "--mode", mode, "--out", str(out), "--ports", "18280", "18281",
+        "--calibration-repeats", "3",  # the signal is what is tested here, not the calibration's precision
     ]  # fmt: skip
     log: list[bytes] = []
     finished = threading.Event()
@@ -458,6 +462,7 @@ def test_cli_refuses_a_bad_scenario_or_duration_before_anything_starts(tmp_path,
     for extra, message in (
         (["--scenario", "nope", "--duration", "5"], "unknown scenario preset 'nope'"),
         (["--scenario", "testbed", "--duration", "0"], "--duration: must be a finite number > 0"),
+        (["--scenario", "testbed", "--duration", "5", "--calibration-repeats", "2"], "--calibration-repeats"),
         (
             ["--scenario", "paper", "--duration", "5", "--variants", "mobilenet_v1_0.25_128_quant"],
             "cannot be met",

@@ -139,6 +139,13 @@ class TestbedConfig:
             raise ValueError(
                 f"TestbedConfig.server_threads must be an integer in [1, {os.cpu_count()}], got {self.server_threads!r}"
             )
+        from orchlib.profiling.profiler import MIN_REPEATS  # imports torch, which the testbed runs anyway
+
+        repeats = self.calibration_repeats
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < MIN_REPEATS:
+            raise ValueError(
+                f"TestbedConfig.calibration_repeats must be an integer >= {MIN_REPEATS}, got {repeats!r}"
+            )
         gap = self.calibration_gap_ms
         if gap is not None and not (
             isinstance(gap, int | float) and math.isfinite(gap) and 0 <= gap <= 10_000
