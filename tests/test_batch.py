@@ -5,8 +5,12 @@
     :class:`Simulator` (driven with ``make_request``) and :class:`OrchestrationEnv`'s observation.
 (b) Distributions: with their own randomness, the fast path and the reference path (the Gymnasium loop) give
     per-replicate statistics that a two-sample Kolmogorov-Smirnov test cannot tell apart, and means within a
-    few percent, for a fixed policy, batched Q-learning and batched UCB1; each comparison also shows that
-    the same test does reject a slightly different system or agent, so it can fail.
+    few percent, for a fixed policy; the comparison also shows that the same test does reject a slightly
+    different system, so it can fail.
+
+The learners need no comparison in distribution: their per-request classes are one-replicate views of the
+batched rules, and ``tests/test_registry.py`` checks that every request of Q-learning (catalogue and textbook
+defaults), the location-only stand-in and UCB1 is the same on both paths, on ``tiny`` and in the grounded world.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import ks_2samp, ttest_ind
+from scipy.stats import ks_2samp
 
 from orchlib.agents.bandits import UCB1
 from orchlib.agents.base import argmax_random_tie, uniform_valid_table
@@ -266,92 +270,6 @@ def test_fixed_policy_latency_distribution_matches_the_reference(paper_system) -
     )
 
 
-def test_batched_q_learning_matches_q_learning_on_tiny(tiny_system) -> None:
-    masks = discrete_state_masks(tiny_system)
-    n_requests, last = tiny_system.scenario.n_requests, 500
-    reference = _reference_runs(
-        tiny_system,
-        lambda env: QLearning(env.observation_space, env.action_space),
-        n_requests,
-        range(60),
-        last,
-    )
-    batch = _batch_runs(tiny_system, BatchQLearning(masks), n_requests, 1000, seed=1, last=last)
-    _assert_same_distribution(reference, batch)
-    # A learner that explores twice as long is told apart.
-    slower = _batch_runs(tiny_system, BatchQLearning(masks, epsilon_decay=0.9995), n_requests, 1000, 1, last)
-    _assert_different_distribution(reference, slower)
-
-
-def test_batched_q_learning_matches_q_learning_in_the_grounded_world() -> None:
-    """paper: a device fleet (the state encodes the device class), JPEG payloads, hidden conditions, the
-    bandwidth estimate and the device-load level in the state."""
-    system = build_system(paper())
-    masks = discrete_state_masks(system)
-    n_requests, last = 1000, 400
-    reference = _reference_runs(
-        system,
-        lambda env: QLearning(env.observation_space, env.action_space, **PAPER_DEFAULTS),
-        n_requests,
-        range(40),
-        last,
-    )
-    batch = _batch_runs(system, BatchQLearning(masks, **PAPER_DEFAULTS), n_requests, 300, 3, last)
-    # The fleet spreads the replicates' means widely (sd about 19 ms), so 40 reference runs pin their mean to
-    # about +-7 %: KS and a Welch t-test instead of the fixed 3 % band of the other comparisons.
-    assert ks_2samp(reference, batch).pvalue > KS_LEVEL
-    assert ttest_ind(reference, batch, equal_var=False).pvalue > KS_LEVEL
-    # A learner that keeps exploring 30 % of the time is told apart (the fleet makes the replicates' means
-    # spread widely, so a subtler change is not detectable with 40 reference runs).
-    louder = {**PAPER_DEFAULTS, "epsilon_min": 0.3}
-    _assert_different_distribution(
-        reference, _batch_runs(system, BatchQLearning(masks, **louder), n_requests, 300, 3, last)
-    )
-
-
-def test_batched_q_learning_with_the_catalogue_defaults_matches_on_tiny(tiny_system) -> None:
-    """The per-state exploration term and the per-visit step size (the catalogue's Q-learning) in both paths."""
-    masks = discrete_state_masks(tiny_system)
-    n_requests, last = 1500, 500
-    reference = _reference_runs(
-        tiny_system,
-        lambda env: QLearning(env.observation_space, env.action_space, **PAPER_DEFAULTS),
-        n_requests,
-        range(60),
-        last,
-    )
-    batch = _batch_runs(
-        tiny_system, BatchQLearning(masks, **PAPER_DEFAULTS), n_requests, 1000, seed=2, last=last
-    )
-    _assert_same_distribution(reference, batch)
-    # Exploring 30 times more per valid action is told apart.
-    louder = {**PAPER_DEFAULTS, "explore_per_action": 30 * PAPER_DEFAULTS["explore_per_action"]}
-    _assert_different_distribution(
-        reference, _batch_runs(tiny_system, BatchQLearning(masks, **louder), n_requests, 1000, 2, last)
-    )
-
-
-def test_batched_location_only_q_learning_matches_the_stand_in_on_tiny(tiny_system) -> None:
-    """The state-of-the-art stand-in (Q-learning over the three locations, the most accurate variant there)."""
-    masks = discrete_state_masks(tiny_system)
-    n_requests, last = 1000, 400
-    reference_agent = LocationOnlyQLearning
-    env = OrchestrationEnv(tiny_system, oracle=False)
-    actions = reference_agent(env.observation_space, env.action_space, tiny_system).actions
-    reference = _reference_runs(
-        tiny_system,
-        lambda env: reference_agent(env.observation_space, env.action_space, tiny_system),
-        n_requests,
-        range(60),
-        last,
-    )
-    batch = _batch_runs(tiny_system, BatchLocationOnly(actions, masks), n_requests, 1000, seed=4, last=last)
-    _assert_same_distribution(reference, batch)
-    # A stand-in that never stops picking locations at random is told apart.
-    louder = BatchLocationOnly(actions, masks, epsilon_min=1.0)
-    _assert_different_distribution(reference, _batch_runs(tiny_system, louder, n_requests, 1000, 4, last))
-
-
 def test_batched_location_only_refuses_bad_actions(tiny_system) -> None:
     masks = discrete_state_masks(tiny_system)
     for bad in ([0, 0, 1], [0, 1, masks.shape[1]], [[0, 1, 2]]):
@@ -361,22 +279,6 @@ def test_batched_location_only_refuses_bad_actions(tiny_system) -> None:
     actions = LocationOnlyQLearning(env.observation_space, env.action_space, tiny_system).actions
     with pytest.raises(ValueError, match="gamma"):
         BatchLocationOnly(actions, masks, gamma=2.0)
-
-
-def test_batched_ucb1_matches_ucb1_on_tiny(tiny_system) -> None:
-    masks = discrete_state_masks(tiny_system)
-    n_requests, last = 1000, 300
-    reference = _reference_runs(
-        tiny_system,
-        lambda env: UCB1(env.observation_space, env.action_space, c=0.2),
-        n_requests,
-        range(60),
-        last,
-    )
-    batch = _batch_runs(tiny_system, BatchUCB1(masks, c=0.2), n_requests, 1000, seed=2, last=last)
-    _assert_same_distribution(reference, batch)
-    wider = _batch_runs(tiny_system, BatchUCB1(masks, c=0.4), n_requests, 1000, 2, last)
-    _assert_different_distribution(reference, wider)
 
 
 # ------------------------------------------------------------------ loop, seeds, errors

@@ -121,11 +121,16 @@ def test_registering_is_checked(greedy_means: str) -> None:
 def test_the_learners_written_once_record_the_same_tables_batched_and_per_request(
     world: str, tmp_path
 ) -> None:
-    """Q-learning is written once (its per-request form the one-replicate view of the batched rules, drawing what
-    replicate b draws from the run's agent generator), so the Q-learners' runs are the same on both paths."""
+    """Q-learning and UCB1 are written once (each per-request form the one-replicate view of the batched rules,
+    drawing what replicate b draws from the run's agent generator), so these learners' runs are the same on both
+    paths, every request of them (which makes a comparison in distribution, as ``tests/test_batch.py`` does for
+    a fixed policy, unnecessary for them)."""
     scenario = (tiny() if world == "tiny" else paper()).replace(n_requests=400)
     specs = grid(
-        [scenario], ["q_learning", "q_learning_textbook", "sota_location_only"], n_replicates=2, seed=8
+        [scenario],
+        ["q_learning", "q_learning_textbook", "sota_location_only", "ucb1"],
+        n_replicates=2,
+        seed=8,
     )
     fast = run_sweep(specs, tmp_path / "fast", progress=False)
     slow = run_sweep(specs, tmp_path / "slow", progress=False, batched=False)

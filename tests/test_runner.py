@@ -527,7 +527,8 @@ def test_batched_sweeps_record_what_the_per_request_path_records(scenario, tmp_p
     pd.testing.assert_frame_equal(*(t.reset_index(drop=True) for t in by_agent["random"]))
     for name in ("q_learning", "ucb1", "sota_location_only"):
         f, s = (t.reset_index(drop=True) for t in by_agent[name])
-        # the same requests (the simulator's stream is the per-request path's); the learner's own draws differ
+        # the same requests (the simulator's stream is the per-request path's); that the learners' whole tables
+        # are equal too is tests/test_registry.py's test of the rules written once
         pd.testing.assert_series_equal(f["time_s"], s["time_s"])
         pd.testing.assert_series_equal(f["user"], s["user"])
         assert f["met_requirement"].all()
