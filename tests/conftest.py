@@ -55,24 +55,43 @@ def pytest_xdist_node_collection_finished(node: object, ids: object) -> None:
         raise pytest.UsageError(f"compiling the engine failed (exit code {process.returncode}; see above)")
 
 
-#: test files whose tests run for tens of seconds each, started first (longest first).
-LONG_FILES = ("test_reproduce_quick.py", "test_benchmarks.py", "test_notebooks.py", "test_testbed.py")
+#: test files whose tests run for tens of seconds each, in groups that each start one worker's share (one group
+#: per worker, in turn): the notebooks reuse the runs of ``reproduce --quick``, so they follow it on its worker.
+LONG_GROUPS = (
+    ("test_reproduce_quick.py", "test_notebooks.py"),  # about 35 s, then 12 notebooks in about 90 s
+    ("test_testbed.py", "test_benchmarks.py"),  # about 60 s, then about 30 s
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Long files first (:data:`LONG_FILES`), then every test marked ``slow``, then the rest (a stable sort).
+    """Order the run so that every worker starts on long tests and ends on short ones.
 
-    ``make test`` runs ``pytest -n 2 --dist worksteal``: each worker starts on one contiguous half of this order
-    and a worker that runs out takes unstarted tests from the end of the other's half, so the long tests start
-    first and the run does not end on one of them while the other worker idles."""
-
-    def rank(item: pytest.Item) -> tuple[int, int]:
-        name = item.path.name
-        if name in LONG_FILES:
-            return (0, LONG_FILES.index(name))
-        return (1 if item.get_closest_marker("slow") else 2, 0)
-
-    items.sort(key=rank)
+    ``make test`` runs ``pytest -n 2 --dist worksteal``: worker k starts on the k-th contiguous share of this order
+    (shares as equal as counts allow), and a worker that runs out takes unstarted tests from the end of another's
+    share, never its last two. So each share begins with its group of long files (:data:`LONG_GROUPS`, given to
+    the shares in turn) and is filled up with the other tests, those marked ``slow`` first; the run then ends on
+    short tests that either worker can take, not on a long one while the other worker idles."""
+    workers = max(1, int(getattr(config, "workerinput", {}).get("workercount", 1)))
+    shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    for index, files in enumerate(LONG_GROUPS):
+        shares[index % workers].extend(
+            sorted(
+                (item for item in items if item.path.name in files), key=lambda i: files.index(i.path.name)
+            )
+        )
+    long_files = {name for files in LONG_GROUPS for name in files}
+    rest = sorted(
+        (item for item in items if item.path.name not in long_files),
+        key=lambda item: 0 if item.get_closest_marker("slow") else 1,
+    )
+    left = len(items)
+    for k, share in enumerate(shares):  # pytest-xdist's first split: what is left, shared by the workers left
+        size = left // (workers - k)
+        left -= size
+        take = max(0, size - len(share)) if k < workers - 1 else len(rest)
+        share.extend(rest[:take])
+        del rest[:take]
+    items[:] = [item for share in shares for item in share]
 
 
 @pytest.fixture(scope="session")
