@@ -189,3 +189,21 @@ def test_shipped_profiles_cover_every_variant(name) -> None:
     profile = load_profile(name, variants)
     for key in ("machine", "framework", "threads", "date"):
         assert profile.metadata.get(key), f"{name} lacks '{key}' metadata"
+
+
+def test_a_table_is_read_again_when_its_bytes_change_and_each_read_is_its_own_copy(tmp_path) -> None:
+    """Tables are parsed once per content (a sweep builds its world for every scenario): a file rewritten in
+    place, even at once and to the same size, gives its new values, and changing what one read returned
+    changes nothing that a later read returns."""
+    path = tmp_path / "edge.csv"
+    rows = "model,median_ms,p10_ms,p90_ms,n_repeats\nbig,{0},{0},{0},10\nsmall,4.0,4.0,4.0,10\n"
+    path.write_text("# name: edge\n" + rows.format("20.0"))
+    first = load_profile(path)
+    path.write_text("# name: edge\n" + rows.format("30.0"))  # same size, same second
+    assert load_profile(path).frame.loc["big", "median_ms"] == 30.0
+    first.frame.loc["big", "median_ms"] = -1.0
+    path.write_text("# name: edge\n" + rows.format("20.0"))
+    assert load_profile(path).frame.loc["big", "median_ms"] == 20.0
+    path.write_text("# name: edge\n" + rows.format("2x.0"))  # a bad file read after good ones is refused
+    with pytest.raises(DataError, match="expected a number"):
+        load_profile(path)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
-from nbclient import NotebookClient
-from traitlets.config import Config
+if TYPE_CHECKING:
+    import nbformat
+
+# nbformat and nbclient are imported where a notebook is read or run, not here: every notebook imports this module
+# (for `is_quick` and `results_dir`), and nbformat's schema validation costs about a second to import.
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 #: environment variable the notebooks read to run at a tiny size (set by the tests).
@@ -57,6 +60,10 @@ def execute_notebook(
     Raises:
         nbclient.exceptions.CellExecutionError: a cell raised; the message shows the cell and the error.
     """
+    import nbformat
+    from nbclient import NotebookClient
+    from traitlets.config import Config
+
     nb = nbformat.read(path, as_version=4)
     settings = {QUICK_ENV: "1" if quick else "0"}
     if results is not None:
@@ -107,6 +114,8 @@ def count_images(nb: nbformat.NotebookNode) -> int:
 
 def commit_problems(path: Path) -> list[str]:
     """Why a notebook is not fit to commit: outputs, execution counts, or missing kernel metadata."""
+    import nbformat
+
     nb = nbformat.read(path, as_version=4)
     problems = []
     kernelspec = nb.metadata.get("kernelspec", {})

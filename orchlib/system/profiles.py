@@ -7,6 +7,7 @@ is valid. Nothing here computes latencies; see :mod:`orchlib.system.latency`.
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.resources
 import io
 import math
@@ -196,10 +197,12 @@ def read_metadata(path: Path) -> dict[str, str]:
     return meta
 
 
-def _text_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 text file (a byte-order mark is dropped), or DataError if it is not text."""
+def _text_lines(path: Path, content: bytes | None = None) -> list[str]:
+    """The lines of a UTF-8 text file (a byte-order mark is dropped), or DataError if it is not text.
+
+    ``content``: the file's bytes, read already (None: read them)."""
     try:
-        return path.read_text(encoding="utf-8-sig").splitlines()
+        return (path.read_bytes() if content is None else content).decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path}: not a UTF-8 text file (byte {exc.start} is {exc.object[exc.start : exc.start + 1]!r}); "
@@ -229,10 +232,23 @@ def _check_field_counts(path: Path, lines: list[str]) -> None:
 
 
 def _read_table(path: Path, columns: dict[str, type], key: str, unique: bool = True) -> pd.DataFrame:
-    """Read a commented CSV and check columns, types, emptiness and (if ``unique``) duplicate keys."""
+    """Read a commented CSV and check columns, types, emptiness and (if ``unique``) duplicate keys.
+
+    A file read before with the same bytes is not parsed and checked again (a sweep builds its world for every
+    scenario, and a preset reads the same tables each time): the result is a copy of the earlier one."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    lines = _text_lines(path)
+    content = path.read_bytes()
+    return _parse_table(path, content, tuple(columns.items()), key, unique).copy()
+
+
+@functools.lru_cache(maxsize=128)
+def _parse_table(
+    path: Path, content: bytes, columns: tuple[tuple[str, type], ...], key: str, unique: bool
+) -> pd.DataFrame:
+    """:func:`_read_table` of the file ``path`` whose bytes are ``content`` (a DataError is not kept)."""
+    lines = _text_lines(path, content)
+    columns = dict(columns)
     try:
         frame = pd.read_csv(io.StringIO("\n".join(lines)), comment="#", skipinitialspace=True)
     except pd.errors.EmptyDataError:
@@ -246,25 +262,28 @@ def _read_table(path: Path, columns: dict[str, type], key: str, unique: bool = T
     _check_field_counts(path, lines)
     if frame.empty:
         raise DataError(f"{path}: has a header but no rows")
+    names = frame[key].tolist()
+
+    def bad(row: int, column: str, problem: str) -> DataError:  # the message, built only for a bad value
+        return DataError(f"{path}, row {row + 1} (model/name {names[row]!r}), column {column!r}: {problem}")
+
     for column, kind in columns.items():
-        values = frame[column]
-        for row, value in zip(frame.index, values, strict=True):
-            line = f"{path}, row {row + 1} (model/name {frame[key].iloc[row]!r}), column {column!r}"
+        for row, value in enumerate(frame[column].tolist()):  # read_csv numbers the rows 0, 1, ...
             if kind is str:
                 if not isinstance(value, str) or not value.strip():
-                    raise DataError(f"{line}: expected a non-empty text, got {value!r}")
+                    raise bad(row, column, f"expected a non-empty text, got {value!r}")
             elif kind is bool:
                 if str(value).strip().lower() not in {"true", "false"}:
-                    raise DataError(f"{line}: expected true or false, got {value!r}")
+                    raise bad(row, column, f"expected true or false, got {value!r}")
             else:
                 try:
                     number = float(value)
                 except (TypeError, ValueError):
-                    raise DataError(f"{line}: expected a number, got {value!r}") from None
+                    raise bad(row, column, f"expected a number, got {value!r}") from None
                 if math.isnan(number):
-                    raise DataError(f"{line}: is empty or NaN; a number is required")
+                    raise bad(row, column, "is empty or NaN; a number is required")
                 if kind is int and number != int(number):
-                    raise DataError(f"{line}: expected a whole number, got {value!r}")
+                    raise bad(row, column, f"expected a whole number, got {value!r}")
     for column, kind in columns.items():
         if kind is bool:
             frame[column] = frame[column].astype(str).str.strip().str.lower() == "true"
