@@ -15,7 +15,6 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from orchlib.profiling.mobilenet import parse_variant, variant_names
 from orchlib.profiling.profiler import (
     AS_SERVED_GAP_MS,
     MIN_REPEATS,
@@ -24,6 +23,7 @@ from orchlib.profiling.profiler import (
     profile_metadata,
     profile_to_csv,
 )
+from orchlib.profiling.variants import parse_variant, variant_names
 
 #: Exit code of a run stopped with Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130

@@ -21,9 +21,7 @@ Implementation details and assumptions (reconstruction choices, with reasons):
 from __future__ import annotations
 
 import copy
-import re
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,14 +29,15 @@ from torch import nn
 from torch.ao import quantization as tq
 from torch.utils.flop_counter import FlopCounterMode
 
+# The variants' names need no torch: defined in orchlib.profiling.variants, still importable from here.
+from orchlib.profiling.variants import RESOLUTIONS as RESOLUTIONS
+from orchlib.profiling.variants import WIDTH_LABELS as WIDTH_LABELS
+from orchlib.profiling.variants import Variant as Variant
+from orchlib.profiling.variants import parse_variant
+from orchlib.profiling.variants import variant_names as variant_names
+
 #: Number of output classes of the TF-slim checkpoints (1000 ImageNet classes + 1 background class).
 N_CLASSES = 1001
-
-#: Published width multipliers, as spelled in the TF-slim variant names.
-WIDTH_LABELS: dict[str, float] = {"1.0": 1.0, "0.75": 0.75, "0.50": 0.5, "0.25": 0.25}
-
-#: Published input resolutions (pixels, square images).
-RESOLUTIONS: tuple[int, ...] = (224, 192, 160, 128)
 
 # (output channels before the width multiplier, stride) of the 13 depthwise-separable blocks (Howard et al.
 # 2017, Table 1).
@@ -58,50 +57,6 @@ _BLOCKS: tuple[tuple[int, int], ...] = (
     (1024, 1),
 )
 _STEM_CHANNELS = 32
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One of the 32 published MobileNetV1 variants."""
-
-    name: str
-    """TF-slim name, e.g. ``mobilenet_v1_0.50_160_quant``."""
-    width_multiplier: float
-    """Channel multiplier alpha (1.0, 0.75, 0.5 or 0.25)."""
-    resolution: int
-    """Input height and width in pixels."""
-    quantized: bool
-    """True for the 8-bit (int8) model, False for float32."""
-
-
-def variant_names() -> list[str]:
-    """Return the 32 variant names in the order of the TF-slim table (all float32 first, then all int8)."""
-    return [
-        f"mobilenet_v1_{label}_{resolution}{suffix}"
-        for suffix in ("", "_quant")
-        for label in WIDTH_LABELS
-        for resolution in RESOLUTIONS
-    ]
-
-
-_NAME_PATTERN = re.compile(r"mobilenet_v1_(?P<width>[0-9.]+)_(?P<resolution>[0-9]+)(?P<quant>_quant)?")
-
-
-def parse_variant(name: str) -> Variant:
-    """Parse a TF-slim variant name such as ``mobilenet_v1_0.25_128_quant``.
-
-    Raises:
-        ValueError: if ``name`` is not one of :func:`variant_names` (the message lists the valid names).
-    """
-    match = _NAME_PATTERN.fullmatch(name) if isinstance(name, str) else None
-    if match is None or match["width"] not in WIDTH_LABELS or int(match["resolution"]) not in RESOLUTIONS:
-        raise ValueError(f"unknown variant name {name!r}; valid names: {', '.join(variant_names())}")
-    return Variant(
-        name=name,
-        width_multiplier=WIDTH_LABELS[match["width"]],
-        resolution=int(match["resolution"]),
-        quantized=match["quant"] is not None,
-    )
 
 
 class ConvBNReLU(nn.Sequential):

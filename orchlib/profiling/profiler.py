@@ -34,15 +34,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import scipy.stats
-import torch
-import torch.utils.benchmark as benchmark
 from tqdm.auto import tqdm
 
-from orchlib.profiling.mobilenet import build_variant, parse_variant
+from orchlib.profiling.variants import parse_variant
+
+if TYPE_CHECKING:
+    import torch
+
+# torch (about a second to import) and scipy.stats are imported inside the functions that measure or test: the
+# command line reads this module's constants and checks before it runs anything.
 
 #: Metadata keys every profile file starts with, in this order.
 METADATA_KEYS: tuple[str, ...] = (
@@ -117,6 +121,9 @@ def measure_latency_ms(
     _check_int("repeats", repeats, MIN_REPEATS)
     _check_int("warmup", warmup, 0)
     _check_gap(idle_gap_ms)
+    import torch
+    import torch.utils.benchmark as benchmark
+
     timer = benchmark.Timer(
         stmt="model(example)", globals={"model": model, "example": example}, num_threads=threads
     )
@@ -182,6 +189,10 @@ def profile_variants(
     _check_int("repeats", repeats, MIN_REPEATS)
     _check_int("warmup", warmup, 0)
     _check_gap(idle_gap_ms)
+    import torch
+
+    from orchlib.profiling.mobilenet import build_variant
+
     streams = np.random.default_rng(rng).spawn(len(variants))
     rows: list[ProfileRow] = []
     previous_threads = torch.get_num_threads()
@@ -217,6 +228,8 @@ def check_device(device: str, variants: Sequence[str]) -> None:
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if device == "cuda":
+        import torch
+
         if not torch.cuda.is_available():
             raise ValueError(
                 "device 'cuda' asked for, but torch sees no GPU (torch.cuda.is_available() is False)"
@@ -345,6 +358,8 @@ def profile_metadata(
             architecture and whether /proc/cpuinfo reports a hypervisor (never the host name).
         date: measurement date; today by default.
     """
+    import torch
+
     n_cores = os.cpu_count() or 1
     if machine is None:
         kind = "virtual machine" if _running_under_hypervisor() else "machine"
@@ -416,6 +431,8 @@ def spearman_macs_latency(profile_df: pd.DataFrame, macs_table: pd.DataFrame) ->
     Raises:
         ValueError: if a column is missing or a profiled model is not in ``macs_table``.
     """
+    from scipy.stats import spearmanr
+
     merged = _merge_macs(profile_df, macs_table)
     quantized = np.array([parse_variant(name).quantized for name in merged["model"]], dtype=bool)
     records = []
@@ -423,7 +440,7 @@ def spearman_macs_latency(profile_df: pd.DataFrame, macs_table: pd.DataFrame) ->
         part = merged[mask]
         rho = np.nan
         if len(part) >= 2:
-            rho = float(scipy.stats.spearmanr(part["million_macs"], part["median_ms"]).statistic)
+            rho = float(spearmanr(part["million_macs"], part["median_ms"]).statistic)
         records.append({"subset": subset, "n_variants": len(part), "spearman_rho": rho})
     return pd.DataFrame.from_records(records)
 
@@ -565,6 +582,8 @@ def measure_decode_ms(jpeg: bytes, repeats: int, warmup: int) -> np.ndarray:
         raise ValueError(f"not a decodable JPEG ({type(exc).__name__}: {exc})") from None
     for _ in range(warmup):
         decode_to_tensor(jpeg)
+    import torch.utils.benchmark as benchmark
+
     timer = benchmark.Timer(
         stmt="decode(data)", globals={"decode": decode_to_tensor, "data": jpeg}, num_threads=1
     )

@@ -135,7 +135,7 @@ class Device:
         import httpx
         import torch
 
-        from orchlib.profiling.mobilenet import parse_variant
+        from orchlib.profiling.variants import parse_variant
         from orchlib.testbed.server import build_models
 
         self.config = config

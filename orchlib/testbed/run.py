@@ -53,6 +53,7 @@ import pandas as pd
 
 from orchlib.agents.base import Agent
 from orchlib.envs.orchestration import OrchestrationEnv
+from orchlib.profiling.profiler import MIN_REPEATS
 from orchlib.study.runner import REQUEST_COLUMNS, atomic_write
 from orchlib.system.engine import RESPONSE_PARTS
 from orchlib.system.scenario import TIERS, Scenario
@@ -139,8 +140,6 @@ class TestbedConfig:
             raise ValueError(
                 f"TestbedConfig.server_threads must be an integer in [1, {os.cpu_count()}], got {self.server_threads!r}"
             )
-        from orchlib.profiling.profiler import MIN_REPEATS  # imports torch, which the testbed runs anyway
-
         repeats = self.calibration_repeats
         if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < MIN_REPEATS:
             raise ValueError(

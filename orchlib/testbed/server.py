@@ -173,7 +173,7 @@ def warm_up(models: dict[str, Any]) -> None:
     """Run :data:`WARMUP_PASSES` forward passes of every model on a zero input."""
     import torch
 
-    from orchlib.profiling.mobilenet import parse_variant
+    from orchlib.profiling.variants import parse_variant
 
     for name, model in models.items():
         resolution = parse_variant(name).resolution
@@ -186,7 +186,7 @@ def create_app(config: ServerConfig, models: dict[str, Any]) -> FastAPI:
     """The FastAPI application of one server (``models``: variant name -> torch module)."""
     import torch
 
-    from orchlib.profiling.mobilenet import parse_variant
+    from orchlib.profiling.variants import parse_variant
 
     app = FastAPI(title=f"orchlib {config.tier} server")
     pool = ThreadPoolExecutor(max_workers=config.n_workers, thread_name_prefix=f"{config.tier}-worker")
