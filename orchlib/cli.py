@@ -471,7 +471,7 @@ def _add_testbed(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help=f"timed passes per variant in the device calibration (>= {MIN_REPEATS}; default: "
-        "TestbedConfig's, 15), each after the as-served idle gap",
+        "TestbedConfig.calibration_repeats), each after the as-served idle gap",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(handler=_run_testbed, parser=parser)
