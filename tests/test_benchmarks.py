@@ -198,3 +198,20 @@ def test_side_by_side_refuses_an_unknown_measure_group() -> None:
     )
     assert done.returncode == 2
     assert "--measures" in done.stderr and "make-test" in done.stderr and "'first-env,cold'" in done.stderr
+
+
+def test_the_same_tests_plugin_keeps_only_the_baselines_tests() -> None:
+    """benchmarks/same_tests.py (the same-work make test of RESULTS.md section 7) reads the baseline's test names."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from same_tests import baseline_tests
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    here = baseline_tests("HEAD", str(ROOT))
+    assert "test_benchmarks.py::test_side_by_side_refuses_an_unknown_measure_group" in here
+    assert "test_cli.py::test_the_command_line_starts_without_torch" in here
+    known = subprocess.run(["git", "cat-file", "-e", f"{BASELINE}^{{commit}}"], cwd=ROOT, check=False)
+    if known.returncode == 0:  # a shallow clone lacks it
+        old = baseline_tests(BASELINE, str(ROOT))
+        assert "test_cli.py::test_the_command_line_starts_without_torch" not in old  # added since
+        assert "test_cli.py::test_bad_arguments_name_the_argument" in old and len(old) < len(here)

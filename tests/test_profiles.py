@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from orchlib.system.profiles import DataError, load_network_levels, load_profile, load_trace, load_variants
+from orchlib.system.profiles import (
+    DataError,
+    load_network_levels,
+    load_payload_table,
+    load_profile,
+    load_trace,
+    load_variants,
+)
 from orchlib.system.scenario import AccuracyRequirement, Arrivals, LinkSpec, Scenario, TierSpec
 from orchlib.system.simulator import build_system
 
@@ -207,3 +214,8 @@ def test_a_table_is_read_again_when_its_bytes_change_and_each_read_is_its_own_co
     path.write_text("# name: edge\n" + rows.format("2x.0"))  # a bad file read after good ones is refused
     with pytest.raises(DataError, match="expected a number"):
         load_profile(path)
+    # a loader that hands out the parsed table itself: a changed copy leaves the next read as the file says
+    table = load_payload_table()
+    first_median = float(table["median_bytes"].iloc[0])
+    table.loc[table.index[0], "median_bytes"] = -1.0
+    assert float(load_payload_table()["median_bytes"].iloc[0]) == first_median > 0
