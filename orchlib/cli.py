@@ -497,7 +497,7 @@ def _run_testbed(args: argparse.Namespace) -> int:
             seed=args.seed,
             kill_edge_at_s=args.kill_edge_at,
             ports=tuple(args.ports),
-            **({} if args.calibration_repeats is None else {"calibration_repeats": args.calibration_repeats}),
+            calibration_repeats=args.calibration_repeats or TestbedConfig.calibration_repeats,
         )
         result = run_testbed(config, out_dir=args.out, progress=not args.no_progress)
     except (ValueError, TypeError, DataError) as error:

@@ -1,4 +1,4 @@
-"""MobileNetV1 in plain torch, its int8 post-training quantization, and the names of its 32 variants.
+"""MobileNetV1 in plain torch and its int8 post-training quantization (its 32 variants' names: :mod:`.variants`).
 
 The network follows Howard et al. 2017 ("MobileNets", arXiv 1704.04861) as implemented in TF-slim
 (tensorflow/models, ``research/slim/nets/mobilenet_v1.py``): a 3x3 stride-2 convolution with 32 channels, then
